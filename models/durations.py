@@ -1,0 +1,47 @@
+"""Durations (`30d`, `8h`, `90d`) instead of row counts.
+
+Real data comes in daily, 8-hourly and hourly bars; a window given as a row count silently
+means three different things.  Every window, horizon and lookback in configs is a duration
+string, converted to a number of bars only here.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+_UNITS = {"m": "min", "min": "min", "h": "h", "d": "D", "w": "W"}
+_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(min|m|h|d|w)\s*$", re.IGNORECASE)
+
+
+def parse_duration(text: str | pd.Timedelta) -> pd.Timedelta:
+    """Parse `"30d"`, `"8h"`, `"2w"`, `"90min"` into a Timedelta; raise ValueError naming the text."""
+    if isinstance(text, pd.Timedelta):
+        return text
+    m = _PATTERN.match(str(text))
+    if not m:
+        raise ValueError(
+            f"invalid duration {text!r}: expected a number and a unit (min, h, d, w), e.g. '30d' or '8h'"
+        )
+    value, unit = float(m.group(1)), m.group(2).lower()
+    td = pd.Timedelta(value, unit=_UNITS[unit])
+    if td <= pd.Timedelta(0):
+        raise ValueError(f"invalid duration {text!r}: must be positive")
+    return td
+
+
+def to_periods(duration: str | pd.Timedelta, freq: pd.Timedelta, minimum: int = 1) -> int:
+    """Number of bars of length `freq` in `duration` (rounded, at least `minimum`)."""
+    td = parse_duration(duration)
+    return max(minimum, int(round(td / freq)))
+
+
+def format_freq(freq: pd.Timedelta) -> str:
+    """Short label of a bar frequency: `1d`, `8h`, `1h`, `15min`."""
+    seconds = int(freq.total_seconds())
+    if seconds % 86400 == 0:
+        return f"{seconds // 86400}d"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 60}min"
