@@ -1,0 +1,297 @@
+"""`fit_model`: feature table + forward targets -> trained, calibrated `BetaNet` (deterministic on CPU).
+
+The walk-forward driver calls this once per fold with timestamp ranges (the embargo between train
+and validation is the caller's business: pass ranges that already leave a gap >= the horizon).
+Nothing is written into the repository: Lightning runs in a temporary folder with checkpointing
+and loggers off; the best-validation weights are kept in memory and restored at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from models.durations import format_freq, parse_duration
+from models.schema import infer_freq
+from models.windowing import feature_cube, gather_windows, sample_index, window_geometry
+from training.model_config import ModelConfig
+
+N_PARITY_WINDOWS = 64  # real validation windows kept with the fit for the ONNX parity check
+
+
+@dataclass
+class FitResult:
+    """A trained net (eval mode, calib_scale set) and everything the bundle export needs."""
+
+    net: object  # models.networks.BetaNet, eval mode
+    history: list[dict]  # per epoch: epoch, train_loss/nll/ce, val_loss/nll/ce
+    mean: np.ndarray  # [F] training feature means (raw scale), also inside the net
+    std: np.ndarray  # [F]
+    feature_columns: list[str]
+    base_columns: dict[str, str]  # benchmark -> base beta column
+    groups: dict[str, str]  # column -> feature group
+    benchmarks: list[str]
+    best_epoch: int
+    calib_scale: np.ndarray  # [K]
+    cfg: ModelConfig
+    freq: str  # "1d", "8h", ...
+    lookback_bars: int
+    stride: int
+    steps: int
+    train_range: tuple[str, str]
+    val_range: tuple[str, str]
+    n_train: int  # training windows used (after subsampling)
+    n_val: int
+    metrics: dict[str, float] = field(default_factory=dict)  # validation metrics after calibration
+    sample_windows: np.ndarray | None = None  # [<=64, L, F] real validation windows (parity checks)
+
+
+def _range_mask(timestamps: pd.DatetimeIndex, rng) -> np.ndarray:
+    lo, hi = (pd.Timestamp(v) if v is not None else None for v in rng)
+    lo = lo.tz_localize("UTC") if lo is not None and lo.tzinfo is None else lo
+    hi = hi.tz_localize("UTC") if hi is not None and hi.tzinfo is None else hi
+    m = np.ones(len(timestamps), dtype=bool)
+    if lo is not None:
+        m &= timestamps >= lo
+    if hi is not None:
+        m &= timestamps <= hi
+    return m
+
+
+def _target_cube(targets: pd.DataFrame, benchmarks, timestamps, symbols) -> np.ndarray:
+    missing = [b for b in benchmarks if b not in targets.columns]
+    if missing:
+        raise ValueError(f"targets lack benchmark column(s) {missing}; have {list(targets.columns)}")
+    y, _, _ = feature_cube(targets, list(benchmarks), timestamps, symbols)
+    return y  # [T, N, K]
+
+
+def _regime_vector(regimes, timestamps) -> np.ndarray:
+    if regimes is None:
+        return np.full(len(timestamps), -1, dtype=np.int64)
+    s = regimes["forward"] if isinstance(regimes, pd.DataFrame) else regimes
+    v = s.reindex(timestamps).to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.where(np.isfinite(v), v, -1).astype(np.int64)
+
+
+@contextlib.contextmanager
+def _quiet_lightning():
+    names = ["lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning"]
+    levels = {n: logging.getLogger(n).level for n in names}
+    for n in names:
+        logging.getLogger(n).setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*number of training batches.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        try:
+            yield
+        finally:
+            for n, lvl in levels.items():
+                logging.getLogger(n).setLevel(lvl)
+
+
+def predict_torch(net, x: np.ndarray, batch_size: int = 4096) -> dict[str, np.ndarray]:
+    """Eager forward pass of a BetaNet on raw windows [B, L, F] -> dict of numpy outputs."""
+    import torch
+
+    from models.networks import OUTPUT_NAMES
+
+    was_training = net.training
+    net.eval()
+    outs: list[list[np.ndarray]] = [[] for _ in OUTPUT_NAMES]
+    with torch.no_grad():
+        for i in range(0, max(len(x), 1), batch_size):
+            res = net(torch.as_tensor(np.asarray(x[i : i + batch_size], dtype=np.float32)))
+            for j, r in enumerate(res):
+                outs[j].append(r.numpy())
+    net.train(was_training)
+    return {name: np.concatenate(o, axis=0) for name, o in zip(OUTPUT_NAMES, outs, strict=True)}
+
+
+def _heads_numpy(net, x: np.ndarray, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    betas, sigmas = [], []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            b, ls, _ = net.heads(torch.as_tensor(x[i : i + batch_size]))
+            betas.append(b.numpy())
+            sigmas.append(torch.exp(ls).numpy())
+    return np.concatenate(betas), np.concatenate(sigmas)
+
+
+def calibration_scale(
+    y: np.ndarray, beta: np.ndarray, sigma: np.ndarray, z: float, level: float
+) -> np.ndarray:
+    """Per-benchmark factor c_k so that |y - beta| <= z * sigma * c_k for a `level` share of finite targets.
+
+    c_k = quantile_level(|y - beta| / sigma) / z; 1 where a benchmark has no finite target.
+    """
+    out = np.ones(y.shape[1])
+    for k in range(y.shape[1]):
+        ok = np.isfinite(y[:, k]) & np.isfinite(beta[:, k])
+        if ok.sum() >= 10:
+            r = np.abs(y[ok, k] - beta[ok, k]) / sigma[ok, k]
+            out[k] = max(float(np.quantile(r, level)) / z, 1e-3)
+    return out
+
+
+def fit_model(
+    features,
+    targets: pd.DataFrame,
+    regimes: pd.DataFrame | None,
+    train_range: tuple,
+    val_range: tuple,
+    cfg: ModelConfig | None = None,
+    benchmarks: list[str] | None = None,
+    progress: bool = True,
+    freq: pd.Timedelta | str | None = None,
+    timestamps: pd.DatetimeIndex | None = None,
+) -> FitResult:
+    """Train a BetaNet on windows ending in `train_range`, early-stop and calibrate on `val_range`.
+
+    features: a `models.features.FeatureTable` (frame indexed (timestamp, symbol), groups, base_columns).
+    targets: forward betas indexed (timestamp, symbol), one column per benchmark (NaN allowed).
+    regimes: indexed by timestamp with a `forward` column of regime codes (or None: no regime loss).
+    train_range / val_range: (start, end) timestamps, inclusive; None = open.
+    freq / timestamps: the panel's bar length and grid (default: inferred from the feature frame).
+    """
+    import lightning.pytorch as pl
+    import torch
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from models.networks import build_net
+    from training.datasets import WindowDataModule, WindowDataset, time_decay_weights
+    from training.lit_module import BetaLitModule
+
+    cfg = cfg or ModelConfig()
+    benchmarks = list(benchmarks or list(features.base_columns))
+    columns = list(features.frame.columns)
+    missing = [b for b in benchmarks if b not in features.base_columns]
+    if missing:
+        raise ValueError(
+            f"no base beta column for benchmark(s) {missing}; FeatureTable.base_columns has {list(features.base_columns)}"
+        )
+    base_cols = {b: features.base_columns[b] for b in benchmarks}
+    base_index = [columns.index(base_cols[b]) for b in benchmarks]
+
+    cube, ts, symbols = feature_cube(features.frame, columns, timestamps)
+    if freq is None:
+        freq = infer_freq(ts)
+    freq = parse_duration(freq) if isinstance(freq, str) else pd.Timedelta(freq)
+    geo = window_geometry(cfg.lookback, freq, cfg.max_steps)
+    y = _target_cube(targets, benchmarks, ts, symbols)  # [T, N, K]
+    reg = _regime_vector(regimes, ts)  # [T]
+
+    valid = np.isfinite(cube[:, :, base_index]).all(axis=2) & np.isfinite(y).any(axis=2)  # [T, N]
+    pairs = sample_index(valid, geo.lookback_bars, geo.stride)
+    in_train = _range_mask(ts, train_range)
+    in_val = _range_mask(ts, val_range)
+    train_pairs = pairs[in_train[pairs[:, 0]]]
+    val_pairs = pairs[in_val[pairs[:, 0]]]
+    if len(train_pairs) == 0:
+        raise ValueError(
+            f"no training windows in {train_range}: need finite base betas and targets after {geo.span} bars"
+        )
+    if len(val_pairs) == 0:
+        raise ValueError(f"no validation windows in {val_range}: need finite base betas and targets")
+    rng = np.random.default_rng(cfg.seed)
+    if len(train_pairs) > cfg.max_train_samples:
+        keep = np.sort(rng.choice(len(train_pairs), cfg.max_train_samples, replace=False))
+        train_pairs = train_pairs[keep]
+
+    # normalisation statistics over every training-period row (not only sampled window ends)
+    rows = cube[in_train].reshape(-1, cube.shape[2]).astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        mean = np.nanmean(rows, axis=0)
+        std = np.nanstd(rows, axis=0)
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    std = np.where(np.isfinite(std) & (std > 1e-8), std, 1.0)
+
+    halflife = parse_duration(cfg.decay_halflife) if cfg.decay_halflife else None
+    w_train = time_decay_weights(train_pairs[:, 0], ts, halflife)
+    w_val = np.ones(len(val_pairs), dtype=np.float32)
+    train_ds = WindowDataset(cube, y, reg, train_pairs, w_train, geo.lookback_bars, geo.stride)
+    val_ds = WindowDataset(cube, y, reg, val_pairs, w_val, geo.lookback_bars, geo.stride)
+
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.num_threads)
+    try:
+        with _quiet_lightning(), tempfile.TemporaryDirectory(prefix="abeta-fit-") as tmp:
+            pl.seed_everything(cfg.seed, workers=True, verbose=False)
+            net = build_net(cfg, len(columns), base_index)
+            net.set_normalization(mean, std)
+            module = BetaLitModule(
+                net, cfg.lr, cfg.weight_decay, cfg.regime_loss_weight if regimes is not None else 0.0
+            )
+            dm = WindowDataModule(train_ds, val_ds, cfg.batch_size, cfg.seed)
+            trainer = pl.Trainer(
+                max_epochs=cfg.epochs,
+                accelerator="cpu",
+                devices=1,
+                deterministic=True,
+                logger=False,
+                enable_checkpointing=False,
+                enable_model_summary=False,
+                enable_progress_bar=progress,
+                num_sanity_val_steps=0,
+                gradient_clip_val=cfg.grad_clip,
+                default_root_dir=tmp,
+                callbacks=[
+                    EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min", verbose=False)
+                ],
+            )
+            trainer.fit(module, datamodule=dm)
+    finally:
+        torch.set_num_threads(prev_threads)
+    if module.best_state is not None:
+        net.load_state_dict(module.best_state)
+    net.eval()
+
+    # calibrate the interval on validation
+    xv = gather_windows(cube, val_pairs, geo.lookback_bars, geo.stride)
+    yv = y[val_pairs[:, 0], val_pairs[:, 1]]
+    beta_v, sigma_v = _heads_numpy(net, xv)
+    scale = calibration_scale(yv, beta_v, sigma_v, float(net.z), cfg.interval_level)
+    net.calib_scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
+    half = float(net.z) * sigma_v * scale
+    metrics: dict[str, float] = {"val_loss": float(module.best_val), "best_epoch": float(module.best_epoch)}
+    for k, b in enumerate(benchmarks):
+        ok = np.isfinite(yv[:, k])
+        base = xv[ok, -1, base_index[k]]
+        metrics[f"val_rmse_{b}"] = float(np.sqrt(np.mean((yv[ok, k] - beta_v[ok, k]) ** 2)))
+        metrics[f"val_rmse_base_{b}"] = float(np.sqrt(np.mean((yv[ok, k] - base) ** 2)))
+        metrics[f"val_coverage90_{b}"] = float(np.mean(np.abs(yv[ok, k] - beta_v[ok, k]) <= half[ok, k]))
+        metrics[f"calib_scale_{b}"] = float(scale[k])
+    pick = np.linspace(0, len(xv) - 1, min(N_PARITY_WINDOWS, len(xv))).astype(int)
+    return FitResult(
+        net=net,
+        history=module.history,
+        mean=mean.astype(np.float32),
+        std=std.astype(np.float32),
+        feature_columns=columns,
+        base_columns=base_cols,
+        groups=dict(getattr(features, "groups", {}) or {}),
+        benchmarks=benchmarks,
+        best_epoch=module.best_epoch,
+        calib_scale=scale,
+        cfg=cfg,
+        freq=format_freq(freq),
+        lookback_bars=geo.lookback_bars,
+        stride=geo.stride,
+        steps=geo.steps,
+        train_range=tuple(str(v) for v in train_range),
+        val_range=tuple(str(v) for v in val_range),
+        n_train=len(train_pairs),
+        n_val=len(val_pairs),
+        metrics=metrics,
+        sample_windows=xv[pick].copy(),
+    )
