@@ -1,0 +1,103 @@
+"""The audit log's hash chain: canonical JSON, record hashes and tamper classification.
+
+Pure functions, no database: an independent verifier (a compliance script, another language)
+only needs the rules written here to re-check an export.
+
+Canonical form of a record (what is hashed): a JSON object holding every stored column except
+`hash` -- ``seq, ts, request_id, caller, endpoint, symbols, model_name, model_version,
+bundle_sha256, run_id, feature_spec_hash, input_sha256, payload, prev_hash`` -- serialised with
+keys sorted, separators ``,`` and ``:`` (no whitespace), UTF-8 (non-ASCII kept as is), integers
+as integers and floats as Python ``repr`` (the shortest string that round-trips the IEEE double,
+e.g. ``0.1``, ``1e-07``, ``1e+16``). Non-finite floats are not JSON; they are stored as the
+strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` before hashing.
+``hash = sha256(canonical).hexdigest()``; the first record's ``prev_hash`` is 64 zeros.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+GENESIS_HASH = "0" * 64
+
+# Stored columns in table order. `payload` holds {"features", "output", "explanation"}.
+COLUMNS: tuple[str, ...] = (
+    "seq",
+    "ts",
+    "request_id",
+    "caller",
+    "endpoint",
+    "symbols",
+    "model_name",
+    "model_version",
+    "bundle_sha256",
+    "run_id",
+    "feature_spec_hash",
+    "input_sha256",
+    "payload",
+    "prev_hash",
+    "hash",
+)
+TEXT_FIELDS: tuple[str, ...] = (
+    "caller",
+    "endpoint",
+    "model_name",
+    "model_version",
+    "bundle_sha256",
+    "run_id",
+    "feature_spec_hash",
+    "input_sha256",
+)
+PAYLOAD_FIELDS: tuple[str, ...] = ("features", "output", "explanation")
+ENTRY_FIELDS: frozenset[str] = frozenset(("request_id", "symbols", *TEXT_FIELDS, *PAYLOAD_FIELDS))
+
+_NONFINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def to_json_value(obj: Any, where: str = "entry") -> Any:
+    """Plain JSON value for `obj`: numpy scalars/arrays, tuples, timestamps become JSON types.
+
+    Done once, before hashing, so the stored text and the hashed text are the same thing.
+    Raises TypeError naming the field path for anything that has no JSON form.
+    """
+    if obj is None or isinstance(obj, bool | str):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        if math.isnan(obj):
+            return "NaN"
+        return _NONFINITE.get(obj, float(obj))
+    if isinstance(obj, Mapping):
+        return {str(k): to_json_value(v, f"{where}.{k}") for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_json_value(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if hasattr(obj, "tolist"):  # numpy arrays and numpy scalars (without importing numpy)
+        return to_json_value(obj.tolist(), where)
+    if hasattr(obj, "isoformat"):  # datetime, pandas Timestamp
+        return obj.isoformat()
+    raise TypeError(f"audit {where}: value of type {type(obj).__name__} cannot be stored as JSON")
+
+
+def canonical_json(obj: Any) -> str:
+    """Canonical JSON text (see module docstring) of an already plain JSON value."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def record_hash(record: Mapping[str, Any]) -> str:
+    """sha256 hex of the canonical JSON of a stored record without its `hash` field.
+
+    `record` is the stored form: `symbols` a list, `payload` an object.
+    """
+    doc = {k: record[k] for k in COLUMNS if k != "hash"}
+    return hashlib.sha256(canonical_json(doc).encode("utf-8")).hexdigest()
+
+
+def describe(record: Mapping[str, Any]) -> str:
+    """Short human label of a record for messages: ``record seq 17 (request 9f3a..)``."""
+    rid = str(record.get("request_id") or "")
+    short = rid if len(rid) <= 12 else rid[:10] + ".."
+    return f"record seq {record['seq']} (request {short})"
