@@ -1,0 +1,268 @@
+"""`export_bundle`: a trained `FitResult` -> a verified, torch-free bundle folder.
+
+The graph is exported with the dynamo exporter (dynamic batch and sequence length), checked
+against eager torch on random and on real feature windows (max abs difference <= 1e-5, or the
+export fails), then written with its feature spec, normalisation statistics, metadata, model card
+and a sha256 manifest.  The folder is assembled in a temporary directory and moved into place
+only after the parity check passed, so a failed export never leaves a half-written bundle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import math
+import shutil
+import tempfile
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from models.bundle import REQUIRED_FILES, load_bundle, write_manifest
+from models.durations import parse_duration, to_periods
+
+PARITY_ATOL = 1e-5
+DEFAULT_REGIMES = ("calm", "volatile", "crash")
+OPSET = 18
+
+
+class ExportParityError(RuntimeError):
+    """ONNX Runtime and eager torch disagree by more than PARITY_ATOL."""
+
+
+def _regime_names(n: int) -> list[str]:
+    try:
+        from models.targets import REGIME_NAMES
+
+        names = list(REGIME_NAMES)
+    except ImportError:
+        names = list(DEFAULT_REGIMES)
+    return names if len(names) == n else [f"regime_{i}" for i in range(n)]
+
+
+def _durations_in(obj) -> list[str]:
+    """Every duration-like string anywhere in a nested dict/list (feature windows, half-lives)."""
+    out: list[str] = []
+    if isinstance(obj, dict):
+        for v in obj.values():
+            out += _durations_in(v)
+    elif isinstance(obj, list | tuple):
+        for v in obj:
+            out += _durations_in(v)
+    elif isinstance(obj, str):
+        try:
+            parse_duration(obj)
+            out.append(obj)
+        except ValueError:
+            pass
+    return out
+
+
+def warmup_bars(spec, freq) -> int:
+    """Bars of raw history the feature pipeline needs before its first finite row.
+
+    Uses `spec.min_history` (bars, a duration, or a callable of freq) when the spec provides it;
+    otherwise the longest duration named anywhere in the spec (windows, half-lives) plus one bar
+    for the first return, a conservative upper bound.
+    """
+    freq = parse_duration(freq)
+    mh = getattr(spec, "min_history", None)
+    if callable(mh):
+        mh = mh(freq)
+    if isinstance(mh, int | np.integer):
+        return int(mh)
+    if isinstance(mh, str):
+        return to_periods(mh, freq)
+    spec_dict = spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
+    durations = _durations_in(spec_dict)
+    longest = max((to_periods(d, freq) for d in durations), default=0)
+    return longest + 1
+
+
+def _spec_dict(spec) -> dict:
+    return spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
+
+
+def _spec_hash(spec) -> str | None:
+    h = getattr(spec, "hash", None)
+    return h() if callable(h) else None
+
+
+def _export_onnx(net, n_features: int, steps: int, path: Path) -> None:
+    import torch
+    from torch.export import Dim
+
+    from models.networks import OUTPUT_NAMES
+
+    example = torch.zeros(2, max(steps, 2), n_features)
+    quiet = io.StringIO()
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._dynamo", "torch.export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                net,
+                (example,),
+                str(path),
+                dynamo=True,
+                external_data=False,
+                input_names=["x"],
+                output_names=list(OUTPUT_NAMES),
+                dynamic_shapes={"x": {0: Dim("batch"), 1: Dim("seq")}},
+                opset_version=OPSET,
+                verbose=False,
+            )
+    finally:
+        for lg, lvl in zip(loggers, levels, strict=True):
+            lg.setLevel(lvl)
+
+
+def parity_check(net, onnx_path: Path, windows: list[np.ndarray], atol: float = PARITY_ATOL) -> float:
+    """Max abs difference between ORT and eager torch over all outputs and windows; raise if > atol."""
+    import onnxruntime as ort
+
+    from training.fit import predict_torch
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for x in windows:
+        ref = predict_torch(net, x)
+        got = dict(
+            zip(
+                [o.name for o in sess.get_outputs()], sess.run(None, {"x": x.astype(np.float32)}), strict=True
+            )
+        )
+        for name, r in ref.items():
+            d = np.abs(r.astype(np.float64) - got[name].astype(np.float64))
+            both_nan = np.isnan(r) & np.isnan(got[name])
+            diff = float(np.max(np.where(both_nan, 0.0, d), initial=0.0))
+            if not math.isfinite(diff) or diff > atol:
+                raise ExportParityError(
+                    f"ONNX parity failed on output {name!r} for input shape {list(x.shape)}: "
+                    f"max |ORT - torch| = {diff:.3g} > {atol:g}"
+                )
+            worst = max(worst, diff)
+    return worst
+
+
+def parity_windows(fit, seed: int = 0) -> list[np.ndarray]:
+    """Random raw-scale windows (batch 1 and 7, full and half length, 10 % NaN) plus the fit's real windows."""
+    rng = np.random.default_rng(seed)
+    f = len(fit.feature_columns)
+    base_idx = [fit.feature_columns.index(fit.base_columns[b]) for b in fit.benchmarks]
+    out = []
+    for b in (1, 7):
+        for length in (fit.steps, max(2, fit.steps // 2)):
+            x = fit.mean + fit.std * rng.standard_normal((b, length, f))
+            x[rng.random(x.shape) < 0.1] = np.nan
+            x[:, -1, base_idx] = 1.0 + 0.3 * rng.standard_normal((b, len(base_idx)))
+            out.append(x.astype(np.float32))
+    if fit.sample_windows is not None and len(fit.sample_windows):
+        out.append(np.asarray(fit.sample_windows, dtype=np.float32))
+        out.append(np.asarray(fit.sample_windows[:1], dtype=np.float32))
+    return out
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default, allow_nan=True) + "\n")
+
+
+def export_bundle(
+    fit, spec, meta: dict | None, out_dir: str | Path, model_card: str, overwrite: bool = False
+) -> Path:
+    """Write the bundle for `fit` into `out_dir` and return its path (verified by `load_bundle`).
+
+    spec: the `FeatureSpec` the features were computed with.  meta: extra metadata merged into
+    meta.json (e.g. model name, run_id, data fingerprint, "metrics", "factor_names": the factor
+    series a request must carry).  Raises ExportParityError if ORT and torch disagree.
+    """
+    meta = dict(meta or {})
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"bundle folder {out} is not empty; pass overwrite=True to replace it")
+        shutil.rmtree(out)
+    freq = fit.freq
+    warm = warmup_bars(spec, freq)
+    span = (fit.steps - 1) * fit.stride + 1
+    factor_names = list(meta.pop("factor_names", []) or getattr(spec, "factors", None) or [])
+    series = list(dict.fromkeys([*fit.benchmarks, *factor_names]))
+    metrics = {**fit.metrics, **dict(meta.pop("metrics", {}) or {})}
+    with tempfile.TemporaryDirectory(prefix="abeta-export-") as tmp:
+        stage = Path(tmp) / "bundle"
+        stage.mkdir()
+        onnx_path = stage / "model.onnx"
+        _export_onnx(fit.net, len(fit.feature_columns), fit.steps, onnx_path)
+        worst = parity_check(fit.net, onnx_path, parity_windows(fit))
+        body = {
+            "format": "adaptive-beta-bundle/1",
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "arch": fit.cfg.arch,
+            "benchmarks": list(fit.benchmarks),
+            "regimes": _regime_names(fit.cfg.n_regimes),
+            "feature_columns": list(fit.feature_columns),
+            "feature_groups": {c: fit.groups.get(c, "other") for c in fit.feature_columns},
+            "base_columns": dict(fit.base_columns),
+            "lookback": fit.cfg.lookback,
+            "lookback_bars": int(fit.lookback_bars),
+            "stride": int(fit.stride),
+            "steps": int(fit.steps),
+            "freq": freq,
+            "required_history": {
+                "frequency": freq,
+                "min_periods": int(warm + span),
+                "feature_warmup_bars": int(warm),
+                "window_bars": int(span),
+                "series": series,
+            },
+            "interval_level": fit.cfg.interval_level,
+            "calib_scale": [float(v) for v in fit.calib_scale],
+            "training_period": {"train": list(fit.train_range), "val": list(fit.val_range)},
+            "n_train_windows": int(fit.n_train),
+            "n_val_windows": int(fit.n_val),
+            "best_epoch": int(fit.best_epoch),
+            "history": fit.history,
+            "model_config": fit.cfg.model_dump(),
+            "feature_spec_hash": _spec_hash(spec),
+            "metrics": metrics,
+            "onnx": {"opset": OPSET, "input": "x", "outputs": ["beta", "beta_lo", "beta_hi", "regime_prob"]},
+            "parity_max_abs_diff": worst,
+        }
+        body.update(meta)
+        _write_json(stage / "meta.json", body)
+        _write_json(stage / "feature_spec.json", _spec_dict(spec))
+        _write_json(
+            stage / "normalization.json",
+            {
+                "columns": list(fit.feature_columns),
+                "mean": [float(v) for v in fit.mean],
+                "std": [float(v) for v in fit.std],
+                "note": "applied inside model.onnx; the input is raw features",
+            },
+        )
+        (stage / "model_card.md").write_text(model_card if model_card.endswith("\n") else model_card + "\n")
+        assert all((stage / f).is_file() for f in REQUIRED_FILES)
+        write_manifest(stage)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            out.rmdir()
+        shutil.move(str(stage), str(out))
+    load_bundle(out)  # verifies hashes and required fields
+    return out
