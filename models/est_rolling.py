@@ -74,3 +74,93 @@ def rolling_ols_beta_se(
         se = np.sqrt(rss / (n - 2.0) / sxx_c)
     se = np.where(np.isfinite(beta), se, np.nan)
     return as_frame(beta, y), as_frame(se, y)
+
+
+def _prepare_multi(y: pd.DataFrame, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Y (T,N), Z (T,P), M (T,N)): zero-filled where invalid; a row is valid for asset i when y_i
+    and every column of X are finite."""
+    if not isinstance(X, pd.DataFrame) or X.shape[1] == 0:
+        raise ValueError("X must be a DataFrame with at least one regressor column")
+    Xa = X.reindex(y.index).to_numpy(dtype=np.float64, na_value=np.nan)
+    Y = y.to_numpy(dtype=np.float64, na_value=np.nan)
+    row_ok = np.isfinite(Xa).all(axis=1)
+    M = np.isfinite(Y) & row_ok[:, None]
+    return np.where(M, Y, 0.0), np.where(row_ok[:, None], Xa, 0.0), M.astype(np.float64)
+
+
+def multifactor_ols_coefs(
+    y: pd.DataFrame,
+    X: pd.DataFrame,
+    window: int,
+    min_periods: int | None = None,
+    drop_constant: bool = False,
+) -> dict[str, pd.DataFrame]:
+    """Rolling OLS of each asset on an intercept and all columns of X: factor name -> T x N slopes.
+
+    Centred normal equations (Sxx - sx sx'/n) b = Sxy - sx sy/n from rolling cross-product sums
+    (T x N x P x P, masked per asset) and one batched `np.linalg.solve`.  Windows whose centred
+    regressor matrix is singular or nearly so (e.g. a stale equity series over a weekend, i.e. a
+    zero-variance column; smallest eigenvalue of the correlation matrix below 1e-8) give NaN.
+    min_periods default: half the window, at least P + 2.
+    drop_constant: instead of NaN for the whole window, leave out the regressors that are
+        constant over it (their coefficient is NaN there, the others are the OLS on the rest),
+        e.g. a factor series that has not started yet.  Collinear non-constant regressors still
+        give NaN.
+    """
+    P = X.shape[1] if isinstance(X, pd.DataFrame) else 0
+    window, min_periods = check_window(window, min_periods, least=P + 2)
+    Y, Z, M = _prepare_multi(y, X)
+    T, N = Y.shape
+    n = rolling_sum(M, window)  # (T, N)
+    sz = rolling_sum(M[:, :, None] * Z[:, None, :], window)  # (T, N, P)
+    sy = rolling_sum(Y, window)  # (T, N)
+    zz = Z[:, :, None] * Z[:, None, :]  # (T, P, P)
+    szz = rolling_sum((M[:, :, None, None] * zz[:, None]).reshape(T, -1), window).reshape(T, N, P, P)
+    szy = rolling_sum(Z[:, None, :] * Y[:, :, None], window)  # (T, N, P)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        nn = n[:, :, None]
+        A = szz - sz[:, :, :, None] * sz[:, :, None, :] / nn[..., None]
+        b = szy - sz * (sy[:, :, None] / nn)
+        d = np.sqrt(np.clip(np.diagonal(A, axis1=2, axis2=3), 0.0, None))  # (T, N, P)
+        scale = np.where(d > 0, 1.0 / d, 0.0)
+        C = A * scale[..., :, None] * scale[..., None, :]  # correlation-scaled
+        raw = np.sqrt(np.clip(np.diagonal(szz, axis1=2, axis2=3), 0, None))
+    const = ~(d > _DEGENERATE**0.5 * raw)  # (T, N, P): zero centred variance in the window
+    ok = (n >= min_periods) & np.isfinite(C).all(axis=(2, 3))
+    if drop_constant:
+        idx = np.arange(P)
+        C = np.where(const[..., :, None] | const[..., None, :], 0.0, C)
+        C[..., idx, idx] = np.where(const, 1.0, C[..., idx, idx])
+        b = np.where(const, 0.0, b)
+        ok &= ~const.all(axis=2)
+    else:
+        ok &= ~const.any(axis=2)
+    eig_min = np.full((T, N), -np.inf)
+    if ok.any():
+        eig_min[ok] = np.linalg.eigvalsh(C[ok])[:, 0]
+    ok &= eig_min > 1e-8
+    coef = np.full((T, N, P), np.nan)
+    if ok.any():
+        sol = np.linalg.solve(C[ok], (b * scale)[ok][..., None])[..., 0]
+        coef[ok] = sol * scale[ok]
+    if drop_constant:
+        coef[const] = np.nan
+    return {name: as_frame(coef[:, :, j], y) for j, name in enumerate(X.columns)}
+
+
+def multifactor_ols_beta(
+    y: pd.DataFrame,
+    X: pd.DataFrame,
+    window: int,
+    target: str,
+    min_periods: int | None = None,
+    drop_constant: bool = False,
+) -> pd.DataFrame:
+    """Rolling multivariate OLS (intercept + all columns of X); the T x N coefficient on `target`.
+
+    The partial beta to the benchmark holding the other factors fixed.  See
+    `multifactor_ols_coefs` for the method and the singular-window guard.
+    """
+    if target not in X.columns:
+        raise ValueError(f"target {target!r} is not a column of X; columns are {list(X.columns)}")
+    return multifactor_ols_coefs(y, X, window, min_periods, drop_constant)[target]
