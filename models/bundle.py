@@ -47,7 +47,7 @@ def write_manifest(folder: Path) -> str:
 def _load_spec(data: dict):
     """`FeatureSpec.from_dict(data)`; the raw dict if the feature module is not importable."""
     try:
-        from models.features import FeatureSpec
+        from models.feat_spec import FeatureSpec
     except ImportError:  # feature pipeline absent (should not happen in a full install)
         return data
     return FeatureSpec.from_dict(data)

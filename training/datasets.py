@@ -26,7 +26,7 @@ def time_decay_weights(
     """
     if halflife is None or len(t_rows) == 0:
         return np.ones(len(t_rows), dtype=np.float32)
-    ts = timestamps.asi8[t_rows].astype(np.float64)
+    ts = pd.DatetimeIndex(timestamps).as_unit("ns").asi8[t_rows].astype(np.float64)
     age = (ts.max() - ts) / float(halflife.value)
     w = np.power(0.5, age)
     return (w / w.mean()).astype(np.float32)

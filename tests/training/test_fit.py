@@ -1,0 +1,210 @@
+"""Windowing, the masked weighted loss, and fit_model on a learnable synthetic task.
+
+The synthetic task (training.datasets.make_synthetic_task) has a known answer: forward beta =
+base + 0.5 tanh(x1) (BTC) or base - 0.4 x2 (composite) + N(0, 0.1^2) noise, so a good fit has
+RMSE near 0.1 while the base beta alone has RMSE ~0.35-0.45.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from models.windowing import (
+    feature_cube,
+    gather_windows,
+    latest_windows,
+    sample_index,
+    window_geometry,
+)
+from training.datasets import make_synthetic_task, time_decay_weights
+from training.fit import calibration_scale, fit_model, predict_torch
+from training.lit_module import masked_gaussian_nll, weighted_regime_ce
+from training.model_config import ModelConfig
+
+torch.set_num_threads(1)
+TRAIN = ("2021-01-01", "2021-10-31")
+VAL = ("2021-11-10", "2022-03-31")
+TEST = ("2022-04-10", "2022-12-31")
+
+
+# --- windowing ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("lookback", "freq", "bars", "stride", "steps"),
+    [
+        ("64d", "1D", 64, 2, 32),
+        ("64d", "1h", 1536, 48, 32),
+        ("10d", "1D", 10, 1, 10),
+        ("30d", "8h", 90, 3, 30),
+    ],
+)
+def test_window_geometry_converts_duration_and_caps_steps(lookback, freq, bars, stride, steps):
+    g = window_geometry(lookback, pd.Timedelta(freq), max_steps=32)
+    assert (g.lookback_bars, g.stride, g.steps) == (bars, stride, steps)
+    assert g.span == (steps - 1) * stride + 1 <= bars
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 6), st.integers(0, 30))
+def test_gather_windows_takes_strided_rows_oldest_first(bars, stride, extra):
+    steps = -(-bars // stride)
+    t_end = (steps - 1) * stride + extra
+    cube = (
+        np.arange(t_end + 1)[:, None, None] * 100 + np.arange(3)[None, :, None] + np.zeros((1, 1, 2))
+    ).astype(np.float32)
+    w = gather_windows(cube, np.array([[t_end, 2]]), bars, stride)
+    assert w.shape == (1, steps, 2)
+    expected = [(t_end - (steps - 1 - i) * stride) * 100 + 2 for i in range(steps)]
+    np.testing.assert_array_equal(w[0, :, 0], expected)
+
+
+def test_feature_cube_places_rows_on_the_grid_and_fills_gaps_with_nan():
+    ts = pd.date_range("2024-01-01", periods=4, freq="1D", tz="UTC")
+    idx = pd.MultiIndex.from_tuples([(ts[0], "B"), (ts[2], "A"), (ts[3], "B")], names=["timestamp", "symbol"])
+    frame = pd.DataFrame({"f": [1.0, 2.0, 3.0], "g": [10.0, 20.0, 30.0]}, index=idx)
+    cube, grid, syms = feature_cube(frame, ["g", "f"], timestamps=ts, symbols=["A", "B"])
+    assert cube.shape == (4, 2, 2) and list(grid) == list(ts) and syms == ["A", "B"]
+    assert cube[2, 0].tolist() == [20.0, 2.0] and cube[0, 1].tolist() == [10.0, 1.0]
+    assert np.isnan(cube[1]).all() and np.isnan(cube[0, 0]).all()
+
+
+def test_sample_index_keeps_valid_pairs_with_a_full_window():
+    valid = np.ones((10, 2), dtype=bool)
+    valid[7, 1] = False
+    pairs = sample_index(valid, lookback_bars=6, stride=2)  # steps 3, span 5: t >= 4
+    assert pairs[:, 0].min() == 4
+    assert len(pairs) == 6 * 2 - 1
+    assert [7, 1] not in pairs.tolist()
+
+
+def test_latest_windows_end_at_last_finite_base_and_name_short_assets():
+    ts = pd.date_range("2024-01-01", periods=6, freq="1D", tz="UTC")
+    idx = pd.MultiIndex.from_product([ts, ["A", "B"]], names=["timestamp", "symbol"])
+    base = np.arange(12, dtype=float)
+    base[11] = np.nan  # B's last base beta is missing -> its window ends one bar earlier
+    frame = pd.DataFrame({"base": base, "v": base * 10}, index=idx)
+    x, as_of, ends = latest_windows(frame, ["base", "v"], 4, 2, ["A", "B"], require_finite=["base"])
+    assert x.shape == (2, 2, 2) and ends == [5, 4] and as_of == [ts[5], ts[4]]
+    assert x[0, :, 0].tolist() == [6.0, 10.0] and x[1, :, 0].tolist() == [5.0, 9.0]
+    with pytest.raises(ValueError, match="asset A: window needs 7 bars"):
+        latest_windows(frame, ["base", "v"], 7, 1, ["A"], require_finite=["base"])
+
+
+def test_time_decay_weights_halve_per_halflife_and_average_one():
+    ts = pd.date_range("2020-01-01", periods=800, freq="1D", tz="UTC")
+    w = time_decay_weights(np.array([0, 365, 730]), ts, pd.Timedelta("365D"))
+    np.testing.assert_allclose(w / w[-1], [0.25, 0.5, 1.0], rtol=1e-6)
+    assert w.mean() == pytest.approx(1.0)
+    np.testing.assert_array_equal(time_decay_weights(np.array([0, 5]), ts, None), [1.0, 1.0])
+
+
+# --- loss ----------------------------------------------------------------------------------------
+def test_masked_nll_matches_scipy_normal_logpdf_and_ignores_nan_targets():
+    y = torch.tensor([[1.2, float("nan")], [0.7, 0.9]])
+    beta = torch.tensor([[1.0, 5.0], [1.0, 1.0]])
+    log_sigma = torch.log(torch.tensor([[0.5, 0.1], [0.2, 0.3]]))
+    w = torch.tensor([2.0, 1.0])
+    total, count = masked_gaussian_nll(y, beta, log_sigma, w)
+    half_log_2pi = 0.5 * np.log(2 * np.pi)
+    ref = [
+        -stats.norm.logpdf(1.2, 1.0, 0.5) - half_log_2pi,
+        -stats.norm.logpdf(0.7, 1.0, 0.2) - half_log_2pi,
+        -stats.norm.logpdf(0.9, 1.0, 0.3) - half_log_2pi,
+    ]
+    assert float(count) == pytest.approx(2 + 1 + 1)
+    assert float(total) == pytest.approx(2 * ref[0] + ref[1] + ref[2], rel=1e-6)
+    beta.requires_grad_(True)
+    masked_gaussian_nll(y, beta, log_sigma, w)[0].backward()
+    assert beta.grad[0, 1] == 0.0  # the masked target gives no gradient
+
+
+def test_regime_cross_entropy_skips_unknown_regimes():
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [5.0, 5.0, 5.0]])
+    total, count = weighted_regime_ce(logits, torch.tensor([0, 1, -1]), torch.ones(3))
+    ref = -np.log(np.exp(2) / (np.exp(2) + 2)) - np.log(np.e / (np.e + 2))
+    assert float(count) == 2.0 and float(total) == pytest.approx(ref, rel=1e-6)
+
+
+def test_calibration_scale_recovers_the_miscalibration_factor():
+    rng = np.random.default_rng(1)
+    y = 2.0 * rng.standard_normal((20_000, 2))  # true sd 2, model says 1
+    scale = calibration_scale(y, np.zeros_like(y), np.ones_like(y), 1.6448536, 0.9)
+    np.testing.assert_allclose(scale, [2.0, 2.0], rtol=0.03)
+
+
+# --- fit -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def task():
+    return make_synthetic_task(n_time=730, n_assets=6, seed=0)
+
+
+def _cfg(**kw) -> ModelConfig:
+    base = dict(lookback="16d", max_steps=8, epochs=12, batch_size=64, patience=4, hidden=24)
+    return ModelConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def fitted(task):
+    f, y, r = task
+    return fit_model(f, y, r, TRAIN, VAL, _cfg(), progress=False)
+
+
+def test_fit_learns_the_synthetic_correction(fitted):
+    h = fitted.history
+    assert h[0]["train_nll"] > h[-1]["train_nll"] + 0.5
+    assert fitted.best_epoch == int(np.argmin([e["val_loss"] for e in h]))
+    for b in ("BTCUSDT", "CRYPTO_EW"):
+        assert fitted.metrics[f"val_rmse_base_{b}"] > 0.3
+        assert fitted.metrics[f"val_rmse_{b}"] < 0.16  # noise sd is 0.1
+    assert fitted.steps == 8 and fitted.stride == 2 and fitted.freq == "1d"
+    assert not fitted.net.training
+
+
+def test_interval_calibrated_on_validation_covers_90_percent_of_held_out_windows(task, fitted):
+    f, y, _ = task
+    cube, ts, syms = feature_cube(f.frame, fitted.feature_columns)
+    yc, _, _ = feature_cube(y, fitted.benchmarks, ts, syms)
+    t_mask = (ts >= pd.Timestamp(TEST[0], tz="UTC")) & (ts <= pd.Timestamp(TEST[1], tz="UTC"))
+    pairs = sample_index(np.isfinite(yc).all(axis=2) & t_mask[:, None], fitted.lookback_bars, fitted.stride)
+    out = predict_torch(fitted.net, gather_windows(cube, pairs, fitted.lookback_bars, fitted.stride))
+    yt = yc[pairs[:, 0], pairs[:, 1]]
+    cover = ((yt >= out["beta_lo"]) & (yt <= out["beta_hi"])).mean(axis=0)
+    assert len(pairs) > 1000
+    assert np.all((cover >= 0.85) & (cover <= 0.95)), cover
+
+
+def test_two_fits_with_one_seed_give_identical_weights(task):
+    f, y, r = task
+    cfg = _cfg(epochs=2, max_train_samples=800)
+    a = fit_model(f, y, r, TRAIN, VAL, cfg, progress=False)
+    b = fit_model(f, y, r, TRAIN, VAL, cfg, progress=False)
+    sa, sb = a.net.state_dict(), b.net.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    c = fit_model(f, y, r, TRAIN, VAL, cfg.model_copy(update={"seed": 1}), progress=False)
+    assert not torch.equal(sa["delta_head.weight"], c.net.state_dict()["delta_head.weight"])
+
+
+def test_transformer_fit_writes_nothing_into_the_working_directory(task, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    f, y, r = task
+    res = fit_model(
+        f, y, r, TRAIN, VAL, _cfg(arch="transformer", epochs=2, max_train_samples=800), progress=False
+    )
+    assert list(tmp_path.iterdir()) == []
+    assert len(res.history) == 2 and res.n_train == 800
+    assert np.isfinite(res.metrics["val_rmse_BTCUSDT"])
+
+
+def test_fit_rejects_empty_ranges_and_unknown_benchmarks(task):
+    f, y, r = task
+    with pytest.raises(ValueError, match="no training windows"):
+        fit_model(f, y, r, ("2030-01-01", "2030-02-01"), VAL, _cfg(), progress=False)
+    with pytest.raises(ValueError, match="no base beta column for benchmark"):
+        fit_model(f, y, r, TRAIN, VAL, _cfg(), benchmarks=["ETHUSDT"], progress=False)

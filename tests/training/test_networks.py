@@ -1,0 +1,119 @@
+"""BetaNet: shapes, NaN handling, the zero-initialised correction, interval geometry, ONNX parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from models.networks import OUTPUT_NAMES, BetaNet, sinusoidal_positions
+
+torch.set_num_threads(1)
+ARCHS = ["gru", "transformer"]
+
+
+def _net(arch: str, **kw) -> BetaNet:
+    torch.manual_seed(0)
+    return BetaNet(6, [0, 1], arch=arch, hidden=16, layers=2, heads=4, dropout=0.0, **kw).eval()
+
+
+def _x(b: int, length: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, length, 6, generator=g)
+    x[:, -1, :2] = 1.0 + 0.2 * torch.randn(b, 2, generator=g)  # base betas
+    return x
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_outputs_have_contract_shapes_and_probabilities_sum_to_one(arch):
+    beta, lo, hi, prob = _net(arch)(_x(5, 11))
+    assert beta.shape == lo.shape == hi.shape == (5, 2)
+    assert prob.shape == (5, 3)
+    np.testing.assert_allclose(prob.sum(-1).detach().numpy(), np.ones(5), atol=1e-6)
+    assert torch.all(lo < beta) and torch.all(beta < hi)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_untrained_net_returns_the_base_welch_beta_exactly(arch):
+    x = _x(4, 9)
+    x[0, 3, 4] = float("nan")  # NaN in a non-base feature does not leak into beta
+    beta = _net(arch)(x)[0]
+    torch.testing.assert_close(beta, x[:, -1, :2], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_nan_features_give_finite_outputs_equal_to_mean_imputation(arch):
+    net = _net(arch)
+    with torch.no_grad():
+        net.delta_head.weight.normal_()
+    net.set_normalization(np.full(6, 0.5), np.full(6, 2.0))
+    x = _x(3, 7)
+    x_nan, x_mean = x.clone(), x.clone()
+    x_nan[:, 2, 3] = float("nan")
+    x_mean[:, 2, 3] = 0.5  # the training mean normalises to 0, as NaN does
+    out_nan, out_mean = net(x_nan), net(x_mean)
+    for a, b in zip(out_nan, out_mean, strict=True):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b)
+
+
+def test_normalise_standardises_with_buffers_and_clips():
+    net = _net("gru")
+    net.set_normalization(np.arange(6.0), np.array([1.0, 2.0, 0.0, 4.0, np.nan, 1.0]))
+    x = torch.tensor([[[1.0, 5.0, 7.0, float("nan"), 4.0, 100.0]]])
+    z = net.normalise(x)[0, 0].numpy()
+    # std 0 and NaN std become 1; NaN -> 0; |z| clipped at 10
+    np.testing.assert_allclose(z, [1.0, 2.0, 5.0, 0.0, 0.0, 10.0])
+
+
+def test_interval_half_width_is_z_sigma_times_calibration_scale():
+    net = _net("gru", interval_level=0.9)
+    assert float(net.z) == pytest.approx(1.6448536269514722, abs=1e-6)
+    x = _x(2, 5)
+    beta, log_sigma, _ = net.heads(x)
+    _, lo, hi, _ = net(x)
+    half = (hi - lo) / 2
+    torch.testing.assert_close(half, 1.6448536 * torch.exp(log_sigma), rtol=1e-5, atol=1e-7)
+    assert float(torch.exp(log_sigma).detach().mean()) == pytest.approx(0.3, rel=0.05)  # init sigma
+    net.calib_scale.fill_(2.0)
+    _, lo2, hi2, _ = net(x)
+    torch.testing.assert_close((hi2 - lo2) / 2, 2 * half)
+
+
+def test_lag_positions_align_on_the_newest_step_for_any_length():
+    a, b = sinusoidal_positions(5, 16), sinusoidal_positions(9, 16)
+    assert a.shape == (5, 16) and b.shape == (9, 16)
+    torch.testing.assert_close(a, b[-5:])  # lag k has the same code whatever L
+    torch.testing.assert_close(a[-1], torch.tensor([0.0, 1.0] * 8))  # lag 0: sin 0, cos 0
+
+
+def test_unknown_arch_and_bad_base_index_are_rejected():
+    with pytest.raises(ValueError, match="unknown arch"):
+        BetaNet(4, [0], arch="lstm")
+    with pytest.raises(ValueError, match="out of range"):
+        BetaNet(4, [4])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_onnx_export_matches_torch_for_batches_1_7_and_two_lengths(arch, tmp_path):
+    from training.export import _export_onnx
+
+    net = _net(arch)
+    with torch.no_grad():  # a non-trivial correction so the encoder matters
+        net.delta_head.weight.normal_(std=0.5)
+    net.set_normalization(np.full(6, 0.1), np.full(6, 1.5))
+    net.calib_scale.copy_(torch.tensor([0.8, 1.3]))
+    path = tmp_path / "m.onnx"
+    _export_onnx(net, 6, 8, path)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == list(OUTPUT_NAMES)
+    for b in (1, 7):
+        for length in (8, 21):
+            x = _x(b, length, seed=b * 100 + length)
+            x[0, 1, 3] = float("nan")
+            ref = [t.detach().numpy() for t in net(x)]
+            got = sess.run(None, {"x": x.numpy()})
+            for r, g in zip(ref, got, strict=True):
+                assert g.shape == r.shape
+                assert np.max(np.abs(r - g)) <= 1e-5
