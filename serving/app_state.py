@@ -1,0 +1,473 @@
+"""What the service does per request, without BentoML: load the bundle, turn a request into the
+model's inputs with the training feature code, predict, explain, hedge, and write the audit log.
+
+Kept apart from `service.py` so the logic is plain Python (testable, reusable by batch jobs) and
+torch-free: only numpy, pandas, onnxruntime and the torch-free `models` modules are imported.
+
+Every request goes: pydantic shape checks (schemas.py) -> `check_against_model` (history length,
+gaps, required series) -> `build_panel` (models/schema.py, same as the loaders) -> `make_inputs`
+(models/inference.py: the training feature pipeline) -> ONNX Runtime -> audit append -> response.
+A problem with the request is a `RequestError` (422, names the field); a problem with the audit
+log is `AuditUnavailable` (503, no forecast is returned).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.hedge import hedge_overlay
+from models.schema import COMPOSITE_NAME, DataError, FactorSeries, build_panel, infer_category
+from models.shapley import baseline_from_means, coalition_inputs, coalition_masks, shapley_from_values
+from serving.schemas import (
+    ExplainRequest,
+    ForecastRequest,
+    HedgeRequest,
+    RequestError,
+    check_against_model,
+)
+
+MAX_ROWS_PER_CALL = 2048  # coalition rows per ORT call (bounds memory: rows x lookback x features)
+MAX_FEATURES_SHOWN = 10  # per detailed group, largest |contribution| first
+BASELINE_DOC = (
+    "every feature at its training mean (bundle normalization.json), constant over the lookback window"
+)
+
+
+@dataclass
+class ServeConfig:
+    """Where the model and the audit log are; read from the environment by `from_env`."""
+
+    model: str = "models:/adaptive-beta@champion"  # ABETA_MODEL: bundle folder or registry URI
+    audit_db: str = "audit/audit.db"  # ABETA_AUDIT_DB: path, sqlite:///path or postgresql://
+    intra_op_threads: int = 1  # ABETA_ORT_THREADS: ORT threads per worker (workers x threads <= cores)
+    summary_drivers: int = 3  # drivers named in the /forecast summary
+
+    @classmethod
+    def from_env(cls) -> ServeConfig:
+        return cls(
+            model=os.environ.get("ABETA_MODEL", cls.model),
+            audit_db=os.environ.get("ABETA_AUDIT_DB", cls.audit_db),
+            intra_op_threads=int(os.environ.get("ABETA_ORT_THREADS", "1")),
+        )
+
+
+def resolve_model(uri: str) -> tuple[str, str | None, str | None]:
+    """(local bundle folder, registry version, alias) for a folder path or `models:/NAME@ALIAS`.
+
+    The one place the service resolves a model (torch-free: `models.resolve` imports mlflow only
+    for registry URIs, and mlflow does not import torch).
+    """
+    from models.resolve import resolve_bundle
+
+    path = resolve_bundle(uri)
+    version = alias = None
+    if uri.startswith("models:/"):
+        name_part = uri[len("models:/") :]
+        if "@" in name_part:
+            name, alias = name_part.split("@", 1)
+            try:
+                from mlflow import MlflowClient
+
+                version = str(MlflowClient().get_model_version_by_alias(name, alias).version)
+            except Exception:  # registry lookup is informational only
+                version = None
+        elif "/" in name_part:
+            version = name_part.split("/", 1)[1]
+    return str(path), version, alias
+
+
+@dataclass
+class AppState:
+    bundle: Any  # models.bundle.Bundle
+    predictor: Any  # models.predictor.Predictor
+    audit: Any  # serving.audit.AuditLog
+    model_name: str
+    model_version: str
+    alias: str | None
+    groups: dict[str, list[int]] = field(default_factory=dict)  # group -> feature column indices
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def load(cls, cfg: ServeConfig) -> AppState:
+        from models.bundle import load_bundle
+        from models.predictor import Predictor
+        from serving.audit import AuditLog
+
+        path, version, alias = resolve_model(cfg.model)
+        bundle = load_bundle(path)
+        predictor = Predictor(bundle, intra_op_threads=cfg.intra_op_threads)
+        audit_url = cfg.audit_db
+        if "://" not in audit_url:
+            os.makedirs(os.path.dirname(os.path.abspath(audit_url)), exist_ok=True)
+        audit = AuditLog(audit_url)
+        meta = bundle.meta
+        groups: dict[str, list[int]] = {}
+        fg = meta.get("feature_groups") or {}
+        for i, col in enumerate(bundle.feature_columns):
+            groups.setdefault(str(fg.get(col, "other")), []).append(i)
+        return cls(
+            bundle=bundle,
+            predictor=predictor,
+            audit=audit,
+            model_name=str(meta.get("model_name") or meta.get("name") or "adaptive-beta"),
+            model_version=str(
+                version or meta.get("model_version") or meta.get("version") or bundle.sha256[:12]
+            ),
+            alias=alias,
+            groups=groups,
+        )
+
+    # ---------------------------------------------------------------- facts about the model
+    @property
+    def freq(self) -> pd.Timedelta:
+        from models.durations import parse_duration
+
+        return parse_duration(self.bundle.meta["freq"])
+
+    @property
+    def required(self) -> dict:
+        return dict(self.bundle.meta["required_history"])
+
+    @property
+    def feature_spec_hash(self) -> str:
+        meta_hash = self.bundle.meta.get("feature_spec_hash")
+        if meta_hash:
+            return str(meta_hash)
+        spec = self.bundle.spec
+        return spec.hash() if hasattr(spec, "hash") else hashlib.sha256(json.dumps(spec).encode()).hexdigest()
+
+    def model_info(self) -> dict:
+        return {
+            "name": self.model_name,
+            "version": self.model_version,
+            "bundle_sha256": self.bundle.sha256,
+            "feature_spec_hash": self.feature_spec_hash,
+        }
+
+    def model_card(self) -> dict:
+        meta = self.bundle.meta
+        req = self.required
+        return {
+            **self.model_info(),
+            "alias": self.alias,
+            "model_card": self.bundle.model_card,
+            "training_period": meta.get("training_period"),
+            "benchmarks": list(meta["benchmarks"]),
+            "regimes": list(meta["regimes"]),
+            "interval_level": meta.get("interval_level", 0.9),
+            "feature_groups": list(self.groups),
+            "required_history": {
+                "frequency": req.get("frequency", meta["freq"]),
+                "min_periods": int(req["min_periods"]),
+                "series": list(req.get("series", [])),
+            },
+            "explanation_baseline": BASELINE_DOC,
+            "metrics": meta.get("metrics", {}),
+        }
+
+    # ---------------------------------------------------------------- request -> model inputs
+    def panel_from_request(self, req: ForecastRequest):
+        bench_names = set(self.bundle.meta["benchmarks"])
+        assets = {}
+        for a in req.assets:
+            idx = pd.DatetimeIndex([pd.Timestamp(b.timestamp) for b in a.history])
+            idx = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
+            frame = pd.DataFrame(
+                {
+                    "close": [b.close for b in a.history],
+                    "volume": [np.nan if b.volume is None else b.volume for b in a.history],
+                    "funding_rate": [np.nan if b.funding_rate is None else b.funding_rate for b in a.history],
+                },
+                index=idx,
+            )
+            assets[a.symbol] = frame
+        benchmarks, factors = {}, {}
+        for name, pts in req.series.items():
+            idx = pd.DatetimeIndex([pd.Timestamp(p.timestamp) for p in pts])
+            idx = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
+            values = pd.Series([p.close for p in pts], index=idx, dtype=float)
+            category = infer_category(name)
+            if name in bench_names or name == COMPOSITE_NAME or category == "crypto_benchmark":
+                benchmarks[name] = values
+            else:
+                factors[name] = FactorSeries(_publication_times(values), category=category)
+        btc = next((b for b in self.bundle.meta["benchmarks"] if b.upper().startswith("BTC")), None)
+        try:
+            return build_panel(assets, factors, freq=self.freq, btc_symbol=btc, benchmark_series=benchmarks)
+        except DataError as exc:
+            raise RequestError(str(exc), "assets") from exc
+
+    def inputs(self, req: ForecastRequest, symbols: list[str] | None = None):
+        from models.inference import make_inputs
+
+        check_against_model(
+            req, self.freq, int(self.required["min_periods"]), list(self.required.get("series", []))
+        )
+        panel = self.panel_from_request(req)
+        try:
+            return make_inputs(panel, self.bundle, symbols=symbols)
+        except DataError as exc:
+            sym = exc.column
+            where = "assets"
+            for i, a in enumerate(req.assets):
+                if a.symbol == sym:
+                    where = f"assets[{i}].history"
+            raise RequestError(exc.message, where) from exc
+
+    # ---------------------------------------------------------------- model calls
+    def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return self.predictor.predict(x)
+
+    def _beta_fn(self, batch: np.ndarray) -> np.ndarray:
+        out = []
+        for s in range(0, batch.shape[0], MAX_ROWS_PER_CALL):
+            out.append(self.predict(batch[s : s + MAX_ROWS_PER_CALL])["beta"])
+        return np.concatenate(out, axis=0).astype(np.float64)
+
+    def shapley(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Group Shapley of every asset's beta: (phi [N, G, K], base [K], full [N, K]).
+
+        All N x 2^G coalition inputs go through ONNX Runtime as one stacked batch (split only
+        above MAX_ROWS_PER_CALL rows to bound memory).
+        """
+        groups = list(self.groups.values())
+        n_groups = len(groups)
+        masks = coalition_masks(n_groups)
+        base = baseline_from_means(self._means(), lookback=x.shape[1])
+        batch = np.concatenate([coalition_inputs(xi, base, groups, masks) for xi in x], axis=0)
+        values = self._beta_fn(batch.astype(np.float32)).reshape(x.shape[0], 2**n_groups, -1)
+        phi = np.stack([shapley_from_values(v, n_groups) for v in values])
+        return phi, values[0, 0], values[:, -1]
+
+    def _means(self) -> np.ndarray:
+        norm = self.bundle.normalization
+        cols = norm.get("columns", self.bundle.feature_columns)
+        mean = dict(zip(cols, norm["mean"], strict=True))
+        return np.array([mean[c] for c in self.bundle.feature_columns], dtype=np.float32)
+
+    # ---------------------------------------------------------------- audit
+    def audit_append(
+        self, endpoint: str, request_id: str, caller: str, req, inputs, output, explanation
+    ) -> None:
+        """Durably log the call; raises serving.audit.AuditUnavailable (-> 503) if it cannot."""
+        features = {
+            s: {c: (None if not np.isfinite(v) else float(v)) for c, v in row.items()}
+            for s, row in inputs.rows.to_dict(orient="index").items()
+        }
+        self.audit.append(
+            {
+                "request_id": request_id,
+                "caller": caller,
+                "endpoint": endpoint,
+                "symbols": list(inputs.symbols),
+                "model_name": self.model_name,
+                "model_version": self.model_version,
+                "bundle_sha256": self.bundle.sha256,
+                "run_id": self.bundle.meta.get("run_id"),
+                "feature_spec_hash": self.feature_spec_hash,
+                "input_sha256": hashlib.sha256(req.model_dump_json().encode()).hexdigest(),
+                "features": {
+                    "as_of": {s: t.isoformat() for s, t in zip(inputs.symbols, inputs.as_of, strict=True)},
+                    "rows": features,
+                },
+                "output": output,
+                "explanation": explanation,
+            }
+        )
+
+    # ---------------------------------------------------------------- endpoints
+    def _forecast_core(self, req: ForecastRequest, symbols: list[str] | None = None):
+        inputs = self.inputs(req, symbols)
+        out = self.predict(inputs.x)
+        for name in ("beta", "beta_lo", "beta_hi", "regime_prob"):
+            bad = ~np.isfinite(out[name]).all(axis=1)
+            if bad.any():
+                sym = inputs.symbols[int(np.argmax(bad))]
+                raise RequestError(
+                    f"asset {sym}: the model produced a non-finite {name}; its history lacks data the model needs",
+                    "assets",
+                )
+        return inputs, out
+
+    def forecast(self, req: ForecastRequest, caller: str) -> dict:
+        request_id = uuid.uuid4().hex
+        inputs, out = self._forecast_core(req)
+        phi, base, full = self.shapley(inputs.x)
+        benches = list(self.bundle.meta["benchmarks"])
+        regimes = list(self.bundle.meta["regimes"])
+        names = list(self.groups)
+        forecasts = []
+        for i, sym in enumerate(inputs.symbols):
+            betas = {
+                b: {
+                    "beta": float(out["beta"][i, k]),
+                    "lo": float(out["beta_lo"][i, k]),
+                    "hi": float(out["beta_hi"][i, k]),
+                }
+                for k, b in enumerate(benches)
+            }
+            drivers = {b: _drivers(names, phi[i, :, k], 3) for k, b in enumerate(benches)}
+            summary = "; ".join(
+                f"beta to {b} {betas[b]['beta']:.2f} (90% {betas[b]['lo']:.2f} to {betas[b]['hi']:.2f}), "
+                f"{full[i, k] - base[k]:+.2f} vs the baseline {base[k]:.2f}: "
+                + ", ".join(d["text"] for d in drivers[b])
+                for k, b in enumerate(benches)
+            )
+            forecasts.append(
+                {
+                    "symbol": sym,
+                    "as_of": inputs.as_of[i].isoformat(),
+                    "betas": betas,
+                    "regime_probabilities": {
+                        r: float(out["regime_prob"][i, j]) for j, r in enumerate(regimes)
+                    },
+                    "summary": summary,
+                    "drivers": drivers,
+                }
+            )
+        body = {"request_id": request_id, "model": self.model_info(), "forecasts": forecasts}
+        explanation = {f["symbol"]: f["drivers"] for f in forecasts}
+        self.audit_append("/forecast", request_id, caller, req, inputs, {"forecasts": forecasts}, explanation)
+        return body
+
+    def explain(self, req: ExplainRequest, caller: str) -> dict:
+        from models.shapley import top_features_within_groups
+
+        request_id = uuid.uuid4().hex
+        inputs, out = self._forecast_core(req)
+        phi, base, full = self.shapley(inputs.x)
+        benches = list(self.bundle.meta["benchmarks"])
+        names = list(self.groups)
+        means = baseline_from_means(self._means(), lookback=inputs.x.shape[1])
+        explanations = []
+        for i, sym in enumerate(inputs.symbols):
+            per_bench = {}
+            detail = {}
+            if req.top_groups > 0:
+                detail = top_features_within_groups(
+                    self._beta_fn,
+                    inputs.x[i],
+                    means,
+                    self.groups,
+                    self.bundle.feature_columns,
+                    phi[i],
+                    top_groups=req.top_groups,
+                )
+            for k, b in enumerate(benches):
+                groups = []
+                for g, name in enumerate(names):
+                    feats = [
+                        {"feature": d.feature, "contribution": float(d.contribution[k]), "method": d.method}
+                        for d in detail.get(name, [])[:MAX_FEATURES_SHOWN]
+                    ]
+                    groups.append({"group": name, "contribution": float(phi[i, g, k]), "features": feats})
+                groups.sort(key=lambda e: -abs(e["contribution"]))
+                per_bench[b] = {
+                    "forecast": float(full[i, k]),
+                    "baseline_forecast": float(base[k]),
+                    "groups": groups,
+                }
+            explanations.append(
+                {"symbol": sym, "as_of": inputs.as_of[i].isoformat(), "benchmarks": per_bench}
+            )
+        body = {
+            "request_id": request_id,
+            "model": self.model_info(),
+            "baseline": BASELINE_DOC,
+            "explanations": explanations,
+        }
+        output = {
+            s: {b: float(out["beta"][i, k]) for k, b in enumerate(benches)}
+            for i, s in enumerate(inputs.symbols)
+        }
+        self.audit_append("/explain", request_id, caller, req, inputs, output, {"explanations": explanations})
+        return body
+
+    def hedge(self, req: HedgeRequest, caller: str) -> dict:
+        request_id = uuid.uuid4().hex
+        benches = list(self.bundle.meta["benchmarks"])
+        for b in req.target:
+            if b not in benches:
+                raise RequestError(
+                    f"unknown benchmark {b!r}; the model forecasts betas to {benches}", f"target.{b}"
+                )
+        symbols = list(dict.fromkeys([*req.positions, *(i.symbol for i in req.instruments)]))
+        inputs, out = self._forecast_core(req, symbols)
+        row = {s: i for i, s in enumerate(inputs.symbols)}
+        betas = {s: {b: float(out["beta"][row[s], k]) for k, b in enumerate(benches)} for s in symbols}
+        intervals = {
+            s: {
+                b: (float(out["beta_lo"][row[s], k]), float(out["beta_hi"][row[s], k]))
+                for k, b in enumerate(benches)
+            }
+            for s in symbols
+        }
+        limits = {
+            i.symbol: (
+                -np.inf if i.min_notional is None else i.min_notional,
+                np.inf if i.max_notional is None else i.max_notional,
+            )
+            for i in req.instruments
+        }
+        try:
+            res = hedge_overlay(
+                positions=req.positions,
+                betas=betas,
+                beta_intervals=intervals,
+                hedge_instruments=[i.symbol for i in req.instruments],
+                instrument_betas=betas,
+                target=req.target,
+                limits=limits,
+                nav=req.nav,
+                interval_method=req.interval_method,  # type: ignore[arg-type]
+            )
+        except ValueError as exc:
+            raise RequestError(str(exc), "positions") from exc
+        body = {
+            "request_id": request_id,
+            "model": self.model_info(),
+            "orders": [{"symbol": s, "notional": v} for s, v in res.orders.items()],
+            "portfolio_beta": res.portfolio_beta,
+            "target": res.target,
+            "residual_beta": res.residual_beta,
+            "residual_interval": {b: list(v) for b, v in res.residual_interval.items()},
+            "betas_used": res.betas_used,
+            "nav": res.nav,
+            "reachable": res.reachable,
+            "method": res.method,
+            "notes": res.notes,
+        }
+        output = {k: v for k, v in body.items() if k not in ("request_id", "model")}
+        self.audit_append("/hedge", request_id, caller, req, inputs, output, None)
+        return body
+
+
+def _drivers(names: list[str], phi: np.ndarray, top: int) -> list[dict]:
+    order = np.argsort(-np.abs(phi))[:top]
+    return [
+        {
+            "group": names[g],
+            "contribution": float(phi[g]),
+            "text": f"{names[g].replace('_', ' ')} {'raises' if phi[g] >= 0 else 'lowers'} it by {abs(phi[g]):.3f}",
+        }
+        for g in order
+    ]
+
+
+def _publication_times(values: pd.Series) -> pd.Series:
+    """Date-only factor points (all at 00:00 UTC) -> that date's close, published 16:00 America/New_York."""
+    idx = values.index
+    if len(idx) and (idx == idx.normalize()).all():
+        local = pd.DatetimeIndex(idx.tz_convert(None).normalize()).tz_localize("America/New_York")
+        values = values.copy()
+        values.index = (local + pd.Timedelta(hours=16)).tz_convert(UTC)
+    return values

@@ -1,0 +1,152 @@
+"""API keys and roles, as ASGI middleware (BentoML 1.4 has no built-in auth).
+
+Keys come from `ABETA_API_KEYS="trader:KEY,compliance:KEY,admin:KEY"` (role:key, or
+`name@role:key` to give the key an id) and/or a file `ABETA_API_KEYS_FILE` with one such entry
+per line (`#` comments).  Only sha256 hashes stay in memory; a presented key is hashed and
+compared with `hmac.compare_digest` against every stored hash (no early exit on a match, so the
+time does not depend on which key matched).  The key id (never the key) is what the audit log
+records as the caller: `name` if given, else `role-<first 8 hex of the hash>`.
+
+Roles: trader (forecast, explain, hedge, model), compliance (audit read endpoints, /compliance),
+admin (everything).  Probes (/healthz, /readyz, /livez, /metrics) are open.  Missing or unknown
+key -> 401; known key, wrong role -> 403.  The authenticated caller is put in the ASGI scope
+under `abeta.caller`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+ROLES = ("trader", "compliance", "admin")
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/metrics"})
+# path prefix -> roles allowed (admin always allowed)
+ROUTE_ROLES: dict[str, frozenset[str]] = {
+    "/forecast": frozenset({"trader"}),
+    "/explain": frozenset({"trader"}),
+    "/hedge": frozenset({"trader"}),
+    "/model": frozenset({"trader", "compliance"}),
+    "/audit": frozenset({"compliance"}),
+    "/compliance": frozenset({"compliance"}),
+}
+_ENTRY = re.compile(r"^(?:(?P<name>[A-Za-z0-9_.\-]+)@)?(?P<role>[a-z]+):(?P<key>\S+)$")
+
+
+class AuthConfigError(ValueError):
+    """A malformed key entry; says which entry (position, never the key) is wrong."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    key_id: str
+    role: str
+
+
+def _hash(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+class KeyStore:
+    """sha256(key) -> Caller; see the module docstring for the formats."""
+
+    def __init__(self, entries: list[tuple[str | None, str, str]]):
+        self._items: list[tuple[bytes, Caller]] = []
+        for name, role, key in entries:
+            if role not in ROLES:
+                raise AuthConfigError(
+                    f"unknown role {role!r} in API key entry {name or ''}; expected one of {ROLES}"
+                )
+            if len(key) < 16:
+                raise AuthConfigError(
+                    f"API key for role {role!r} ({name or 'unnamed'}) is shorter than 16 characters"
+                )
+            digest = _hash(key)
+            key_id = name or f"{role}-{digest.hex()[:8]}"
+            self._items.append((digest, Caller(key_id, role)))
+
+    @classmethod
+    def parse(cls, text: str, source: str = "ABETA_API_KEYS") -> KeyStore:
+        entries = []
+        parts = [p.strip() for chunk in text.splitlines() for p in chunk.split(",")]
+        for n, part in enumerate(parts, start=1):
+            if not part or part.startswith("#"):
+                continue
+            m = _ENTRY.match(part)
+            if not m:
+                raise AuthConfigError(f"{source}: entry {n} is not 'role:key' or 'name@role:key'")
+            entries.append((m.group("name"), m.group("role"), m.group("key")))
+        return cls(entries)
+
+    @classmethod
+    def from_env(cls) -> KeyStore:
+        text = os.environ.get("ABETA_API_KEYS", "")
+        path = os.environ.get("ABETA_API_KEYS_FILE")
+        store = cls.parse(text)
+        if path:
+            store._items.extend(cls.parse(Path(path).read_text(), source=path)._items)
+        return store
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def lookup(self, key: str) -> Caller | None:
+        digest = _hash(key)
+        found = None
+        for stored, caller in self._items:
+            if hmac.compare_digest(stored, digest) and found is None:
+                found = caller
+        return found
+
+
+def allowed(role: str, path: str) -> bool:
+    if role == "admin":
+        return True
+    for prefix, roles in ROUTE_ROLES.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return role in roles
+    return False  # unknown routes (docs, openapi) are for admins only
+
+
+async def _reply(send, status: int, message: str, extra_headers: list | None = None) -> None:
+    body = json.dumps({"error": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers + (extra_headers or [])})
+    await send({"type": "http.response.body", "body": body})
+
+
+class APIKeyMiddleware:
+    """ASGI middleware: 401 without a valid Bearer key, 403 for a role not allowed on the path."""
+
+    def __init__(self, app, store: KeyStore | None = None, open_paths: frozenset[str] = OPEN_PATHS):
+        self.app = app
+        self.store = store if store is not None else KeyStore.from_env()
+        self.open_paths = open_paths
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
+            return await self.app(scope, receive, send)
+        header = ""
+        for k, v in scope.get("headers", []):
+            if k == b"authorization":
+                header = v.decode("latin-1")
+                break
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            return await _reply(
+                send,
+                401,
+                "missing API key: send 'Authorization: Bearer <key>'",
+                [(b"www-authenticate", b"Bearer")],
+            )
+        caller = self.store.lookup(key.strip())
+        if caller is None:
+            return await _reply(send, 401, "invalid API key", [(b"www-authenticate", b"Bearer")])
+        if not allowed(caller.role, scope["path"]):
+            return await _reply(send, 403, f"role {caller.role!r} may not call {scope['path']}")
+        scope["abeta.caller"] = caller
+        return await self.app(scope, receive, send)

@@ -1,0 +1,156 @@
+"""The prediction service: BentoML 1.4 on ONNX Runtime (torch is never imported here).
+
+    ABETA_MODEL=bundles/x ABETA_API_KEYS="desk@trader:..." bentoml serve serving.service:AdaptiveBeta
+
+Endpoints (all JSON): POST /forecast, POST /explain, POST /hedge, GET /model; open probes
+/healthz, /readyz (bundle loaded AND audit log writable), /metrics (Prometheus; the histogram
+`abeta_request_duration_seconds{endpoint, model_version, status}` per endpoint).
+
+Sizing: `ABETA_WORKERS` processes x `ABETA_ORT_THREADS` ORT threads per process must not exceed
+the cores (checked at import; the thread count is lowered if needed).  Beyond
+`ABETA_MAX_CONCURRENCY` requests in flight per worker BentoML answers 429; a request taking
+longer than `ABETA_TIMEOUT_S` is cut off.  Middleware order (outermost first): BentoML's
+concurrency limit, API-key auth (401/403), body limit (413), then the API.
+
+Errors: shape problems 400 (pydantic, `loc` names the field); a request that does not fit the
+model 422 `{"error", "field"}`; audit log unavailable 503 with no forecast; never a 500 for bad
+input (unexpected exceptions are logged and answered 500 without details).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import bentoml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from serving.app_state import AppState, ServeConfig
+from serving.auth import APIKeyMiddleware
+from serving.limits import BodyLimitMiddleware
+from serving.schemas import (
+    ExplainRequest,
+    ExplainResponse,
+    ForecastRequest,
+    ForecastResponse,
+    HedgeRequest,
+    HedgeResponse,
+    RequestError,
+)
+
+log = logging.getLogger("abeta.service")
+
+CORES = os.cpu_count() or 1
+WORKERS = max(1, int(os.environ.get("ABETA_WORKERS", "1")))
+ORT_THREADS = max(1, min(int(os.environ.get("ABETA_ORT_THREADS", "1")), CORES // WORKERS or 1))
+MAX_CONCURRENCY = int(os.environ.get("ABETA_MAX_CONCURRENCY", "16"))
+TIMEOUT_S = float(os.environ.get("ABETA_TIMEOUT_S", "30"))
+
+REQUEST_SECONDS = bentoml.metrics.Histogram(
+    name="abeta_request_duration_seconds",
+    documentation="Time to answer an Adaptive Beta API call, by endpoint, model version and HTTP status.",
+    labelnames=["endpoint", "model_version", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+_STATE: dict[str, AppState] = {}  # the loaded state, shared with the mounted /model app
+
+
+def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
+    body = {"error": message}
+    if field is not None:
+        body["field"] = field
+    return JSONResponse(body, status_code=status)
+
+
+async def _model_route(request: Request) -> JSONResponse:
+    state = _STATE.get("state")
+    if state is None:
+        return _error(503, "model not loaded")
+    return JSONResponse(state.model_card())
+
+
+model_app = Starlette(routes=[Route("/model", _model_route, methods=["GET"])])
+
+
+@bentoml.service(
+    name="adaptive_beta",
+    workers=WORKERS,
+    traffic={"timeout": TIMEOUT_S, "max_concurrency": MAX_CONCURRENCY},
+)
+@bentoml.asgi_app(model_app, path="/")
+class AdaptiveBeta:
+    """Loads the bundle once per worker; see the module docstring."""
+
+    def __init__(self) -> None:
+        cfg = ServeConfig.from_env()
+        cfg.intra_op_threads = ORT_THREADS
+        self.cfg = cfg
+        self.state: AppState | None = None
+        self.load_error: str | None = None
+        try:
+            self.state = AppState.load(cfg)
+            _STATE["state"] = self.state
+        except Exception as exc:  # keep serving probes; /readyz stays false and says why in the log
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("model or audit log failed to load: %s", self.load_error)
+
+    def __is_ready__(self) -> bool:
+        return self.state is not None and bool(self.state.audit.writable(timeout_s=2.0))
+
+    # ------------------------------------------------------------------ helpers
+    def _call(self, endpoint: str, fn, req, ctx: bentoml.Context):
+        from serving.audit import AuditUnavailable
+
+        t0 = time.perf_counter()
+        version = self.state.model_version if self.state else "none"
+        status = 200
+        try:
+            if self.state is None:
+                status = 503
+                return _error(503, "model not loaded; see the server log")
+            caller = ctx.request.scope.get("abeta.caller")
+            key_id = caller.key_id if caller is not None else "anonymous"
+            return fn(req, key_id)
+        except RequestError as exc:
+            status = 422
+            return _error(422, exc.message, exc.field)
+        except AuditUnavailable as exc:
+            status = 503
+            log.error("audit log unavailable, forecast withheld: %s", exc)
+            return _error(503, "audit log unavailable: the forecast was not recorded, so it is not returned")
+        except Exception:
+            status = 500
+            log.exception("unexpected error in %s", endpoint)
+            return _error(500, "internal error; see the server log")
+        finally:
+            REQUEST_SECONDS.labels(endpoint=endpoint, model_version=version, status=str(status)).observe(
+                time.perf_counter() - t0
+            )
+
+    # ------------------------------------------------------------------ API
+    @bentoml.api(route="/forecast", input_spec=ForecastRequest, output_spec=ForecastResponse)
+    def forecast(self, ctx: bentoml.Context, **kwargs) -> ForecastResponse:
+        """Forward beta per benchmark with a 90 % interval, regime probabilities and the top drivers."""
+        req = ForecastRequest.model_construct(**kwargs)
+        return self._call("/forecast", lambda r, c: self.state.forecast(r, c), req, ctx)
+
+    @bentoml.api(route="/explain", input_spec=ExplainRequest, output_spec=ExplainResponse)
+    def explain(self, ctx: bentoml.Context, **kwargs) -> ExplainResponse:
+        """Exact group Shapley values vs the training-mean baseline, plus feature detail in the top groups."""
+        req = ExplainRequest.model_construct(**kwargs)
+        return self._call("/explain", lambda r, c: self.state.explain(r, c), req, ctx)
+
+    @bentoml.api(route="/hedge", input_spec=HedgeRequest, output_spec=HedgeResponse)
+    def hedge(self, ctx: bentoml.Context, **kwargs) -> HedgeResponse:
+        """Overlay orders bringing the forecast portfolio beta to the target (least squares across benchmarks)."""
+        req = HedgeRequest.model_construct(**kwargs)
+        return self._call("/hedge", lambda r, c: self.state.hedge(r, c), req, ctx)
+
+
+AdaptiveBeta.add_asgi_middleware(APIKeyMiddleware)
+AdaptiveBeta.add_asgi_middleware(BodyLimitMiddleware)
