@@ -340,3 +340,40 @@ def test_config_rejects_a_non_positive_definite_correlation():
     )
     with pytest.raises(ValueError, match=r"regimes\[2\] \(crash\)\.corr is not positive definite"):
         SimConfig(regimes=(regimes[0], regimes[1], bad))
+
+
+# --- integration with the schema and targets ----------------------------------------------------
+
+
+def test_regime_names_match_models_targets():
+    targets = pytest.importorskip("models.targets")
+    assert targets.REGIME_NAMES == REGIME_NAMES
+
+
+def test_panel_built_from_a_simulation_has_synchronous_factors_and_usable_truth(default_result):
+    from models.schema import FactorSeries, build_panel
+    from models.simulator import us_close_times
+
+    res = default_result
+    factors = {
+        name: FactorSeries(
+            pd.Series(df["close"].to_numpy(), index=us_close_times(pd.DatetimeIndex(df["date"]))),
+            infer_category(name),
+        )
+        for name, df in res.factors.items()
+    }
+    panel = build_panel(
+        res.assets, factors, meta={"truth_betas": res.truth_betas, "truth_market": res.truth_market}
+    )
+    assert panel.benchmark_names == ["BTCUSDT", COMPOSITE_NAME]
+    fr = panel.factor_returns()
+    trading = pd.DatetimeIndex(res.factors["SPX"]["date"]).tz_localize("UTC")
+    tue_fri = trading[trading.isin(trading + pd.Timedelta("1D"))]  # the previous day traded too
+    assert len(tue_fri) > 800
+    np.testing.assert_allclose(fr.loc[tue_fri, "SPX"], res.drivers.loc[tue_fri, "SPX"], rtol=1e-9)
+    np.testing.assert_allclose(fr.loc[tue_fri, "DGS10"], res.drivers.loc[tue_fri, "DGS10"], atol=1e-12)
+    targets = pytest.importorskip("models.targets")
+    tfb = targets.true_forward_betas(panel, "30d")
+    assert set(tfb.columns) >= {"BTCUSDT", COMPOSITE_NAME}
+    ew = tfb[COMPOSITE_NAME].dropna().groupby(level="timestamp").mean()
+    np.testing.assert_allclose(ew, 1.0, atol=1e-9)  # a variance-weighted average keeps the EW identity
