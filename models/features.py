@@ -32,7 +32,7 @@ Missing inputs: funding, open interest and volume columns are always present (th
 depends only on the spec and the panel's benchmark and factor names) and are NaN where the
 panel has no such data; a panel without factors simply has no factor columns.  Per-bar factor
 changes are clipped to +-`factor_return_clip` (WTI settled at -36.98 on 2020-04-20, so oil
-returns explode around it).  Rates are in points and changes are differences.
+returns explode around it); a return from or to a non-positive price is NaN.  Rates are in points and changes are differences.
 """
 
 from __future__ import annotations
@@ -275,9 +275,16 @@ def _funding_leverage(b: _Builder, p: Panel, spec: FeatureSpec, bars: _Bars) -> 
 
 
 def _factor_change(level: np.ndarray, is_rate: bool, clip: float) -> np.ndarray:
-    """Per-bar change of a factor (difference for rates, simple return otherwise), clipped."""
+    """Per-bar change of a factor (difference for rates, simple return otherwise), clipped.
+
+    A return from or to a non-positive price (WTI on 2020-04-20/21) is undefined: NaN.
+    """
+    prev = shift(level, 1)[:, 0]
     with np.errstate(invalid="ignore", divide="ignore"):
-        c = level - shift(level, 1)[:, 0] if is_rate else level / shift(level, 1)[:, 0] - 1.0
+        if is_rate:
+            c = level - prev
+        else:
+            c = np.where((level > 0) & (prev > 0), level / prev - 1.0, np.nan)
     return np.clip(c, -clip, clip)
 
 
