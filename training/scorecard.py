@@ -105,6 +105,29 @@ class EvalConfig(BaseModel):
             raise ValueError(f"must be at least 10, got {v}")
         return v
 
+    @field_validator("baselines")
+    @classmethod
+    def _baselines(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v:
+            import dataclasses
+
+            from models.estimators import BaselineConfig
+
+            known = {f.name for f in dataclasses.fields(BaselineConfig)}
+            unknown = sorted(set(v) - known)
+            if unknown:
+                raise ValueError(f"unknown baseline setting(s) {unknown}; known: {sorted(known)}")
+            BaselineConfig(**{k: tuple(x) if isinstance(x, list) else x for k, x in v.items()})
+        return v
+
+    def baseline_config(self):
+        """The `models.estimators.BaselineConfig` these settings describe (None: its defaults)."""
+        if not self.baselines:
+            return None
+        from models.estimators import BaselineConfig
+
+        return BaselineConfig(**{k: tuple(x) if isinstance(x, list) else x for k, x in self.baselines.items()})
+
     @model_validator(mode="after")
     def _sync_horizon(self) -> EvalConfig:
         if self.splits.horizon != self.horizon:
@@ -545,11 +568,7 @@ def evaluate_baselines(panel, cfg: EvalConfig | None = None, progress: bool = Tr
 
     cfg = cfg or EvalConfig()
     folds = make_folds(panel.index, cfg.splits)
-    bcfg = None
-    if cfg.baselines:
-        from models.estimators import BaselineConfig
-
-        bcfg = BaselineConfig(**cfg.baselines)
+    bcfg = cfg.baseline_config()
     forecasts = baseline_forecasts(
         panel.returns(), panel.benchmark_returns(), panel.factor_returns(), panel.freq, bcfg
     )

@@ -231,3 +231,12 @@ def test_eval_config_forces_its_horizon_onto_the_splits_and_names_bad_fields():
         EvalConfig(horizon="60d", splits={"embargo": "30d"})
     with pytest.raises(ValueError, match="n_boot"):
         EvalConfig(n_boot=2)
+
+
+def test_eval_config_checks_baseline_settings_by_name():
+    cfg = EvalConfig(baselines={"rolling_windows": ["30d", "90d"], "kalman_mf": False})
+    assert cfg.baseline_config().rolling_windows == ("30d", "90d")
+    with pytest.raises(ValueError, match="rolling_window"):
+        EvalConfig(baselines={"rolling_window": ["30d"]})
+    with pytest.raises(ValueError, match="invalid duration"):
+        EvalConfig(baselines={"rolling_windows": ["thirty"]})
