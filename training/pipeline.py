@@ -1,0 +1,305 @@
+"""`abeta train` end to end: data -> features/targets -> walk-forward (model refit per fold,
+scored beside every baseline on the same test periods) -> final fit -> ONNX bundle -> MLflow
+run -> registry (`challenger`) -> promotion gate.
+
+The walk-forward is the honest part: for fold k the network sees only windows that end in the
+training period, early-stops on the validation block (separated by an embargo >= H), and is
+scored on the test block only.  The final model, fitted on all data, is what gets exported;
+its scorecard is the walk-forward one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models.schema import Panel
+from training.train_config import TrainConfig
+
+MODEL_KIND = "model"
+
+
+def say(msg: str, progress: bool = True) -> None:
+    if progress:
+        print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Prepared:
+    """Everything computed once from the panel and shared by all folds."""
+
+    panel: Panel
+    features: object  # FeatureTable
+    targets: pd.DataFrame
+    regimes: pd.DataFrame
+    truth: pd.DataFrame | None
+    moments: object
+    baselines: dict
+    benchmarks: list[str]
+    data_path: str
+
+
+@dataclass
+class TrainResult:
+    run_id: str | None
+    scorecard: object  # Scorecard
+    records: list[dict]
+    bundle_dir: Path
+    version: str | None = None
+    promotion: object | None = None
+    timings: dict = field(default_factory=dict)
+
+
+def default_sim_dir(cfg: TrainConfig) -> Path:
+    s = cfg.sim
+    return Path("data") / f"sim-seed{s.seed}-{s.assets}a-{s.days}d-{s.freq}"
+
+
+def ensure_simulated(cfg: TrainConfig, progress: bool = True) -> Path:
+    """Write the built-in simulated market once (deterministic for the seed) and return its folder."""
+    from models.sim_config import SimConfig
+    from models.sim_write import write_simulation
+    from models.simulator import simulate
+
+    out = default_sim_dir(cfg)
+    if (out / "assets").is_dir():
+        return out
+    say(f"simulating the default market into {out} ...", progress)
+    s = cfg.sim
+    write_simulation(simulate(SimConfig(seed=s.seed, n_assets=s.assets, days=s.days, freq=s.freq)), out)
+    return out
+
+
+def prepare(cfg: TrainConfig, panel: Panel | None = None) -> Prepared:
+    """Load data, compute features, targets, truth, forward moments and all baseline forecasts."""
+    from models.loaders import load_dataset
+
+    from models.estimators import baseline_forecasts
+    from models.features import compute_features
+    from models.targets import forward_betas, forward_moments, regime_labels, true_forward_betas
+
+    t0 = time.perf_counter()
+    data_path = cfg.data or str(ensure_simulated(cfg, cfg.progress))
+    if panel is None:
+        say(f"loading {data_path} ...", cfg.progress)
+        panel = load_dataset(data_path)
+    say(f"panel: {panel.describe()}", cfg.progress)
+    features = compute_features(panel, cfg.features)
+    targets = forward_betas(panel, cfg.horizon)
+    regimes = regime_labels(panel, cfg.regime_horizon)
+    truth = true_forward_betas(panel, cfg.horizon) if "truth_betas" in panel.meta else None
+    moments = forward_moments(panel, cfg.horizon)
+    baselines = baseline_forecasts(
+        panel.returns(), panel.benchmark_returns(), panel.factor_returns(), panel.freq
+    )
+    say(
+        f"features {features.frame.shape[1]} columns x {len(features.frame)} rows, "
+        f"{len(baselines)} baselines ({time.perf_counter() - t0:.1f}s)",
+        cfg.progress,
+    )
+    return Prepared(
+        panel, features, targets, regimes, truth, moments, baselines, panel.benchmark_names, data_path
+    )
+
+
+def predict_range(
+    fit, cube: np.ndarray, timestamps: pd.DatetimeIndex, symbols: list[str], lo, hi
+) -> pd.DataFrame:
+    """Model forecasts for every (t, asset) with t in [lo, hi] that has a full window and base betas.
+
+    Returns a long frame indexed (timestamp, symbol): `<bench>`, `<bench>_lo`, `<bench>_hi`,
+    `regime_<name>` columns.
+    """
+    from models.networks import OUTPUT_NAMES  # noqa: F401  (torch-side helper lives with the net)
+    from models.targets import REGIME_NAMES
+    from models.windowing import gather_windows, sample_index
+    from training.fit import predict_torch
+
+    base_idx = [fit.feature_columns.index(fit.base_columns[b]) for b in fit.benchmarks]
+    valid = np.isfinite(cube[:, :, base_idx]).all(axis=2)
+    in_range = np.asarray((timestamps >= lo) & (timestamps <= hi))
+    valid &= in_range[:, None]
+    pairs = sample_index(valid, fit.lookback_bars, fit.stride)
+    cols = [*fit.benchmarks, *(f"{b}_lo" for b in fit.benchmarks), *(f"{b}_hi" for b in fit.benchmarks)]
+    cols += [f"regime_{r}" for r in REGIME_NAMES]
+    if len(pairs) == 0:
+        return pd.DataFrame(
+            columns=cols, index=pd.MultiIndex.from_arrays([[], []], names=["timestamp", "symbol"])
+        )
+    x = gather_windows(cube, pairs, fit.lookback_bars, fit.stride)
+    out = predict_torch(fit.net, x)
+    idx = pd.MultiIndex.from_arrays(
+        [timestamps[pairs[:, 0]], np.asarray(symbols)[pairs[:, 1]]], names=["timestamp", "symbol"]
+    )
+    data = np.concatenate([out["beta"], out["beta_lo"], out["beta_hi"], out["regime_prob"]], axis=1)
+    return pd.DataFrame(data, index=idx, columns=cols).sort_index()
+
+
+def _coverage_records(
+    preds: pd.DataFrame, realised: pd.DataFrame, benchmarks, split: str, name: str
+) -> list[dict]:
+    out = []
+    for b in benchmarks:
+        y = realised[b].reindex(preds.index).to_numpy()
+        ok = np.isfinite(y) & ~preds.index.get_level_values("symbol").isin([b])
+        if ok.sum() == 0:
+            continue
+        inside = (y[ok] >= preds[f"{b}_lo"].to_numpy()[ok]) & (y[ok] <= preds[f"{b}_hi"].to_numpy()[ok])
+        width = (preds[f"{b}_hi"] - preds[f"{b}_lo"]).to_numpy()[ok]
+        out.append(_rec(name, MODEL_KIND, b, "coverage90", split, float(inside.mean())))
+        out.append(_rec(name, MODEL_KIND, b, "interval_width", split, float(np.mean(width))))
+    return out
+
+
+def _rec(est, kind, bench, metric, split, value) -> dict:
+    return {
+        "estimator": est,
+        "kind": kind,
+        "benchmark": bench,
+        "metric": metric,
+        "split": split,
+        "value": value,
+    }
+
+
+def regime_evaluation(
+    prep: Prepared, folds, model_preds: dict[int, pd.DataFrame], name: str
+) -> tuple[list[dict], dict]:
+    """Model regime head vs persistence and a filtered Gaussian HMM, fitted per training fold."""
+    from models.schema import COMPOSITE_NAME
+    from models.targets import REGIME_NAMES
+    from training.regime_baselines import HMMRegimeBaseline, persistence_probs, regime_scores
+
+    reg = prep.regimes
+    ts = prep.panel.index
+    comp = prep.panel.benchmark_returns()[COMPOSITE_NAME].to_numpy()
+    cur = reg["current"].reindex(ts).to_numpy(dtype=float, na_value=np.nan)
+    fwd = reg["forward"].reindex(ts).to_numpy(dtype=float, na_value=np.nan)
+    cur = np.where(np.isfinite(cur), cur, -1).astype(int)
+    fwd = np.where(np.isfinite(fwd), fwd, -1).astype(int)
+    rcols = [f"regime_{r}" for r in REGIME_NAMES]
+    pooled: dict[str, list] = {"model": [], "persistence": [], "hmm": [], "label": []}
+    records: list[dict] = []
+    for fold in folds:
+        preds = model_preds.get(fold.k)
+        if preds is None or preds.empty:
+            continue
+        tr = np.asarray((ts >= fold.train_start) & (ts <= fold.train_end))
+        te = np.asarray((ts >= fold.test_start) & (ts <= fold.test_end)) & (fwd >= 0) & (cur >= 0)
+        p_model = preds[rcols].groupby(level="timestamp").mean().reindex(ts[te])
+        keep = p_model.notna().all(axis=1).to_numpy()
+        idx = np.nonzero(te)[0][keep]
+        if len(idx) == 0:
+            continue
+        pm = p_model.to_numpy()[keep]
+        pp = persistence_probs(cur[tr], fwd[tr], cur[idx], len(REGIME_NAMES))
+        hmm = HMMRegimeBaseline(seed=0).fit(np.nan_to_num(comp[tr]), fwd[tr])
+        ph = hmm.predict_proba(np.nan_to_num(comp[: idx[-1] + 1]))[idx]
+        labels = fwd[idx]
+        for est, p, kind in (
+            (f"{name}_regime", pm, MODEL_KIND),
+            ("regime_persistence", pp, "baseline"),
+            ("regime_hmm", ph, "baseline"),
+        ):
+            for metric, v in regime_scores(p, labels).items():
+                records.append(_rec(est, kind, "regime", metric, fold.name, v))
+        pooled["model"].append(pm)
+        pooled["persistence"].append(pp)
+        pooled["hmm"].append(ph)
+        pooled["label"].append(labels)
+    extra = {}
+    if pooled["label"]:
+        labels = np.concatenate(pooled["label"])
+        for est, key, kind in (
+            (f"{name}_regime", "model", MODEL_KIND),
+            ("regime_persistence", "persistence", "baseline"),
+            ("regime_hmm", "hmm", "baseline"),
+        ):
+            p = np.concatenate(pooled[key])
+            for metric, v in regime_scores(p, labels).items():
+                records.append(_rec(est, kind, "regime", metric, "pooled", v))
+        extra = {"labels": labels, "model_pred": np.concatenate(pooled["model"]).argmax(axis=1)}
+    return records, extra
+
+
+def eval_key(prep: Prepared, cfg: TrainConfig) -> str:
+    """Identity of the held-out scorecard: same data, folds, horizon and targets => comparable."""
+    payload = json.dumps(
+        {
+            "data": prep.panel.fingerprint(),
+            "walk_forward": cfg.walk_forward.model_dump(),
+            "horizon": cfg.horizon,
+            "regime_horizon": cfg.regime_horizon,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def model_name_of(cfg: TrainConfig) -> str:
+    return f"adaptive_beta_{cfg.model.arch}"
+
+
+def walk_forward(prep: Prepared, cfg: TrainConfig):
+    """Refit the network per fold; return (folds, model test predictions per fold, per-fold fits info)."""
+    from models.windowing import feature_cube
+    from training.fit import fit_model
+    from training.splits import make_folds
+
+    folds = make_folds(prep.panel.index, cfg.walk_forward)
+    columns = list(prep.features.frame.columns)
+    cube, ts, symbols = feature_cube(prep.features.frame, columns, prep.panel.index, prep.panel.symbols)
+    preds: dict[int, pd.DataFrame] = {}
+    infos = []
+    for fold in folds:
+        t0 = time.perf_counter()
+        say(
+            f"fold {fold.k + 1}/{len(folds)}: train {fold.train_start:%Y-%m-%d}..{fold.train_end:%Y-%m-%d}, "
+            f"val {fold.val_start:%Y-%m-%d}..{fold.val_end:%Y-%m-%d}, "
+            f"test {fold.test_start:%Y-%m-%d}..{fold.test_end:%Y-%m-%d}",
+            cfg.progress,
+        )
+        fit = fit_model(
+            prep.features,
+            prep.targets,
+            prep.regimes,
+            (fold.train_start, fold.train_end),
+            (fold.val_start, fold.val_end),
+            cfg.model,
+            prep.benchmarks,
+            progress=cfg.progress,
+            freq=prep.panel.freq,
+            timestamps=prep.panel.index,
+        )
+        preds[fold.k] = predict_range(fit, cube, ts, symbols, fold.test_start, fold.test_end)
+        infos.append(
+            {
+                "fold": fold.k,
+                "best_epoch": fit.best_epoch,
+                "seconds": time.perf_counter() - t0,
+                **fit.metrics,
+                "history": fit.history,
+            }
+        )
+    return folds, preds, infos
+
+
+def final_ranges(prep: Prepared, cfg: TrainConfig):
+    """Train on everything up to the last validation block (embargoed), early-stop on that block."""
+    wf = cfg.walk_forward
+    finite = prep.targets.notna().any(axis=1)
+    last = finite[finite].index.get_level_values("timestamp").max()
+    from models.durations import parse_duration
+
+    val_td = parse_duration(wf.val)
+    emb = parse_duration(wf.embargo or cfg.horizon)
+    val_start = last - val_td
+    train_end = val_start - emb - prep.panel.freq
+    return (None, train_end), (val_start, last)

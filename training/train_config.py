@@ -1,0 +1,94 @@
+"""`TrainConfig`: one typed object for `abeta train`, with defaults that run on the simulator.
+
+Load it from TOML, YAML or JSON (`load_train_config`); every section has the defaults of its own
+module (FeatureSpec, ModelConfig, WalkForwardConfig, BaselineConfig), so a config file only
+says what it changes.  Unknown keys are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from models.durations import parse_duration
+from models.feat_spec import FeatureSpec
+from models.schema import DataError
+from training.model_config import ModelConfig
+from training.splits import WalkForwardConfig
+
+
+class SimDefaults(BaseModel):
+    """The built-in simulated market used when no --data is given."""
+
+    model_config = ConfigDict(extra="forbid")
+    seed: int = 7
+    assets: int = 12
+    days: int = 1460
+    freq: str = "1d"
+
+
+class TrainConfig(BaseModel):
+    """Everything `abeta train` does: data, targets, model, walk-forward, registry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str | None = None  # folder or manifest; None = the built-in simulator (written to data/)
+    sim: SimDefaults = SimDefaults()
+    horizon: str = "30d"  # forward-beta horizon H
+    regime_horizon: str = "7d"  # window of the forward-regime label
+    features: FeatureSpec = FeatureSpec()
+    model: ModelConfig = ModelConfig()
+    walk_forward: WalkForwardConfig = Field(default_factory=WalkForwardConfig)
+    model_name: str = "adaptive-beta"  # registered model name in MLflow
+    experiment: str = "adaptive-beta"  # MLflow experiment of training runs
+    register_model: bool = True  # register the bundle (alias challenger)
+    promote: bool = True  # then run the promotion gate (champion only if it wins)
+    n_boot: int = Field(500, ge=50)  # block-bootstrap resamples for MSE-ratio intervals
+    plot_assets: int = Field(3, ge=1)  # assets shown in the forecast-vs-realised plots
+    attribution_windows: int = Field(256, ge=8)  # test windows used for captum global attributions
+    progress: bool = True
+
+    @field_validator("horizon", "regime_horizon")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    def model_post_init(self, __context) -> None:
+        if self.walk_forward.horizon != self.horizon:
+            object.__setattr__(
+                self, "walk_forward", self.walk_forward.model_copy(update={"horizon": self.horizon})
+            )
+
+
+def load_train_config(path: str | Path | None = None, **overrides) -> TrainConfig:
+    """Read a TOML/YAML/JSON config (or none) and apply CLI overrides; errors name file and field."""
+    raw: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise DataError("config file not found", file=str(p))
+        text = p.read_text()
+        try:
+            if p.suffix == ".toml":
+                raw = tomllib.loads(text)
+            elif p.suffix in (".yaml", ".yml"):
+                import yaml
+
+                raw = yaml.safe_load(text) or {}
+            else:
+                raw = json.loads(text)
+        except Exception as exc:
+            raise DataError(f"cannot parse config: {exc}", file=str(p)) from exc
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(x) for x in err["loc"])
+        raise DataError(
+            f"invalid config field {field!r}: {err['msg']}", file=str(path) if path else None
+        ) from exc

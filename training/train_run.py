@@ -1,0 +1,331 @@
+"""Run `abeta train`: the walk-forward scorecard, the final fit, the bundle, the MLflow run, the
+registry and the promotion gate, with progress on stderr.  See `training.pipeline` for the parts.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from training.pipeline import (
+    MODEL_KIND,
+    Prepared,
+    TrainResult,
+    _coverage_records,
+    eval_key,
+    final_ranges,
+    model_name_of,
+    prepare,
+    regime_evaluation,
+    say,
+    walk_forward,
+)
+from training.train_config import TrainConfig
+
+
+def score_all(prep: Prepared, cfg: TrainConfig, folds, preds: dict[int, pd.DataFrame]):
+    """Baselines and the model on the same test periods, plus coverage and regime records."""
+    from training.scorecard import score_forecasts
+
+    name = model_name_of(cfg)
+    model_long = pd.concat([p for p in preds.values() if not p.empty]).sort_index()
+    forecasts = dict(prep.baselines)
+    forecasts[name] = model_long[prep.benchmarks]
+    kinds = {k: "baseline" for k in prep.baselines} | {name: MODEL_KIND}
+    card = score_forecasts(
+        forecasts,
+        kinds,
+        prep.targets,
+        prep.moments,
+        folds,
+        prep.truth,
+        horizon_bars=to_bars(cfg.horizon, prep),
+        block_bars=to_bars("60d", prep),
+        n_boot=cfg.n_boot,
+        progress=cfg.progress,
+    )
+    extra = []
+    for fold in folds:
+        p = preds.get(fold.k)
+        if p is not None and not p.empty:
+            extra += _coverage_records(p, prep.targets, prep.benchmarks, fold.name, name)
+    extra += _coverage_records(model_long, prep.targets, prep.benchmarks, "pooled", name)
+    regime_records, regime_extra = regime_evaluation(prep, folds, preds, name)
+    card.records.extend(extra + regime_records)
+    return card, model_long, regime_extra
+
+
+def to_bars(duration: str, prep: Prepared) -> int:
+    from models.durations import to_periods
+
+    return to_periods(duration, prep.panel.freq)
+
+
+def headline(card, prep: Prepared, cfg: TrainConfig):
+    from training.registry import Headline
+
+    name = model_name_of(cfg)
+    model_mse, base_mse, base_name = {}, {}, {}
+    for b in prep.benchmarks:
+        rm = card.value(name, b, "rmse")
+        if rm is None:
+            continue
+        model_mse[b] = rm**2
+        best = card.best(b, "rmse", kind="baseline")
+        base_name[b] = best
+        base_mse[b] = card.value(best, b, "rmse") ** 2
+    return Headline(eval_key(prep, cfg), model_mse, base_mse, base_name)
+
+
+def model_card(cfg: TrainConfig, prep: Prepared, card, head, fit, attributions) -> str:
+    p = prep.panel
+    lines = [
+        f"# Model card: {cfg.model_name} ({model_name_of(cfg)})",
+        "",
+        "Forecasts the forward beta of crypto perpetual futures to each benchmark over the next "
+        f"{cfg.horizon}, with a {int(cfg.model.interval_level * 100)} % interval, and the forward market regime "
+        f"over {cfg.regime_horizon}. The network predicts a correction to Welch's slope-winsorised beta "
+        f"(half-life {cfg.features.welch_halflife}), which it receives as an input.",
+        "",
+        "## Data",
+        f"- source: `{prep.data_path}`",
+        f"- panel: {p.describe()}",
+        f"- fingerprint: `{p.fingerprint()[:16]}`; feature spec hash `{cfg.features.hash()[:16]}`",
+        f"- final fit: train {fit.train_range[0]} .. {fit.train_range[1]}, validation {fit.val_range[0]} .. {fit.val_range[1]}",
+        "",
+        "## Walk-forward scorecard (pooled test folds; MSE vs realised forward beta)",
+        "",
+        "| benchmark | model MSE | best baseline | its MSE | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for b in head.model_mse:
+        lines.append(
+            f"| {b} | {head.model_mse[b]:.5f} | {head.best_baseline[b]} | {head.best_baseline_mse[b]:.5f} | "
+            f"{head.model_mse[b] / head.best_baseline_mse[b]:.3f} |"
+        )
+    cov = [r for r in card.records if r["metric"] == "coverage90" and r["split"] == "pooled"]
+    if cov:
+        lines += [
+            "",
+            "Interval coverage (target 0.90): "
+            + ", ".join(f"{r['benchmark']} {r['value']:.3f}" for r in cov),
+        ]
+    reg = {
+        r["estimator"]: r["value"]
+        for r in card.records
+        if r["benchmark"] == "regime" and r["metric"] == "logloss" and r["split"] == "pooled"
+    }
+    if reg:
+        lines += ["", "Regime log-loss (pooled test): " + ", ".join(f"{k} {v:.3f}" for k, v in reg.items())]
+    if attributions:
+        lines += ["", "## Global attributions (integrated gradients, share by feature group)"]
+        for b, a in attributions.items():
+            lines.append(f"- {b}: " + ", ".join(f"{g} {v:.2f}" for g, v in list(a.items())[:5]))
+    lines += [
+        "",
+        "## Limits",
+        "- Beta is estimated from returns at the panel's bar frequency; realised forward betas are themselves noisy "
+        "(sampling noise is a large share of their variance), so RMSE has a floor no model removes.",
+        "- The model corrects a classical beta; in regime breaks it lags like every estimator that learns from history.",
+        "- Cross-market factors are aligned with a bounded staleness; stale factors are flagged, not invented.",
+        "- Trained on the data above only; check `abeta evaluate model` on other assets/venues before relying on it.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def train(cfg: TrainConfig, panel=None, scorecard_out: str | Path | None = None) -> TrainResult:
+    """The whole `abeta train` job; returns run id, scorecard, bundle path and registry outcome."""
+    import mlflow
+
+    from training import tracking
+    from training.attributions import integrated_gradients_by_group
+    from training.export import export_bundle
+    from training.fit import fit_model
+    from training.registry import promote, register_bundle
+
+    timings = {}
+    t0 = time.perf_counter()
+    prep = prepare(cfg, panel)
+    timings["prepare_s"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    folds, preds, infos = walk_forward(prep, cfg)
+    timings["walk_forward_s"] = time.perf_counter() - t1
+    card, model_long, regime_extra = score_all(prep, cfg, folds, preds)
+    head = headline(card, prep, cfg)
+    if scorecard_out:
+        card.to_json(scorecard_out)
+
+    t2 = time.perf_counter()
+    train_rng, val_rng = final_ranges(prep, cfg)
+    say(
+        f"final fit: train ..{train_rng[1]:%Y-%m-%d}, validation {val_rng[0]:%Y-%m-%d}..{val_rng[1]:%Y-%m-%d}",
+        cfg.progress,
+    )
+    fit = fit_model(
+        prep.features,
+        prep.targets,
+        prep.regimes,
+        train_rng,
+        val_rng,
+        cfg.model,
+        prep.benchmarks,
+        progress=cfg.progress,
+        freq=prep.panel.freq,
+        timestamps=prep.panel.index,
+    )
+    timings["final_fit_s"] = time.perf_counter() - t2
+
+    # global attributions on recent test windows
+    attributions = {}
+    try:
+        from models.windowing import feature_cube, gather_windows, sample_index
+
+        cube, ts, syms = feature_cube(
+            prep.features.frame, fit.feature_columns, prep.panel.index, prep.panel.symbols
+        )
+        base_idx = [fit.feature_columns.index(fit.base_columns[b]) for b in fit.benchmarks]
+        pairs = sample_index(np.isfinite(cube[:, :, base_idx]).all(axis=2), fit.lookback_bars, fit.stride)
+        pick = pairs[np.linspace(0, len(pairs) - 1, min(cfg.attribution_windows, len(pairs))).astype(int)]
+        x = gather_windows(cube, pick, fit.lookback_bars, fit.stride)
+        attributions = integrated_gradients_by_group(
+            fit.net, x, fit.mean, fit.feature_columns, fit.groups, fit.benchmarks
+        )
+    except Exception as exc:  # attributions are a report, not a gate
+        say(f"warning: attributions failed: {exc}", cfg.progress)
+
+    text = model_card(cfg, prep, card, head, fit, attributions)
+    meta = {
+        "model_name": cfg.model_name,
+        "architecture": cfg.model.arch,
+        "horizon": cfg.horizon,
+        "regime_horizon": cfg.regime_horizon,
+        "data_fingerprint": prep.panel.fingerprint(),
+        "data_source": prep.data_path,
+        "training_period": [str(prep.panel.index[0]), str(train_rng[1])],
+        "factor_names": prep.panel.factor_names,
+        "factor_categories": prep.panel.factor_categories,
+        "btc_symbol": prep.panel.meta.get("btc_symbol"),
+        "metrics": {
+            "model_mse": head.model_mse,
+            "best_baseline_mse": head.best_baseline_mse,
+            "best_baseline": head.best_baseline,
+            "eval_key": head.eval_key,
+        },
+    }
+
+    tracking.setup_mlflow(cfg.experiment)
+    with mlflow.start_run(run_name=f"{model_name_of(cfg)}-{Path(prep.data_path).name}") as run:
+        meta["run_id"] = run.info.run_id
+        tmp = Path(tempfile.mkdtemp(prefix="abeta-bundle-"))
+        bundle_dir = export_bundle(fit, cfg.features, meta, tmp / "bundle", text)
+        mlflow.log_params(_flat_params(cfg))
+        mlflow.set_tags(
+            {
+                "git_commit": tracking.git_commit(),
+                "data_fingerprint": prep.panel.fingerprint(),
+                "data_source": prep.data_path,
+                "feature_spec_hash": cfg.features.hash(),
+                "eval_key": head.eval_key,
+                **{f"version.{k}": v for k, v in tracking.package_versions().items()},
+            }
+        )
+        mlflow.log_dict(cfg.model_dump(mode="json"), "config.json")
+        mlflow.log_dict(
+            {
+                "manifest_sha256": prep.panel.meta.get("manifest_sha256"),
+                "panel_sha256": prep.panel.fingerprint(),
+            },
+            "data_fingerprint.json",
+        )
+        for epoch, h in enumerate(fit.history):
+            mlflow.log_metrics(
+                {k: float(v) for k, v in h.items() if isinstance(v, int | float) and k != "epoch"}, step=epoch
+            )
+        for info in infos:
+            for epoch, h in enumerate(info["history"]):
+                mlflow.log_metrics(
+                    {
+                        f"fold{info['fold']}_{k}": float(v)
+                        for k, v in h.items()
+                        if isinstance(v, int | float) and k != "epoch"
+                    },
+                    step=epoch,
+                )
+        mlflow.log_metrics(_score_metrics(card))
+        mlflow.log_metrics({k: float(v) for k, v in timings.items()})
+        tracking.log_json(card.records, "scorecard.json")
+        tracking.log_text(card.table(), "scorecard.txt")
+        tracking.log_json([{k: v for k, v in i.items() if k != "history"} for i in infos], "folds.json")
+        tracking.log_json(attributions, "attributions.json")
+        tracking.log_text(text, "model_card.md")
+        _log_plots(prep, cfg, model_long, card, regime_extra, attributions)
+        tracking.log_folder(bundle_dir, "bundle")
+        run_id = run.info.run_id
+
+    version = decision = None
+    if cfg.register_model:
+        version = register_bundle(run_id, cfg.model_name, "bundle", tags=head.to_tags())
+        say(f"registered {cfg.model_name} version {version} (alias challenger)", cfg.progress)
+        if cfg.promote:
+            decision = promote(cfg.model_name, version)
+            say(
+                ("promoted to champion: " if decision.promoted else "not promoted: ") + decision.reason,
+                cfg.progress,
+            )
+    timings["total_s"] = time.perf_counter() - t0
+    return TrainResult(run_id, card, card.records, bundle_dir, version, decision, timings)
+
+
+def _flat_params(cfg: TrainConfig) -> dict[str, str]:
+    out = {}
+
+    def walk(prefix, obj):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            out[prefix] = json.dumps(obj) if isinstance(obj, list | tuple) else str(obj)
+
+    walk("", cfg.model_dump(mode="json"))
+    return {k: v[:500] for k, v in out.items()}
+
+
+def _score_metrics(card) -> dict[str, float]:
+    out = {}
+    for r in card.records:
+        if r["split"] != "pooled" or r["value"] is None or not np.isfinite(r["value"]):
+            continue
+        key = f"{r['estimator']}.{r['benchmark']}.{r['metric']}"
+        out[key.replace("@", "_")] = float(r["value"])
+    return out
+
+
+def _log_plots(
+    prep: Prepared, cfg: TrainConfig, model_long: pd.DataFrame, card, regime_extra, attributions
+) -> None:
+    from models.targets import REGIME_NAMES
+    from training import plots, tracking
+
+    symbols = [s for s in prep.panel.symbols if s not in prep.benchmarks][: cfg.plot_assets]
+    for b in prep.benchmarks:
+        best = card.best(b, "rmse", kind="baseline")
+        base = prep.baselines.get(best, {}).get(b)
+        fig = plots.forecast_vs_realised(model_long, prep.targets, base, b, symbols, prep.truth, best)
+        tracking.log_figure(fig, f"plots/forecast_vs_realised_{b}.png")
+    tracking.log_figure(
+        plots.interval_calibration(model_long, prep.targets, prep.benchmarks),
+        "plots/interval_calibration.png",
+    )
+    if regime_extra:
+        tracking.log_figure(
+            plots.regime_confusion(regime_extra["labels"], regime_extra["model_pred"], REGIME_NAMES),
+            "plots/regime_confusion.png",
+        )
+    if attributions:
+        tracking.log_figure(plots.group_attributions(attributions), "plots/attributions.png")
