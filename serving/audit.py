@@ -53,6 +53,7 @@ from serving.audit_store import Filters, Head, SqliteStore, Store, StoreMissing,
 
 __all__ = [
     "AuditLog",
+    "AuditReader",
     "AuditStats",
     "AuditUnavailable",
     "DuplicateRequest",
@@ -175,7 +176,101 @@ class _Job:
 _STOP = object()
 
 
-class AuditLog:
+class AuditReader:
+    """Read-only view of an existing audit log (query, get, count, export); never creates a database.
+
+    Raises StoreMissing (a FileNotFoundError) if the database or its table does not exist.
+    """
+
+    def __init__(self, url: str | os.PathLike[str], *, busy_timeout_s: float = 5):
+        self.url = os.fspath(url)
+        self.busy_timeout_s = busy_timeout_s
+        self._store: Store = open_store(url, busy_timeout_s, create=False)
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> AuditReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._store.description!r})"
+
+    # ------------------------------------------------------------------ reading
+
+    def _filters(self, since: Any = None, until: Any = None, **filters: Any) -> Filters:
+        allowed = {"symbol", "endpoint", "model_version", "caller", "request_id"}
+        unknown = sorted(set(filters) - allowed)
+        if unknown:
+            raise ValueError(f"audit filters {unknown} are unknown; allowed: {sorted(allowed)}")
+        return Filters(since=parse_time(since, "since"), until=parse_time(until, "until"), **filters)
+
+    def _read(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except (ValueError, TypeError):
+            raise
+        except Exception as exc:
+            raise AuditUnavailable(f"audit database {self._store.description} cannot be read: {exc}") from exc
+
+    def query(
+        self,
+        since: Any = None,
+        until: Any = None,
+        symbol: str | None = None,
+        endpoint: str | None = None,
+        model_version: str | None = None,
+        caller: str | None = None,
+        request_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Records newest first; `since` inclusive, `until` exclusive (UTC); `symbol` matches any
+        of a record's symbols; page with limit (<= 10000) and offset."""
+        if not 0 <= int(limit) <= MAX_QUERY_LIMIT or int(offset) < 0:
+            raise ValueError(f"audit query: limit must be in 0..{MAX_QUERY_LIMIT} and offset >= 0")
+        f = self._filters(
+            since,
+            until,
+            symbol=symbol,
+            endpoint=endpoint,
+            model_version=model_version,
+            caller=caller,
+            request_id=request_id,
+        )
+        return [flatten(r) for r in self._read(self._store.select, f, int(limit), int(offset))]
+
+    def get(self, request_id: str) -> dict[str, Any] | None:
+        """The record of one request, or None."""
+        rows = self.query(request_id=request_id, limit=1)
+        return rows[0] if rows else None
+
+    def count(self, since: Any = None, until: Any = None, **filters: Any) -> int:
+        """Number of records matching the same filters as `query`."""
+        return int(self._read(self._store.count, self._filters(since, until, **filters)))
+
+    def export(
+        self,
+        path: str | os.PathLike[str],
+        since: Any = None,
+        until: Any = None,
+        fmt: str = "parquet",
+        **filters: Any,
+    ) -> int:
+        """Write matching records, oldest first, to `path` as parquet, csv or jsonl (atomically).
+
+        Returns the number of records written. The stored text is kept, so exports re-verify.
+        """
+        if fmt not in FORMATS:
+            raise ValueError(f"audit export: format {fmt!r} is not one of {', '.join(FORMATS)}")
+        f = self._filters(since, until, **filters)
+        return int(self._read(write_export, self._store.iter_select(f), Path(path), fmt))
+
+
+class AuditLog(AuditReader):
     """Append-only hash-chained log on SQLite (a path or sqlite:///path) or PostgreSQL (postgresql://).
 
     group_commit_window_ms: after a batch of more than one entry (a sign of concurrent callers),
@@ -200,7 +295,7 @@ class AuditLog:
         try:
             self._store: Store = open_store(url, busy_timeout_s, create=True)
             self._head: Head | None = self._store.head()
-        except (OSError, ValueError, ModuleNotFoundError):
+        except (ValueError, ImportError):
             raise
         except Exception as exc:
             raise AuditUnavailable(f"audit log {self.url} cannot be opened: {exc}") from exc
@@ -404,85 +499,6 @@ class AuditLog:
         self._writer.join(timeout=self.busy_timeout_s + 5)
         self._store.close()
 
-    def __enter__(self) -> AuditLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"AuditLog({self._store.description!r})"
-
-    # ------------------------------------------------------------------ reading
-
-    def _filters(self, since: Any = None, until: Any = None, **filters: Any) -> Filters:
-        allowed = {"symbol", "endpoint", "model_version", "caller", "request_id"}
-        unknown = sorted(set(filters) - allowed)
-        if unknown:
-            raise ValueError(f"audit filters {unknown} are unknown; allowed: {sorted(allowed)}")
-        return Filters(since=parse_time(since, "since"), until=parse_time(until, "until"), **filters)
-
-    def _read(self, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except (ValueError, TypeError):
-            raise
-        except Exception as exc:
-            raise AuditUnavailable(f"audit database {self._store.description} cannot be read: {exc}") from exc
-
-    def query(
-        self,
-        since: Any = None,
-        until: Any = None,
-        symbol: str | None = None,
-        endpoint: str | None = None,
-        model_version: str | None = None,
-        caller: str | None = None,
-        request_id: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[dict[str, Any]]:
-        """Records newest first; `since` inclusive, `until` exclusive (UTC); `symbol` matches any
-        of a record's symbols; page with limit (<= 10000) and offset."""
-        if not 0 <= int(limit) <= MAX_QUERY_LIMIT or int(offset) < 0:
-            raise ValueError(f"audit query: limit must be in 0..{MAX_QUERY_LIMIT} and offset >= 0")
-        f = self._filters(
-            since,
-            until,
-            symbol=symbol,
-            endpoint=endpoint,
-            model_version=model_version,
-            caller=caller,
-            request_id=request_id,
-        )
-        return [flatten(r) for r in self._read(self._store.select, f, int(limit), int(offset))]
-
-    def get(self, request_id: str) -> dict[str, Any] | None:
-        """The record of one request, or None."""
-        rows = self.query(request_id=request_id, limit=1)
-        return rows[0] if rows else None
-
-    def count(self, since: Any = None, until: Any = None, **filters: Any) -> int:
-        """Number of records matching the same filters as `query`."""
-        return int(self._read(self._store.count, self._filters(since, until, **filters)))
-
-    def export(
-        self,
-        path: str | os.PathLike[str],
-        since: Any = None,
-        until: Any = None,
-        fmt: str = "parquet",
-        **filters: Any,
-    ) -> int:
-        """Write matching records, oldest first, to `path` as parquet, csv or jsonl (atomically).
-
-        Returns the number of records written. The stored text is kept, so exports re-verify.
-        """
-        if fmt not in FORMATS:
-            raise ValueError(f"audit export: format {fmt!r} is not one of {', '.join(FORMATS)}")
-        f = self._filters(since, until, **filters)
-        return int(self._read(write_export, self._store.iter_select(f), Path(path), fmt))
-
 
 # ---------------------------------------------------------------------------- verification
 
@@ -503,16 +519,14 @@ def _diagnose(store: Store, rec: dict[str, Any], prev: dict[str, Any] | None) ->
     if rec["prev_hash"] == expected_prev:
         return "modified", rec["seq"], f"{who}: content modified: stored hash does not match its contents"
     # The record does not link to its predecessor: find the record it was written after.
-    if rec["prev_hash"] == GENESIS_HASH:
-        written_after = 0
-    else:
-        origin = store.find_by_hash(rec["prev_hash"])
-        written_after = origin["seq"] if origin else None
+    origin = None if rec["prev_hash"] == GENESIS_HASH else store.find_by_hash(rec["prev_hash"])
+    written_after = 0 if rec["prev_hash"] == GENESIS_HASH else (origin["seq"] if origin else None)
     if written_after is not None and written_after >= rec["seq"]:  # links to a record stored after it
+        after = describe(origin) if origin else "nothing (it was the first record)"
         return (
             "reordered",
             rec["seq"],
-            f"{who}: reordered: it was written after record seq {written_after} but is stored at seq {rec['seq']}",
+            f"{who}: reordered: it was written right after {after}, which is stored after it",
         )
     if written_after is not None and written_after < expected_seq - 1:
         first = written_after + 1
@@ -536,14 +550,14 @@ def _diagnose(store: Store, rec: dict[str, Any], prev: dict[str, Any] | None) ->
     )
 
 
-def verify_chain(log_or_url: AuditLog | str | os.PathLike[str], *, batch: int = 1000) -> VerifyResult:
+def verify_chain(log_or_url: AuditReader | str | os.PathLike[str], *, batch: int = 1000) -> VerifyResult:
     """Walk the whole chain in seq order (streaming) and report the first broken link.
 
     A chain on its own cannot show records removed from the *end*, or a complete rewrite by someone
     who recomputes every hash: compare `head_hash` with a value recorded elsewhere for that.
     Raises StoreMissing (a FileNotFoundError) if a database path does not exist; never creates one.
     """
-    own = not isinstance(log_or_url, AuditLog)
+    own = not isinstance(log_or_url, AuditReader)
     store = open_store(log_or_url, create=False) if own else log_or_url._store
     try:
         prev: dict[str, Any] | None = None

@@ -259,8 +259,7 @@ class SqliteStore(Store):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             if self.readonly:
-                uri = f"file:{quote(str(self.path))}?mode=ro"
-                conn = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout_s, check_same_thread=False)
+                conn = self._connect_readonly()
             else:
                 conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
@@ -268,6 +267,23 @@ class SqliteStore(Store):
             with self._lock:
                 self._conns.append(conn)
         return conn
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """mode=ro; on read-only media (no -shm can be created) fall back to immutable=1, which is
+        exact only when no write-ahead log is pending, so refuse if a non-empty -wal exists."""
+        base = f"file:{quote(str(self.path))}"
+        conn = sqlite3.connect(
+            base + "?mode=ro", uri=True, timeout=self.busy_timeout_s, check_same_thread=False
+        )
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            wal = Path(f"{self.path}-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                raise
+        return sqlite3.connect(base + "?immutable=1", uri=True, check_same_thread=False)
 
     def _fetch(self, sql: str, params: dict[str, Any]) -> list[Sequence[Any]]:
         conn = self._reader()
