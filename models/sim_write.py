@@ -2,9 +2,10 @@
 
 Layout: `assets/<SYMBOL>.csv` (timestamp ISO 8601 UTC, open, high, low, close, volume,
 funding_rate, open_interest), `factors/<NAME>.csv` (date, close; US trading dates only),
-`truth/betas.parquet`, `truth/market.parquet`, `simulation.toml` (the full config) and a
-`README.md`.  The folder appears atomically: everything is written to a hidden sibling
-temp folder and renamed into place, so a reader never sees half a dataset.
+`truth/betas.parquet`, `truth/market.parquet`, `dataset.toml` (the manifest: name, freq, BTC
+benchmark), `simulation.toml` (the full simulator config) and a `README.md`.  The folder
+appears atomically: everything is written to a hidden sibling temp folder and renamed into
+place, so a reader never sees half a dataset.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from models.sim_config import FACTOR_NAMES, REGIME_NAMES, stationary_shares
 if TYPE_CHECKING:
     from models.simulator import SimResult
 
-FLOAT_FORMAT = "%.10g"
+FLOAT_FORMAT = "%.12g"  # 12 significant digits: returns from the files match to ~1e-12
 
 
 def write_simulation(result: SimResult, out_dir: str | Path, force: bool = False) -> Path:
@@ -68,6 +69,7 @@ def _write_tree(result: SimResult, root: Path) -> None:
     result.truth_betas.reset_index().to_parquet(root / "truth" / "betas.parquet", index=False)
     result.truth_market.reset_index().to_parquet(root / "truth" / "market.parquet", index=False)
     (root / "simulation.toml").write_text(config_toml(result), encoding="utf-8")
+    (root / "dataset.toml").write_text(dataset_toml(result), encoding="utf-8")
     (root / "README.md").write_text(readme(result), encoding="utf-8")
 
 
@@ -83,6 +85,20 @@ def _toml_value(v) -> str:
     if isinstance(v, tuple | list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def dataset_toml(result: SimResult) -> str:
+    """The folder's manifest (models/manifest.py keys only; files follow the folder convention)."""
+    cfg = result.config
+    return (
+        f"# Simulated by Adaptive Beta: seed {cfg.seed}, {cfg.n_assets} assets, {cfg.days} days of {cfg.freq}"
+        f" bars from {cfg.start}.\n# The full simulator configuration is in simulation.toml; truth/ holds the"
+        " true betas.\n"
+        f'name = "sim-seed{cfg.seed}-{cfg.n_assets}a-{cfg.days}d-{cfg.freq}"\n'
+        f'freq = "{cfg.freq}"\n'
+        f'btc = "{cfg.symbols[0]}"\n'
+        'composite = "equal"\n'
+    )
 
 
 def config_toml(result: SimResult) -> str:

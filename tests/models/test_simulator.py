@@ -61,6 +61,7 @@ def test_same_seed_writes_identical_files_and_other_seed_differs(tmp_path):
         "assets/BTCUSDT.csv",
         "assets/ETHUSDT.csv",
         "assets/SOLUSDT.csv",
+        "dataset.toml",
         *[f"factors/{n}.csv" for n in sorted(FACTOR_NAMES)],
         "simulation.toml",
         "truth/betas.parquet",
@@ -377,3 +378,54 @@ def test_panel_built_from_a_simulation_has_synchronous_factors_and_usable_truth(
     assert set(tfb.columns) >= {"BTCUSDT", COMPOSITE_NAME}
     ew = tfb[COMPOSITE_NAME].dropna().groupby(level="timestamp").mean()
     np.testing.assert_allclose(ew, 1.0, atol=1e-9)  # a variance-weighted average keeps the EW identity
+
+
+def test_written_folder_loads_into_a_panel_with_the_truth_attached(tmp_path):
+    loaders = pytest.importorskip("models.loaders")
+    res = simulate(SimConfig(seed=9, n_assets=5, days=120))
+    out = write_simulation(res, tmp_path / "sim")
+    panel = loaders.load_dataset(out)
+    assert sorted(panel.symbols) == sorted(res.config.symbols)
+    assert panel.freq == pd.Timedelta("1D") and len(panel.index) == 120
+    assert panel.benchmark_names == ["BTCUSDT", COMPOSITE_NAME]
+    assert panel.factor_categories == {n: infer_category(n) for n in FACTOR_NAMES}
+    closes = pd.DataFrame({s: df["close"] for s, df in res.assets.items()})[panel.symbols]
+    np.testing.assert_allclose(panel.close.to_numpy(), closes.to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(
+        panel.funding_rate.to_numpy(),
+        pd.DataFrame({s: df["funding_rate"] for s, df in res.assets.items()})[panel.symbols].to_numpy(),
+        rtol=1e-9,
+    )
+    tb, tm = panel.meta["truth_betas"], panel.meta["truth_market"]
+    assert tb.index.names == ["timestamp", "symbol"] and str(tb.index.levels[0].tz) == "UTC"
+    pd.testing.assert_frame_equal(tb.sort_index(), res.truth_betas.sort_index(), check_index_type=False)
+    assert (tm["regime"].to_numpy() == res.truth_market["regime"].to_numpy()).all()
+    np.testing.assert_allclose(tm["var_CRYPTO_EW"], res.truth_market["var_CRYPTO_EW"])
+    # the panel's own composite is the EW benchmark the truth describes
+    np.testing.assert_allclose(
+        panel.benchmark_returns()[COMPOSITE_NAME].iloc[1:], res.returns().mean(axis=1).iloc[1:], atol=1e-10
+    )
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.integers(2, 6))
+def test_true_moments_match_an_explicit_full_covariance(seed, n):
+    """Reference: build the full (N+M) covariance of one bar by hand and read the betas off it."""
+    from models.sim_truth import true_moments
+
+    rng = np.random.default_rng(seed)
+    d, m = 8, 6
+    a = rng.normal(size=(d, d))
+    omega = a @ a.T / d + 0.1 * np.eye(d)
+    loadings = rng.normal(size=(n, d))
+    idio = rng.uniform(0.1, 1.0, n)
+    tm = true_moments(loadings[None], omega[None], idio[None])
+    b_full = np.vstack([loadings, np.hstack([np.zeros((m, 2)), np.eye(m)])])
+    sigma = b_full @ omega @ b_full.T + np.diag(np.r_[idio, np.zeros(m)])
+    w = np.r_[np.full(n, 1.0 / n), np.zeros(m)]
+    for i in range(n):
+        assert tm.beta_btc[0, i] == pytest.approx(sigma[i, 0] / sigma[0, 0], rel=1e-10)
+        assert tm.beta_ew[0, i] == pytest.approx((sigma @ w)[i] / (w @ sigma @ w), rel=1e-10)
+        coef = np.linalg.solve(sigma[n:, n:], sigma[n:, i])  # population regression of r_i on f
+        np.testing.assert_allclose(tm.factor_betas[0, i], coef, rtol=1e-9, atol=1e-12)
+    assert tm.var_ew[0] == pytest.approx(w @ sigma @ w, rel=1e-12)
