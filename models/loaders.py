@@ -147,6 +147,9 @@ def inspect_dataset(path: str | Path, **overrides) -> DatasetReport:
     weights = None
     if manifest.composite == "cap" and manifest.weights is not None and assets:
         weights = _read_weights(manifest.weights, res, list(assets), problems, report)
+        if weights is not None:  # as of each bar open (build_panel joins on exact timestamps)
+            bars = pd.DatetimeIndex(sorted(set().union(*(f.index for f in assets.values()))))
+            weights = weights.reindex(weights.index.union(bars)).ffill().reindex(bars)
     if m.btc is not None and specs and m.btc not in {s.symbol for s, _ in specs}:
         problems.add(
             f"btc symbol {m.btc!r} is not among the assets {[s.symbol for s, _ in specs]}",

@@ -80,6 +80,7 @@ class Table:
     rows: np.ndarray  # 1-based data row in the source file for each frame row
     file: str
     date_only: bool  # every timestamp is a midnight and bars are >= 1 day apart (a date column)
+    broken: bool = False  # timestamp problems were recorded; values are still checked, then dropped
 
 
 def parse_timestamps(values: pd.Series | pd.Index) -> pd.DatetimeIndex:
@@ -230,7 +231,7 @@ def to_tables(
     bad = np.asarray(index.isna())
     if bad.any():
         problems.add_rows("unparseable timestamp", file, rows[bad], ts_col)
-        return None
+        frame, rows, index = frame.loc[~bad], rows[~bad], index[~bad]
     frame.index = index
     frame.index.name = "timestamp"
     sym_col = find_column([c for c in cols if c not in (ts_col, *picked.values())], "symbol")
@@ -248,10 +249,11 @@ def to_tables(
     out: dict[str | None, Table] = {}
     for key, (f, r) in groups.items():
         label = file if key is None else f"{file} [symbol {key}]"
-        if not check_timestamps(f.index, r, label, ts_col, problems):
-            continue
-        out[key] = Table(frame=f, rows=r, file=label, date_only=_is_date_only(f.index))
-    return out if out else None
+        ordered = check_timestamps(f.index, r, label, ts_col, problems)
+        out[key] = Table(
+            frame=f, rows=r, file=label, date_only=_is_date_only(f.index), broken=bad.any() or not ordered
+        )
+    return out
 
 
 def _is_date_only(index: pd.DatetimeIndex) -> bool:
@@ -289,7 +291,7 @@ def asset_frame(
         )
     if "funding_rate" in f:
         ok &= check_values(f["funding_rate"], rows, table.file, problems, allow_missing=True)
-    if not ok:
+    if not ok or table.broken:
         return None
     return f.apply(pd.to_numeric, errors="coerce").astype(float), rows
 
@@ -297,7 +299,7 @@ def asset_frame(
 def series_frame(table: Table, name: str, problems: Problems, non_negative: bool = False) -> pd.Series | None:
     """Validate a single-value table (factor, funding prints, open interest): finite numbers."""
     s = table.frame[name]
-    if not check_values(s, table.rows, table.file, problems, non_negative=non_negative):
+    if not check_values(s, table.rows, table.file, problems, non_negative=non_negative) or table.broken:
         return None
     return pd.to_numeric(s).astype(float)
 
