@@ -126,7 +126,9 @@ class EvalConfig(BaseModel):
             return None
         from models.estimators import BaselineConfig
 
-        return BaselineConfig(**{k: tuple(x) if isinstance(x, list) else x for k, x in self.baselines.items()})
+        return BaselineConfig(
+            **{k: tuple(x) if isinstance(x, list) else x for k, x in self.baselines.items()}
+        )
 
     @model_validator(mode="after")
     def _sync_horizon(self) -> EvalConfig:
@@ -301,8 +303,9 @@ def _pick(columns, names: tuple[str, ...]):
 def moments_long(moments: Any, benchmark: str) -> pd.DataFrame | None:
     """Forward moments for one benchmark as a (timestamp, symbol) frame with var_b, cov, var_i.
 
-    Accepts a frame indexed by (timestamp, symbol, benchmark), a frame with (benchmark, stat) or
-    (stat, benchmark) column MultiIndex, or a mapping benchmark -> frame.
+    Accepts the flat columns of `models.targets.forward_moments` (`var_bench_<B>`, `cov_<B>`,
+    `var_asset_<B>`), a frame indexed by (timestamp, symbol, benchmark), a frame with (benchmark,
+    stat) or (stat, benchmark) column MultiIndex, or a mapping benchmark -> frame.
     """
     if moments is None:
         return None
@@ -327,8 +330,9 @@ def moments_long(moments: Any, benchmark: str) -> pd.DataFrame | None:
             if cols["var_i"] is None:
                 cols["var_i"] = _pick(moments.columns, MOMENT_ALIASES["var_i"])
             if all(c is not None for c in cols.values()):
-                sub = moments[[cols["var_b"], cols["cov"], cols["var_i"]]]
-                sub.columns = ["var_b", "cov", "var_i"]
+                sub = moments[[cols["var_b"], cols["cov"], cols["var_i"]]].set_axis(
+                    ["var_b", "cov", "var_i"], axis=1
+                )
     if sub is None:
         return None
     out = {}
@@ -466,7 +470,9 @@ def score_forecasts(
         "block_bars": block_bars,
     }
     benches = list(realised.columns)
-    bar = tqdm(total=len(benches) * (len(folds) + 1), desc="scoring", disable=not progress, leave=False)
+    bar = tqdm(
+        total=len(benches) * (len(folds) + 1), desc="scoring", disable=None if progress else True, leave=False
+    )
     for bench in benches:
         series = {n: forecasts_long(forecasts[n], bench) for n in names}
         have = [n for n in names if series[n] is not None]
@@ -562,9 +568,8 @@ def evaluate_baselines(panel, cfg: EvalConfig | None = None, progress: bool = Tr
     Baseline forecasts are causal over the whole panel (row t uses rows <= t), so they are
     computed once and scored on each fold's test block; no fitting happens on the folds.
     """
-    from models.targets import forward_betas, forward_moments, true_forward_betas
-
     from models.estimators import baseline_forecasts
+    from models.targets import forward_betas, forward_moments, true_forward_betas
 
     cfg = cfg or EvalConfig()
     folds = make_folds(panel.index, cfg.splits)

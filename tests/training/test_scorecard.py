@@ -240,3 +240,20 @@ def test_eval_config_checks_baseline_settings_by_name():
         EvalConfig(baselines={"rolling_window": ["30d"]})
     with pytest.raises(ValueError, match="invalid duration"):
         EvalConfig(baselines={"rolling_windows": ["thirty"]})
+
+
+def test_flat_forward_moment_columns_of_models_targets_are_understood():
+    _, realised, moments, _, _ = _synthetic(n=400)
+    flat = pd.concat(
+        {
+            f"{stat}_{b}": moments[b][key]
+            for b in BENCHES
+            for stat, key in (("var_bench", "var_b"), ("cov", "cov"), ("var_asset", "var_i"))
+        },
+        axis=1,
+    )
+    flat["n_BTCUSDT"] = 30
+    got = moments_long(flat, "BTCUSDT")
+    assert list(got.columns) == ["var_b", "cov", "var_i"]
+    np.testing.assert_array_equal(got.to_numpy(), moments["BTCUSDT"][["var_b", "cov", "var_i"]].to_numpy())
+    assert moments_long(flat, "ETHUSDT") is None
