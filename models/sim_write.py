@@ -74,8 +74,6 @@ def _write_tree(result: SimResult, root: Path) -> None:
 
 
 def _toml_value(v) -> str:
-    if v is None:
-        return '""'
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int | float):
@@ -109,8 +107,10 @@ def config_toml(result: SimResult) -> str:
         "[simulator]",
     ]
     for f in dataclasses.fields(cfg):
-        if f.name != "regimes":
-            lines.append(f"{f.name} = {_toml_value(getattr(cfg, f.name))}")
+        value = getattr(cfg, f.name)
+        if f.name == "regimes":
+            continue
+        lines.append(f"# {f.name}: not set" if value is None else f"{f.name} = {_toml_value(value)}")
     for name, rp in zip(REGIME_NAMES, cfg.regimes, strict=True):
         lines += ["", f"[regimes.{name}]"]
         for f in dataclasses.fields(rp):
