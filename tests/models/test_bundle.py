@@ -1,0 +1,109 @@
+"""load_bundle: verified round trip, tamper detection naming the file, and a torch-free serving process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from models.bundle import BundleError, load_bundle
+from models.feat_spec import FeatureSpec
+from models.schema import DataError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    import torch
+
+    from training.datasets import make_synthetic_task
+    from training.export import export_bundle
+    from training.fit import fit_model
+    from training.model_config import ModelConfig
+
+    torch.set_num_threads(1)
+    f, y, r = make_synthetic_task(n_time=300, n_assets=3, seed=5)
+    cfg = ModelConfig(lookback="12d", max_steps=6, epochs=1, hidden=8, batch_size=64)
+    fit = fit_model(f, y, r, ("2021-01-01", "2021-07-31"), ("2021-08-15", "2021-10-27"), cfg, progress=False)
+    out = tmp_path_factory.mktemp("bundle") / "b"
+    return export_bundle(fit, FeatureSpec(), {"model_name": "test"}, out, "# Card\n")
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_load_bundle_round_trips_meta_spec_and_identity(bundle_dir):
+    b = load_bundle(bundle_dir)
+    assert b.sha256 == hashlib.sha256((bundle_dir / "manifest.json").read_bytes()).hexdigest()
+    assert isinstance(b.spec, FeatureSpec) and b.spec == FeatureSpec()
+    assert b.benchmarks == ["BTCUSDT", "CRYPTO_EW"] and b.meta["model_name"] == "test"
+    assert b.meta["stride"] == 2 and b.meta["lookback_bars"] == 12 and b.meta["steps"] == 6
+    assert set(b.files) == {
+        "model.onnx",
+        "feature_spec.json",
+        "normalization.json",
+        "meta.json",
+        "model_card.md",
+    }
+    assert b.model_card.startswith("# Card")
+
+
+@pytest.mark.parametrize(
+    "name", ["model.onnx", "feature_spec.json", "normalization.json", "meta.json", "model_card.md"]
+)
+def test_altered_file_raises_bundle_error_naming_it(bundle_dir, tmp_path, name):
+    d = _copy(bundle_dir, tmp_path / "b")
+    with open(d / name, "ab") as fh:
+        fh.write(b" ")
+    with pytest.raises(BundleError, match=rf"{name}.*sha256 mismatch") as info:
+        load_bundle(d)
+    assert info.value.file == str(d / name)
+    assert isinstance(info.value, DataError)  # the CLI prints it as one line, exit 2
+
+
+def test_missing_file_and_missing_manifest_are_named(bundle_dir, tmp_path):
+    d = _copy(bundle_dir, tmp_path / "b")
+    (d / "normalization.json").unlink()
+    with pytest.raises(BundleError, match="normalization.json.*missing"):
+        load_bundle(d)
+    (d / "manifest.json").unlink()
+    with pytest.raises(BundleError, match="no manifest.json"):
+        load_bundle(d)
+
+
+def test_manifest_edited_to_match_a_tampered_file_changes_the_bundle_identity(bundle_dir, tmp_path):
+    d = _copy(bundle_dir, tmp_path / "b")
+    original = load_bundle(d).sha256
+    (d / "model_card.md").write_text("# Card (edited)\n")
+    manifest = json.loads((d / "manifest.json").read_text())
+    manifest["files"]["model_card.md"] = hashlib.sha256((d / "model_card.md").read_bytes()).hexdigest()
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    assert load_bundle(d).sha256 != original  # the audit log would show a different bundle
+
+
+def test_serving_process_loads_and_predicts_without_importing_torch(bundle_dir):
+    code = f"""
+import sys, numpy as np
+from models.bundle import load_bundle
+from models.predictor import Predictor
+import models.inference, models.windowing, models.feat_spec
+b = load_bundle({str(bundle_dir)!r})
+p = Predictor(b, intra_op_threads=1)
+x = np.random.default_rng(0).standard_normal((3, b.meta["steps"], len(b.feature_columns))).astype("float32")
+out = p.predict(x)
+assert out["beta"].shape == (3, 2) and out["regime_prob"].shape == (3, 3), out
+assert "torch" not in sys.modules, "torch was imported"
+assert "lightning" not in sys.modules
+print("OK", round(float(out["regime_prob"].sum()), 4))
+"""
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.startswith("OK 3.0")

@@ -1,0 +1,107 @@
+"""Predictor + make_inputs on a simulated market: ORT equals torch on served windows, no skew with
+training windows, and history/series shortfalls are DataErrors that say what is missing."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from models.bundle import load_bundle
+from models.feat_spec import FeatureSpec
+from models.inference import make_inputs
+from models.predictor import Predictor
+from models.schema import DataError
+
+SPEC = FeatureSpec()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    import torch
+
+    from models.features import compute_features
+    from models.loaders import load_dataset
+    from models.sim_config import SimConfig
+    from models.sim_write import write_simulation
+    from models.simulator import simulate
+    from models.targets import forward_betas, regime_labels
+    from training.export import export_bundle
+    from training.fit import fit_model
+    from training.model_config import ModelConfig
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("served")
+    panel = load_dataset(write_simulation(simulate(SimConfig(n_assets=4, days=500, seed=1)), root / "sim"))
+    table = compute_features(panel, SPEC)
+    cfg = ModelConfig(lookback="16d", max_steps=8, epochs=2, hidden=16, batch_size=64)
+    fit = fit_model(
+        table,
+        forward_betas(panel, "30d"),
+        regime_labels(panel, "7d"),
+        ("2021-01-01", "2021-12-31"),
+        ("2022-01-15", "2022-04-10"),
+        cfg,
+        progress=False,
+        freq=panel.freq,
+        timestamps=panel.index,
+    )
+    path = export_bundle(fit, SPEC, {"factor_names": panel.factor_names}, root / "bundle", "# card")
+    return panel, table, fit, load_bundle(path)
+
+
+def test_required_history_is_feature_warmup_plus_window_span(served):
+    _, _, fit, bundle = served
+    rh = bundle.meta["required_history"]
+    assert SPEC.min_history("1d") == 181 and fit.steps == 8 and fit.stride == 2
+    assert rh["min_periods"] == 181 + 15
+    assert rh["series"] == ["BTCUSDT", "CRYPTO_EW", "DGS10", "DXY", "GOLD", "SPX", "VIX", "WTI"]
+
+
+def test_served_windows_equal_training_windows_and_ort_equals_torch(served):
+    from models.windowing import feature_cube, gather_windows
+    from training.fit import predict_torch
+
+    panel, table, fit, bundle = served
+    inp = make_inputs(panel, bundle)
+    assert inp.x.shape == (4, 8, len(fit.feature_columns)) and inp.x.dtype == np.float32
+    assert inp.symbols == panel.symbols and all(ts == panel.index[-1] for ts in inp.as_of)
+    cube, _, _ = feature_cube(table.frame, fit.feature_columns, panel.index, panel.symbols)
+    pairs = np.array([[len(panel.index) - 1, j] for j in range(4)])
+    np.testing.assert_array_equal(inp.x, gather_windows(cube, pairs, fit.lookback_bars, fit.stride))
+    np.testing.assert_allclose(inp.rows.to_numpy(), inp.x[:, -1].astype(float), rtol=1e-6)
+    out = Predictor(bundle).predict(inp.x)
+    ref = predict_torch(fit.net, inp.x)
+    for k in ("beta", "beta_lo", "beta_hi", "regime_prob"):
+        assert np.max(np.abs(out[k] - ref[k])) <= 1e-5
+    assert np.all(out["beta_lo"] < out["beta"]) and np.all(out["beta"] < out["beta_hi"])
+    np.testing.assert_allclose(out["regime_prob"].sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_short_history_is_a_data_error_naming_the_asset_and_the_shortfall(served):
+    panel, _, _, bundle = served
+    short = panel.slice(start=panel.index[-150])
+    with pytest.raises(
+        DataError, match=r"asset \w+: 150 bars of 1d history, the model needs 196 \(46 missing\)"
+    ):
+        make_inputs(short, bundle)
+
+
+def test_missing_factor_series_is_a_data_error_naming_it(served):
+    panel, _, _, bundle = served
+    no_vix = dataclasses.replace(panel, factors=panel.factors.drop(columns=["VIX"]))
+    with pytest.raises(DataError, match=r"lacks series \['VIX'\]"):
+        make_inputs(no_vix, bundle)
+
+
+def test_predictor_checks_input_shape_and_accepts_any_batch_and_length(served):
+    _, _, fit, bundle = served
+    pred = Predictor(bundle, intra_op_threads=2)
+    assert pred.session.get_session_options().intra_op_num_threads == 2
+    f = len(fit.feature_columns)
+    with pytest.raises(DataError, match=rf"shape \[batch, seq, {f}\].*got \[2, 8, {f - 1}\]"):
+        pred.predict(np.zeros((2, 8, f - 1), dtype=np.float32))
+    x = fit.sample_windows
+    assert pred.predict(x[:1, -3:])["beta"].shape == (1, 2)
+    assert pred.predict(np.concatenate([x, x], axis=1)[:7])["regime_prob"].shape == (7, 3)
