@@ -132,3 +132,11 @@ def test_embargo_property_holds_for_every_fold(
             assert f.train_start == idx[0]
         assert train_bars >= train_min
         prev = f
+
+
+def test_start_and_end_restrict_the_folds_to_a_sub_period():
+    idx = _index(1500)
+    folds = make_folds(idx, WalkForwardConfig(start="2020-06-01", end="2023-06-30"))
+    assert folds[0].train_start == pd.Timestamp("2020-06-01", tz="UTC")
+    assert folds[-1].test_end <= pd.Timestamp("2023-06-30", tz="UTC")
+    assert all(f.test_start + pd.Timedelta("30D") <= pd.Timestamp("2023-06-30", tz="UTC") for f in folds)
