@@ -257,3 +257,41 @@ def test_flat_forward_moment_columns_of_models_targets_are_understood():
     assert list(got.columns) == ["var_b", "cov", "var_i"]
     np.testing.assert_array_equal(got.to_numpy(), moments["BTCUSDT"][["var_b", "cov", "var_i"]].to_numpy())
     assert moments_long(flat, "ETHUSDT") is None
+
+
+@pytest.mark.realdata
+def test_real_8h_perps_scorecard_has_fair_common_samples_and_smoothed_betas_beat_30d_ols(real_data_dir):
+    from pathlib import Path
+
+    from models.loaders import load_dataset
+    from training.scorecard import evaluate_baselines
+
+    manifest = Path(__file__).resolve().parents[2] / "docs" / "datasets" / "binance-perps-8h.toml"
+    if not manifest.is_file():
+        pytest.skip(f"no manifest at {manifest}")
+    panel = load_dataset(manifest)
+    cfg = EvalConfig(
+        n_boot=200,
+        splits={"max_folds": 4},
+        baselines={
+            "rolling_windows": ["30d", "180d"],
+            "ewma_halflives": ["90d"],
+            "welch_halflives": ["60d"],
+            "kalman": False,
+            "kalman_mf": False,
+            "multifactor_window": None,
+        },
+    )
+    card = evaluate_baselines(panel, cfg, progress=False)
+    assert [f["k"] for f in card.meta["folds"]] == [0, 1, 2, 3]
+    for bench in ("BTCUSDT", "CRYPTO_EW"):
+        ns = {
+            r["value"]
+            for r in card.records
+            if r["benchmark"] == bench and r["metric"] == "n" and r["split"] == "pooled"
+        }
+        assert len(ns) == 1 and ns.pop() > 10_000  # one common sample for every estimator
+        assert card.meta["reference"][bench] in ("rolling_ols_30d", "rolling_ols_180d")
+        # on the 8h perps tested 2024-05 .. 2026-02, 30-day OLS is the noisiest forecaster of the 30-day forward beta
+        assert card.value("rolling_ols_30d", bench, "rmse") > card.value("welch_hl60d", bench, "rmse")
+        assert card.value("welch_hl60d", bench, "r2") > 0
