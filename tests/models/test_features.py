@@ -266,3 +266,65 @@ def test_features_are_finite_or_nan_and_correlations_bounded(seed, freq):
     corr_cols = [c for c in ft.frame.columns if c.startswith("corr_")]
     corr = ft.frame[corr_cols].to_numpy()
     assert np.nanmax(np.abs(corr)) <= 1.0
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+def _run_cli(monkeypatch, tmp_path, panel, *args):
+    from typer.testing import CliRunner
+
+    import models.loaders
+    from training.cli import app
+
+    monkeypatch.setattr(models.loaders, "load_dataset", lambda path: panel)
+    out = tmp_path / "feat.parquet"
+    result = CliRunner().invoke(app, ["data", "features", "--data", "unused", "--out", str(out), *args])
+    return result, out
+
+
+def test_cli_writes_features_targets_and_spec(monkeypatch, tmp_path):
+    import json
+
+    from models.targets import forward_betas
+
+    panel = make_panel(150)
+    (tmp_path / "spec.json").write_text(FeatureSpec(beta_windows=("20d",)).to_json())
+    result, out = _run_cli(
+        monkeypatch, tmp_path, panel, "--horizon", "10d", "--spec", str(tmp_path / "spec.json")
+    )
+    assert result.exit_code == 0, result.output
+    assert "450 rows" in result.output
+    frame = pd.read_parquet(out)
+    assert list(frame.columns[:2]) == ["timestamp", "symbol"] and len(frame) == 450
+    assert "beta_ols_BTCUSDT_20d" in frame.columns and "beta_ols_BTCUSDT_90d" not in frame.columns
+    expected = forward_betas(panel, "10d")["CRYPTO_EW"].to_numpy()
+    np.testing.assert_array_equal(frame["target_CRYPTO_EW"].to_numpy(), expected)
+    assert set(frame["regime_forward"].unique()) <= {-1, 0, 1, 2}
+    spec = FeatureSpec.from_json((tmp_path / "feat.spec.json").read_text())
+    meta = json.loads((tmp_path / "feat.meta.json").read_text())
+    assert spec.beta_windows == ("20d",) and meta["spec_hash"] == spec.hash()
+    assert meta["base_columns"]["BTCUSDT"] == "beta_welch_BTCUSDT"
+    assert meta["target_columns"][:2] == ["target_BTCUSDT", "target_CRYPTO_EW"]
+
+
+def test_cli_leaves_nothing_half_written_when_writing_fails(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    def broken(self, path, **kwargs):
+        Path(path).write_bytes(b"half")
+        raise OSError("disk full")
+
+    (tmp_path / "feat.parquet").write_bytes(b"previous")
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", broken)
+    result, out = _run_cli(monkeypatch, tmp_path, make_panel(60, factors=False))
+    assert result.exit_code != 0
+    assert [p.name for p in tmp_path.iterdir() if "feat" in p.name] == [
+        "feat.parquet"
+    ]  # no temp, no sidecars
+    assert out.read_bytes() == b"previous"
+
+
+def test_cli_reports_a_bad_spec_file_with_its_field(monkeypatch, tmp_path):
+    (tmp_path / "spec.json").write_text('{"vol_windows": ["7 days"]}')
+    result, _ = _run_cli(monkeypatch, tmp_path, make_panel(60), "--spec", str(tmp_path / "spec.json"))
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ValueError) and "vol_windows" in str(result.exception)
