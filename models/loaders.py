@@ -380,10 +380,11 @@ def _attach_perp_series(
         n_before = len(problems)
         tables = read_tables(path, problems, value_columns=(column,), required=column)
         table = _one_table(tables, spec.symbol, str(path), problems)
-        s = series_frame(table, column, problems, non_negative=column == "open_interest") if table else None
+        got = series_frame(table, column, problems, non_negative=column == "open_interest") if table else None
         summary.ok = len(problems) == n_before
-        if s is None:
+        if got is None:
             continue
+        s = got[0]
         _summarise(summary, s.index)
         frame[column] = per_bar(s, frame.index, freq).to_numpy()
     return frame
@@ -414,13 +415,17 @@ def _read_factors(res: _Resolved, problems: Problems, report: DatasetReport) -> 
         n_before = len(problems)
         tables = read_tables(path, problems, value_columns=("close",), required="close", column=spec.column)
         table = _one_table(tables, spec.name, str(path), problems)
-        s = series_frame(table, "close", problems) if table is not None else None
-        if s is not None and spec.transform == "invert":
+        got = (
+            series_frame(table, "close", problems, drop_missing=spec.drop_missing)
+            if table is not None
+            else None
+        )
+        s = got[0] if got is not None else None
+        if got is not None and spec.transform == "invert":
+            s, rows = got
             zero = np.flatnonzero(s.to_numpy() == 0)
             if len(zero):
-                problems.add_rows(
-                    "cannot invert a zero value", table.file, table.rows[zero], str(table.frame.columns[0])
-                )
+                problems.add_rows("cannot invert a zero value", table.file, rows[zero], table.column("close"))
                 s = None
             else:
                 s = 1.0 / s

@@ -76,6 +76,7 @@ class FactorSpec(_Strict):
     column: str | None = None  # the value column when not one of the usual names
     transform: Literal["invert"] | None = None  # invert: 1/x, e.g. EUR per USD -> EURUSD
     lag: str | None = None  # extra publication delay, e.g. "1d" for next-day releases
+    drop_missing: bool = False  # skip empty/non-numeric cells (FRED "." holidays) instead of reporting them
 
     @field_validator("category")
     @classmethod

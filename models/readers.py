@@ -15,7 +15,7 @@ Binance files that switched from milliseconds to microseconds (spot, from 2025).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +81,11 @@ class Table:
     file: str
     date_only: bool  # every timestamp is a midnight and bars are >= 1 day apart (a date column)
     broken: bool = False  # timestamp problems were recorded; values are still checked, then dropped
+    source_columns: dict[str, str] = field(default_factory=dict)  # canonical -> column name in the file
+
+    def column(self, canonical: str) -> str:
+        """The file's own name for a canonical column (what error messages show)."""
+        return self.source_columns.get(canonical, canonical)
 
 
 def parse_timestamps(values: pd.Series | pd.Index) -> pd.DatetimeIndex:
@@ -251,7 +256,12 @@ def to_tables(
         label = file if key is None else f"{file} [symbol {key}]"
         ordered = check_timestamps(f.index, r, label, ts_col, problems)
         out[key] = Table(
-            frame=f, rows=r, file=label, date_only=_is_date_only(f.index), broken=bad.any() or not ordered
+            frame=f,
+            rows=r,
+            file=label,
+            date_only=_is_date_only(f.index),
+            broken=bool(bad.any()) or not ordered,
+            source_columns=dict(picked),
         )
     return out
 
@@ -282,26 +292,39 @@ def asset_frame(
         if len(f) == 0:
             problems.add("no rows with a close price", table.file, column="close")
             return None
-    ok = check_values(f["close"], rows, table.file, problems, positive=True)
-    if "volume" in f:
-        ok &= check_values(f["volume"], rows, table.file, problems, non_negative=True, allow_missing=True)
-    if "open_interest" in f:
-        ok &= check_values(
-            f["open_interest"], rows, table.file, problems, non_negative=True, allow_missing=True
-        )
-    if "funding_rate" in f:
-        ok &= check_values(f["funding_rate"], rows, table.file, problems, allow_missing=True)
+    ok = check_values(f["close"], rows, table.file, problems, positive=True, column=table.column("close"))
+    for name, non_negative in (("volume", True), ("open_interest", True), ("funding_rate", False)):
+        if name in f:
+            ok &= check_values(
+                f[name],
+                rows,
+                table.file,
+                problems,
+                non_negative=non_negative,
+                allow_missing=True,
+                column=table.column(name),
+            )
     if not ok or table.broken:
         return None
     return f.apply(pd.to_numeric, errors="coerce").astype(float), rows
 
 
-def series_frame(table: Table, name: str, problems: Problems, non_negative: bool = False) -> pd.Series | None:
-    """Validate a single-value table (factor, funding prints, open interest): finite numbers."""
-    s = table.frame[name]
-    if not check_values(s, table.rows, table.file, problems, non_negative=non_negative) or table.broken:
+def series_frame(
+    table: Table, name: str, problems: Problems, non_negative: bool = False, drop_missing: bool = False
+) -> tuple[pd.Series, np.ndarray] | None:
+    """Validate a single-value table (factor, funding prints, open interest): finite numbers.
+
+    `drop_missing` drops empty and non-numeric cells (FRED writes "." for a holiday) instead of
+    reporting them; infinities are still errors.  Returns (values, source rows).
+    """
+    s, rows = table.frame[name], table.rows
+    if drop_missing:
+        keep = pd.to_numeric(s, errors="coerce").notna().to_numpy()
+        s, rows = s.loc[keep], rows[keep]
+    ok = check_values(s, rows, table.file, problems, non_negative=non_negative, column=table.column(name))
+    if not ok or table.broken:
         return None
-    return pd.to_numeric(s).astype(float)
+    return pd.to_numeric(s).astype(float), rows
 
 
 def read_tables(

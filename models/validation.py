@@ -103,9 +103,13 @@ def check_values(
     positive: bool = False,
     non_negative: bool = False,
     allow_missing: bool = False,
+    column: str | None = None,
 ) -> bool:
-    """Numbers must be finite (NaN allowed only if `allow_missing`), and > 0 or >= 0 when asked."""
-    column = str(values.name)
+    """Numbers must be finite (NaN allowed only if `allow_missing`), and > 0 or >= 0 when asked.
+
+    `column` is the name shown in errors (the file's own column name); default: the series name.
+    """
+    column = column or str(values.name)
     x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
     raw_missing = values.isna().to_numpy()
     ok = True

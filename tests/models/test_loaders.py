@@ -212,7 +212,7 @@ def test_factor_may_be_negative_but_not_missing(tmp_path):
         {"assets/BTCUSDT.csv": GOOD, "factors/WTI.csv": "Date,Price\n2024-01-01,-36.98\n2024-01-02,\n"},
     )
     err = one_error(validate_dataset(bad))
-    assert (Path(err.file).name, err.row, err.column) == ("WTI.csv", 2, "close")
+    assert (Path(err.file).name, err.row, err.column) == ("WTI.csv", 2, "Price")
 
 
 def test_off_grid_timestamp_is_an_error(tmp_path):
@@ -547,3 +547,41 @@ def test_real_manifest_with_missing_root_is_a_clear_error(real_data_dir, tmp_pat
     with pytest.raises(DataError) as e:
         load_dataset(m)
     assert e.value.column == "root" and "does not exist" in e.value.message
+
+
+def test_factor_drop_missing_skips_fred_dots_and_keeps_row_numbers_for_other_errors(tmp_path):
+    fred = "date,value\n2024-01-01,4.0\n2024-01-02,.\n2024-01-03,4.2\n"
+    ds = dataset(tmp_path / "a", {"assets/BTCUSDT.csv": GOOD, "factors/DGS10.csv": fred})
+    err = one_error(validate_dataset(ds))
+    assert (err.row, err.column, err.message) == (2, "value", "value is not a number")
+    m = write(
+        tmp_path / "a" / "m.toml",
+        'root = "ds"\n[[assets]]\nsymbol = "BTCUSDT"\npath = "assets/BTCUSDT.csv"\n'
+        '[[factors]]\nname = "DGS10"\npath = "factors/DGS10.csv"\ndrop_missing = true\n',
+    )
+    panel = load_dataset(m)
+    assert panel.factor_categories["DGS10"] == "rates"
+    assert panel.factors["DGS10"].tolist() == [4.0, 4.0, 4.2]  # the 01-02 holiday carries 01-01 forward
+
+
+def test_invert_of_zero_names_the_source_row_after_dropped_cells(tmp_path):
+    root = dataset(
+        tmp_path, {"assets/BTCUSDT.csv": GOOD, "fx.csv": "date,value\n2024-01-01,.\n2024-01-02,0\n"}
+    )
+    m = write(
+        tmp_path / "m.toml",
+        'root = "ds"\n[[assets]]\nsymbol = "BTCUSDT"\npath = "assets/BTCUSDT.csv"\n'
+        '[[factors]]\nname = "EUR"\npath = "fx.csv"\ntransform = "invert"\ndrop_missing = true\n',
+    )
+    err = one_error(validate_dataset(m))
+    assert (err.file, err.row, err.column) == (str(root / "fx.csv"), 2, "value") and "invert" in err.message
+
+
+def test_manifest_column_that_is_not_in_the_file_is_a_missing_column(tmp_path):
+    dataset(tmp_path, {"assets/BTCUSDT.csv": GOOD})
+    m = write(
+        tmp_path / "m.toml",
+        'root = "ds"\n[[assets]]\nsymbol = "BTCUSDT"\npath = "assets/BTCUSDT.csv"\ncolumn = "close_perp"\n',
+    )
+    err = one_error(validate_dataset(m))
+    assert err.column == "close_perp" and "missing close column" in err.message
