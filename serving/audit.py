@@ -303,20 +303,24 @@ class AuditLog(AuditReader):
         self._stats_lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
-        self._healthy = True
+        self._enqueue_lock = threading.Lock()  # nothing is queued after the stop marker
         self._last_batch = 1
         self._writer = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._writer.start()
 
     # ------------------------------------------------------------------ appending
 
+    def _enqueue(self, job: _Job) -> None:
+        with self._enqueue_lock:
+            if self._closed:
+                raise AuditUnavailable(f"audit log {self.url} is closed")
+            if not self._writer.is_alive():
+                raise AuditUnavailable(f"audit log {self.url}: the writer thread has stopped")
+            self._queue.put(job)
+
     def _submit(self, entry: Mapping[str, Any]) -> Future[Any]:
-        if self._closed:
-            raise AuditUnavailable(f"audit log {self.url} is closed")
-        if not self._writer.is_alive():
-            raise AuditUnavailable(f"audit log {self.url}: the writer thread has stopped")
         job = _Job(_prepare(entry))
-        self._queue.put(job)
+        self._enqueue(job)
         return job.future
 
     def append(self, entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -428,7 +432,6 @@ class AuditLog(AuditReader):
             )
             with self._stats_lock:
                 self._stats.failed_batches += 1
-            self._healthy = False
             if conn is not None and isinstance(self._store, SqliteStore):
                 try:
                     conn.close()
@@ -443,7 +446,6 @@ class AuditLog(AuditReader):
             except Exception:
                 pass
             return None
-        self._healthy = True
         self._last_batch = len(done)
         if done:
             with self._stats_lock:
@@ -483,8 +485,8 @@ class AuditLog(AuditReader):
             if st.f_flag & os.ST_RDONLY or st.f_bavail * st.f_frsize < 64 * 1024:
                 return False
         job = _Job(None, probe=True)
-        self._queue.put(job)
         try:
+            self._enqueue(job)
             job.future.result(timeout=timeout_s if timeout_s is not None else self.busy_timeout_s + 1.0)
         except (AuditUnavailable, FutureTimeout):
             return False
@@ -492,10 +494,11 @@ class AuditLog(AuditReader):
 
     def close(self) -> None:
         """Finish pending appends, stop the writer and close connections. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(_STOP)
+        with self._enqueue_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(_STOP)
         self._writer.join(timeout=self.busy_timeout_s + 5)
         self._store.close()
 
