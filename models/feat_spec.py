@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
 import pandas as pd
@@ -116,3 +117,17 @@ class FeatureSpec(BaseModel):
         h = to_periods(self.factor_return_horizon, freq)
         bars += [to_periods(d, freq) + h for d in self.factor_beta_windows]
         return max(bars)
+
+    def serving_history(self, freq: pd.Timedelta | str, tolerance: float = 0.01) -> int:
+        """Bars a caller must send so that features match those computed on the full history.
+
+        Windowed features need `min_history` bars, but the EWMA and Welch betas weight the whole
+        past: cut to the last n bars they lose the weight 0.5 ** (n / halflife).  This is the
+        number of bars that keeps that lost weight below `tolerance` for the longest half-life
+        (e.g. 90d half-life, 1 %: 598 days), and at least `min_history`.
+        """
+        if not 0.0 < tolerance < 1.0:
+            raise ValueError(f"tolerance must be in (0, 1), got {tolerance!r}")
+        freq = parse_duration(freq)
+        longest = max(parse_duration(d) / freq for d in (*self.ewma_halflives, self.welch_halflife))
+        return max(self.min_history(freq), int(math.ceil(longest * math.log2(1.0 / tolerance))))

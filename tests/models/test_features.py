@@ -328,3 +328,19 @@ def test_cli_reports_a_bad_spec_file_with_its_field(monkeypatch, tmp_path):
     result, _ = _run_cli(monkeypatch, tmp_path, make_panel(60), "--spec", str(tmp_path / "spec.json"))
     assert result.exit_code != 0
     assert isinstance(result.exception, ValueError) and "vol_windows" in str(result.exception)
+
+
+def test_serving_history_makes_truncated_ewma_features_match_the_full_history():
+    spec = FeatureSpec(
+        ewma_halflives=("10d",), welch_halflife="8d", beta_windows=("20d",), vol_windows=("7d",)
+    )
+    n = spec.serving_history("1d", tolerance=1e-3)
+    assert n == int(np.ceil(10 * np.log2(1e3)))  # 100 bars for a 10-bar half-life
+    assert FeatureSpec().serving_history("1d") == 598
+    full = make_panel(400, factors=False)
+    cut = full.slice(full.index[-n], None)
+    last = full.index[-1]
+    a = compute_features(full, spec).frame.xs(last, level="timestamp")
+    b = compute_features(cut, spec).frame.xs(last, level="timestamp")
+    for col in ("beta_ewma_BTCUSDT_10d", "beta_welch_CRYPTO_EW", "beta_ols_CRYPTO_EW_20d"):
+        np.testing.assert_allclose(b[col], a[col], atol=5e-3, err_msg=col)
