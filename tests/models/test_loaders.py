@@ -585,3 +585,13 @@ def test_manifest_column_that_is_not_in_the_file_is_a_missing_column(tmp_path):
     )
     err = one_error(validate_dataset(m))
     assert err.column == "close_perp" and "missing close column" in err.message
+
+
+@pytest.mark.realdata
+def test_real_cap_weighted_composite_from_coinmarketcap_snapshots(real_data_dir):
+    cmc = {"path": "smoothbrainquant_cmc_monthly/coinmarketcap_monthly_all_snapshots.csv"}
+    panel = load_dataset(DOCS / "binance-perps-8h.toml", composite="cap", weights=cmc)
+    comp = panel.benchmarks["CRYPTO_EW"]
+    assert comp.first_valid_index() == ts("2020-01-01 16:00")  # first snapshot 2020-01-01, usable 2020-01-02
+    corr = panel.benchmark_returns().corr().loc["BTCUSDT", "CRYPTO_EW"]
+    assert 0.95 < corr < 1.0  # BTC dominates the cap weights
