@@ -159,7 +159,9 @@ class HedgeRequest(ForecastRequest):
     )
     target: dict[str, float] = Field(min_length=1, description="benchmark -> target portfolio beta")
     instruments: list[HedgeInstrument] = Field(min_length=1, max_length=8)
-    nav: float | None = Field(default=None, gt=0, description="portfolio NAV in USD; default gross notional")
+    nav: float | None = Field(
+        default=None, ge=0, description="portfolio NAV in USD (> 0); default gross notional"
+    )
     interval_method: str = Field(default="worst_case", pattern="^(worst_case|independent)$")
 
     @model_validator(mode="after")

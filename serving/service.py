@@ -128,6 +128,8 @@ class AdaptiveBeta:
             log.exception("unexpected error in %s", endpoint)
             return _error(500, "internal error; see the server log")
         finally:
+            # BentoML copies ctx.response.status_code onto whatever the API returns
+            ctx.response.status_code = status
             REQUEST_SECONDS.labels(endpoint=endpoint, model_version=version, status=str(status)).observe(
                 time.perf_counter() - t0
             )
@@ -137,19 +139,25 @@ class AdaptiveBeta:
     def forecast(self, ctx: bentoml.Context, **kwargs) -> ForecastResponse:
         """Forward beta per benchmark with a 90 % interval, regime probabilities and the top drivers."""
         req = ForecastRequest.model_construct(**kwargs)
-        return self._call("/forecast", lambda r, c: self.state.forecast(r, c), req, ctx)
+        return self._call(
+            "/forecast", lambda r, c: ForecastResponse.model_validate(self.state.forecast(r, c)), req, ctx
+        )
 
     @bentoml.api(route="/explain", input_spec=ExplainRequest, output_spec=ExplainResponse)
     def explain(self, ctx: bentoml.Context, **kwargs) -> ExplainResponse:
         """Exact group Shapley values vs the training-mean baseline, plus feature detail in the top groups."""
         req = ExplainRequest.model_construct(**kwargs)
-        return self._call("/explain", lambda r, c: self.state.explain(r, c), req, ctx)
+        return self._call(
+            "/explain", lambda r, c: ExplainResponse.model_validate(self.state.explain(r, c)), req, ctx
+        )
 
     @bentoml.api(route="/hedge", input_spec=HedgeRequest, output_spec=HedgeResponse)
     def hedge(self, ctx: bentoml.Context, **kwargs) -> HedgeResponse:
         """Overlay orders bringing the forecast portfolio beta to the target (least squares across benchmarks)."""
         req = HedgeRequest.model_construct(**kwargs)
-        return self._call("/hedge", lambda r, c: self.state.hedge(r, c), req, ctx)
+        return self._call(
+            "/hedge", lambda r, c: HedgeResponse.model_validate(self.state.hedge(r, c)), req, ctx
+        )
 
 
 AdaptiveBeta.add_asgi_middleware(APIKeyMiddleware)
