@@ -140,6 +140,8 @@ def _prepare(entry: Mapping[str, Any]) -> dict[str, Any]:
     rec: dict[str, Any] = {"request_id": rid}
     for key in TEXT_FIELDS:
         value = entry.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # e.g. an MLflow model version given as a number
         if value is not None and not isinstance(value, str):
             raise ValueError(f"audit entry field {key} must be a string or None, got {type(value).__name__}")
         rec[key] = value

@@ -194,7 +194,10 @@ def test_bad_entries_are_refused_before_anything_is_written(tmp_path):
             log.append({**entry(1), "request_id": ""})
         with pytest.raises(TypeError, match=r"entry\.output"):
             log.append({**entry(1), "output": object()})
+        with pytest.raises(ValueError, match="field caller must be a string"):
+            log.append({**entry(1), "caller": ["x"]})
         assert log.count() == 0 and log.stats.commits == 0
+        assert log.append({**entry(1), "model_version": 7})["model_version"] == "7"
 
 
 def test_duplicate_request_id_fails_alone_and_the_rest_of_the_batch_is_stored(tmp_path):
