@@ -47,6 +47,7 @@ from models.readers import (
     asset_frame,
     find_column,
     parse_timestamps,
+    read_raw,
     read_tables,
     series_frame,
 )
@@ -265,7 +266,14 @@ def _asset_specs(res: _Resolved, problems: Problems) -> list[tuple[AssetSpec, st
             out.append((AssetSpec(symbol=_stem(p), path=str(p.relative_to(res.root))), "assets/"))
     # a manifest path that does not exist is a manifest error, named by its key
     kept = []
+    seen: set[str] = set()
     for spec, where in out:
+        if spec.symbol in seen:
+            problems.add(
+                f"asset symbol {spec.symbol!r} appears twice (assets list and glob)", res.label, column=where
+            )
+            continue
+        seen.add(spec.symbol)
         missing = False
         for key in ("path", "funding", "open_interest"):
             rel = getattr(spec, key)
@@ -464,7 +472,12 @@ def _read_weights(
         return None
     summary = FileSummary("weights", "composite", str(path))
     report.files.append(summary)
-    raw = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+    try:
+        raw = read_raw(path)
+    except DataError as exc:
+        problems.errors.append(exc)
+        summary.ok = False
+        return None
     cols = [str(c) for c in raw.columns]
     for key in ("symbol_column", "cap_column", "date_column"):
         name = getattr(spec, key)
@@ -519,7 +532,12 @@ def _read_truth(folder: Path, problems: Problems, report: DatasetReport) -> dict
             continue
         summary = FileSummary("truth", name.split(".")[0], str(path))
         report.files.append(summary)
-        df = pd.read_parquet(path)
+        try:
+            df = pd.read_parquet(path)
+        except (OSError, ValueError) as exc:
+            problems.add(f"cannot read simulated truth: {exc}", str(path))
+            summary.ok = False
+            continue
         if "timestamp" not in df.columns or ("symbol" in index and "symbol" not in df.columns):
             col = "timestamp" if "timestamp" not in df.columns else "symbol"
             problems.add("missing column in simulated truth", str(path), column=col)

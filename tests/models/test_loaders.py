@@ -595,3 +595,22 @@ def test_real_cap_weighted_composite_from_coinmarketcap_snapshots(real_data_dir)
     assert comp.first_valid_index() == ts("2020-01-01 16:00")  # first snapshot 2020-01-01, usable 2020-01-02
     corr = panel.benchmark_returns().corr().loc["BTCUSDT", "CRYPTO_EW"]
     assert 0.95 < corr < 1.0  # BTC dominates the cap weights
+
+
+def test_unreadable_weights_and_truth_files_are_data_errors(tmp_path):
+    root = make_folder(tmp_path / "sim")
+    (root / "truth" / "market.parquet").write_text("not parquet")
+    (root / "caps.csv").write_text("")
+    write(root / "dataset.toml", 'composite = "cap"\n[weights]\npath = "caps.csv"\n')
+    errors = validate_dataset(root)
+    assert sorted(Path(e.file).name for e in errors) == ["caps.csv", "market.parquet"]
+
+
+def test_symbol_listed_and_globbed_is_an_error(tmp_path):
+    make_folder(tmp_path / "sim")
+    m = write(
+        tmp_path / "m.toml",
+        'root = "sim"\n[[assets]]\nsymbol = "BTCUSDT"\npath = "assets/BTCUSDT.csv"\n[assets_glob]\npath = "assets/*.csv"\n',
+    )
+    err = one_error(validate_dataset(m))
+    assert err.column == "assets_glob" and "twice" in err.message
