@@ -33,6 +33,7 @@ __all__ = [
     "forward_betas",
     "forward_betas_wide",
     "forward_moments",
+    "forward_multifactor_betas",
     "forward_sum",
     "regime_labels",
     "rule_regimes",
@@ -183,6 +184,74 @@ def true_forward_betas(panel: Panel, horizon: str = "30d", min_fraction: float =
         with np.errstate(invalid="ignore", divide="ignore"):
             ok = (n >= np.ceil(min_fraction * h - 1e-9)) & (den > 0)
             arrays[name] = np.where(ok, num / np.where(ok, den, 1.0), np.nan)
+    return wide_to_long(arrays, p.index, p.symbols, feature_rows(p))
+
+
+def forward_multifactor_betas(
+    panel: Panel,
+    horizon: str = "30d",
+    regressors: list[str] | None = None,
+    min_fraction: float = 0.8,
+    factor_clip: float = 0.5,
+) -> pd.DataFrame:
+    """Forward multiple-regression betas: OLS of r_i on (1, x_1..x_P) over rows t+1..t+H.
+
+    regressors: benchmark and/or factor names (default: the first benchmark and every factor);
+    benchmark returns are simple returns, factor changes as in the features (differences for
+    rates, returns otherwise, clipped to +-factor_clip).  One column per regressor, indexed
+    like `forward_betas`; NaN with fewer than max(min_fraction * H, P + 2) complete rows or a
+    near-singular design.  Daily factors on intraday bars move on one bar a day, so this
+    target is meant for daily bars (or the simulator's structural factor loadings).
+    """
+    _check_fraction(min_fraction)
+    p = _sorted(panel)
+    names = list(regressors) if regressors is not None else p.benchmark_names[:1] + p.factor_names
+    if not names:
+        raise DataError("forward_multifactor_betas needs at least one regressor (benchmark or factor)")
+    cols = []
+    br = p.benchmark_returns()
+    for name in names:
+        if name in br.columns:
+            cols.append(br[name].to_numpy(dtype=np.float64, na_value=np.nan))
+        elif name in p.factors.columns:
+            level = p.factors[name].to_numpy(dtype=np.float64, na_value=np.nan)
+            prev = np.r_[np.nan, level[:-1]]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                if p.factor_categories.get(name) == "rates":
+                    c = level - prev
+                else:
+                    c = np.where((level > 0) & (prev > 0), level / prev - 1.0, np.nan)
+            cols.append(np.clip(c, -factor_clip, factor_clip))
+        else:
+            raise DataError(
+                f"unknown regressor {name!r}: not a benchmark {p.benchmark_names} or factor {p.factor_names}"
+            )
+    h = to_periods(horizon, p.freq)
+    x = np.column_stack([np.ones(len(p.index)), *cols])  # (T, P+1)
+    k = x.shape[1]
+    need = max(np.ceil(min_fraction * h - 1e-9), k + 1)
+    y_all = p.returns().to_numpy(dtype=np.float64, na_value=np.nan)
+    out = np.full((len(p.index), len(p.symbols), k - 1), np.nan)
+    for j in range(len(p.symbols)):  # a loop over assets only; time is vectorised
+        y = y_all[:, j]
+        m = np.isfinite(y) & np.isfinite(x).all(axis=1)
+        xv = np.where(m[:, None], x, 0.0)
+        yv = np.where(m, y, 0.0)
+        xtx = forward_sum((xv[:, :, None] * xv[:, None, :]).reshape(len(y), k * k), h).reshape(-1, k, k)
+        xty = forward_sum(xv * yv[:, None], h)
+        n = forward_sum(m.astype(np.float64), h)
+        ok = np.isfinite(n) & (n >= need)
+        if not ok.any():
+            continue
+        a, b = xtx[ok], xty[ok]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cond = np.linalg.cond(a)
+        good = np.isfinite(cond) & (cond < 1e12)
+        sol = np.full((len(a), k), np.nan)
+        if good.any():
+            sol[good] = np.linalg.solve(a[good], b[good][:, :, None])[:, :, 0]
+        out[ok, j] = sol[:, 1:]
+    arrays = {name: out[:, :, i] for i, name in enumerate(names)}
     return wide_to_long(arrays, p.index, p.symbols, feature_rows(p))
 
 

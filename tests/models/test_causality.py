@@ -12,7 +12,13 @@ import pytest
 
 from models.features import FeatureSpec, compute_features
 from models.schema import FactorSeries, build_panel
-from models.targets import forward_betas, forward_moments, regime_labels, true_forward_betas
+from models.targets import (
+    forward_betas,
+    forward_moments,
+    forward_multifactor_betas,
+    regime_labels,
+    true_forward_betas,
+)
 from tests.models.test_features import make_assets, us_factor
 
 SPEC = FeatureSpec(beta_windows=("20d", "60d"), vol_windows=("7d", "30d"), factor_beta_windows=("20d", "60d"))
@@ -105,6 +111,8 @@ def test_nothing_after_the_cut_moves_features_and_targets_use_only_the_future(fr
     f0 = compute_features(base, SPEC).frame
     b0, m0 = forward_betas(base, HORIZON), forward_moments(base, HORIZON)
     tfb0, reg0 = true_forward_betas(base, HORIZON), regime_labels(base, HORIZON)
+    mf0 = forward_multifactor_betas(base, HORIZON)
+    assert mf0.notna().mean().min() > 0.9
     assert f0.notna().mean().min() > 0.2  # every column has values, so equality means something
     for k, cut_pos in enumerate(cuts):
         cut = base.index[cut_pos]
@@ -122,6 +130,7 @@ def test_nothing_after_the_cut_moves_features_and_targets_use_only_the_future(fr
             (b0, forward_betas(pert, HORIZON)),
             (m0, forward_moments(pert, HORIZON)),
             (tfb0, true_forward_betas(pert, HORIZON)),
+            (mf0, forward_multifactor_betas(pert, HORIZON)),
         ):
             np.testing.assert_array_equal(
                 _at_or_before(old, settled).to_numpy(), _at_or_before(new, settled).to_numpy()

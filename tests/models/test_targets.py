@@ -173,3 +173,25 @@ def test_rule_labels_luna_and_ftx_as_crashes_on_real_perps(real_data_dir):
     assert (cur["2022-11-10":"2022-11-12"] == 2).all()  # FTX
     shares = cur[cur >= 0].value_counts(normalize=True)
     assert 0.6 < shares[0] < 0.85 and 0.03 < shares[2] < 0.12
+
+
+def test_forward_multifactor_betas_match_statsmodels():
+    from models.targets import forward_multifactor_betas
+
+    p = make_panel(200)  # daily, factors SPY (equity) and DGS10 (rates)
+    fmb = forward_multifactor_betas(p, "60d", ["BTCUSDT", "SPY", "DGS10"])
+    x = pd.DataFrame(
+        {
+            "BTCUSDT": p.benchmark_returns()["BTCUSDT"],
+            "SPY": p.factors["SPY"].pct_change(),
+            "DGS10": p.factors["DGS10"].diff(),
+        }
+    )
+    for t in (10, 100, 130):
+        y = p.returns()["SOLUSDT"].iloc[t + 1 : t + 61]
+        xx = x.iloc[t + 1 : t + 61]
+        ok = y.notna() & xx.notna().all(axis=1)
+        fit = sm.OLS(y[ok].to_numpy(), sm.add_constant(xx[ok].to_numpy())).fit()
+        got = fmb.loc[(p.index[t], "SOLUSDT")].to_numpy()
+        np.testing.assert_allclose(got, fit.params[1:], rtol=1e-8)
+    assert fmb.xs(p.index[-60], level="timestamp").isna().all().all()
