@@ -13,7 +13,8 @@ an estimated R mainly down-weights high-noise stretches.
 
 R_t: fixed (`obs_var`) or a causal estimate, the exponentially weighted mean (half-life
 `var_halflife` bars, pandas adjust=True weights) of the past squared one-step innovations of
-that asset (seeded at its first valid row with that row's squared prior innovation).  V_j:
+that asset (seeded at its first valid row with that row's squared prior innovation; floored
+at 1e-10 of the regressors' mean square).  V_j:
 fixed (`x_var`) or the exponentially weighted mean square of regressor j over rows <= t
 (floored at 1 % of its running maximum; a regressor that never moved gets no state noise).
 
@@ -65,6 +66,8 @@ def _kalman_core(
     T, N = Y.shape
     P = H.shape[1]
     d = P + int(intercept)
+    if obs_var is not None and not obs_var > 0:
+        raise ValueError(f"kalman obs_var must be a positive variance or None (estimated), got {obs_var!r}")
     if x_var is None:
         V = _ewm_mean_square(H, var_halflife)  # (T, P)
     else:
@@ -73,69 +76,68 @@ def _kalman_core(
     # V is floored at 1 % of its running maximum so a long stale stretch cannot blow P up.
     V = np.maximum(V, 1e-2 * np.fmax.accumulate(np.nan_to_num(V, nan=0.0), axis=0))
     inv_V = np.where(V > _TINY, 1.0 / np.where(V > _TINY, V, 1.0), 0.0)  # (T, P)
+    # an estimated R is floored at 1e-10 of the regressors' mean square: an asset that *is* the
+    # benchmark has zero innovations, and a zero R would make the update 0/0
+    r_floor = np.maximum(1e-10 * np.nan_to_num(V, nan=0.0).max(axis=1), _TINY)  # (T,)
     h_all = np.concatenate([np.ones((T, 1)), H], axis=1) if intercept else H  # (T, d)
     row_ok = np.isfinite(H).all(axis=1)
     valid = np.isfinite(Y) & row_ok[:, None]  # (T, N)
+    Hz = np.where(row_ok[:, None], h_all, 0.0)  # (T, d) regressors, zero where missing
+    Yz = np.where(valid, Y, 0.0)
+    okf = valid.astype(np.float64)
     q_shape = np.concatenate([[alpha_delta] if intercept else [], np.full(P, delta)])  # (d,)
+    qv = q_shape[None, :] * (np.concatenate([np.ones((T, 1)), inv_V], axis=1) if intercept else inv_V)
     lam = halflife_decay(var_halflife)
+    decay = 1.0 - okf * (1.0 - lam)  # (T, N): innovation-variance decay on valid rows only
+    # bookkeeping known in advance: each asset's first valid row, who has started, who shows
+    any_valid = valid.any(axis=0)
+    first = np.where(any_valid, valid.argmax(axis=0), T)  # (N,)
+    rows = np.arange(T)[:, None]
+    old = (rows > first[None, :]).astype(np.float64)  # started strictly before row t: predict
+    show = (rows >= first[None, :]) & (np.cumsum(valid, axis=0) >= min_periods)
+    starts = np.zeros(T, dtype=bool)
+    starts[first[any_valid]] = True
 
     a = np.zeros((N, d))
     Pm = np.zeros((N, d, d))
-    started = np.zeros(N, dtype=bool)
-    count = np.zeros(N)
     r_num = np.zeros(N)
-    r_den = np.zeros(N)
-    out = np.full((T, N, P), np.nan)
-    eye_idx = np.arange(d)
-    s0 = int(intercept)
+    r_den = np.ones(N)  # r_num / r_den: the innovation EWMA (0 before an asset starts, then floored)
+    out = np.empty((T, N, d))
+    di = np.arange(d)
+    s0 = int(intercept)  # state index of the first slope
+    fixed_R = None if obs_var is None else np.full(N, float(obs_var))
 
     for t in range(T):
-        ok = valid[t]
-        h = np.where(row_ok[t], h_all[t], 0.0)  # (d,)
-        y = np.where(ok, Y[t], 0.0)
-        new = ok & ~started
-        # current observation variance: fixed, or the mean of past squared innovations
-        if obs_var is not None:
-            R = np.full(N, float(obs_var))
-        else:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                R = np.where(r_den > 0, r_num / r_den, np.nan)
-        if new.any():
+        h = Hz[t]
+        R = fixed_R if fixed_R is not None else np.maximum(r_num / r_den, r_floor[t])
+        if starts[t]:  # assets whose first valid row is t start from the prior (no predict)
+            new = first == t
             a[new] = prior_mean
-            if obs_var is None:
-                v0 = y[new] - prior_mean @ h
-                R[new] = v0 * v0
-            R[new] = np.maximum(R[new], _TINY)
+            if fixed_R is None:
+                v0 = Yz[t, new] - prior_mean @ h
+                R = R.copy()
+                R[new] = np.maximum(v0 * v0, r_floor[t])
+                r_num[new], r_den[new] = 0.0, 0.0  # the innovation EWMA starts with this row
             p0 = np.zeros((int(new.sum()), d, d))
             if intercept:
                 p0[:, 0, 0] = R[new] if alpha_var0 is None else alpha_var0
-            p0[:, eye_idx[s0:], eye_idx[s0:]] = prior_var[None, :]
+            p0[:, di[s0:], di[s0:]] = prior_var[None, :]
             Pm[new] = p0
-        # predict: random walk (assets that started before t)
-        old = started
-        if old.any():
-            vt = np.concatenate([[1.0] if intercept else [], inv_V[t]])  # (d,)
-            q = R[:, None] * (q_shape * vt)[None, :]  # (N, d)
-            Pm[:, eye_idx, eye_idx] += np.where(old[:, None] & np.isfinite(q), q, 0.0)
-        started = started | new
-        # update with the observation where valid
-        if ok.any():
-            Pk = Pm[ok]
-            ak = a[ok]
-            Ph = Pk @ h  # (k, d)
-            S = Ph @ h + R[ok]
-            v = y[ok] - ak @ h
-            K = Ph / S[:, None]
-            a[ok] = ak + K * v[:, None]
-            Pn = Pk - K[:, :, None] * Ph[:, None, :]
-            Pm[ok] = 0.5 * (Pn + np.swapaxes(Pn, 1, 2))
-            count[ok] += 1
-            if obs_var is None:
-                r_num[ok] = lam * r_num[ok] + v * v
-                r_den[ok] = lam * r_den[ok] + 1.0
-        show = started & (count >= min_periods)
-        out[t, show] = a[show, s0:]
-    return out
+        # predict: random-walk state noise Q = R * diag(qv) for assets that started before t
+        Pm[:, di, di] += (old[t] * R)[:, None] * qv[t]
+        # update where the observation is valid (gain zero elsewhere); S >= R > 0
+        Ph = Pm @ h  # (N, d)
+        S = Ph @ h + R
+        v = Yz[t] - a @ h
+        K = Ph * (okf[t] / S)[:, None]
+        a += K * v[:, None]
+        Pm -= K[:, :, None] * Ph[:, None, :]
+        Pm = 0.5 * (Pm + Pm.transpose(0, 2, 1))
+        if fixed_R is None:
+            r_num = r_num * decay[t] + okf[t] * v * v
+            r_den = r_den * decay[t] + okf[t]
+        out[t] = a
+    return np.where(show[:, :, None], out[:, :, s0:], np.nan)
 
 
 def kalman_beta(

@@ -17,6 +17,7 @@ import pandas as pd
 
 from models.durations import parse_duration, to_periods
 from models.est_ewma import ewma_beta, welch_beta, winsorise_to_band
+from models.est_factor import factor_implied_beta
 from models.est_kalman import kalman_beta, kalman_multifactor_beta
 from models.est_rolling import (
     multifactor_ols_beta,
@@ -31,6 +32,7 @@ __all__ = [
     "baseline_forecasts",
     "blume_beta",
     "ewma_beta",
+    "factor_implied_beta",
     "kalman_beta",
     "kalman_multifactor_beta",
     "multifactor_ols_beta",
@@ -63,12 +65,18 @@ class BaselineConfig:
     vasicek_floor_frac: float = 0.1  # prior variance floor, fraction of the cross-sectional variance
     multifactor_window: str | None = "180d"  # rolling multi-factor OLS window (None: skip)
     factors: tuple[str, ...] | None = None  # factor columns for multi-factor models (None: all)
+    factor_cov_halflife: str = "60d"  # EWMA co-movement of the factors that turns loadings into a total beta
 
     def __post_init__(self) -> None:
         for name in ("rolling_windows", "ewma_halflives", "welch_halflives"):
             for text in getattr(self, name):
                 parse_duration(text)
-        for text in (self.kalman_var_halflife, self.kalman_min_periods, self.shrink_window):
+        for text in (
+            self.kalman_var_halflife,
+            self.kalman_min_periods,
+            self.shrink_window,
+            self.factor_cov_halflife,
+        ):
             parse_duration(text)
         if self.multifactor_window is not None:
             parse_duration(self.multifactor_window)
@@ -128,8 +136,12 @@ def baseline_forecasts(
     `vasicek_<w>`, `blume_<w>` (on the `shrink_window` rolling OLS), `multifactor_ols_<w>`.
     Multi-factor models regress on the benchmark, the other benchmarks and the factor columns;
     a factor without a return on a bar (stale, not yet published) counts as 0 there, and a
-    factor constant over a rolling window is left out of that window.  The Kalman delta is
-    scaled to the bar: delta_per_bar = kalman_delta_per_day * freq / 1 day.
+    factor constant over a rolling window is left out of that window.  Their forecast is the
+    *total* beta on the benchmark implied by the loadings and the current factor co-movement
+    (`factor_implied_beta`, half-life `factor_cov_halflife`), comparable with the plain OLS
+    forward target; the partial loadings themselves are available from
+    `multifactor_ols_coefs` / `kalman_multifactor_beta`.  The Kalman delta is scaled to the
+    bar: delta_per_bar = kalman_delta_per_day * freq / 1 day.
     """
     cfg = cfg or BaselineConfig()
     freq = pd.Timedelta(freq)
@@ -143,6 +155,7 @@ def baseline_forecasts(
     delta_bar = cfg.kalman_delta_per_day * (freq / pd.Timedelta("1D"))
     var_hl = _bars(cfg.kalman_var_halflife, freq)
     k_min = to_periods(cfg.kalman_min_periods, freq)
+    cov_hl = _bars(cfg.factor_cov_halflife, freq)
     for b in bench_returns.columns:
         x = bench_returns[b]
         for w in cfg.rolling_windows:
@@ -173,14 +186,15 @@ def baseline_forecasts(
         if cfg.multifactor_window is not None:
             n = to_periods(cfg.multifactor_window, freq, minimum=X.shape[1] + 2)
             mp = _min_periods(n, cfg.min_frac, X.shape[1] + 2)
+            coefs = multifactor_ols_coefs(returns, X, n, min_periods=mp, drop_constant=True)
             put(
                 f"multifactor_ols_{_label(cfg.multifactor_window)}",
                 b,
-                multifactor_ols_beta(returns, X, n, target=b, min_periods=mp, drop_constant=True),
+                factor_implied_beta(coefs, X, b, cov_hl),
             )
         if cfg.kalman_mf:
             coefs = kalman_multifactor_beta(
                 returns, X, delta_bar, var_halflife=var_hl, beta0={b: 1.0}, min_periods=k_min
             )
-            put("kalman_mf", b, coefs[b])
+            put("kalman_mf", b, factor_implied_beta(coefs, X, b, cov_hl))
     return out

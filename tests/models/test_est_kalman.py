@@ -166,3 +166,12 @@ def test_kalman_is_nan_until_min_periods_and_carries_through_gaps():
     got = kalman_beta(pd.DataFrame({"a": y}), pd.Series(x), 1e-3, min_periods=10)["a"]
     assert got.iloc[:9].isna().all() and got.iloc[9:].notna().all()
     assert (got.iloc[40:50] == got.iloc[39]).all()
+
+
+def test_kalman_beta_of_the_benchmark_on_itself_is_exactly_one_without_warnings():
+    x, y, _ = _series(T=200)
+    frame = pd.DataFrame({"bench": x, "other": y})
+    with np.errstate(all="raise"):
+        got = kalman_beta(frame, pd.Series(x), 1e-3)
+    np.testing.assert_allclose(got["bench"].iloc[9:], 1.0, atol=1e-9)
+    assert got["other"].iloc[9:].notna().all()

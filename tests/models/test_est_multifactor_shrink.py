@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from models.estimators import blume_beta, multifactor_ols_beta, multifactor_ols_coefs, vasicek_beta
+from models.estimators import (
+    blume_beta,
+    factor_implied_beta,
+    multifactor_ols_beta,
+    multifactor_ols_coefs,
+    rolling_ols_beta,
+    vasicek_beta,
+)
 
 
 def _factors(T=400, seed=0):
@@ -103,3 +110,31 @@ def test_blume_adjusts_two_thirds_toward_one():
     beta = pd.DataFrame({"a": [1.6, 0.1, np.nan]})
     np.testing.assert_allclose(blume_beta(beta)["a"], [1.4, 0.4, np.nan], rtol=1e-12)
     np.testing.assert_allclose(blume_beta(beta, 0.5)["a"], [1.3, 0.55, np.nan], rtol=1e-12)
+
+
+def test_factor_implied_beta_with_same_sample_moments_equals_the_univariate_ols_slope():
+    # omitted-variable identity: loadings and factor slopes from the same (expanding, equally
+    # weighted) sample give back the plain OLS slope on the benchmark
+    y, X = _factors(T=300)
+    coefs = multifactor_ols_coefs(y, X, window=300, min_periods=30)
+    got = factor_implied_beta(coefs, X, "BTC", halflife=1e15, min_periods=3)
+    ref = rolling_ols_beta(y, X["BTC"], window=300, min_periods=30)
+    np.testing.assert_allclose(got.to_numpy()[30:], ref.to_numpy()[30:], rtol=1e-7)
+    # ... and the partial loading alone is a different number (EW is half BTC)
+    assert abs(coefs["BTC"].iloc[-1, 0] - ref.iloc[-1, 0]) > 0.1
+
+
+def test_factor_implied_beta_hand_example_with_pandas_ewm_slopes():
+    y, X = _factors(T=200)
+    idx, cols = y.index, y.columns
+    coefs = {
+        "BTC": pd.DataFrame(1.0, index=idx, columns=cols),
+        "EW": pd.DataFrame(0.5, index=idx, columns=cols),
+        "SPY": pd.DataFrame(np.nan, index=idx, columns=cols),  # left out: contributes nothing
+        "DXY": pd.DataFrame(-2.0, index=idx, columns=cols),
+    }
+    got = factor_implied_beta(coefs, X, "BTC", halflife=20.0)
+    slope = {c: X[c].ewm(halflife=20).cov(X["BTC"]) / X["BTC"].ewm(halflife=20).var() for c in ("EW", "DXY")}
+    want = 1.0 + 0.5 * slope["EW"] - 2.0 * slope["DXY"]
+    np.testing.assert_allclose(got["A"].to_numpy()[20:], want.to_numpy()[20:], rtol=1e-9)
+    assert slope["EW"].iloc[-1] == pytest.approx(0.5, abs=0.1)  # EW = 0.5 BTC + noise: the data are live
