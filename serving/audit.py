@@ -88,7 +88,12 @@ class AuditStats:
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """Outcome of `verify_chain`. `kind` is modified | deleted | inserted | reordered | None."""
+    """Outcome of `verify_chain`.
+
+    n_records: records stored; first_bad_seq: seq of the first record that is not genuine (for a
+    deletion, the first missing seq); problem: one sentence for people; kind: modified | deleted |
+    inserted | reordered (None if ok); head_hash: hash of the last record when the chain is intact.
+    """
 
     ok: bool
     n_records: int
@@ -397,7 +402,7 @@ class AuditLog(AuditReader):
             self._check_file()
             if conn is None:
                 conn = self._store.connect_writer()
-            if probes:
+            if probes and not jobs:  # a batch with appends is its own probe
                 self._store.probe(conn)
             done: list[tuple[_Job, dict[str, Any]]] = []
             if jobs:
