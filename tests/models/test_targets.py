@@ -6,6 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from models.schema import DataError, build_panel
 from models.targets import (
@@ -29,6 +32,20 @@ def test_forward_sum_uses_rows_after_t_only():
     out = forward_sum(a, 2)
     np.testing.assert_array_equal(out[:4], [2 + 3, 3 + 4, 4 + 5, 5 + 6])
     assert np.isnan(out[4:]).all()
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    arrays(np.float64, st.tuples(st.integers(1, 40), st.integers(1, 3)), elements=st.floats(-1e3, 1e3)),
+    st.integers(1, 45),
+)
+def test_forward_sum_equals_the_naive_sum_of_the_next_h_rows(a, h):
+    out = forward_sum(a, h)
+    for t in range(a.shape[0]):
+        if t + h < a.shape[0]:
+            np.testing.assert_allclose(out[t], a[t + 1 : t + h + 1].sum(axis=0), rtol=1e-9, atol=1e-9)
+        else:
+            assert np.isnan(out[t]).all()
 
 
 @pytest.fixture(scope="module")
