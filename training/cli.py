@@ -42,7 +42,7 @@ def _register() -> None:
         (app, "serve", "serving.cmd_serve", "serve"),
         (audit_app, "verify", "serving.cmd_audit", "verify"),
         (audit_app, "export", "serving.cmd_audit", "export"),
-        (audit_app, "report", "serving.cmd_audit", "report"),
+        (audit_app, "report", "serving.cmd_report", "report"),
     ]
     for sub, name, module, func in table:
         try:

@@ -1,0 +1,175 @@
+"""A small client for the prediction service: start/stop a local server, and build valid
+requests from a dataset using only what `GET /model` says it needs.
+
+Used by the main job (`abeta run`), the service benchmark and the tests, so a request is
+built one way everywhere.  Torch-free.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from models.schema import Panel
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalService:
+    """`bentoml serve serving.service:AdaptiveBeta` on 127.0.0.1 in a subprocess (context manager)."""
+
+    def __init__(
+        self,
+        model: str,
+        audit_db: str | Path,
+        log: str | Path,
+        port: int | None = None,
+        extra_env: dict | None = None,
+    ):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.trader_key = "trader-" + secrets.token_hex(16)
+        self.compliance_key = "compliance-" + secrets.token_hex(16)
+        self.log = Path(log)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        Path(audit_db).parent.mkdir(parents=True, exist_ok=True) if "://" not in str(audit_db) else None
+        self.env = dict(os.environ)
+        self.env.update(
+            {
+                "ABETA_MODEL": str(model),
+                "ABETA_AUDIT_DB": str(audit_db),
+                "ABETA_API_KEYS": f"main@trader:{self.trader_key},review@compliance:{self.compliance_key}",
+                "BENTOML_DO_NOT_TRACK": "true",
+                **(extra_env or {}),
+            }
+        )
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120.0) -> LocalService:
+        import httpx
+
+        cmd = [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            "serving.service:AdaptiveBeta",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            env=self.env,
+            stdout=open(self.log, "wb"),
+            stderr=subprocess.STDOUT,  # noqa: SIM115
+            start_new_session=True,
+        )
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"service exited during start-up; log {self.log}:\n{self.log.read_text()[-3000:]}"
+                )
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"service not ready in {timeout:.0f}s; log {self.log}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+    def headers(self, role: str = "trader") -> dict[str, str]:
+        key = self.trader_key if role == "trader" else self.compliance_key
+        return {"Authorization": f"Bearer {key}"}
+
+    def __enter__(self) -> LocalService:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _points(series: pd.Series, date_only: bool = False) -> list[dict]:
+    s = series.dropna()
+    if date_only:
+        return [{"timestamp": t.strftime("%Y-%m-%d"), "close": float(v)} for t, v in s.items()]
+    return [{"timestamp": t.isoformat(), "close": float(v)} for t, v in s.items()]
+
+
+def raw_factor_series(data_dir: str | Path) -> dict[str, pd.Series]:
+    """Factor closes as published (date -> close) from a convention folder's `factors/` files."""
+    out = {}
+    for f in sorted(Path(data_dir, "factors").glob("*.csv")):
+        df = pd.read_csv(f)
+        date_col = next(c for c in df.columns if c.lower() in ("date", "timestamp", "datetime"))
+        close_col = next(c for c in df.columns if c.lower() in ("close", "value", "price", "adj close"))
+        out[f.stem] = pd.Series(df[close_col].to_numpy(float), index=pd.to_datetime(df[date_col]))
+    return out
+
+
+def forecast_request(
+    panel: Panel,
+    required: dict,
+    symbols: list[str],
+    raw_factors: dict[str, pd.Series] | None = None,
+    end: pd.Timestamp | None = None,
+    extra_periods: int = 0,
+) -> dict:
+    """A /forecast body with exactly the history `required` (`GET /model`'s required_history) asks for.
+
+    Asset histories and benchmark series are the panel's last `min_periods` bars up to `end`;
+    factor series are the raw published closes over the same span (plus a week, for staleness).
+    """
+    n = int(required["min_periods"]) + extra_periods
+    idx = panel.index if end is None else panel.index[panel.index <= end]
+    window = idx[-n:]
+    body: dict = {"assets": [], "series": {}}
+    for sym in symbols:
+        hist = []
+        for t in window:
+            row = {"timestamp": t.isoformat(), "close": float(panel.close.at[t, sym])}
+            v = panel.volume.at[t, sym]
+            if pd.notna(v):
+                row["volume"] = float(v)
+            f = panel.funding_rate.at[t, sym]
+            if pd.notna(f):
+                row["funding_rate"] = float(f)
+            hist.append(row)
+        body["assets"].append({"symbol": sym, "history": hist})
+    start = window[0] - pd.Timedelta("7D")
+    for name in required.get("series", []):
+        if name in panel.benchmarks.columns:
+            body["series"][name] = _points(panel.benchmarks[name].reindex(window))
+        elif raw_factors and name in raw_factors:
+            s = raw_factors[name]
+            s = s[(s.index >= start.tz_localize(None)) & (s.index <= window[-1].tz_localize(None))]
+            body["series"][name] = _points(s, date_only=True)
+        elif name in panel.close.columns:
+            body["series"][name] = _points(panel.close[name].reindex(window))
+        else:
+            raise KeyError(f"the model needs series {name!r}, which the dataset does not have")
+    return body
