@@ -107,6 +107,8 @@ def _kalman_core(
     s0 = int(intercept)  # state index of the first slope
     fixed_R = None if obs_var is None else np.full(N, float(obs_var))
 
+    diag = Pm.reshape(N, d * d)[:, :: d + 1]  # a view on the diagonals of every P
+
     for t in range(T):
         h = Hz[t]
         R = fixed_R if fixed_R is not None else np.maximum(r_num / r_den, r_floor[t])
@@ -124,15 +126,16 @@ def _kalman_core(
             p0[:, di[s0:], di[s0:]] = prior_var[None, :]
             Pm[new] = p0
         # predict: random-walk state noise Q = R * diag(qv) for assets that started before t
-        Pm[:, di, di] += (old[t] * R)[:, None] * qv[t]
-        # update where the observation is valid (gain zero elsewhere); S >= R > 0
+        diag += (old[t] * R)[:, None] * qv[t]
+        # update where the observation is valid (gain zero elsewhere); S >= R > 0.  Writing the
+        # covariance update as P -= u u' with u = P h / sqrt(S) keeps P exactly symmetric.
         Ph = Pm @ h  # (N, d)
         S = Ph @ h + R
+        g = okf[t] / S
         v = Yz[t] - a @ h
-        K = Ph * (okf[t] / S)[:, None]
-        a += K * v[:, None]
-        Pm -= K[:, :, None] * Ph[:, None, :]
-        Pm = 0.5 * (Pm + Pm.transpose(0, 2, 1))
+        a += Ph * (g * v)[:, None]
+        u = Ph * np.sqrt(g)[:, None]
+        Pm -= u[:, :, None] * u[:, None, :]
         if fixed_R is None:
             r_num = r_num * decay[t] + okf[t] * v * v
             r_den = r_den * decay[t] + okf[t]

@@ -182,3 +182,43 @@ def test_baseline_config_rejects_bad_durations_with_the_field():
         BaselineConfig(rolling_windows=("30 days",))
     with pytest.raises(ValueError, match="min_frac"):
         BaselineConfig(min_frac=0.0)
+
+
+def test_every_baseline_at_t_ignores_all_inputs_after_t():
+    y, bench, factors = _market(T=400)
+    cfg = BaselineConfig(rolling_windows=("30d", "90d"), multifactor_window="60d", kalman_min_periods="10d")
+    base = baseline_forecasts(y, bench, factors, pd.Timedelta("1D"), cfg)
+    t = 250
+    rng = np.random.default_rng(7)
+    y2, b2, f2 = y.copy(), bench.copy(), factors.copy()
+    for frame in (y2, b2, f2):
+        frame.iloc[t + 1 :] = rng.normal(0, 0.2, frame.iloc[t + 1 :].shape)
+    moved = baseline_forecasts(y2, b2, f2, pd.Timedelta("1D"), cfg)
+    for name in base:
+        for b in base[name]:
+            before, after = base[name][b].to_numpy(), moved[name][b].to_numpy()
+            np.testing.assert_array_equal(before[: t + 1], after[: t + 1], err_msg=f"{name}/{b}")
+            assert np.isfinite(before[t]).sum() >= 3, name
+
+
+@pytest.mark.realdata
+def test_baselines_on_real_binance_8h_perps_are_finite_and_plausible(real_data_dir):
+    from pathlib import Path
+
+    from models.durations import to_periods
+    from models.loaders import load_dataset
+
+    manifest = Path(__file__).resolve().parents[2] / "docs" / "datasets" / "binance-perps-8h.toml"
+    panel = load_dataset(manifest).slice(start="2024-01-01")
+    out = baseline_forecasts(panel.returns(), panel.benchmark_returns(), panel.factor_returns(), panel.freq)
+    assert set(out) == EXPECTED_NAMES
+    warm = to_periods("365d", panel.freq)
+    for name, per_bench in out.items():
+        for b, frame in per_bench.items():
+            vals = frame.iloc[warm:].to_numpy()
+            assert not np.isinf(vals).any(), (name, b)
+            assert np.isfinite(vals).mean() > 0.8, (name, b)
+        btc = per_bench["BTCUSDT"]["BTCUSDT"].iloc[warm:]
+        np.testing.assert_allclose(btc, 1.0, atol=1e-9, err_msg=name)  # BTC's beta to itself
+        eth = per_bench["BTCUSDT"]["ETHUSDT"].iloc[warm:]
+        assert 0.8 < eth.median() < 1.8, (name, eth.median())  # ETH moves more than BTC
