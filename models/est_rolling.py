@@ -16,6 +16,8 @@ from models.est_common import as_frame, check_window, prepare_pair, rolling_sum
 # A centred sum of squares below this fraction of the raw one is round-off: the regressor is
 # constant over the window and the slope is not identified.
 _DEGENERATE = 1e-10
+# Largest rolling cross-product array (numbers) built at once; assets are processed in blocks.
+_BLOCK_NUMBERS = 2e7
 
 
 def _rolling_moments(y: pd.DataFrame, x: pd.Series, window: int) -> dict[str, np.ndarray]:
@@ -111,6 +113,26 @@ def multifactor_ols_coefs(
     window, min_periods = check_window(window, min_periods, least=P + 2)
     Y, Z, M = _prepare_multi(y, X)
     T, N = Y.shape
+    # cross-product sums are T x n x P x P: process assets in blocks of at most ~2e7 numbers
+    block = max(1, int(_BLOCK_NUMBERS // max(1, T * P * P)))
+    coef = np.concatenate(
+        [
+            _multifactor_block(
+                Y[:, i : i + block], Z, M[:, i : i + block], window, min_periods, drop_constant
+            )
+            for i in range(0, N, block)
+        ],
+        axis=1,
+    )
+    return {name: as_frame(coef[:, :, j], y) for j, name in enumerate(X.columns)}
+
+
+def _multifactor_block(
+    Y: np.ndarray, Z: np.ndarray, M: np.ndarray, window: int, min_periods: int, drop_constant: bool
+) -> np.ndarray:
+    """Rolling multi-factor OLS slopes (T, N, P) for a block of assets (see multifactor_ols_coefs)."""
+    T, N = Y.shape
+    P = Z.shape[1]
     n = rolling_sum(M, window)  # (T, N)
     sz = rolling_sum(M[:, :, None] * Z[:, None, :], window)  # (T, N, P)
     sy = rolling_sum(Y, window)  # (T, N)
@@ -145,7 +167,7 @@ def multifactor_ols_coefs(
         coef[ok] = sol * scale[ok]
     if drop_constant:
         coef[const] = np.nan
-    return {name: as_frame(coef[:, :, j], y) for j, name in enumerate(X.columns)}
+    return coef
 
 
 def multifactor_ols_beta(

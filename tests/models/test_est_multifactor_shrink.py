@@ -138,3 +138,15 @@ def test_factor_implied_beta_hand_example_with_pandas_ewm_slopes():
     want = 1.0 + 0.5 * slope["EW"] - 2.0 * slope["DXY"]
     np.testing.assert_allclose(got["A"].to_numpy()[20:], want.to_numpy()[20:], rtol=1e-9)
     assert slope["EW"].iloc[-1] == pytest.approx(0.5, abs=0.1)  # EW = 0.5 BTC + noise: the data are live
+
+
+def test_multifactor_in_asset_blocks_equals_all_at_once(monkeypatch):
+    import models.est_rolling as est_rolling
+
+    y, X = _factors(T=300)
+    y["C"] = y["A"].where(np.arange(300) > 100)
+    whole = multifactor_ols_coefs(y, X, 60)
+    monkeypatch.setattr(est_rolling, "_BLOCK_NUMBERS", 1)  # one asset per block
+    blocks = multifactor_ols_coefs(y, X, 60)
+    for name in X.columns:
+        np.testing.assert_array_equal(whole[name].to_numpy(), blocks[name].to_numpy())
