@@ -168,9 +168,9 @@ def kalman_beta(
     beta0, beta_var0: prior mean and variance of beta at an asset's first valid row; the prior
         variance of alpha is alpha_var0 (default: R at that row).
     min_periods: valid rows before a value is given.
-    Invariant to rescaling x (with fixed variances rescaled too); not exactly equivariant to
-    rescaling y, because the prior mean beta0 does not scale (it is forgotten after a few
-    effective observations).
+    The state noise is scale-free (delta is relative to R / var(x)); the prior (beta0,
+    beta_var0) is not, so the output is only approximately equivariant to rescaling y or x
+    (the prior is forgotten after a few effective observations).
     """
     if delta < 0:
         raise ValueError(f"kalman delta must be >= 0, got {delta!r}")
