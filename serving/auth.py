@@ -25,6 +25,9 @@ from pathlib import Path
 
 ROLES = ("trader", "compliance", "admin")
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/metrics"})
+# Mounted browser apps that authorise by their own session cookie (serving/compliance/session.py):
+# no Bearer header is required under these prefixes; the app itself checks the role.
+OPEN_PREFIXES: tuple[str, ...] = ("/compliance",)
 # path prefix -> roles allowed (admin always allowed)
 ROUTE_ROLES: dict[str, frozenset[str]] = {
     "/forecast": frozenset({"trader"}),
@@ -128,7 +131,10 @@ class APIKeyMiddleware:
         self.open_paths = open_paths
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] in self.open_paths:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in self.open_paths:
+            return await self.app(scope, receive, send)
+        if any(path == p or path.startswith(p + "/") for p in OPEN_PREFIXES):
             return await self.app(scope, receive, send)
         header = ""
         for k, v in scope.get("headers", []):
