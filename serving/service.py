@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from serving.app_state import AppState, ServeConfig
 from serving.auth import APIKeyMiddleware
+from serving.compliance.app import compliance_app
 from serving.limits import BodyLimitMiddleware
 from serving.schemas import (
     ExplainRequest,
@@ -83,6 +84,7 @@ model_app = Starlette(routes=[Route("/model", _model_route, methods=["GET"])])
     traffic={"timeout": TIMEOUT_S, "max_concurrency": MAX_CONCURRENCY},
 )
 @bentoml.asgi_app(model_app, path="/")
+@bentoml.asgi_app(compliance_app, path="/compliance")  # review pages, session-cookie auth
 class AdaptiveBeta:
     """Loads the bundle once per worker; see the module docstring."""
 
