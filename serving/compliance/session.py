@@ -1,0 +1,79 @@
+"""Browser sessions for the compliance pages: a signed, expiring cookie instead of a Bearer header.
+
+Browsers cannot attach `Authorization: Bearer` to page loads, and an API key must never appear in
+a URL, so the login form takes the key once (POST), checks it against the service's key store and
+answers with a cookie holding only the key *id* and role, signed (HMAC, itsdangerous) and
+time-stamped.  The signing secret is `ABETA_SESSION_SECRET` if set (required when several workers
+or restarts must share sessions), else random per process (a restart logs everyone out).
+
+On every request the id and role are looked up again in the key store, so removing a key from
+`ABETA_API_KEYS` ends its sessions at the next restart even before they expire.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from serving.auth import Caller, KeyStore
+
+COOKIE = "abeta_session"
+PAGE_ROLES = frozenset({"compliance", "admin"})
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """How sessions are signed and how long they last."""
+
+    secret: str = ""  # ABETA_SESSION_SECRET; empty = random per process
+    max_age_s: int = 8 * 3600  # ABETA_SESSION_MAX_AGE_S: a working day
+    cookie: str = COOKIE
+
+    @classmethod
+    def from_env(cls) -> SessionConfig:
+        return cls(
+            secret=os.environ.get("ABETA_SESSION_SECRET", ""),
+            max_age_s=int(os.environ.get("ABETA_SESSION_MAX_AGE_S", str(cls.max_age_s))),
+        )
+
+
+class Sessions:
+    """Issue and check session cookies against a KeyStore."""
+
+    def __init__(self, store: KeyStore, cfg: SessionConfig | None = None):
+        self.store = store
+        self.cfg = cfg or SessionConfig()
+        secret = self.cfg.secret or secrets.token_urlsafe(32)
+        self._serializer = URLSafeTimedSerializer(secret, salt="abeta-compliance-session")
+
+    def login(self, api_key: str) -> Caller | None:
+        """The caller owning `api_key`, or None for an unknown key."""
+        key = (api_key or "").strip()
+        return self.store.lookup(key) if key else None
+
+    def issue(self, caller: Caller) -> str:
+        return self._serializer.dumps({"kid": caller.key_id, "role": caller.role})
+
+    def check(self, token: str | None) -> Caller | None:
+        """The session's caller if the cookie is genuine, unexpired and its key still configured."""
+        if not token:
+            return None
+        try:
+            data = self._serializer.loads(token, max_age=self.cfg.max_age_s)
+        except (BadSignature, SignatureExpired):
+            return None
+        if not isinstance(data, dict):
+            return None
+        caller = Caller(str(data.get("kid")), str(data.get("role")))
+        return caller if self._configured(caller) else None
+
+    def _configured(self, caller: Caller) -> bool:
+        # KeyStore keeps (hash, Caller) pairs; a session stays valid only while its key is configured
+        return any(c == caller for _, c in getattr(self.store, "_items", []))
+
+
+def may_review(caller: Caller | None) -> bool:
+    return caller is not None and caller.role in PAGE_ROLES

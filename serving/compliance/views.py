@@ -1,0 +1,186 @@
+"""Turn a stored audit record into what the pages show (pure functions, no HTTP, no database).
+
+What the service logs per endpoint (serving/app_state.py):
+  /forecast  output {"forecasts": [{symbol, as_of, betas{b: {beta, lo, hi}}, regime_probabilities,
+             summary, drivers}]}; explanation {symbol: {benchmark: [top-3 drivers {group, contribution}]}}
+  /explain   output {symbol: {benchmark: beta}}; explanation {"explanations": [{symbol, as_of,
+             benchmarks{b: {forecast, baseline_forecast, groups[{group, contribution, features}]}}}]}
+  /hedge     output {orders, portfolio_beta, target, residual_beta, betas_used, ...}; no explanation
+  all        features {"as_of": {symbol: time}, "rows": {symbol: {feature: value}}}
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from serving.compliance.charts import Step, waterfall_steps
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def forecasts_of(rec: dict) -> list[dict]:
+    """Per symbol: {symbol, as_of, betas: [{benchmark, beta, lo, hi}], regimes: [{name, p}], summary}."""
+    out = rec.get("output") or {}
+    as_of = ((rec.get("features") or {}).get("as_of")) or {}
+    rows: list[dict] = []
+    if isinstance(out, dict) and isinstance(out.get("forecasts"), list):
+        for f in out["forecasts"]:
+            betas = [
+                {
+                    "benchmark": b,
+                    "beta": _num(v.get("beta")),
+                    "lo": _num(v.get("lo")),
+                    "hi": _num(v.get("hi")),
+                }
+                for b, v in (f.get("betas") or {}).items()
+            ]
+            regimes = [{"name": r, "p": _num(p)} for r, p in (f.get("regime_probabilities") or {}).items()]
+            rows.append(
+                {
+                    "symbol": f.get("symbol"),
+                    "as_of": f.get("as_of") or as_of.get(f.get("symbol")),
+                    "betas": betas,
+                    "regimes": regimes,
+                    "summary": f.get("summary"),
+                }
+            )
+    elif rec.get("endpoint") == "/explain" and isinstance(out, dict):
+        for sym, per in out.items():
+            if isinstance(per, dict):
+                betas = [{"benchmark": b, "beta": _num(v), "lo": None, "hi": None} for b, v in per.items()]
+                rows.append(
+                    {"symbol": sym, "as_of": as_of.get(sym), "betas": betas, "regimes": [], "summary": None}
+                )
+    elif rec.get("endpoint") == "/hedge" and isinstance(out, dict):
+        for sym, per in (out.get("betas_used") or {}).items():
+            betas = [
+                {"benchmark": b, "beta": _num(v), "lo": None, "hi": None} for b, v in (per or {}).items()
+            ]
+            rows.append(
+                {"symbol": sym, "as_of": as_of.get(sym), "betas": betas, "regimes": [], "summary": None}
+            )
+    return rows
+
+
+def headline(rec: dict) -> str:
+    """One short text for the records table: the first symbol's betas."""
+    fc = forecasts_of(rec)
+    if not fc:
+        return ""
+    first = fc[0]
+    parts = [f"{b['benchmark']} {b['beta']:.2f}" for b in first["betas"] if b["beta"] is not None]
+    more = f" (+{len(fc) - 1} more)" if len(fc) > 1 else ""
+    return f"{first['symbol']}: " + ", ".join(parts) + more
+
+
+def explanations_of(rec: dict, baselines: dict[str, float] | None = None) -> list[dict]:
+    """Per (symbol, benchmark): {symbol, benchmark, forecast, baseline, exact, steps, groups, features}.
+
+    `baselines` (benchmark -> baseline forecast of the serving bundle) completes /forecast records,
+    which log only the top drivers and not the baseline.
+    """
+    expl = rec.get("explanation")
+    out: list[dict] = []
+    if not isinstance(expl, dict):
+        return out
+    if isinstance(expl.get("explanations"), list):  # /explain: every group, baseline logged
+        for e in expl["explanations"]:
+            for b, per in (e.get("benchmarks") or {}).items():
+                groups = [(g["group"], float(g["contribution"])) for g in per.get("groups", [])]
+                features = [
+                    {"group": g["group"], **f}
+                    for g in per.get("groups", [])
+                    for f in g.get("features", [])
+                    if _num(f.get("contribution")) is not None
+                ]
+                features.sort(key=lambda f: -abs(float(f["contribution"])))
+                fc, base = float(per["forecast"]), _num(per.get("baseline_forecast"))
+                out.append(_entry(e.get("symbol"), b, fc, base, groups, features[:15], complete=True))
+        return out
+    forecasts = {f["symbol"]: f for f in forecasts_of(rec)}
+    for sym, per_bench in expl.items():  # /forecast: top drivers per symbol and benchmark
+        if not isinstance(per_bench, dict):
+            continue
+        betas = {b["benchmark"]: b["beta"] for b in forecasts.get(sym, {}).get("betas", [])}
+        for b, drivers in per_bench.items():
+            if betas.get(b) is None or not isinstance(drivers, list):
+                continue
+            groups = [(d["group"], float(d["contribution"])) for d in drivers]
+            base = (baselines or {}).get(b)
+            out.append(_entry(sym, b, float(betas[b]), base, groups, [], complete=False))
+    return out
+
+
+def _entry(sym, bench, forecast, baseline, groups, features, complete: bool) -> dict:
+    steps: list[Step] = waterfall_steps(forecast, groups, baseline)
+    return {
+        "symbol": sym,
+        "benchmark": bench,
+        "forecast": forecast,
+        "baseline": baseline,
+        "complete": complete,
+        "steps": steps,
+        "groups": sorted(groups, key=lambda g: -abs(g[1])),
+        "features": features,
+    }
+
+
+def feature_summary(rec: dict) -> list[dict]:
+    """Per symbol: {symbol, as_of, n, own: [(feature, value)]} (own-history features shown in full)."""
+    feats = rec.get("features") or {}
+    rows = feats.get("rows") or {}
+    as_of = feats.get("as_of") or {}
+    out = []
+    for sym, values in rows.items():
+        values = values or {}
+        own = [
+            (k, _num(v))
+            for k, v in values.items()
+            if k.startswith(("ret_", "vol_", "drawdown_", "volume_z_", "funding_"))
+        ]
+        out.append({"symbol": sym, "as_of": as_of.get(sym), "n": len(values), "own": own})
+    return out
+
+
+def stored_form(rec: dict) -> dict:
+    """A flattened record (AuditReader.query) back in the stored form that `record_hash` hashes."""
+    from serving.audit_chain import COLUMNS, PAYLOAD_FIELDS
+
+    stored = {k: rec.get(k) for k in COLUMNS if k not in ("payload", "hash")}
+    stored["payload"] = {k: rec.get(k) for k in PAYLOAD_FIELDS}
+    return stored
+
+
+def own_hash_ok(rec: dict) -> bool:
+    """True if the record's stored hash matches its contents (the record alone, not the links)."""
+    from serving.audit_chain import record_hash
+
+    try:
+        return record_hash(stored_form(rec)) == rec.get("hash")
+    except (TypeError, ValueError, KeyError):
+        return False
+
+
+def chain_status_for(seq: int, last: dict | None) -> tuple[str, str]:
+    """(css class, sentence) for one record given the cached last full verification, if any."""
+    if last is None:
+        return "unknown", "The chain has not been verified in this session: use 'Verify chain'."
+    when = last["at"]
+    if last["ok"]:
+        if seq <= last["n_records"]:
+            return "ok", f"Intact: the whole chain through seq {last['n_records']} verified at {when}."
+        return "unknown", f"Appended after the last verification ({when}, {last['n_records']} records)."
+    bad = last["first_bad_seq"]
+    if bad is not None and seq < bad:
+        return (
+            "ok",
+            f"Links up to this record are intact; the chain breaks later, at seq {bad} (verified {when}).",
+        )
+    return "bad", f"The chain is broken at or before this record (first bad seq {bad}, verified {when})."
