@@ -39,6 +39,7 @@ class Prepared:
     features: object  # FeatureTable
     targets: pd.DataFrame
     regimes: pd.DataFrame
+    regimes_observable: pd.DataFrame  # rule-based labels (what a trader can compute at t)
     truth: pd.DataFrame | None
     moments: object
     baselines: dict
@@ -79,10 +80,9 @@ def ensure_simulated(cfg: TrainConfig, progress: bool = True) -> Path:
 
 def prepare(cfg: TrainConfig, panel: Panel | None = None) -> Prepared:
     """Load data, compute features, targets, truth, forward moments and all baseline forecasts."""
-    from models.loaders import load_dataset
-
     from models.estimators import baseline_forecasts
     from models.features import compute_features
+    from models.loaders import load_dataset
     from models.targets import forward_betas, forward_moments, regime_labels, true_forward_betas
 
     t0 = time.perf_counter()
@@ -94,6 +94,7 @@ def prepare(cfg: TrainConfig, panel: Panel | None = None) -> Prepared:
     features = compute_features(panel, cfg.features)
     targets = forward_betas(panel, cfg.horizon)
     regimes = regime_labels(panel, cfg.regime_horizon)
+    regimes_obs = regime_labels(panel, cfg.regime_horizon, source="rule")
     truth = true_forward_betas(panel, cfg.horizon) if "truth_betas" in panel.meta else None
     moments = forward_moments(panel, cfg.horizon)
     baselines = baseline_forecasts(
@@ -105,7 +106,16 @@ def prepare(cfg: TrainConfig, panel: Panel | None = None) -> Prepared:
         cfg.progress,
     )
     return Prepared(
-        panel, features, targets, regimes, truth, moments, baselines, panel.benchmark_names, data_path
+        panel,
+        features,
+        targets,
+        regimes,
+        regimes_obs,
+        truth,
+        moments,
+        baselines,
+        panel.benchmark_names,
+        data_path,
     )
 
 
@@ -172,7 +182,13 @@ def _rec(est, kind, bench, metric, split, value) -> dict:
 def regime_evaluation(
     prep: Prepared, folds, model_preds: dict[int, pd.DataFrame], name: str
 ) -> tuple[list[dict], dict]:
-    """Model regime head vs persistence and a filtered Gaussian HMM, fitted per training fold."""
+    """Model regime head vs persistence and a filtered Gaussian HMM, fitted per training fold.
+
+    Targets are the forward labels (the simulator's true regimes where known).  Persistence
+    holds *today's observable* regime (the rule-based label of the trailing window, which a
+    trader can compute at t); on the simulator the true current regime is hidden state, and a
+    baseline that reads it would be an oracle rather than a baseline.
+    """
     from models.schema import COMPOSITE_NAME
     from models.targets import REGIME_NAMES
     from training.regime_baselines import HMMRegimeBaseline, persistence_probs, regime_scores
@@ -180,7 +196,7 @@ def regime_evaluation(
     reg = prep.regimes
     ts = prep.panel.index
     comp = prep.panel.benchmark_returns()[COMPOSITE_NAME].to_numpy()
-    cur = reg["current"].reindex(ts).to_numpy(dtype=float, na_value=np.nan)
+    cur = prep.regimes_observable["current"].reindex(ts).to_numpy(dtype=float, na_value=np.nan)
     fwd = reg["forward"].reindex(ts).to_numpy(dtype=float, na_value=np.nan)
     cur = np.where(np.isfinite(cur), cur, -1).astype(int)
     fwd = np.where(np.isfinite(fwd), fwd, -1).astype(int)

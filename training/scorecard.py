@@ -58,6 +58,11 @@ METRICS = (
     "mse_ratio_lo",
     "mse_ratio_hi",
     "dm_pvalue",
+    "coverage90",
+    "interval_width",
+    "logloss",
+    "brier",
+    "accuracy",
 )
 HIGHER_IS_BETTER = {"r2"}
 RECORD_KEYS = ("estimator", "kind", "benchmark", "metric", "split", "value")
@@ -233,7 +238,17 @@ class Scorecard:
         refs = self.meta.get("reference", {})
         blocks = []
         for bench, sub in df.groupby(level="benchmark", sort=False):
-            sub = sub.droplevel("benchmark").sort_values("rmse")
+            sub = sub.droplevel("benchmark")
+            if "rmse" not in sub or sub["rmse"].isna().all():  # e.g. the regime head: classification scores
+                cols = [c for c in ("logloss", "brier", "accuracy") if c in sub]
+                sub = sub.sort_values(cols[0]) if cols else sub
+                rows = [
+                    {"estimator": est, "kind": r["kind"], **{c: _fmt(r.get(c)) for c in cols}}
+                    for est, r in sub.iterrows()
+                ]
+                blocks.append(f"== {bench} ({split})\n{pd.DataFrame(rows).to_string(index=False)}")
+                continue
+            sub = sub.sort_values("rmse")
             cols = [
                 c
                 for c in ("n", "rmse", "mae", "r2", "rmse_true", "hedge_error", "excess_hedge_var")
@@ -248,6 +263,8 @@ class Scorecard:
                     )
                 if "dm_pvalue" in sub:
                     row["dm_p"] = _fmt(r.get("dm_pvalue"))
+                if "coverage90" in sub:
+                    row["cov90"] = _fmt(r.get("coverage90"))
                 rows.append(row)
             text = pd.DataFrame(rows).to_string(index=False)
             ref = refs.get(bench)
