@@ -186,6 +186,9 @@ class AppState:
                     "close": [b.close for b in a.history],
                     "volume": [np.nan if b.volume is None else b.volume for b in a.history],
                     "funding_rate": [np.nan if b.funding_rate is None else b.funding_rate for b in a.history],
+                    "open_interest": [
+                        np.nan if b.open_interest is None else b.open_interest for b in a.history
+                    ],
                 },
                 index=idx,
             )

@@ -158,6 +158,9 @@ def forecast_request(
             f = panel.funding_rate.at[t, sym]
             if pd.notna(f):
                 row["funding_rate"] = float(f)
+            oi = panel.open_interest.at[t, sym]
+            if pd.notna(oi):
+                row["open_interest"] = float(oi)
             hist.append(row)
         body["assets"].append({"symbol": sym, "history": hist})
     start = window[0] - pd.Timedelta("7D")

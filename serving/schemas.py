@@ -53,6 +53,9 @@ class Bar(_Strict):
     funding_rate: float | None = Field(
         default=None, description="funding rate for the interval ending in this bar"
     )
+    open_interest: float | None = Field(
+        default=None, description="open interest at the bar close (contracts or USD, as in training), >= 0"
+    )
 
 
 class Point(_Strict):
@@ -67,12 +70,14 @@ def _check_history(points: list, where: str, positive: bool = True) -> None:
             raise ValueError(f"{where}[{i}].close is not a finite number")
         if positive and p.close <= 0:
             raise ValueError(f"{where}[{i}].close must be > 0 (got {p.close})")
-        for extra in ("volume", "funding_rate"):
+        for extra in ("volume", "funding_rate", "open_interest"):
             v = getattr(p, extra, None)
             if v is not None and not math.isfinite(v):
                 raise ValueError(f"{where}[{i}].{extra} is not a finite number")
-        if getattr(p, "volume", None) is not None and p.volume < 0:
-            raise ValueError(f"{where}[{i}].volume must be >= 0 (got {p.volume})")
+        for extra in ("volume", "open_interest"):
+            v = getattr(p, extra, None)
+            if v is not None and v < 0:
+                raise ValueError(f"{where}[{i}].{extra} must be >= 0 (got {v})")
         ts = _utc(p.timestamp)
         if prev is not None:
             if ts == prev:

@@ -63,13 +63,21 @@ def _durations_in(obj) -> list[str]:
 
 
 def warmup_bars(spec, freq) -> int:
-    """Bars of raw history the feature pipeline needs before its first finite row.
+    """Bars of raw history a request needs before its window so served features match training.
 
-    Uses `spec.min_history` (bars, a duration, or a callable of freq) when the spec provides it;
-    otherwise the longest duration named anywhere in the spec (windows, half-lives) plus one bar
-    for the first return, a conservative upper bound.
+    `spec.serving_history(freq)` when the spec has it: the EWMA and Welch betas weight the whole
+    past, so a request cut to `min_history` bars gives features far from the ones the network saw
+    in training (measured on the default spec, daily bars: 181 bars -> rel_ewma off by ~11x; 598
+    bars -> base betas within 2e-3).  Otherwise `spec.min_history` (bars, a duration, or a
+    callable of freq); otherwise the longest duration named anywhere in the spec (windows,
+    half-lives) plus one bar for the first return, a conservative upper bound.
     """
     freq = parse_duration(freq)
+    sh = getattr(spec, "serving_history", None)
+    if callable(sh):
+        mh_fn = getattr(spec, "min_history", None)
+        floor = int(mh_fn(freq)) if callable(mh_fn) else 0
+        return max(int(sh(freq)), floor)
     mh = getattr(spec, "min_history", None)
     if callable(mh):
         mh = mh(freq)
@@ -93,12 +101,24 @@ def _spec_hash(spec) -> str | None:
 
 
 def _export_onnx(net, n_features: int, steps: int, path: Path) -> None:
+    """torch.onnx.export (dynamo) with dynamic batch and sequence length; `steps` is informational."""
     import torch
     from torch.export import Dim
 
     from models.networks import OUTPUT_NAMES
 
-    example = torch.zeros(2, max(steps, 2), n_features)
+    # Example sizes must not equal any fixed size of the net: the exporter otherwise unifies the
+    # dynamic dim with that constant (seq = 32 = hidden baked a sequence length of 32 into the graph).
+    fixed = {
+        n_features,
+        net.n_bench,
+        net.regime_head.out_features,
+        net.delta_head.in_features,
+        2 * net.delta_head.in_features,
+        1,
+    }
+    candidates = [p for p in (11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53) if p not in fixed]
+    example = torch.zeros(candidates[0], candidates[1], n_features)
     quiet = io.StringIO()
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._dynamo", "torch.export", "onnxscript")]
     levels = [lg.level for lg in loggers]
@@ -122,6 +142,20 @@ def _export_onnx(net, n_features: int, steps: int, path: Path) -> None:
     finally:
         for lg, lvl in zip(loggers, levels, strict=True):
             lg.setLevel(lvl)
+    check_dynamic_input(path)
+
+
+def check_dynamic_input(path: Path) -> None:
+    """Raise ExportParityError unless the graph input is [batch, seq, F] with symbolic batch and seq."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if len(dims) != 3 or not dims[0].dim_param or not dims[1].dim_param:
+        shape = [d.dim_param or d.dim_value for d in dims]
+        raise ExportParityError(
+            f"exported input x has shape {shape}: batch and sequence length must be dynamic"
+        )
 
 
 def parity_check(net, onnx_path: Path, windows: list[np.ndarray], atol: float = PARITY_ATOL) -> float:
