@@ -101,11 +101,19 @@ def _now() -> str:
 
 
 def _same_origin(request: Request) -> bool:
-    """POSTs must come from our own pages (SameSite=Strict is the main guard; this is a second one)."""
+    """POSTs must come from our own pages (SameSite=Strict is the main guard; this is a second one).
+
+    Browsers say where a request comes from in Sec-Fetch-Site; behind BentoML's proxy the Host
+    header may not be the one the browser used, so Origin is compared only when that is missing.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("origin")
-    if not origin or origin == "null":
-        return origin is None
-    return urlparse(origin).netloc == request.headers.get("host", request.url.netloc)
+    if origin is None:
+        return True  # not a browser form post (curl, tests)
+    hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host"), request.url.netloc}
+    return urlparse(origin).netloc in hosts
 
 
 def create_app(cfg: ComplianceConfig | None = None, store=None) -> Starlette:

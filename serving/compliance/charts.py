@@ -84,9 +84,21 @@ def waterfall_config(steps: Sequence[Step], title: str = "") -> dict:
             "maintainAspectRatio": False,
             "animation": False,
             "plugins": {"legend": {"display": False}, "title": {"display": bool(title), "text": title}},
-            "scales": {"y": {"title": {"display": True, "text": "beta"}}},
+            "scales": {"y": {"title": {"display": True, "text": "beta"}, **waterfall_range(steps)}},
         },
     }
+
+
+def waterfall_range(steps: Sequence[Step], pad: float = 0.35) -> dict:
+    """y-axis bounds around the levels the bars move between, so small contributions stay visible
+    (the baseline and forecast bars, drawn from 0, are cut at the lower bound)."""
+    levels = [steps[0].end] + [v for s in steps[1:-1] for v in (s.start, s.end)] + [steps[-1].end]
+    lo, hi = min(levels), max(levels)
+    span = max(hi - lo, 0.05 * max(abs(lo), abs(hi)), 1e-3)
+    lo, hi = lo - pad * span, hi + pad * span
+    if lo <= 0.0 <= hi or min(levels) < 0.0:
+        return {}
+    return {"min": round(lo, 4), "max": round(hi, 4)}
 
 
 def line_config(labels: Sequence[str], series: dict[str, Sequence[float | None]], y_title: str) -> dict:

@@ -141,6 +141,10 @@ def test_forged_or_cross_site_requests_are_refused(seeded, client):
     assert fresh.get("/", follow_redirects=False).status_code == 303
     r = client.post("/verify", headers={"origin": "https://evil.example"}, follow_redirects=False)
     assert r.status_code == 403
+    r = client.post("/verify", headers={"sec-fetch-site": "cross-site"}, follow_redirects=False)
+    assert r.status_code == 403
+    r = client.post("/verify", headers={"sec-fetch-site": "same-origin"}, follow_redirects=False)
+    assert r.status_code == 303
 
 
 def test_https_sets_secure_cookie(seeded):
