@@ -62,7 +62,8 @@ def training_end(meta: dict) -> pd.Timestamp | None:
 def bundle_forecasts(
     panel: Panel, bundle, rows: np.ndarray | None = None, out_of_sample_after: pd.Timestamp | None = None
 ) -> dict[str, pd.DataFrame]:
-    """Model betas at `rows` (default: every row) for every asset with a full window; NaN elsewhere."""
+    """Model betas at `rows` (default: every row) for every asset with the history the bundle needs
+    (`required_history.min_periods` bars, as the service demands); NaN elsewhere."""
     from models.features import compute_features
     from models.predictor import Predictor
     from models.windowing import feature_cube, gather_windows, n_steps
@@ -87,6 +88,12 @@ def bundle_forecasts(
     if out_of_sample_after is not None:
         keep_rows &= np.asarray(ts > out_of_sample_after)
     valid &= keep_rows[:, None]
+    # the service refuses an asset with less history than the bundle needs (feature warm-up + window)
+    need = int(bundle.meta.get("required_history", {}).get("min_periods", span))
+    close = panel.close.reindex(columns=syms).to_numpy(dtype=float)
+    seen = np.cumsum(np.isfinite(close), axis=0) > 0
+    age = np.cumsum(seen, axis=0)  # bars since the first close, inclusive
+    valid &= age >= need
     t_idx, n_idx = np.nonzero(valid)
     arrays = {b: np.full((len(ts), len(syms)), np.nan) for b in bundle.benchmarks}
     pred = Predictor(bundle, intra_op_threads=1) if t_idx.size else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -68,3 +70,76 @@ def test_bad_rebalance_option_exits_2(sim_dir):
     res = CliRunner().invoke(_app(), ["backtest", "--data", str(sim_dir), "--rebalance", "weekly"])
     assert res.exit_code == 2
     assert "weekly" in res.output
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    """A small GRU bundle fitted on 2021 of a simulated market (as in tests/models/test_predictor.py)."""
+    import torch
+
+    from models.bundle import load_bundle
+    from models.feat_spec import FeatureSpec
+    from models.features import compute_features
+    from models.loaders import load_dataset
+    from models.sim_config import SimConfig
+    from models.sim_write import write_simulation
+    from models.simulator import simulate
+    from models.targets import forward_betas, regime_labels
+    from training.export import export_bundle
+    from training.fit import fit_model
+    from training.model_config import ModelConfig
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("model")
+    sim = write_simulation(simulate(SimConfig(n_assets=4, days=760, seed=1)), root / "sim")
+    panel = load_dataset(sim)
+    spec = FeatureSpec()
+    fit = fit_model(
+        compute_features(panel, spec),
+        forward_betas(panel, "30d"),
+        regime_labels(panel, "7d"),
+        ("2021-01-01", "2021-10-31"),
+        ("2021-11-15", "2022-01-31"),
+        ModelConfig(lookback="16d", max_steps=8, epochs=2, hidden=16, batch_size=64),
+        progress=False,
+        freq=panel.freq,
+        timestamps=panel.index,
+    )
+    path = export_bundle(fit, spec, {"factor_names": panel.factor_names}, root / "bundle", "# card")
+    return sim, panel, load_bundle(path)
+
+
+def test_bundle_forecasts_equal_serving_on_truncated_history_and_only_after_training(tiny_bundle):
+    from models.bt_forecasts import bundle_forecasts, training_end
+    from models.inference import make_inputs
+    from models.predictor import Predictor
+
+    _, panel, bundle = tiny_bundle
+    after = training_end(bundle.meta)
+    assert after is not None and after >= pd.Timestamp("2022-01-31", tz="UTC")
+    rows = np.arange(0, len(panel.index), 7)
+    fc = bundle_forecasts(panel, bundle, rows, out_of_sample_after=after)
+    b = bundle.benchmarks[0]
+    got = fc[b].dropna(how="all")
+    assert len(got) > 10 and got.index.min() > after
+    assert set(panel.index.get_indexer(got.index)) <= set(rows)
+    # causal: the forecast at row t is what the service would say with data up to t only
+    t = got.index[len(got) // 2]
+    inp = make_inputs(panel.slice(end=t), bundle)
+    served = Predictor(bundle).predict(inp.x)["beta"][:, 0]
+    np.testing.assert_allclose(got.loc[t, inp.symbols].to_numpy(), served, rtol=1e-5, atol=1e-6)
+
+
+def test_backtest_with_model_bundle_runs_beside_baselines(tiny_bundle, tmp_path):
+    sim, _, bundle = tiny_bundle
+    res = CliRunner().invoke(
+        _app(),
+        ["backtest", "--data", str(sim), "--model", str(bundle.path), "--estimators", "rolling_ols_30d",
+         "--out", str(tmp_path / "bt")],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "bt" / "summary.json").read_text())["rows"]
+    full = {r["estimator"]: r for r in rows if r["period"] == "full"}
+    assert set(full) == {"unhedged", "rolling_ols_30d", "truth_oracle", "model"}
+    assert abs(full["model"]["beta_BTCUSDT"]) < abs(full["unhedged"]["beta_BTCUSDT"])
+    assert "model /" in res.output or "roll_mad_BTCUSDT_ratio" in res.output
