@@ -27,6 +27,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (Linux /proc), parents first."""
+    out, frontier = [pid], [pid]
+    while frontier:
+        p = frontier.pop()
+        try:
+            kids = [int(k) for k in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            kids = []
+        out += kids
+        frontier += kids
+    return out
+
+
 class LocalService:
     """`bentoml serve serving.service:AdaptiveBeta` on 127.0.0.1 in a subprocess (context manager)."""
 
@@ -95,11 +109,16 @@ class LocalService:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            pids = process_tree(self.proc.pid)  # BentoML workers run in their own sessions
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                for pid in pids:
+                    try:
+                        os.killpg(os.getpgid(pid), signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
                 self.proc.wait(5)
 
     def headers(self, role: str = "trader") -> dict[str, str]:

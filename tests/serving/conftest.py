@@ -274,11 +274,13 @@ class Server:
         import signal
 
         if self.proc.poll() is None:
+            pids = self.worker_pids()  # workers run in their own sessions: kill their groups too
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                for pgid in {os.getpgid(p) for p in pids if Path(f"/proc/{p}").exists()}:
+                    os.killpg(pgid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """SIGKILL in the middle of a concurrent load: every forecast a client received is in the audit log.
 
-8 client threads post /forecast to a real `bentoml serve` process group; after ~1.5 s the whole
-group is SIGKILLed (no shutdown hooks run).  A 200 is sent only after the audit entry committed
+8 client threads post /forecast to a real `bentoml serve`; after ~1.5 s the serve process and its
+workers (each in its own process group) are SIGKILLed (no shutdown hooks run).  A 200 is sent only after the audit entry committed
 (SQLite WAL, synchronous=FULL), so every request_id a client saw must be in the log afterwards,
 and the hash chain must verify.
 """
@@ -24,6 +24,14 @@ THREADS = 8
 MAX_REQUESTS = 300
 MAX_SECONDS = 3.0
 KILL_AFTER_S = 1.5
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def _load(url: str, body: dict, stop: threading.Event, results: list, lock: threading.Lock) -> None:
@@ -60,9 +68,16 @@ def test_every_answered_forecast_survives_sigkill_of_the_process_group(tiny_bund
         for t in threads:
             t.start()
         time.sleep(KILL_AFTER_S)
-        os.killpg(srv.proc.pid, signal.SIGKILL)
-        srv.proc.wait(10)
+        pids = srv.worker_pids()
+        assert len(pids) >= 2  # the serve (circus arbiter) process and at least one API worker
+        # BentoML starts each worker in its own session: killing the serve process group alone
+        # leaves the workers serving.  Kill every group, the arbiter's first (no respawn).
+        for pgid in dict.fromkeys(os.getpgid(p) for p in pids):
+            os.killpg(pgid, signal.SIGKILL)
         killed_at = time.monotonic() - t0
+        srv.proc.wait(10)
+        time.sleep(0.2)
+        assert not [p for p in pids if _alive(p)], "a server process survived SIGKILL"
         time.sleep(0.5)
         stop.set()
         for t in threads:
@@ -74,6 +89,7 @@ def test_every_answered_forecast_survives_sigkill_of_the_process_group(tiny_bund
     assert killed_at < MAX_SECONDS
     assert len(ok_ids) >= 5, f"too few forecasts before the kill: {len(ok_ids)} ({statuses})"
     assert statuses <= {200, "error"}, statuses  # no 4xx/5xx: only answers or cut connections
+    assert "error" in statuses  # the kill did cut the load
     assert len(set(ok_ids)) == len(ok_ids)  # unique request ids
     with AuditReader(db) as reader:
         missing = [rid for rid in ok_ids if reader.get(rid) is None]
@@ -82,6 +98,8 @@ def test_every_answered_forecast_survives_sigkill_of_the_process_group(tiny_bund
         assert len(rows) >= len(ok_ids)  # the log may also hold requests killed before their answer
         assert {r["endpoint"] for r in rows} == {"/forecast"}
         result = verify_chain(reader)
-    print(f"killed at {killed_at:.2f}s: {len(ok_ids)} answered, {len(rows)} logged, {len(results)} sent")
+    print(
+        f"killed at {killed_at:.2f}s: {len(ok_ids)} answered, {len(rows)} logged, {len(results)} sent, alive threads {sum(t.is_alive() for t in threads)}"
+    )
     assert result.ok, result.problem
     assert result.n_records == len(rows)
