@@ -119,6 +119,12 @@ def _export_onnx(net, n_features: int, steps: int, path: Path) -> None:
     }
     candidates = [p for p in (11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53) if p not in fixed]
     example = torch.zeros(candidates[0], candidates[1], n_features)
+    # torch 2.13 bug: after one export in a process, aten.gru's dispatch cache bypasses the exporter's
+    # while-loop GRU decomposition and the next export silently bakes in the sequence length.
+    for op in (torch.ops.aten.gru.input, torch.ops.aten.lstm.input):
+        cache = getattr(op, "_dispatch_cache", None)
+        if cache is not None:
+            cache.clear()
     quiet = io.StringIO()
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._dynamo", "torch.export", "onnxscript")]
     levels = [lg.level for lg in loggers]

@@ -223,6 +223,10 @@ def fit_model(
     val_ds = WindowDataset(cube, y, reg, val_pairs, w_val, geo.lookback_bars, geo.stride)
 
     prev_threads = torch.get_num_threads()
+    prev_det = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     torch.set_num_threads(cfg.num_threads)
     try:
         with _quiet_lightning(), tempfile.TemporaryDirectory(prefix="abeta-fit-") as tmp:
@@ -250,8 +254,9 @@ def fit_model(
                 ],
             )
             trainer.fit(module, datamodule=dm)
-    finally:
+    finally:  # Trainer(deterministic=True) flips a process-wide flag: give the caller its own back
         torch.set_num_threads(prev_threads)
+        torch.use_deterministic_algorithms(prev_det[0], warn_only=prev_det[1])
     if module.best_state is not None:
         net.load_state_dict(module.best_state)
     net.eval()

@@ -33,15 +33,15 @@ def served(tmp_path_factory):
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("served")
-    panel = load_dataset(write_simulation(simulate(SimConfig(n_assets=4, days=500, seed=1)), root / "sim"))
+    panel = load_dataset(write_simulation(simulate(SimConfig(n_assets=4, days=700, seed=1)), root / "sim"))
     table = compute_features(panel, SPEC)
     cfg = ModelConfig(lookback="16d", max_steps=8, epochs=2, hidden=16, batch_size=64)
     fit = fit_model(
         table,
         forward_betas(panel, "30d"),
         regime_labels(panel, "7d"),
-        ("2021-01-01", "2021-12-31"),
-        ("2022-01-15", "2022-04-10"),
+        ("2021-01-01", "2022-05-31"),
+        ("2022-06-15", "2022-10-20"),
         cfg,
         progress=False,
         freq=panel.freq,
@@ -54,8 +54,9 @@ def served(tmp_path_factory):
 def test_required_history_is_feature_warmup_plus_window_span(served):
     _, _, fit, bundle = served
     rh = bundle.meta["required_history"]
-    assert SPEC.min_history("1d") == 181 and fit.steps == 8 and fit.stride == 2
-    assert rh["min_periods"] == 181 + 15
+    # EWMA/Welch betas weigh the whole past: 598 daily bars keep the lost weight < 1 % (FeatureSpec.serving_history)
+    assert SPEC.serving_history("1d") == 598 and fit.steps == 8 and fit.stride == 2
+    assert rh["min_periods"] == 598 + 15
     assert rh["series"] == ["BTCUSDT", "CRYPTO_EW", "DGS10", "DXY", "GOLD", "SPX", "VIX", "WTI"]
 
 
@@ -81,9 +82,9 @@ def test_served_windows_equal_training_windows_and_ort_equals_torch(served):
 
 def test_short_history_is_a_data_error_naming_the_asset_and_the_shortfall(served):
     panel, _, _, bundle = served
-    short = panel.slice(start=panel.index[-150])
+    short = panel.slice(start=panel.index[-500])
     with pytest.raises(
-        DataError, match=r"asset \w+: 150 bars of 1d history, the model needs 196 \(46 missing\)"
+        DataError, match=r"asset \w+: 500 bars of 1d history, the model needs 613 \(113 missing\)"
     ):
         make_inputs(short, bundle)
 
@@ -105,3 +106,46 @@ def test_predictor_checks_input_shape_and_accepts_any_batch_and_length(served):
     x = fit.sample_windows
     assert pred.predict(x[:1, -3:])["beta"].shape == (1, 2)
     assert pred.predict(np.concatenate([x, x], axis=1)[:7])["regime_prob"].shape == (7, 3)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_real_8h_perps_export_passes_parity_and_serves_the_latest_bar(real_data_dir, tmp_path):
+    from pathlib import Path
+
+    from models.features import compute_features
+    from models.loaders import load_dataset
+    from models.targets import forward_betas, regime_labels
+    from training.export import export_bundle
+    from training.fit import fit_model
+    from training.model_config import ModelConfig
+
+    manifest = Path(__file__).resolve().parents[2] / "docs" / "datasets" / "binance-perps-8h.toml"
+    panel = load_dataset(manifest).slice(start="2024-01-01")
+    spec = SPEC
+    table = compute_features(panel, spec)
+    cfg = ModelConfig(epochs=1, hidden=16, max_train_samples=1000, batch_size=128)
+    fit = fit_model(
+        table,
+        forward_betas(panel, "30d"),
+        regime_labels(panel, "7d"),
+        ("2024-01-01", "2025-06-30"),
+        ("2025-07-15", "2025-12-31"),
+        cfg,
+        progress=False,
+        freq=panel.freq,
+        timestamps=panel.index,
+    )
+    assert (fit.freq, fit.lookback_bars, fit.stride, fit.steps) == ("8h", 192, 6, 32)
+    path = export_bundle(fit, spec, {"factor_names": panel.factor_names}, tmp_path / "b", "# real")
+    bundle = load_bundle(path)
+    assert bundle.meta["parity_max_abs_diff"] <= 1e-5  # includes 64 real validation windows
+    assert bundle.meta["required_history"]["min_periods"] == spec.serving_history("8h") + 187
+    inp = make_inputs(panel, bundle)
+    assert len(inp.symbols) == 11 and all(ts == panel.index[-1] for ts in inp.as_of)
+    out = Predictor(bundle).predict(inp.x)
+    from training.fit import predict_torch
+
+    ref = predict_torch(fit.net, inp.x)
+    assert max(float(np.max(np.abs(out[k] - ref[k]))) for k in out) <= 1e-5
+    assert np.all(np.isfinite(out["beta"])) and np.all((out["beta"] > -1) & (out["beta"] < 4))

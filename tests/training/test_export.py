@@ -75,7 +75,9 @@ def test_meta_records_geometry_history_series_and_calibration(exported):
     )
     rh = meta["required_history"]
     assert rh["frequency"] == "1d"
-    assert rh["min_periods"] == spec.min_history(pd.Timedelta("1D")) + 15  # warm-up + window span
+    assert (
+        rh["min_periods"] == spec.serving_history(pd.Timedelta("1D")) + 15
+    )  # EWMA/Welch warm-up + window span
     assert rh["series"] == ["BTCUSDT", "CRYPTO_EW", "SPY", "DXY"]
     assert meta["feature_spec_hash"] == spec.hash()
     assert meta["run_id"] == "r1" and meta["parity_max_abs_diff"] <= 1e-5
@@ -108,11 +110,16 @@ def test_parity_gate_fails_loudly_when_graph_and_net_disagree(exported):
             net.delta_head.bias.copy_(saved)
 
 
-def test_warmup_bars_uses_spec_min_history_or_longest_duration():
-    assert warmup_bars(FeatureSpec(), "1d") == FeatureSpec().min_history(pd.Timedelta("1D"))
+def test_warmup_bars_prefers_serving_history_then_min_history_then_longest_duration():
+    assert warmup_bars(FeatureSpec(), "1d") == FeatureSpec().serving_history("1d") == 598
+
+    class WithMinHistory:
+        def min_history(self, freq):
+            return 181
 
     class Plain:
         def to_dict(self):
             return {"a": "30d", "b": ["7d", "90d"], "c": 2.0}
 
+    assert warmup_bars(WithMinHistory(), "1d") == 181
     assert warmup_bars(Plain(), "8h") == 90 * 3 + 1

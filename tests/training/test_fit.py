@@ -181,6 +181,10 @@ def test_interval_calibrated_on_validation_covers_90_percent_of_held_out_windows
 def test_two_fits_with_one_seed_give_identical_weights(task):
     f, y, r = task
     cfg = _cfg(epochs=2, max_train_samples=800)
+    threads = torch.get_num_threads()
+    a = fit_model(f, y, r, TRAIN, VAL, cfg.model_copy(update={"num_threads": 2}), progress=False)
+    assert not torch.are_deterministic_algorithms_enabled()  # process-wide flag restored
+    assert torch.get_num_threads() == threads
     a = fit_model(f, y, r, TRAIN, VAL, cfg, progress=False)
     b = fit_model(f, y, r, TRAIN, VAL, cfg, progress=False)
     sa, sb = a.net.state_dict(), b.net.state_dict()

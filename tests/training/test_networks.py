@@ -117,3 +117,20 @@ def test_onnx_export_matches_torch_for_batches_1_7_and_two_lengths(arch, tmp_pat
             for r, g in zip(ref, got, strict=True):
                 assert g.shape == r.shape
                 assert np.max(np.abs(r - g)) <= 1e-5
+
+
+def test_repeated_gru_exports_in_one_process_keep_the_sequence_length_dynamic(tmp_path):
+    """torch 2.13 bakes L into the second GRU export of a process unless aten.gru's dispatch cache is cleared."""
+    import onnx
+
+    from training.export import _export_onnx
+
+    for i, (f, hidden) in enumerate([(6, 16), (11, 13)]):
+        net = BetaNet(f, [0, 1], arch="gru", hidden=hidden).eval()
+        path = tmp_path / f"m{i}.onnx"
+        _export_onnx(net, f, 8, path)
+        dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+        assert [d.dim_param or d.dim_value for d in dims] == ["batch", "seq", f]
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        x = torch.randn(2, 5, f)
+        assert np.max(np.abs(sess.run(None, {"x": x.numpy()})[0] - net(x)[0].detach().numpy())) <= 1e-5
