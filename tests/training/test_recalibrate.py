@@ -154,3 +154,25 @@ def test_crash_window_triggers_retrain_challenger_and_logged_gate(market):
     assert run.data.metrics["psi.volatility"] == pytest.approx(psi["volatility"])
     trained = mlflow.get_run(out.train_run_id)
     assert trained.data.tags["data_source"] == str(market["data"])
+
+
+def test_cli_monitor_prints_table_writes_json_and_exits_1_on_alert(market, tmp_path):
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from training.cmd_monitor import monitor
+
+    app = typer.Typer()
+    app.command()(monitor)
+    since, until = _window(market, 465, 545)
+    out = tmp_path / "report.json"
+    args = ["--model", str(market["bundle"]), "--data", str(market["data"]), "--since", str(since)]
+    res = CliRunner().invoke(app, [*args, "--until", str(until), "--out", str(out)])
+    assert res.exit_code == 1, res.output
+    assert "volatility" in res.output and "ALERT" in res.output
+    body = json.loads(out.read_text())
+    groups = {g["group"]: g for g in body["psi_groups"]}
+    assert groups["volatility"]["status"] == "drift" and body["alerts"]
+    assert not any(f["feature"].endswith("_stale") for f in body["psi_features"])
