@@ -143,3 +143,50 @@ def test_backtest_with_model_bundle_runs_beside_baselines(tiny_bundle, tmp_path)
     assert set(full) == {"unhedged", "rolling_ols_30d", "truth_oracle", "model"}
     assert abs(full["model"]["beta_BTCUSDT"]) < abs(full["unhedged"]["beta_BTCUSDT"])
     assert "model /" in res.output or "roll_mad_BTCUSDT_ratio" in res.output
+
+
+def test_mlflow_flag_logs_table_and_charts(sim_dir):
+    import mlflow
+
+    from models.resolve import default_tracking_uri
+
+    res = CliRunner().invoke(
+        _app(), ["backtest", "--data", str(sim_dir), "--estimators", "rolling_ols_30d", "--mlflow"]
+    )
+    assert res.exit_code == 0, res.output
+    mlflow.set_tracking_uri(default_tracking_uri())
+    runs = mlflow.search_runs(experiment_names=["adaptive-beta"])
+    assert len(runs) == 1
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs.run_id[0], "backtest")}
+    assert arts == {
+        f"backtest/{f}" for f in ("summary.json", "summary.csv", "cum_pnl.png", "rolling_beta.png")
+    }
+    assert runs["metrics.bt_rolling_ols_30d_vol_ann"][0] > 0
+
+
+def test_real_8h_perps_overlay_neutralises_btc_beta_in_every_episode(real_data_dir, tmp_path):
+    from pathlib import Path
+
+    manifest = Path(__file__).resolve().parents[2] / "docs" / "datasets" / "binance-perps-8h.toml"
+    res = CliRunner().invoke(
+        _app(),
+        [
+            "backtest",
+            "--data",
+            str(manifest),
+            "--estimators",
+            "rolling_ols_30d,ewma_hl30d",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "summary.json").read_text())["rows"]
+    t = {(r["estimator"], r["period"]): r for r in rows}
+    assert {p for _, p in t} == {"full", "bull_2021", "luna_2022", "ftx_2022"}
+    assert t[("unhedged", "full")]["beta_BTCUSDT"] > 1.0
+    for period in ("full", "bull_2021", "luna_2022", "ftx_2022"):
+        hedged = t[("rolling_ols_30d", period)]
+        assert abs(hedged["beta_BTCUSDT"]) < 0.15
+        assert hedged["vol_ann"] < 0.6 * t[("unhedged", period)]["vol_ann"]
+    assert t[("rolling_ols_30d", "full")]["funding"] < 0  # the short BTC/ETH overlay receives funding
