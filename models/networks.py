@@ -115,6 +115,9 @@ class BetaNet(nn.Module):
         self.register_buffer("mean", torch.zeros(n_features) if mean is None else mean.float().clone())  # [F]
         self.register_buffer("std", torch.ones(n_features) if std is None else std.float().clone())  # [F]
         self.register_buffer("calib_scale", torch.ones(self.n_bench))  # [K], set after training
+        # [K] shrinkage of the learned correction, fitted on validation after training: 0 means the
+        # net adds nothing to the base beta, 1 the full correction (guards against noisy targets)
+        self.register_buffer("corr_scale", torch.ones(self.n_bench))
         z = NormalDist().inv_cdf(0.5 + interval_level / 2)  # 1.6449 for a 90 % interval
         self.register_buffer("z", torch.tensor(z, dtype=torch.float32))
         if arch == "gru":
@@ -142,7 +145,7 @@ class BetaNet(nn.Module):
         """Training view: (beta [B, K], log_sigma [B, K], regime_logits [B, R])."""
         base = x[:, -1].index_select(1, self.base_index)  # [B, K], raw last step
         h = self.drop(self.encoder(self.normalise(x)))  # [B, H]
-        beta = base + self.delta_head(h)  # [B, K]
+        beta = base + self.corr_scale * self.delta_head(h)  # [B, K]
         log_sigma = self.log_sigma_head(h).clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)  # [B, K]
         return beta, log_sigma, self.regime_head(h)
 

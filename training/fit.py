@@ -127,6 +127,22 @@ def _heads_numpy(net, x: np.ndarray, batch_size: int = 4096) -> tuple[np.ndarray
     return np.concatenate(betas), np.concatenate(sigmas)
 
 
+def correction_scale(y: np.ndarray, base: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """Per-benchmark alpha_k in [0, 1] minimising sum (y - base - alpha * (beta - base))^2.
+
+    Targets (realised forward betas) are noisy: a correction that fits training noise should
+    not be applied at full strength.  alpha = 0 returns the base (Welch) beta unchanged.
+    """
+    out = np.ones(y.shape[1])
+    for k in range(y.shape[1]):
+        d = beta[:, k] - base[:, k]
+        ok = np.isfinite(y[:, k]) & np.isfinite(d) & np.isfinite(base[:, k])
+        den = float(np.sum(d[ok] ** 2))
+        if ok.sum() >= 10 and den > 0:
+            out[k] = float(np.clip(np.sum(d[ok] * (y[ok, k] - base[ok, k])) / den, 0.0, 1.0))
+    return out
+
+
 def calibration_scale(
     y: np.ndarray, beta: np.ndarray, sigma: np.ndarray, z: float, level: float
 ) -> np.ndarray:
@@ -261,10 +277,15 @@ def fit_model(
         net.load_state_dict(module.best_state)
     net.eval()
 
-    # calibrate the interval on validation
+    # shrink the correction, then calibrate the interval, on validation
     xv = gather_windows(cube, val_pairs, geo.lookback_bars, geo.stride)
     yv = y[val_pairs[:, 0], val_pairs[:, 1]]
     beta_v, sigma_v = _heads_numpy(net, xv)
+    if cfg.shrink_correction:
+        base_v = xv[:, -1, base_index].astype(np.float64)
+        alpha = correction_scale(yv, base_v, beta_v)
+        net.corr_scale.copy_(torch.as_tensor(alpha, dtype=torch.float32))
+        beta_v, sigma_v = _heads_numpy(net, xv)
     scale = calibration_scale(yv, beta_v, sigma_v, float(net.z), cfg.interval_level)
     net.calib_scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
     half = float(net.z) * sigma_v * scale
@@ -276,6 +297,7 @@ def fit_model(
         metrics[f"val_rmse_base_{b}"] = float(np.sqrt(np.mean((yv[ok, k] - base) ** 2)))
         metrics[f"val_coverage90_{b}"] = float(np.mean(np.abs(yv[ok, k] - beta_v[ok, k]) <= half[ok, k]))
         metrics[f"calib_scale_{b}"] = float(scale[k])
+        metrics[f"corr_scale_{b}"] = float(net.corr_scale[k])
     pick = np.linspace(0, len(xv) - 1, min(N_PARITY_WINDOWS, len(xv))).astype(int)
     return FitResult(
         net=net,

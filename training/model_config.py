@@ -49,6 +49,8 @@ class ModelConfig(BaseModel):
     max_train_samples: int = Field(20_000, ge=1)  # random subsample of training windows, for speed
     grad_clip: float = Field(1.0, gt=0)  # gradient-norm clip; NLL gradients spike when sigma is small
 
+    shrink_correction: bool = True  # fit a [0, 1] scale of the correction on validation (least squares)
+
     # --- calibration and runtime --------------------------------------------------------------
     interval_level: float = Field(
         0.9, gt=0.5, lt=1.0
