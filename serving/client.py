@@ -51,7 +51,9 @@ class LocalService:
         log: str | Path,
         port: int | None = None,
         extra_env: dict | None = None,
+        service: str = "serving.service:AdaptiveBeta",
     ):
+        self.service = service
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.trader_key = "trader-" + secrets.token_hex(16)
@@ -79,7 +81,7 @@ class LocalService:
             "-m",
             "bentoml",
             "serve",
-            "serving.service:AdaptiveBeta",
+            self.service,
             "--host",
             "127.0.0.1",
             "--port",

@@ -1,0 +1,225 @@
+"""Prediction-service latency and throughput, side by side with its floors, in ONE run and ONE table.
+
+    python benchmarks/bench_service.py [--root /tmp/abeta-bench] [--requests 300] [--cap-s 30]
+
+Rows (all on 127.0.0.1, one worker, one ORT thread, audit log on SQLite WAL synchronous=FULL):
+  /forecast (one asset)  at 1, 8 and 32 concurrent clients (bounded asyncio load, httpx)
+  no-op BentoML          the same body posted to benchmarks/noop_service.py (same worker/traffic)
+  /explain               at 1 client
+  in-process rows        (b) Predictor.predict on the request's window; (c) features + predict
+                         (AppState.inputs: checks, panel, features, windows) + predict; also the
+                         request parsing alone and the whole AppState.forecast (with Shapley, audit)
+
+The bundle is trained the way the main job does (default FeatureSpec, default lookback 64d / 32
+steps; one epoch on a 1000-day simulated market: model quality is irrelevant to speed) and
+cached under --root.  Each level sends a fixed number of requests and stops at a time cap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+LEVELS = (1, 8, 32)
+ENV = {"ABETA_WORKERS": "1", "ABETA_ORT_THREADS": "1", "ABETA_MAX_CONCURRENCY": "64"}
+
+
+def ensure_bundle(root: Path) -> tuple[Path, Path]:
+    """(data folder, bundle folder) under root, trained once (needs torch) and reused afterwards."""
+    if not (root / "bundle" / "manifest.json").exists():
+        from tests.serving.conftest import build_real_bundle
+
+        root.mkdir(parents=True, exist_ok=True)
+        build_real_bundle(root, spec={}, days=1000, model={"lookback": "64d", "max_steps": 32})
+    return root / "data", root / "bundle"
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values) * 1e3, q)) if values else float("nan")
+
+
+def row(name: str, clients: int, lat: list[float], errors: int, wall: float) -> dict:
+    return {
+        "name": name,
+        "clients": clients,
+        "n": len(lat),
+        "errors": errors,
+        "p50": pct(lat, 50),
+        "p90": pct(lat, 90),
+        "p99": pct(lat, 99),
+        "rps": len(lat) / wall if wall > 0 else float("nan"),
+    }
+
+
+async def load(url: str, payload: bytes, headers: dict, clients: int, total: int, cap_s: float):
+    """`clients` concurrent loops share `total` requests; stop early at cap_s. Returns (lat, errors, wall)."""
+    import httpx
+
+    lat: list[float] = []
+    errors = 0
+    left = total
+    deadline = time.perf_counter() + cap_s
+    hdrs = {**headers, "content-type": "application/json"}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        await client.post(url, content=payload, headers=hdrs)  # connection warm
+
+        async def one() -> None:
+            nonlocal left, errors
+            while left > 0 and time.perf_counter() < deadline:
+                left -= 1
+                t = time.perf_counter()
+                try:
+                    r = await client.post(url, content=payload, headers=hdrs)
+                    ok = r.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    lat.append(time.perf_counter() - t)
+                else:
+                    errors += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*[one() for _ in range(clients)])
+        wall = time.perf_counter() - t0
+    return lat, errors, wall
+
+
+def timed(fn, n: int, cap_s: float) -> list[float]:
+    fn()
+    out = []
+    deadline = time.perf_counter() + cap_s
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+        if time.perf_counter() > deadline:
+            break
+    return out
+
+
+def in_process_rows(bundle_dir: Path, body: dict, tmp: Path, n: int, cap_s: float) -> list[dict]:
+    from models.bundle import load_bundle
+    from models.predictor import Predictor
+    from serving.app_state import AppState, ServeConfig
+    from serving.schemas import ForecastRequest
+
+    raw = json.dumps(body)
+    req = ForecastRequest.model_validate_json(raw)
+    state = AppState.load(ServeConfig(model=str(bundle_dir), audit_db=str(tmp / "inproc-audit.db")))
+    state.warm_up()
+    pred = Predictor(load_bundle(bundle_dir), intra_op_threads=1)
+    x = state.inputs(req).x
+    rows = []
+    for name, fn in (
+        ("(b) in-process ORT predict", lambda: pred.predict(x)),
+        ("(c) in-process features+predict", lambda: state.predict(state.inputs(req).x)),
+        ("    request parsing (pydantic)", lambda: ForecastRequest.model_validate_json(raw)),
+        ("    in-process AppState.forecast", lambda: state.forecast(req, "bench")),
+    ):
+        t0 = time.perf_counter()
+        lat = timed(fn, n, cap_s)
+        rows.append(row(name, 1, lat, 0, time.perf_counter() - t0))
+    state.audit.close()
+    return rows
+
+
+def main() -> None:
+    import tempfile
+
+    import httpx
+
+    from models.loaders import load_dataset
+    from serving.client import LocalService, forecast_request, raw_factor_series
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "abeta-bench-service")
+    ap.add_argument("--requests", type=int, default=300, help="requests per load level")
+    ap.add_argument("--cap-s", type=float, default=30.0, help="time cap per load level (seconds)")
+    args = ap.parse_args()
+
+    data_dir, bundle_dir = ensure_bundle(args.root)
+    panel = load_dataset(data_dir)
+    tmp = Path(tempfile.mkdtemp(prefix="abeta-bench-"))
+    results: list[dict] = []
+    with LocalService(str(bundle_dir), tmp / "audit.db", tmp / "service.log", extra_env=ENV) as svc:
+        info = httpx.get(svc.url + "/model", headers=svc.headers(), timeout=30).json()
+        symbols = [s for s in panel.symbols if s not in info["required_history"]["series"]][:1]
+        body = forecast_request(panel, info["required_history"], symbols, raw_factor_series(data_dir))
+        payload = json.dumps(body).encode()
+        print(
+            f"request: 1 asset, {info['required_history']['min_periods']} bars, "
+            f"{len(body['series'])} series, {len(payload) / 1024:.0f} KiB"
+        )
+        for c in LEVELS:
+            lat, err, wall = asyncio.run(
+                load(svc.url + "/forecast", payload, svc.headers(), c, args.requests, args.cap_s)
+            )
+            results.append(row("/forecast", c, lat, err, wall))
+        explain = json.dumps({**body, "top_groups": 2}).encode()
+        lat, err, wall = asyncio.run(
+            load(svc.url + "/explain", explain, svc.headers(), 1, args.requests // 2, args.cap_s)
+        )
+        results.append(row("(d) /explain", 1, lat, err, wall))
+    with LocalService(
+        "unused",
+        tmp / "noop-audit.db",
+        tmp / "noop.log",
+        extra_env=ENV,
+        service="benchmarks.noop_service:Noop",
+    ) as noop:
+        for c in LEVELS:
+            lat, err, wall = asyncio.run(
+                load(noop.url + "/forecast", payload, {}, c, args.requests, args.cap_s)
+            )
+            results.append(row("(a) no-op BentoML", c, lat, err, wall))
+    results += in_process_rows(bundle_dir, body, tmp, args.requests, args.cap_s)
+
+    print(
+        f"\n{'':34s} {'clients':>7s} {'n':>5s} {'errors':>6s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s} {'req/s':>8s}"
+    )
+    for r in results:
+        print(
+            f"{r['name']:34s} {r['clients']:7d} {r['n']:5d} {r['errors']:6d} "
+            f"{r['p50']:8.2f} {r['p90']:8.2f} {r['p99']:8.2f} {r['rps']:8.1f}"
+        )
+    get = {(r["name"], r["clients"]): r for r in results}
+    fc1, noop1 = get[("/forecast", 1)], get[("(a) no-op BentoML", 1)]
+    fc32, noop32 = get[("/forecast", 32)], get[("(a) no-op BentoML", 32)]
+    ex1 = get[("(d) /explain", 1)]
+    errors = sum(r["errors"] for r in results)
+    checks = [
+        (
+            "/forecast p50 <= 2x no-op p50",
+            fc1["p50"] <= 2 * noop1["p50"],
+            f"{fc1['p50']:.1f} vs {noop1['p50']:.1f} ms",
+        ),
+        (
+            "throughput at 32 clients >= 50 % of no-op",
+            fc32["rps"] >= 0.5 * noop32["rps"],
+            f"{fc32['rps']:.1f} vs {noop32['rps']:.1f} req/s",
+        ),
+        ("zero errors", errors == 0, f"{errors} errors"),
+        (
+            "/explain p50 <= 3x /forecast p50",
+            ex1["p50"] <= 3 * fc1["p50"],
+            f"{ex1['p50']:.1f} vs {fc1['p50']:.1f} ms",
+        ),
+    ]
+    print()
+    for name, ok, detail in checks:
+        print(f"{'PASS' if ok else 'MISS'}  {name:44s} {detail}")
+    print(
+        f"\nlogs and audit databases in {tmp}; median of p50s: {statistics.median(r['p50'] for r in results):.2f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
