@@ -1,0 +1,154 @@
+"""End to end on a tiny simulated market: walk-forward train -> scorecard -> final fit -> bundle ->
+MLflow run -> registry -> export -> load and predict in a process without torch -> evaluate model
+on another dataset.  One module-scoped training run keeps this under a minute or two."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import mlflow
+import pytest
+from typer.testing import CliRunner
+
+from models.sim_config import SimConfig
+from models.sim_write import write_simulation
+from models.simulator import simulate
+from training.cli import app
+from training.model_config import ModelConfig
+from training.splits import WalkForwardConfig
+from training.train_config import TrainConfig
+
+REQUIRED = {"rmse", "mae", "r2", "hedge_error", "excess_hedge_var", "rmse_true"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
+    mp.setenv("ABETA_MLRUNS", str(root / "mlruns"))
+    data = write_simulation(simulate(SimConfig(seed=5, n_assets=4, days=760)), root / "sim")
+    other = write_simulation(simulate(SimConfig(seed=9, n_assets=4, days=500)), root / "sim_other")
+    cfg = TrainConfig(
+        data=str(data),
+        model=ModelConfig(epochs=1, hidden=8, max_train_samples=800, lookback="32d", max_steps=8),
+        walk_forward=WalkForwardConfig(train_min="300d", val="60d", test="120d", max_folds=1),
+        n_boot=50,
+        attribution_windows=8,
+        progress=False,
+    )
+    from training.train_run import train
+
+    result = train(cfg, scorecard_out=root / "scorecard.json")
+    yield {"root": root, "result": result, "cfg": cfg, "other": other, "uri": f"sqlite:///{root}/mlflow.db"}
+    mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def _same_store(trained, monkeypatch):
+    """The per-test isolation of tests/conftest.py would point MLflow elsewhere: use the module's store."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained["uri"])
+    mlflow.set_tracking_uri(trained["uri"])
+
+
+def test_scorecard_has_model_rows_beside_baselines_with_every_metric(trained):
+    records = json.loads((trained["root"] / "scorecard.json").read_text())
+    assert set(records[0]) == {"estimator", "kind", "benchmark", "metric", "split", "value"}
+    model = [r for r in records if r["kind"] == "model" and r["split"] == "pooled"]
+    for bench in ("BTCUSDT", "CRYPTO_EW"):
+        metrics = {r["metric"] for r in model if r["benchmark"] == bench}
+        assert REQUIRED <= metrics and "coverage90" in metrics and "dm_pvalue" in metrics
+        cov = next(r["value"] for r in model if r["benchmark"] == bench and r["metric"] == "coverage90")
+        assert 0.0 <= cov <= 1.0
+    regime = {r["estimator"] for r in records if r["benchmark"] == "regime" and r["metric"] == "logloss"}
+    assert regime == {"adaptive_beta_gru_regime", "regime_persistence", "regime_hmm"}
+    baselines = {r["estimator"] for r in records if r["kind"] == "baseline" and r["benchmark"] == "BTCUSDT"}
+    assert {"welch_hl60d", "rolling_ols_90d", "kalman_rw", "vasicek_90d", "blume_90d"} <= baselines
+
+
+def test_mlflow_run_logs_config_fingerprints_metrics_plots_card_and_bundle(trained):
+    run = mlflow.get_run(trained["result"].run_id)
+    tags = run.data.tags
+    assert len(tags["data_fingerprint"]) == 64 and len(tags["feature_spec_hash"]) == 64
+    assert tags["git_commit"] and tags["version.torch"].startswith("2.13")
+    assert run.data.params["horizon"] == "30d" and run.data.params["model.arch"] == "gru"
+    assert any(k.startswith("adaptive_beta_gru.BTCUSDT.rmse") for k in run.data.metrics)
+    client = mlflow.MlflowClient()
+    names = {f.path for f in client.list_artifacts(run.info.run_id)}
+    assert {"scorecard.json", "model_card.md", "config.json", "attributions.json", "plots", "bundle"} <= names
+    plots = {f.path for f in client.list_artifacts(run.info.run_id, "plots")}
+    assert "plots/interval_calibration.png" in plots and "plots/regime_confusion.png" in plots
+    history = client.get_metric_history(run.info.run_id, "val_loss")
+    assert len(history) >= 1
+
+
+def test_registered_as_challenger_and_gate_decided(trained):
+    res = trained["result"]
+    client = mlflow.MlflowClient()
+    mv = client.get_model_version_by_alias("adaptive-beta", "challenger")
+    assert str(mv.version) == res.version
+    assert res.promotion is not None and res.promotion.reason  # promoted or not, it says why
+
+
+def test_export_then_load_and_predict_without_torch(trained, tmp_path):
+    out = tmp_path / "bundle"
+    r = CliRunner().invoke(app, ["export", "--model", "models:/adaptive-beta@challenger", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    code = textwrap.dedent(
+        f"""
+        import sys, numpy as np
+        from models.bundle import load_bundle
+        from models.predictor import Predictor
+        b = load_bundle({str(out)!r})
+        x = np.random.default_rng(0).normal(size=(3, 8, len(b.feature_columns))).astype("float32")
+        o = Predictor(b).predict(x)
+        assert o["beta"].shape == (3, 2) and np.isfinite(o["beta"]).all()
+        assert (o["beta_lo"] <= o["beta"]).all() and (o["beta"] <= o["beta_hi"]).all()
+        assert np.allclose(o["regime_prob"].sum(axis=1), 1, atol=1e-5)
+        print("torch" in sys.modules)
+        """
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_evaluate_model_scores_the_bundle_unchanged_on_another_dataset(trained, tmp_path):
+    out = tmp_path / "oos.json"
+    r = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "model",
+            "--model",
+            "models:/adaptive-beta@challenger",
+            "--data",
+            str(trained["other"]),
+            "--out",
+            str(out),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    records = json.loads(out.read_text())
+    model = [x for x in records if x["kind"] == "model" and x["split"] == "oos"]
+    assert {x["benchmark"] for x in model} == {"BTCUSDT", "CRYPTO_EW"}
+    assert {"rmse", "rmse_true", "excess_hedge_var"} <= {x["metric"] for x in model}
+    bad = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "model",
+            "--model",
+            "models:/adaptive-beta@challenger",
+            "--data",
+            str(trained["other"]),
+            "--horizon",
+            "30 days",
+            "--out",
+            str(out),
+        ],
+    )
+    assert bad.exit_code == 2 and "--horizon" in bad.output

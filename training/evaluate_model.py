@@ -1,0 +1,136 @@
+"""`abeta evaluate model`: score a trained bundle, unchanged, beside every baseline on another dataset.
+
+The out-of-sample test a researcher runs before trusting a model elsewhere: other assets,
+another venue, a later period.  The bundle is run with ONNX Runtime exactly as served (same
+feature code, same windows); nothing is refitted.  The evaluation period is one block (`oos`)
+from the first bar where the model has a full window (or `--start`) to the last bar with a
+realised target; R^2 there is centred on that block's own mean realised beta (no training
+period exists on this data), which makes it conservative.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from models.schema import DataError
+
+
+def model_forecasts(panel, bundle, features=None, batch: int = 4096) -> tuple[pd.DataFrame, list[str]]:
+    """(long frame (timestamp, symbol) of `<bench>`, `<bench>_lo`, `<bench>_hi` at every bar with a window,
+    feature columns this dataset cannot produce)."""
+    from models.features import compute_features
+    from models.predictor import Predictor
+    from models.windowing import feature_cube, gather_windows, sample_index
+
+    meta = bundle.meta
+    if panel.freq_label != meta["freq"]:
+        raise DataError(f"data has {panel.freq_label} bars but the model was trained on {meta['freq']} bars")
+    missing = [b for b in meta["benchmarks"] if b not in panel.benchmark_names]
+    if missing:
+        raise DataError(
+            f"dataset lacks benchmark(s) {missing} the model forecasts (it has {panel.benchmark_names})"
+        )
+    features = features if features is not None else compute_features(panel, bundle.spec)
+    columns = list(meta["feature_columns"])
+    frame = features.frame.reindex(columns=columns)  # a factor this dataset lacks -> NaN (= training mean)
+    cube, ts, symbols = feature_cube(frame, columns, panel.index, panel.symbols)
+    base_idx = [columns.index(meta["base_columns"][b]) for b in meta["benchmarks"]]
+    pairs = sample_index(
+        np.isfinite(cube[:, :, base_idx]).all(axis=2), int(meta["lookback_bars"]), int(meta["stride"])
+    )
+    pred = Predictor(bundle)
+    outs = {"beta": [], "beta_lo": [], "beta_hi": []}
+    for i in range(0, len(pairs), batch):
+        x = gather_windows(cube, pairs[i : i + batch], int(meta["lookback_bars"]), int(meta["stride"]))
+        o = pred.predict(x)
+        for k in outs:
+            outs[k].append(o[k])
+    benches = list(meta["benchmarks"])
+    cols = [*benches, *(f"{b}_lo" for b in benches), *(f"{b}_hi" for b in benches)]
+    idx = pd.MultiIndex.from_arrays(
+        [ts[pairs[:, 0]], np.asarray(symbols)[pairs[:, 1]]], names=["timestamp", "symbol"]
+    )
+    if len(pairs) == 0:
+        raise DataError("no bar of this dataset has enough history for the model's window")
+    data = np.concatenate([np.concatenate(outs[k]) for k in ("beta", "beta_lo", "beta_hi")], axis=1)
+    return pd.DataFrame(data, index=idx, columns=cols).sort_index(), frame.columns[
+        frame.isna().all()
+    ].tolist()
+
+
+def evaluate_model(
+    model: str,
+    data: str,
+    horizon: str = "30d",
+    start: str | None = None,
+    n_boot: int = 500,
+    progress: bool = True,
+):
+    """Scorecard (records `kind: model` beside every baseline) of `model` on `data`."""
+    from models.bundle import load_bundle
+    from models.durations import to_periods
+    from models.estimators import baseline_forecasts
+    from models.features import compute_features
+    from models.loaders import load_dataset
+    from models.resolve import resolve_bundle
+    from training.pipeline import _coverage_records
+    from training.scorecard import score_forecasts
+    from training.splits import Fold
+
+    bundle = load_bundle(resolve_bundle(model))
+    panel = load_dataset(data)
+    from models.targets import forward_betas, forward_moments, true_forward_betas
+
+    features = compute_features(panel, bundle.spec)
+    preds, absent = model_forecasts(panel, bundle, features)
+    targets = forward_betas(panel, horizon)
+    finite = targets.notna().any(axis=1)
+    last = finite[finite].index.get_level_values("timestamp").max()
+    first = preds.index.get_level_values("timestamp").min()
+    if start is not None:
+        first = max(first, pd.Timestamp(start, tz="UTC"))
+    if not first < last:
+        raise DataError(
+            f"no evaluation period: the model's first window ({first}) is after the last realised target ({last})"
+        )
+    fold = Fold(0, first, last, None, None, first, last)
+    name = f"{bundle.meta.get('model_name', 'adaptive-beta')}:{bundle.meta.get('model_version', bundle.sha256[:12])}"
+    forecasts = dict(
+        baseline_forecasts(panel.returns(), panel.benchmark_returns(), panel.factor_returns(), panel.freq)
+    )
+    forecasts[name] = preds[list(bundle.meta["benchmarks"])]
+    kinds = {k: "baseline" for k in forecasts} | {name: "model"}
+    truth = true_forward_betas(panel, horizon) if "truth_betas" in panel.meta else None
+    card = score_forecasts(
+        forecasts,
+        kinds,
+        targets,
+        forward_moments(panel, horizon),
+        [fold],
+        truth,
+        horizon_bars=to_periods(horizon, panel.freq),
+        block_bars=to_periods("60d", panel.freq),
+        n_boot=n_boot,
+        progress=progress,
+    )
+    for r in card.records:
+        if r["split"] == "fold0":
+            r["split"] = "oos"
+    card.records = [r for r in card.records if r["split"] != "pooled"] + [
+        {**r, "split": "pooled"} for r in card.records if r["split"] == "oos"
+    ]
+    in_period = preds[
+        (preds.index.get_level_values("timestamp") >= first)
+        & (preds.index.get_level_values("timestamp") <= last)
+    ]
+    card.records += _coverage_records(in_period, targets, list(bundle.meta["benchmarks"]), "pooled", name)
+    card.meta.update(
+        {
+            "model": model,
+            "bundle_sha256": bundle.sha256,
+            "period": [str(first), str(last)],
+            "features_absent": absent,
+        }
+    )
+    return card
