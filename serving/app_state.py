@@ -571,8 +571,10 @@ def _is_bar_name(name: str, benchmarks) -> bool:
 def _publication_times(values: pd.Series) -> pd.Series:
     """Date-only factor points (all at 00:00 UTC) -> that date's close, published 16:00 America/New_York."""
     idx = values.index
-    if len(idx) and (idx == idx.normalize()).all():
-        local = pd.DatetimeIndex(idx.tz_convert(None).normalize()).tz_localize("America/New_York")
+    utc = idx.tz_convert(None).to_numpy()
+    days = utc.astype("datetime64[D]")
+    if len(idx) and (utc == days).all():  # numpy, not DatetimeIndex.normalize (which infers a freq)
+        local = pd.DatetimeIndex(days.astype(utc.dtype)).tz_localize("America/New_York")
         values = values.copy()
         values.index = (local + pd.Timedelta(hours=16)).tz_convert(UTC)
     return values

@@ -197,3 +197,66 @@ def forecast_request(
         else:
             raise KeyError(f"the model needs series {name!r}, which the dataset does not have")
     return body
+
+
+def required_history_of(model: str | None = None, url: str | None = None, key: str | None = None) -> dict:
+    """`required_history` from a bundle folder / `models:/NAME@ALIAS` (no server) or a running service's GET /model."""
+    if url:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        r = httpx.get(url.rstrip("/") + "/model", headers=headers, timeout=30)
+        r.raise_for_status()
+        return r.json()["required_history"]
+    if not model:
+        raise ValueError("give a model (bundle folder or models:/NAME@ALIAS) or the service URL")
+    from models.bundle import load_bundle
+    from models.resolve import resolve_bundle
+
+    return dict(load_bundle(resolve_bundle(model)).meta["required_history"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m serving.client --data DIR --model URI --out request.json`: write a /forecast body."""
+    import argparse
+    import json
+
+    from models.loaders import load_dataset
+
+    ap = argparse.ArgumentParser(
+        prog="python -m serving.client",
+        description="Write a /forecast request body (JSON) with exactly the history the model asks for.",
+    )
+    ap.add_argument("--data", required=True, help="dataset folder (assets/, factors/) or manifest file")
+    ap.add_argument("--model", help="bundle folder or models:/NAME@ALIAS (read locally, no server needed)")
+    ap.add_argument("--url", help="instead of --model: a running service, e.g. http://127.0.0.1:3000")
+    ap.add_argument(
+        "--key", default=os.environ.get("ABETA_KEY"), help="API key for --url (default $ABETA_KEY)"
+    )
+    ap.add_argument("--symbols", help="comma-separated assets (default: the first two non-benchmark assets)")
+    ap.add_argument("--end", help="last bar (ISO timestamp, default: the dataset's last bar)")
+    ap.add_argument("--out", default="request.json", help="output file (default request.json)")
+    args = ap.parse_args(argv)
+
+    required = required_history_of(args.model, args.url, args.key)
+    panel = load_dataset(args.data)
+    if args.symbols:
+        symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    else:
+        symbols = [s for s in panel.symbols if s not in required.get("series", [])][:2]
+    end = None
+    if args.end:
+        end = pd.Timestamp(args.end)
+        end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+    factors = raw_factor_series(args.data) if Path(args.data).is_dir() else None
+    body = forecast_request(panel, required, symbols, factors, end=end)
+    Path(args.out).write_text(json.dumps(body))
+    n = len(body["assets"][0]["history"]) if body["assets"] else 0
+    print(
+        f"wrote {args.out}: {len(symbols)} asset(s) {symbols}, {n} bars each, series {sorted(body['series'])}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

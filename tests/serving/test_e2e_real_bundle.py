@@ -148,3 +148,28 @@ def test_response_request_id_is_the_one_in_the_audit_log(real, body):
         assert len(rows) == 1 and rows[0]["endpoint"] == "/forecast"
         assert rows[0]["model_version"] == "e2e-1"
         assert verify_chain(reader).ok
+
+
+def test_client_command_writes_the_same_body_from_the_bundle_alone(real, body, tmp_path):
+    import json
+
+    from serving.client import main
+
+    out = tmp_path / "request.json"
+    symbols = ",".join(a["symbol"] for a in body["assets"])
+    assert (
+        main(
+            [
+                "--data",
+                str(real["data"]),
+                "--model",
+                str(real["bundle"]),
+                "--symbols",
+                symbols,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert json.loads(out.read_text()) == body
