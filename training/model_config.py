@@ -21,10 +21,12 @@ class ModelConfig(BaseModel):
 
     # --- architecture -------------------------------------------------------------------------
     arch: Literal["gru", "transformer"] = "gru"  # sequence encoder behind the common BetaNet heads
-    hidden: int = Field(32, ge=4, le=512)  # width of the encoder state and of the heads' input
+    # width of the encoder state and of the heads; small on purpose: realised-beta targets are noisy
+    # and a wide net fits the noise (chosen on a simulator of another seed, see README)
+    hidden: int = Field(16, ge=4, le=512)
     layers: int = Field(1, ge=1, le=4)  # stacked GRU layers / transformer encoder layers
     heads: int = Field(4, ge=1, le=16)  # attention heads (transformer only; must divide `hidden`)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)  # between layers and in the heads, training only
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)  # between layers and in the heads, training only
     n_regimes: int = Field(3, ge=2)  # classes of the regime head (REGIME_NAMES: calm, volatile, crash)
 
     # --- window geometry ----------------------------------------------------------------------
@@ -39,7 +41,7 @@ class ModelConfig(BaseModel):
     lr: float = Field(
         1e-3, gt=0
     )  # AdamW learning rate (3e-3 and 3e-4 were worse on real 8h perps validation)
-    weight_decay: float = Field(1e-4, ge=0)  # AdamW decoupled weight decay
+    weight_decay: float = Field(1e-2, ge=0)  # AdamW decoupled weight decay (strong: noisy targets)
     batch_size: int = Field(256, ge=1)  # windows per optimiser step
     seed: int = 0  # seeds torch, numpy and the sample subsampling: two fits with one seed are identical
     regime_loss_weight: float = Field(
