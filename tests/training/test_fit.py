@@ -23,7 +23,7 @@ from models.windowing import (
     window_geometry,
 )
 from training.datasets import make_synthetic_task, time_decay_weights
-from training.fit import calibration_scale, fit_model, predict_torch
+from training.fit import calibration_scale, correction_scale, fit_model, predict_torch
 from training.lit_module import masked_gaussian_nll, weighted_regime_ce
 from training.model_config import ModelConfig
 
@@ -137,6 +137,18 @@ def test_calibration_scale_recovers_the_miscalibration_factor():
     np.testing.assert_allclose(scale, [2.0, 2.0], rtol=0.03)
 
 
+def test_correction_scale_is_the_least_squares_shrinkage_clipped_to_unit_interval():
+    rng = np.random.default_rng(2)
+    base = rng.normal(1.0, 0.3, (5000, 3))
+    delta = rng.normal(0.0, 0.2, (5000, 3))
+    noise = 0.05 * rng.standard_normal((5000, 3))
+    y = base + np.array([0.4, -0.5, 1.8]) * delta + noise  # true shrinkage 0.4; -0.5 -> 0; 1.8 -> 1
+    y[::7, 0] = np.nan  # masked targets are ignored
+    alpha = correction_scale(y, base, base + delta)
+    assert alpha[0] == pytest.approx(0.4, abs=0.01)
+    assert alpha[1] == 0.0 and alpha[2] == 1.0
+
+
 # --- fit -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def task():
@@ -163,6 +175,9 @@ def test_fit_learns_the_synthetic_correction(fitted):
         assert fitted.metrics[f"val_rmse_{b}"] < 0.16  # noise sd is 0.1
     assert fitted.steps == 8 and fitted.stride == 2 and fitted.freq == "1d"
     assert not fitted.net.training
+    for k, b in enumerate(fitted.benchmarks):  # the learned correction is real: little shrinkage
+        assert 0.8 <= fitted.metrics[f"corr_scale_{b}"] <= 1.0
+        assert float(fitted.net.corr_scale[k]) == pytest.approx(fitted.metrics[f"corr_scale_{b}"])
 
 
 def test_interval_calibrated_on_validation_covers_90_percent_of_held_out_windows(task, fitted):
