@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import statistics
 import time
@@ -115,6 +116,9 @@ def in_process_rows(bundle_dir: Path, body: dict, tmp: Path, n: int, cap_s: floa
     req = ForecastRequest.model_validate_json(raw)
     state = AppState.load(ServeConfig(model=str(bundle_dir), audit_db=str(tmp / "inproc-audit.db")))
     state.warm_up()
+    gc.collect()
+    gc.freeze()  # as the service does after its warm-up
+    gc.set_threshold(20_000, 20, 20)
     pred = Predictor(load_bundle(bundle_dir), intra_op_threads=1)
     x = state.inputs(req).x
     rows = []

