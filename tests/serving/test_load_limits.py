@@ -106,3 +106,16 @@ def test_beyond_max_concurrency_some_requests_get_429_and_none_a_5xx(narrow_serv
     # and the server is fine afterwards
     r = httpx.post(narrow_server.url + "/forecast", json=body, headers=auth(), timeout=30)
     assert r.status_code == 200
+
+
+def test_warm_up_forecasts_a_synthetic_window_without_logging_it(tiny_bundle, tmp_path):
+    from serving.app_state import AppState, ServeConfig
+
+    state = AppState.load(ServeConfig(model=str(tiny_bundle["path"]), audit_db=str(tmp_path / "w.db")))
+    req = state.warm_up_request()
+    assert len(req.assets[0].history) == tiny_bundle["meta"]["required_history"]["min_periods"]
+    assert set(req.series) == set(tiny_bundle["meta"]["required_history"]["series"])
+    seconds = state.warm_up()
+    assert 0.0 < seconds < 30.0
+    assert state.audit.query(limit=10) == []
+    state.audit.close()
