@@ -2,7 +2,7 @@
 
     ABETA_MODEL=bundles/x ABETA_API_KEYS="desk@trader:..." bentoml serve serving.service:AdaptiveBeta
 
-Endpoints (all JSON): POST /forecast, POST /explain, POST /hedge, GET /model; open probes
+Endpoints (all JSON): POST /forecast, POST /explain, POST /hedge, POST /stress, GET /model; open probes
 /healthz, /readyz (bundle loaded AND audit log writable), /metrics (Prometheus; the histogram
 `abeta_request_duration_seconds{endpoint, model_version, status}` per endpoint).
 
@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from serving.app_state import AppState, ServeConfig
-from serving.auth import APIKeyMiddleware
+from serving.auth import ROUTE_ROLES, APIKeyMiddleware
 from serving.compliance.app import compliance_app
 from serving.limits import BodyLimitMiddleware
 from serving.schemas import (
@@ -43,8 +43,13 @@ from serving.schemas import (
     HedgeResponse,
     RequestError,
 )
+from serving.stress_schemas import StressRequest, StressResponse
 
 log = logging.getLogger("abeta.service")
+
+# POST /stress is a desk endpoint like /hedge (admin is always allowed); registered here until
+# serving/auth.py lists it in ROUTE_ROLES itself.
+ROUTE_ROLES.setdefault("/stress", frozenset({"trader"}))
 
 CORES = os.cpu_count() or 1
 WORKERS = max(1, int(os.environ.get("ABETA_WORKERS", "1")))
@@ -177,6 +182,16 @@ class AdaptiveBeta:
         req = HedgeRequest.model_construct(**kwargs)
         return self._call(
             "/hedge", lambda r, c: HedgeResponse.model_validate(self.state.hedge(r, c)), req, ctx
+        )
+
+    @bentoml.api(route="/stress", input_spec=StressRequest, output_spec=StressResponse)
+    def stress(self, ctx: bentoml.Context, **kwargs) -> StressResponse:
+        """P&L of the book and its beta overlay under stress scenarios, with the overlay needed after each."""
+        from serving.stress_api import stress
+
+        req = StressRequest.model_construct(**kwargs)
+        return self._call(
+            "/stress", lambda r, c: StressResponse.model_validate(stress(self.state, r, c)), req, ctx
         )
 
 

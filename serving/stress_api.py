@@ -1,0 +1,201 @@
+"""POST /stress without BentoML: the request's book through `models.stress.run_scenarios`.
+
+The same scenario engine as `abeta stress` (training/cmd_stress.py); only where the betas come
+from differs:
+
+- benchmark betas (BTCUSDT, CRYPTO_EW): the model's forecasts for the request's histories, by the
+  very code /forecast uses (`AppState._forecast_core`), so /stress and /forecast agree exactly;
+- factor betas (SPY, ...; for shocks such as `SPY = -0.10`): rolling OLS over the last 90 days of
+  the request's own history (half of it at least), as the CLI does on a dataset;
+- `betas` in the request replace either for the (symbol, series) pairs they name.
+
+Scenarios given in the request must all run: one that shocks a series without betas, or replays
+a window the request's history does not cover, is a 422 naming `scenarios[i]`.  The documented
+defaults (docs/scenarios/default.toml) are skipped with a reason instead, as the CLI does, since
+the caller did not choose them.  The call is written to the audit log (endpoint `/stress`) before
+the response is returned.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from models.schema import DataError
+from serving.schemas import RequestError
+from serving.stress_schemas import StressRequest
+
+FACTOR_BETA_WINDOW = "90d"  # as training/cmd_stress.py
+_KINDS = ("benchmark_shock", "correlation_breakdown", "beta_shift", "historical")
+
+
+@lru_cache(maxsize=1)
+def default_scenarios() -> tuple:
+    """docs/scenarios/default.toml, parsed once per process."""
+    from models.scenarios import default_scenarios_path, load_scenarios
+
+    return tuple(load_scenarios(default_scenarios_path()))
+
+
+def scenario_error_field(message: str) -> str:
+    """`scenarios[i].<field>` from a `parse_scenarios` message (source 'scenarios')."""
+    m = re.search(r"scenario\[(\d+)\](?: field '([^']*)')?", message)
+    if not m:
+        return "scenarios"
+    where = f"scenarios[{m.group(1)}]"
+    field = m.group(2)
+    if field and field not in _KINDS:
+        return f"{where}.{field}"
+    if field is None and ("tag" in message or "discriminator" in message):
+        return f"{where}.kind"
+    return where
+
+
+def parse_request_scenarios(items: list[dict]) -> list:
+    from models.scenarios import parse_scenarios
+
+    try:
+        return parse_scenarios(items, source="scenarios")
+    except DataError as exc:
+        field = scenario_error_field(exc.message)
+        if exc.column == "name":
+            field = "scenarios"
+        raise RequestError(exc.message.removeprefix("scenarios: "), field) from exc
+
+
+def factor_betas(panel, symbols: list[str], window: str = FACTOR_BETA_WINDOW) -> dict[str, dict[str, float]]:
+    """symbol -> factor -> latest rolling OLS beta of per-bar returns (NaN when too little history)."""
+    from models.durations import to_periods
+    from models.estimators import rolling_ols_beta
+
+    n = to_periods(window, panel.freq)
+    rets = panel.returns()[symbols]
+    out: dict[str, dict[str, float]] = {s: {} for s in symbols}
+    for f, series in panel.factor_returns().items():
+        last = rolling_ols_beta(rets, series, n, n // 2).ffill()
+        row = last.iloc[-1] if len(last) else pd.Series(np.nan, index=symbols)
+        for s in symbols:
+            out[s][f] = float(row[s])
+    return out
+
+
+def _covers(index: pd.DatetimeIndex, start, end) -> bool:
+    """True if `index` has a bar before `start` and bars through `end` (a replay can run)."""
+    if len(index) < 2:
+        return False
+    lo = pd.Timestamp(start).tz_localize("UTC")
+    hi = pd.Timestamp(end).tz_localize("UTC") + pd.Timedelta("1D")
+    return bool(index[0] < lo and index[-1] >= hi - (index[1] - index[0]))
+
+
+def _why_not(sc, betas: dict[str, dict[str, float]], symbols: list[str], index) -> str | None:
+    """Why scenario `sc` cannot run on this request (None if it can)."""
+    shocks = getattr(sc, "shocks", None)
+    if shocks is not None:
+        drv = sc.driver_name
+        missing = [s for s in symbols if s not in shocks and not np.isfinite(betas[s].get(drv, np.nan))]
+        if missing:
+            return (
+                f"no beta of {', '.join(missing)} to {drv!r}: send {drv} in series (at least half of "
+                f"{FACTOR_BETA_WINDOW} of history) or give betas.<symbol>.{drv}"
+            )
+        return None
+    if not _covers(index, sc.start, sc.end):
+        return f"the request's history ({index[0]:%Y-%m-%d}..{index[-1]:%Y-%m-%d}) does not cover {sc.start}..{sc.end}"
+    return None
+
+
+def _instruments(req: StressRequest, benches: list[str]) -> list[str]:
+    if req.hedge_instruments:
+        return list(req.hedge_instruments)
+    if req.hedge:
+        return list(req.hedge)
+    perps = [a.symbol for a in req.assets if a.symbol in benches]
+    if not perps:
+        raise RequestError(
+            f"no hedge instrument: give hedge or hedge_instruments, or send a benchmark perp ({benches}) in assets",
+            "hedge_instruments",
+        )
+    return perps[:1]
+
+
+def stress(state, req: StressRequest, caller: str) -> dict:
+    """The /stress response body (also logged); raises RequestError (422) or AuditUnavailable (503)."""
+    from models.stress import run_scenarios
+
+    request_id = state.new_request_id()
+    benches = list(state.bundle.meta["benchmarks"])
+    for b in req.target or {}:
+        if b not in benches:
+            raise RequestError(
+                f"unknown benchmark {b!r}; the model forecasts betas to {benches}", f"target.{b}"
+            )
+    given = req.scenarios is not None
+    scenarios = parse_request_scenarios(req.scenarios) if given else list(default_scenarios())
+    instruments = _instruments(req, benches)
+    symbols = list(dict.fromkeys([*req.positions, *instruments]))
+
+    inputs, out = state._forecast_core(req)  # every asset, exactly as /forecast
+    row = {s: i for i, s in enumerate(inputs.symbols)}
+    betas = {s: {b: float(out["beta"][row[s], k]) for k, b in enumerate(benches)} for s in symbols}
+    sources = {b: "model forecast" for b in benches}
+    panel = state.panel_from_request(req)
+    for s, fb in factor_betas(panel, symbols).items():
+        betas[s].update(fb)
+    for f in panel.factor_names:
+        sources[f] = f"rolling OLS over the last {FACTOR_BETA_WINDOW} of the request's history"
+    overrides: dict[str, list[str]] = {}
+    for s, given_row in (req.betas or {}).items():
+        if s not in betas:
+            raise RequestError(f"betas.{s}: {s} is neither a position nor a hedge instrument", f"betas.{s}")
+        for series, v in given_row.items():
+            betas[s][series] = float(v)
+            overrides.setdefault(series, []).append(s)
+    for s in symbols:  # a perp that is itself a benchmark has beta 1 to it (as models/stress.py uses)
+        if s in benches or s in panel.factor_names:
+            betas[s][s] = 1.0
+    for series, syms in overrides.items():
+        base = sources.get(series, "")
+        sources[series] = (base + "; " if base else "") + f"request for {', '.join(syms)}"
+
+    runnable, skipped = [], []
+    for i, sc in enumerate(scenarios):
+        reason = _why_not(sc, betas, symbols, panel.index)
+        if reason is None:
+            runnable.append(sc)
+        elif given:
+            raise RequestError(f"scenario {sc.name!r}: {reason}", f"scenarios[{i}]")
+        else:
+            skipped.append({"name": sc.name, "reason": reason})
+    if not runnable:
+        raise RequestError(
+            "none of the default scenarios can run on this request; give scenarios", "scenarios"
+        )
+    try:
+        report = run_scenarios(
+            req.positions,
+            betas,
+            req.hedge,
+            runnable,
+            panel,
+            hedge_instruments=instruments,
+            target=req.target,
+            nav=req.nav,
+        )
+    except ValueError as exc:
+        raise RequestError(str(exc), "positions") from exc
+    finite = {s: {k: v for k, v in row_.items() if np.isfinite(v)} for s, row_ in betas.items()}
+    body = {
+        "request_id": request_id,
+        "model": state.model_info(),
+        **report.model_dump(mode="json"),
+        "betas_used": finite,
+        "beta_sources": sources,
+        "skipped": skipped,
+    }
+    output = {k: v for k, v in body.items() if k not in ("request_id", "model")}
+    state.log_unique(body, "/stress", caller, req, inputs, output, None)
+    return body
