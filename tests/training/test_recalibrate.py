@@ -57,8 +57,19 @@ def market(tmp_path_factory):
     )
     early = panel.slice(None, panel.index[350])
     ix = early.index
+    # every knob pinned: this tests the monitoring policy, so it must not move with model defaults
     mcfg = ModelConfig(
-        hidden=8, epochs=2, lookback="16d", max_steps=8, batch_size=128, max_train_samples=2000
+        hidden=8,
+        epochs=2,
+        lookback="16d",
+        max_steps=8,
+        batch_size=128,
+        max_train_samples=2000,
+        dropout=0.1,
+        weight_decay=1e-4,
+        lr=3e-3,
+        shrink_correction=False,
+        seed=0,
     )
     fit = fit_model(
         compute_features(early, spec),
