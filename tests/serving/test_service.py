@@ -253,15 +253,24 @@ def test_body_over_limit_is_413_by_header_and_by_stream(server):
 
 def test_readyz_and_metrics_with_model_version_label(server, body):
     assert httpx.get(server.url + "/readyz", timeout=10).status_code == 200
-    post(server, "/forecast", body)
-    text = httpx.get(server.url + "/metrics", timeout=10).text
-    line = next(
-        ln
-        for ln in text.splitlines()
-        if ln.startswith("abeta_request_duration_seconds_count")
-        and 'endpoint="/forecast"' in ln
-        and 'status="200"' in ln
-    )
+    assert post(server, "/forecast", body).status_code == 200
+    line = None
+    deadline = time.time() + 10  # worker metrics reach /metrics through prometheus' multiprocess files
+    while line is None and time.time() < deadline:
+        text = httpx.get(server.url + "/metrics", timeout=10).text
+        line = next(
+            (
+                ln
+                for ln in text.splitlines()
+                if ln.startswith("abeta_request_duration_seconds_count")
+                and 'endpoint="/forecast"' in ln
+                and 'status="200"' in ln
+            ),
+            None,
+        )
+        if line is None:
+            time.sleep(0.5)
+    assert line is not None, "no /forecast latency series in /metrics"
     assert 'model_version="test-1"' in line and float(line.split()[-1]) >= 1
 
 
