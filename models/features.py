@@ -82,8 +82,10 @@ YEAR = pd.Timedelta(days=365)
 __all__ = [
     "CATEGORY_GROUP",
     "GROUPS",
+    "FeatureArrays",
     "FeatureSpec",
     "FeatureTable",
+    "compute_feature_arrays",
     "compute_features",
     "feature_rows",
     "wide_to_long",
@@ -142,8 +144,26 @@ class _Builder:
         self.groups[name] = group
 
 
-def compute_features(panel: Panel, spec: FeatureSpec | None = None) -> FeatureTable:
-    """All features of `panel` at every (bar, asset) with a close; see the module docstring."""
+@dataclass
+class FeatureArrays:
+    """Features in wide form: name -> (T, N) float64 array on the panel grid, assets sorted.
+
+    What `compute_features` builds before going long; serving cuts its windows straight from
+    these (no long frame), so both paths share every number by construction.  `rows` is the
+    (T, N) mask of pairs that get a row in the long frame (the asset has a close).
+    """
+
+    arrays: dict[str, np.ndarray]
+    groups: dict[str, str]
+    base_columns: dict[str, str]
+    index: pd.DatetimeIndex
+    symbols: list[str]
+    rows: np.ndarray
+    freq: pd.Timedelta
+
+
+def compute_feature_arrays(panel: Panel, spec: FeatureSpec | None = None) -> FeatureArrays:
+    """Every feature of `panel` as (T, N) arrays (assets sorted); `compute_features` in wide form."""
     spec = spec or FeatureSpec()
     symbols = sorted(panel.symbols)
     p = panel.select(symbols) if symbols != panel.symbols else panel
@@ -157,9 +177,17 @@ def compute_features(panel: Panel, spec: FeatureSpec | None = None) -> FeatureTa
     _market_state(b, p, spec, bars)
     _funding_leverage(b, p, spec, bars)
     _factor_features(b, p, spec, bars)
+    return FeatureArrays(b.arrays, b.groups, base, p.index, symbols, feature_rows(p), freq)
 
-    frame = wide_to_long(b.arrays, p.index, symbols, feature_rows(p))
-    return FeatureTable(frame=frame, groups=b.groups, base_columns=base, spec_hash=spec.hash(), freq=freq)
+
+def compute_features(panel: Panel, spec: FeatureSpec | None = None) -> FeatureTable:
+    """All features of `panel` at every (bar, asset) with a close; see the module docstring."""
+    spec = spec or FeatureSpec()
+    fa = compute_feature_arrays(panel, spec)
+    frame = wide_to_long(fa.arrays, fa.index, fa.symbols, fa.rows)
+    return FeatureTable(
+        frame=frame, groups=fa.groups, base_columns=fa.base_columns, spec_hash=spec.hash(), freq=fa.freq
+    )
 
 
 class _Bars:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from models.bundle import Bundle
 from models.schema import DataError, Panel
-from models.windowing import latest_windows
+from models.windowing import gather_windows, n_steps
 
 
 @dataclass
@@ -61,25 +61,19 @@ def make_inputs(
     A window must end at the asset's last bar with a close unless `allow_stale`: serving a
     forecast built from older data while saying nothing would mislead the hedger.
     """
-    from models.features import compute_features
+    from models.features import compute_feature_arrays
 
     symbols = list(symbols or panel.symbols)
     check_history(panel, bundle, symbols)
-    table = compute_features(panel, bundle.spec)
+    fa = compute_feature_arrays(panel, bundle.spec)
     columns = bundle.feature_columns
-    absent = [c for c in columns if c not in table.frame.columns]
+    absent = [c for c in columns if c not in fa.arrays]
     if absent:
         raise DataError(f"feature pipeline did not produce column(s) {absent} the model expects")
     base = [bundle.meta["base_columns"][b] for b in bundle.benchmarks]
     try:
-        x, as_of, ends = latest_windows(
-            table.frame,
-            columns,
-            int(bundle.meta["lookback_bars"]),
-            int(bundle.meta["stride"]),
-            symbols,
-            timestamps=panel.index,
-            require_finite=base,
+        x, as_of, ends, values = _latest_windows(
+            fa, columns, int(bundle.meta["lookback_bars"]), int(bundle.meta["stride"]), symbols, base
         )
     except ValueError as exc:
         raise DataError(str(exc)) from exc
@@ -91,10 +85,45 @@ def make_inputs(
                     f"asset {sym}: base beta not available at its last bar {last} (latest usable bar {ts})",
                     column=sym,
                 )
-    frame = table.frame
-    rows = pd.DataFrame(
-        [frame.loc[(ts, sym), columns].to_numpy(dtype=float) for sym, ts in zip(symbols, as_of, strict=True)],
-        index=pd.Index(symbols, name="symbol"),
-        columns=columns,
-    )
+    rows = pd.DataFrame(values, index=pd.Index(symbols, name="symbol"), columns=columns)
     return ModelInputs(x=x.astype(np.float32), symbols=symbols, as_of=as_of, rows=rows)
+
+
+def _latest_windows(
+    fa, columns: list[str], lookback_bars: int, stride: int, symbols: list[str], require_finite: list[str]
+) -> tuple[np.ndarray, list[pd.Timestamp], list[int], np.ndarray]:
+    """`models.windowing.latest_windows` on the wide feature arrays, without the long frame.
+
+    The same cube (float32, NaN where the asset has no close or is not in the panel), the same
+    end rule (latest row with finite base betas), the same messages and `gather_windows`; plus the
+    float64 feature row at each window end (what the long frame holds there).  Serving pays for
+    one [T, N, F] stack instead of a (T*N)-row DataFrame and its MultiIndex look-ups.
+    """
+    pos = {s: j for j, s in enumerate(fa.symbols)}
+    t_len, f_len = len(fa.index), len(columns)
+    cube64 = np.full((t_len, len(symbols), f_len), np.nan)
+    present = [(k, pos[s]) for k, s in enumerate(symbols) if s in pos]
+    if present:
+        ks, js = (list(v) for v in zip(*present, strict=True))
+        stacked = np.stack([fa.arrays[c][:, js] for c in columns], axis=-1)  # [T, n, F]
+        cube64[:, ks] = np.where(fa.rows[:, js][:, :, None], stacked, np.nan)
+    cube = cube64.astype(np.float32)
+    span = (n_steps(lookback_bars, stride) - 1) * stride + 1
+    need = [columns.index(c) for c in require_finite]
+    ends: list[int] = []
+    for j, sym in enumerate(symbols):
+        ok = np.isfinite(cube[:, j, need]).all(axis=1) if need else np.isfinite(cube[:, j]).any(axis=1)
+        found = np.nonzero(ok)[0]
+        if found.size == 0:
+            raise ValueError(f"asset {sym}: no bar with finite {require_finite or 'features'}")
+        end = int(found[-1])
+        if end < span - 1:
+            raise ValueError(
+                f"asset {sym}: window needs {span} bars up to {fa.index[end]}, only {end + 1} on the grid "
+                f"({span - 1 - end} missing)"
+            )
+        ends.append(end)
+    pairs = np.stack([np.array(ends), np.arange(len(symbols))], axis=1).astype(np.int64)
+    x = gather_windows(cube, pairs, lookback_bars, stride)
+    values = cube64[ends, np.arange(len(symbols))] if symbols else np.empty((0, f_len))
+    return x, [fa.index[e] for e in ends], ends, values
