@@ -97,7 +97,14 @@ def backtest(
     model: str | None = typer.Option(
         None, "--model", help="Bundle folder or models:/adaptive-beta@champion, run on each rebalance date."
     ),
-    walk_forward: bool = typer.Option(False, "--walk-forward", help="Not supported: use --model (see docs)."),
+    walk_forward: bool = typer.Option(
+        False, "--walk-forward", help="Not supported: use --forecasts (see docs)."
+    ),
+    forecasts_file: Path | None = typer.Option(
+        None,
+        "--forecasts",
+        help="Walk-forward model predictions (the .predictions.parquet that abeta train --scorecard-out writes).",
+    ),
     out: Path | None = typer.Option(
         None, "--out", help="Folder for summary.json/csv, returns.csv and charts."
     ),
@@ -140,7 +147,7 @@ def backtest(
     except ValueError as exc:
         _fail(f"options: {exc}")
     try:
-        result, table, ratios, notes = _run(data, portfolio, cfg, model, hedge, estimators)
+        result, table, ratios, notes = _run(data, portfolio, cfg, model, hedge, estimators, forecasts_file)
     except DataError as exc:
         _fail(str(exc))
     except ValueError as exc:
@@ -200,7 +207,39 @@ def _log_mlflow(folder: Path, force: bool, table) -> None:
             mlflow.end_run()
 
 
-def _run(data: str, portfolio: Path | None, cfg, model: str | None, hedge, estimators: str | None):
+def walk_forward_forecasts(path: Path, panel) -> dict:
+    """Model test-fold predictions (long: timestamp, symbol x benchmark) as benchmark -> T x N frames.
+
+    Each row was forecast by the model refitted on data before that fold's test period, so the
+    overlay sized from them is out of sample over every walk-forward test block.
+    """
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise DataError("walk-forward predictions file not found", file=str(path))
+    long = pd.read_parquet(path)
+    if not isinstance(long.index, pd.MultiIndex):
+        long = long.set_index(["timestamp", "symbol"])
+    out = {}
+    for b in panel.benchmark_names:
+        if b in long.columns:
+            wide = long[b].unstack("symbol")
+            wide.index = pd.DatetimeIndex(wide.index).tz_convert("UTC").as_unit("ns")
+            out[b] = wide.reindex(index=panel.index, columns=panel.symbols)
+    if not out:
+        raise DataError(f"no benchmark column of {panel.benchmark_names} in the predictions", file=str(path))
+    return out
+
+
+def _run(
+    data: str,
+    portfolio: Path | None,
+    cfg,
+    model: str | None,
+    hedge,
+    estimators: str | None,
+    forecasts_file: Path | None = None,
+):
     """Load, forecast, backtest, summarise; returns (result, table, ratios, notes)."""
     from models.backtest import run_backtest
     from models.bt_forecasts import ORACLE, bundle_forecasts, training_end, truth_forecasts
@@ -234,6 +273,13 @@ def _run(data: str, portfolio: Path | None, cfg, model: str | None, hedge, estim
     if "truth_betas" in panel.meta:
         forecasts[ORACLE] = truth_forecasts(panel)
         notes.append(f"{ORACLE}: true beta of the next bar (simulation only; looks one bar ahead by design)")
+    if forecasts_file is not None and model is not None:
+        raise ValueError("options --model and --forecasts: give one source of model forecasts, not both")
+    if forecasts_file is not None:
+        forecasts["model"] = walk_forward_forecasts(forecasts_file, panel)
+        notes.append(
+            f"model: walk-forward test-fold predictions from {forecasts_file} (out of sample per fold)"
+        )
     if model is not None:
         from models.bundle import load_bundle
         from models.resolve import resolve_bundle

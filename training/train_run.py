@@ -60,6 +60,12 @@ def score_all(prep: Prepared, cfg: TrainConfig, folds, preds: dict[int, pd.DataF
     return card, model_long, regime_extra
 
 
+def predictions_path(scorecard_out: str | Path) -> Path:
+    """Where the walk-forward test predictions go beside a scorecard (for `abeta backtest --forecasts`)."""
+    p = Path(scorecard_out)
+    return p.with_name(p.stem + ".predictions.parquet")
+
+
 def to_bars(duration: str, prep: Prepared) -> int:
     from models.durations import to_periods
 
@@ -160,6 +166,8 @@ def train(cfg: TrainConfig, panel=None, scorecard_out: str | Path | None = None)
     head = headline(card, prep, cfg)
     if scorecard_out:
         card.to_json(scorecard_out)
+        predictions_path(scorecard_out).parent.mkdir(parents=True, exist_ok=True)
+        model_long.to_parquet(predictions_path(scorecard_out))
 
     t2 = time.perf_counter()
     train_rng, val_rng = final_ranges(prep, cfg)
@@ -266,6 +274,10 @@ def train(cfg: TrainConfig, panel=None, scorecard_out: str | Path | None = None)
         tracking.log_text(text, "model_card.md")
         _log_plots(prep, cfg, model_long, card, regime_extra, attributions)
         tracking.log_folder(bundle_dir, "bundle")
+        with tempfile.TemporaryDirectory() as tmpd:
+            pred_file = Path(tmpd) / "walkforward_predictions.parquet"
+            model_long.to_parquet(pred_file)
+            mlflow.log_artifact(str(pred_file))
         run_id = run.info.run_id
 
     version = decision = None

@@ -152,3 +152,29 @@ def test_evaluate_model_scores_the_bundle_unchanged_on_another_dataset(trained, 
         ],
     )
     assert bad.exit_code == 2 and "--horizon" in bad.output
+
+
+def test_walk_forward_predictions_drive_the_overlay_backtest(trained, tmp_path):
+    import pandas as pd
+
+    preds = trained["root"] / "scorecard.predictions.parquet"
+    long = pd.read_parquet(preds)
+    assert {"BTCUSDT", "CRYPTO_EW", "BTCUSDT_lo", "BTCUSDT_hi"} <= set(long.columns)
+    assert long.index.names == ["timestamp", "symbol"] and len(long) > 100
+    r = CliRunner().invoke(
+        app,
+        [
+            "backtest",
+            "--data",
+            str(trained["cfg"].data),
+            "--forecasts",
+            str(preds),
+            "--estimators",
+            "rolling_ols_30d,welch_hl60d",
+            "--out",
+            str(tmp_path / "bt"),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "bt" / "summary.json").read_text())
+    assert {"model", "rolling_ols_30d", "welch_hl60d"} <= {row["estimator"] for row in summary["rows"]}
