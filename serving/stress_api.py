@@ -133,8 +133,18 @@ def stress(state, req: StressRequest, caller: str) -> dict:
             raise RequestError(
                 f"unknown benchmark {b!r}; the model forecasts betas to {benches}", f"target.{b}"
             )
+    if not np.isfinite(sum(abs(v) for v in req.positions.values())):
+        raise RequestError("the gross notional overflows a float: notionals are too large", "positions")
     given = req.scenarios is not None
-    scenarios = parse_request_scenarios(req.scenarios) if given else list(default_scenarios())
+    if given:
+        scenarios = parse_request_scenarios(req.scenarios)
+    else:
+        try:
+            scenarios = list(default_scenarios())
+        except DataError as exc:  # a deployment without docs/scenarios: the caller can still send some
+            raise RequestError(
+                f"the server has no default scenarios ({exc}); send scenarios", "scenarios"
+            ) from exc
     instruments = _instruments(req, benches)
     symbols = list(dict.fromkeys([*req.positions, *instruments]))
 
@@ -187,6 +197,14 @@ def stress(state, req: StressRequest, caller: str) -> dict:
         )
     except ValueError as exc:
         raise RequestError(str(exc), "positions") from exc
+    totals = [
+        x
+        for sc in report.scenarios
+        for part in (sc.hedge_after_shift, sc.residual_beta_after_shift, sc.position_pnl, sc.hedge_pnl)
+        for x in (sc.pnl_unhedged, sc.pnl_hedged, *part.values())
+    ]
+    if not np.isfinite(totals).all():
+        raise RequestError("the P&L overflows a float: notionals or betas are too large", "positions")
     finite = {s: {k: v for k, v in row_.items() if np.isfinite(v)} for s, row_ in betas.items()}
     body = {
         "request_id": request_id,

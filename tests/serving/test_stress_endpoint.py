@@ -155,6 +155,7 @@ def test_default_scenarios_run_and_uncovered_replays_are_skipped_with_a_reason(s
         ({"scenarios": [BTC_SHOCK, BTC_SHOCK]}, 422, "scenarios", "used twice"),
         ({"target": {"SPY": 0.0}}, 422, "target.SPY", "unknown benchmark"),
         ({"betas": {"XRPUSDT": {"BTCUSDT": 1.0}}}, 422, "betas.XRPUSDT", "neither a position"),
+        ({"positions": {"SOLUSDT": 1e308, "ETHUSDT": 1e308}}, 422, "positions", "overflows"),
     ],
     ids=[
         "shock-below-minus-1",
@@ -165,6 +166,7 @@ def test_default_scenarios_run_and_uncovered_replays_are_skipped_with_a_reason(s
         "dup-name",
         "target",
         "betas",
+        "overflow",
     ],
 )
 def test_bad_request_fields_get_422_naming_the_field(server, body, extra, status, field, needle):
