@@ -1,17 +1,14 @@
 """Figures people would rather look at than read: forecast vs realised beta, interval
 calibration, regime confusion, feature-group attributions.  Each returns a matplotlib Figure
-(Agg backend, no display needed) that the caller logs to MLflow or saves.
+(no display needed) that the caller logs to MLflow or saves.
 """
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy.stats import norm  # noqa: E402
+import matplotlib.pyplot as plt  # headless machines fall back to Agg; notebooks keep their inline backend
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
 
 
 def forecast_vs_realised(
