@@ -178,5 +178,5 @@ def load_scenarios(path: str | Path) -> list:
 
 
 def default_scenarios_path() -> Path:
-    """docs/scenarios/default.toml in the source tree."""
-    return Path(__file__).resolve().parents[1] / "docs" / "scenarios" / "default.toml"
+    """The documented default scenarios, shipped inside the package (docs/scenarios/default.toml links here)."""
+    return Path(__file__).resolve().parent / "default_scenarios.toml"

@@ -33,6 +33,7 @@ ROUTE_ROLES: dict[str, frozenset[str]] = {
     "/forecast": frozenset({"trader"}),
     "/explain": frozenset({"trader"}),
     "/hedge": frozenset({"trader"}),
+    "/stress": frozenset({"trader"}),
     "/model": frozenset({"trader", "compliance"}),
     "/audit": frozenset({"compliance"}),
     "/compliance": frozenset({"compliance"}),

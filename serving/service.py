@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from serving.app_state import AppState, ServeConfig
-from serving.auth import ROUTE_ROLES, APIKeyMiddleware
+from serving.auth import APIKeyMiddleware
 from serving.compliance.app import compliance_app
 from serving.limits import BodyLimitMiddleware
 from serving.schemas import (
@@ -46,10 +46,6 @@ from serving.schemas import (
 from serving.stress_schemas import StressRequest, StressResponse
 
 log = logging.getLogger("abeta.service")
-
-# POST /stress is a desk endpoint like /hedge (admin is always allowed); registered here until
-# serving/auth.py lists it in ROUTE_ROLES itself.
-ROUTE_ROLES.setdefault("/stress", frozenset({"trader"}))
 
 CORES = os.cpu_count() or 1
 WORKERS = max(1, int(os.environ.get("ABETA_WORKERS", "1")))
