@@ -80,7 +80,6 @@ def baselines(
         _fail(str(exc))
 
     from models.loaders import load_dataset
-
     from training.scorecard import evaluate_baselines
 
     panel = load_dataset(data)  # DataError -> exit 2 in training.cli.main
