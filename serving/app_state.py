@@ -39,6 +39,7 @@ from serving.schemas import (
 
 MAX_ROWS_PER_CALL = 2048  # coalition rows per ORT call (bounds memory: rows x lookback x features)
 MAX_FEATURES_SHOWN = 10  # per detailed group, largest |contribution| first
+AUDIT_CLOSES = 120  # closes per asset kept in the audit entry's inputs summary (bounds record size)
 BASELINE_DOC = (
     "every feature at its training mean (bundle normalization.json), constant over the lookback window"
 )
@@ -330,7 +331,9 @@ class AppState:
         """A fresh request id (32 hex digits); its own method so a test can force collisions."""
         return uuid.uuid4().hex
 
-    def log_unique(self, body: dict, endpoint: str, caller: str, req, inputs, output, explanation) -> None:
+    def log_unique(
+        self, body: dict, endpoint: str, caller: str, req, inputs, output, explanation, baseline=None
+    ) -> None:
         """`audit_append` under body["request_id"]; on a duplicate id draw a new one (up to 3 times).
 
         The id in the response is always the one logged; a collision never reaches the client as
@@ -341,7 +344,7 @@ class AppState:
         for _ in range(3):
             try:
                 return self.audit_append(
-                    endpoint, body["request_id"], caller, req, inputs, output, explanation
+                    endpoint, body["request_id"], caller, req, inputs, output, explanation, baseline
                 )
             except DuplicateRequest:
                 body["request_id"] = self.new_request_id()
@@ -359,10 +362,35 @@ class AppState:
             for s, row in zip(inputs.rows.index, values, strict=True)
         }
 
+    @staticmethod
+    def inputs_summary(req, symbols) -> dict:
+        """symbol -> the price history the request carried, compact: bar count, first/last stamp and
+        the last AUDIT_CLOSES closes (UTC ISO stamps, closes), so a reviewer can see what the model saw
+        without the request body (only its sha256 is logged).  Bounded: MAX_ASSETS x AUDIT_CLOSES."""
+        wanted = set(symbols)
+        out = {}
+        for a in req.assets:
+            if a.symbol not in wanted:
+                continue
+            hist = a.history
+            tail = hist[-AUDIT_CLOSES:]
+            out[a.symbol] = {
+                "n_bars": len(hist),
+                "first": _iso_utc(hist[0].timestamp),
+                "last": _iso_utc(hist[-1].timestamp),
+                "timestamps": [_iso_utc(b.timestamp) for b in tail],
+                "closes": [float(b.close) for b in tail],
+            }
+        return out
+
     def audit_append(
-        self, endpoint: str, request_id: str, caller: str, req, inputs, output, explanation
+        self, endpoint: str, request_id: str, caller: str, req, inputs, output, explanation, baseline=None
     ) -> None:
-        """Durably log the call; raises serving.audit.AuditUnavailable (-> 503) if it cannot."""
+        """Durably log the call; raises serving.audit.AuditUnavailable (-> 503) if it cannot.
+
+        `baseline` ({benchmark: beta with every feature at its training mean}) is logged with the
+        features when the endpoint explained its forecast, so a review page can draw the waterfall
+        without the bundle."""
         features = self.feature_rows(inputs)
         self.audit.append(
             {
@@ -379,6 +407,8 @@ class AppState:
                 "features": {
                     "as_of": {s: t.isoformat() for s, t in zip(inputs.symbols, inputs.as_of, strict=True)},
                     "rows": features,
+                    "inputs": self.inputs_summary(req, inputs.symbols),
+                    "baseline_forecast": baseline,
                 },
                 "output": output,
                 "explanation": explanation,
@@ -437,7 +467,10 @@ class AppState:
             )
         body = {"request_id": request_id, "model": self.model_info(), "forecasts": forecasts}
         explanation = {f["symbol"]: f["drivers"] for f in forecasts}
-        self.log_unique(body, "/forecast", caller, req, inputs, {"forecasts": forecasts}, explanation)
+        baseline = {b: float(base[k]) for k, b in enumerate(benches)}
+        self.log_unique(
+            body, "/forecast", caller, req, inputs, {"forecasts": forecasts}, explanation, baseline
+        )
         return body
 
     def explain(self, req: ExplainRequest, caller: str) -> dict:
@@ -490,7 +523,10 @@ class AppState:
             s: {b: float(out["beta"][i, k]) for k, b in enumerate(benches)}
             for i, s in enumerate(inputs.symbols)
         }
-        self.log_unique(body, "/explain", caller, req, inputs, output, {"explanations": explanations})
+        baseline = {b: float(base[k]) for k, b in enumerate(benches)}
+        self.log_unique(
+            body, "/explain", caller, req, inputs, output, {"explanations": explanations}, baseline
+        )
         return body
 
     def hedge(self, req: HedgeRequest, caller: str) -> dict:
@@ -582,6 +618,11 @@ def _utc_index(stamps: list) -> pd.DatetimeIndex:
         count=len(stamps),
     )
     return pd.DatetimeIndex(us.astype("datetime64[us]")).tz_localize("UTC")
+
+
+def _iso_utc(d: datetime) -> str:
+    """A request datetime as UTC ISO 8601 (naive = UTC, as everywhere in the service)."""
+    return (d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)).isoformat()
 
 
 def _is_bar_name(name: str, benchmarks) -> bool:
