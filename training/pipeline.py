@@ -165,18 +165,14 @@ def _coverage_records(
         width = (preds[f"{b}_hi"] - preds[f"{b}_lo"]).to_numpy()[ok]
         out.append(_rec(name, MODEL_KIND, b, "coverage90", split, float(inside.mean())))
         out.append(_rec(name, MODEL_KIND, b, "interval_width", split, float(np.mean(width))))
-    return out
+    return [r for r in out if r is not None]
 
 
-def _rec(est, kind, bench, metric, split, value) -> dict:
-    return {
-        "estimator": est,
-        "kind": kind,
-        "benchmark": bench,
-        "metric": metric,
-        "split": split,
-        "value": value,
-    }
+def _rec(est, kind, bench, metric, split, value) -> dict | None:
+    """One scorecard record (None for a non-finite value), built by the scorecard's own rule."""
+    from training.scorecard import _record
+
+    return _record(est, kind, bench, metric, split, value)
 
 
 def regime_evaluation(
@@ -242,7 +238,7 @@ def regime_evaluation(
             for metric, v in regime_scores(p, labels).items():
                 records.append(_rec(est, kind, "regime", metric, "pooled", v))
         extra = {"labels": labels, "model_pred": np.concatenate(pooled["model"]).argmax(axis=1)}
-    return records, extra
+    return [r for r in records if r is not None], extra
 
 
 def eval_key(prep: Prepared, cfg: TrainConfig) -> str:
