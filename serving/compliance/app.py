@@ -283,28 +283,33 @@ def create_app(cfg: ComplianceConfig | None = None, store=None) -> Starlette:
         rec = reader.get(rid)
         if rec is None:
             return render(request, "error.html", 404, message=f"No audit record with request id {rid!r}.")
-        try:
-            baselines = rt.models.baselines(rec.get("bundle_sha256"))
-        except Exception as exc:  # informational: the waterfall then starts at "baseline + other groups"
-            log.warning("baseline for %s not computed: %s", rec.get("bundle_sha256"), exc)
-            baselines = None
+        baselines = views.logged_baselines(rec)  # logged with the record: no bundle needed
+        baseline_source = "logged" if baselines else None
+        if baselines is None:
+            try:
+                baselines = rt.models.baselines(rec.get("bundle_sha256"))
+                baseline_source = "bundle" if baselines else None
+            except Exception as exc:  # informational: the waterfall then starts at "baseline + other groups"
+                log.warning("baseline for %s not computed: %s", rec.get("bundle_sha256"), exc)
+                baselines = None
         forecasts = views.forecasts_of(rec)
         expls = views.explanations_of(rec, baselines)
         for e in expls:
             title = f"{e['symbol']}: beta to {e['benchmark']}"
             e["chart"] = charts.to_json(charts.waterfall_config(e["steps"], title))
         inputs = views.feature_summary(rec)
+        history = views.price_history(rec)
         for item in inputs:
-            closes = (
-                rt.market.closes(item["symbol"], item["as_of"], bars=60) if rt.market.configured else None
-            )
-            item["chart"] = None
-            if closes is not None:
-                labels = [t.strftime("%Y-%m-%d %H:%M") for t in closes.index]
+            item["prices"] = _prices(item, history.get(item["symbol"]), rt.market)
+            if item["prices"] is not None:
+                p = item["prices"]
                 item["chart"] = charts.to_json(
-                    charts.line_config(labels, {item["symbol"]: closes.round(6).tolist()}, "close")
+                    charts.line_config(
+                        [label for label, _ in p["rows"]],
+                        {item["symbol"]: [c for _, c in p["rows"]]},
+                        "close",
+                    )
                 )
-                item["closes_range"] = (labels[0], labels[-1], len(labels))
         status_cls, status_text = views.chain_status_for(int(rec["seq"]), rt.last_verify)
         return render(
             request,
@@ -312,6 +317,7 @@ def create_app(cfg: ComplianceConfig | None = None, store=None) -> Starlette:
             rec=rec,
             forecasts=forecasts,
             explanations=expls,
+            baseline_source=baseline_source,
             inputs=inputs,
             market_configured=rt.market.configured,
             market_error=rt.market.error,
@@ -328,6 +334,8 @@ def create_app(cfg: ComplianceConfig | None = None, store=None) -> Starlette:
         hist = champion_history(rt.cfg.registry_name, rt.cfg.tracking_uri)
         counts: dict[str, int] = {}
         comparisons: list[dict] = []
+        pending: list[dict] = []
+        unavailable = 0
         if reader is not None:
             versions = {str(h.get("version")) for h in hist or []}
             recent = reader.query(limit=2000)
@@ -337,20 +345,26 @@ def create_app(cfg: ComplianceConfig | None = None, store=None) -> Starlette:
                 for r in recent:
                     for fc in views.forecasts_of(r) if r.get("endpoint") == "/forecast" else []:
                         for b in fc["betas"]:
-                            real = rt.market.realised(fc["symbol"], fc["as_of"], b["benchmark"])
-                            if real is not None and b["beta"] is not None:
-                                comparisons.append(
-                                    {
-                                        "rec": r,
-                                        "symbol": fc["symbol"],
-                                        "as_of": fc["as_of"],
-                                        "benchmark": b["benchmark"],
-                                        "forecast": b["beta"],
-                                        "lo": b["lo"],
-                                        "hi": b["hi"],
-                                        "realised": real,
-                                    }
-                                )
+                            if b["beta"] is None:
+                                continue
+                            res = rt.market.outcome(fc["symbol"], fc["as_of"], b["benchmark"])
+                            row = {
+                                "rec": r,
+                                "symbol": fc["symbol"],
+                                "as_of": fc["as_of"],
+                                "benchmark": b["benchmark"],
+                                "forecast": b["beta"],
+                                "lo": b["lo"],
+                                "hi": b["hi"],
+                                "realised": res.value,
+                                "due": res.due.strftime("%Y-%m-%d %H:%M") if res.due is not None else "",
+                            }
+                            if res.status == "realised":
+                                comparisons.append(row)
+                            elif res.status == "pending":
+                                pending.append(row)
+                            else:
+                                unavailable += 1
         summary = None
         if comparisons:
             errs = [c["forecast"] - c["realised"] for c in comparisons]
@@ -373,6 +387,9 @@ def create_app(cfg: ComplianceConfig | None = None, store=None) -> Starlette:
             counts=counts,
             chart=chart,
             comparisons=comparisons[:200],
+            pending=pending[:200],
+            n_pending=len(pending),
+            unavailable=unavailable,
             summary=summary,
             market_configured=rt.market.configured,
             market_error=rt.market.error,
@@ -443,6 +460,37 @@ def create_app(cfg: ComplianceConfig | None = None, store=None) -> Starlette:
     app = Starlette(routes=routes)
     app.state.runtime = runtime
     return app
+
+
+def _prices(item: dict, logged: dict | None, market: MarketData) -> dict | None:
+    """The closes to draw for one asset of a record: {source, rows [(label, close)], sentence}.
+
+    The request's own closes when the record logged them (features.inputs); else, for older
+    records, the configured market data up to the as-of bar; else None.
+    """
+    if logged is not None:
+        rows = [(views.short_time(t), c) for t, c in logged["rows"]]
+        n = logged["n_bars"]
+        return {
+            "source": "request",
+            "rows": rows,
+            "sentence": (
+                f"The request carried {n} bars, {views.short_time(logged['first'])} to "
+                f"{views.short_time(logged['last'])} (UTC); shown: its last {len(rows)} closes, as logged."
+            ),
+        }
+    closes = market.closes(item["symbol"], item["as_of"], bars=60) if market.configured else None
+    if closes is None:
+        return None
+    rows = [(t.strftime("%Y-%m-%d %H:%M"), float(v)) for t, v in closes.items()]
+    return {
+        "source": "market",
+        "rows": rows,
+        "sentence": (
+            f"This record does not hold the request's closes; shown: closes {rows[0][0]} to {rows[-1][0]} "
+            f"({len(rows)} bars) from the configured market data."
+        ),
+    }
 
 
 def _version_key(v: str) -> tuple:

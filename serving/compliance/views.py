@@ -6,7 +6,10 @@ What the service logs per endpoint (serving/app_state.py):
   /explain   output {symbol: {benchmark: beta}}; explanation {"explanations": [{symbol, as_of,
              benchmarks{b: {forecast, baseline_forecast, groups[{group, contribution, features}]}}}]}
   /hedge     output {orders, portfolio_beta, target, residual_beta, betas_used, ...}; no explanation
-  all        features {"as_of": {symbol: time}, "rows": {symbol: {feature: value}}}
+  all        features {"as_of": {symbol: time}, "rows": {symbol: {feature: value}},
+             "inputs": {symbol: {n_bars, first, last, timestamps, closes}} (the last 120 closes the
+             request carried), "baseline_forecast": {benchmark: beta} or null (/forecast, /explain)}
+             (older records lack "inputs" and "baseline_forecast": the pages fall back, see app.py)
 """
 
 from __future__ import annotations
@@ -147,6 +150,46 @@ def feature_summary(rec: dict) -> list[dict]:
         ]
         out.append({"symbol": sym, "as_of": as_of.get(sym), "n": len(values), "own": own})
     return out
+
+
+def logged_baselines(rec: dict) -> dict[str, float] | None:
+    """Benchmark -> the baseline forecast the service logged with the record (None if not logged)."""
+    base = (rec.get("features") or {}).get("baseline_forecast")
+    if not isinstance(base, dict):
+        return None
+    out = {str(b): _num(v) for b, v in base.items()}
+    clean = {b: v for b, v in out.items() if v is not None}
+    return clean or None
+
+
+def price_history(rec: dict) -> dict[str, dict]:
+    """symbol -> {n_bars, first, last, rows: [(ISO stamp, close)]}: the closes the request carried.
+
+    Read from the logged inputs summary; {} for records logged before it existed.  Malformed
+    entries (stamps and closes of different lengths) are dropped rather than drawn misaligned.
+    """
+    inputs = (rec.get("features") or {}).get("inputs")
+    out: dict[str, dict] = {}
+    if not isinstance(inputs, dict):
+        return out
+    for sym, h in inputs.items():
+        if not isinstance(h, dict):
+            continue
+        stamps, closes = h.get("timestamps") or [], h.get("closes") or []
+        if not stamps or len(stamps) != len(closes):
+            continue
+        out[str(sym)] = {
+            "n_bars": h.get("n_bars"),
+            "first": h.get("first"),
+            "last": h.get("last"),
+            "rows": [(str(t), _num(c)) for t, c in zip(stamps, closes, strict=True)],
+        }
+    return out
+
+
+def short_time(iso: str | None) -> str:
+    """'2025-03-01T00:00:00+00:00' -> '2025-03-01 00:00' (UTC stamps as the pages show them)."""
+    return (iso or "")[:16].replace("T", " ")
 
 
 def stored_form(rec: dict) -> dict:

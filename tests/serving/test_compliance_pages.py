@@ -261,13 +261,139 @@ def test_explain_record_page_has_all_groups_and_top_features(client, seeded):
     assert "Top features" in html and "other groups" not in html.split("Explanation", 1)[1].split("Inputs")[0]
 
 
-def test_record_without_bundle_falls_back_to_what_the_record_holds(seeded):
+def waterfalls(html: str) -> list[dict]:
+    return [
+        json.loads(m.replace("&#34;", '"').replace("&quot;", '"'))
+        for m in re.findall(r'class="waterfall" data-chart="([^"]+)"', html)
+    ]
+
+
+def test_record_without_bundle_draws_the_waterfall_from_the_logged_baseline(seeded):
+    """The baseline is logged with /forecast records, so the page needs no bundle to close the bars."""
+    call, explain = seeded["calls"][0], seeded["calls"][3]
+    eth = next(e for e in explain["explanations"] if e["symbol"] == "ETHUSDT")
     c = make_client(seeded["db"], None)
     login(c)
-    html = c.get(f"/records/{seeded['calls'][0]['request_id']}").text
+    html = c.get(f"/records/{call['request_id']}").text
+    assert "shown is what the record holds" in html and call["model"]["bundle_sha256"] in html
+    assert "baseline as logged with the record" in html and "baseline + other groups" not in html
+    for cfg in waterfalls(html):
+        bench = cfg["options"]["plugins"]["title"]["text"].split("beta to ")[1]
+        bars, labels = cfg["data"]["datasets"][0]["data"], cfg["data"]["labels"]
+        assert labels[0] == "baseline" and labels[-2] == "other groups"
+        assert bars[0][1] == pytest.approx(eth["benchmarks"][bench]["baseline_forecast"], abs=1e-6)
+        assert bars[-2][1] == pytest.approx(call["forecasts"][0]["betas"][bench]["beta"], abs=1e-6)
+
+
+def old_style_log(seeded, folder: Path, index: int = 0) -> str:
+    """A log holding call `index` as the service logged it before the inputs summary and baseline."""
+    from serving.audit import AuditLog, AuditReader
+    from serving.audit_chain import ENTRY_FIELDS
+
+    rec = AuditReader(str(seeded["db"])).get(seeded["calls"][index]["request_id"])
+    entry = {k: rec[k] for k in ENTRY_FIELDS}
+    entry["features"] = {k: v for k, v in rec["features"].items() if k in ("as_of", "rows")}
+    log = AuditLog(str(folder / "old.db"))
+    log.append(entry)
+    log.close()
+    return rec["request_id"]
+
+
+def test_old_record_without_bundle_falls_back_to_what_the_record_holds(seeded, tmp_path):
+    rid = old_style_log(seeded, tmp_path)
+    c = make_client(tmp_path / "old.db", None)
+    login(c)
+    html = c.get(f"/records/{rid}").text
     assert "baseline + other groups" in html
     assert "shown is what the record holds" in html
-    assert seeded["calls"][0]["model"]["bundle_sha256"] in html
+    assert 'class="pricechart"' not in html and 'id="no-prices"' in html and "ABETA_REALISED_DATA" in html
+
+
+def test_old_forecast_record_recomputes_the_baseline_from_the_serving_bundle(seeded, tmp_path):
+    rid = old_style_log(seeded, tmp_path)
+    c = make_client(tmp_path / "old.db", seeded["bundle"])
+    login(c)
+    html = c.get(f"/records/{rid}").text
+    assert "baseline recomputed from the serving bundle" in html
+    explain = seeded["calls"][3]
+    eth = next(e for e in explain["explanations"] if e["symbol"] == "ETHUSDT")
+    for cfg in waterfalls(html):
+        bench = cfg["options"]["plugins"]["title"]["text"].split("beta to ")[1]
+        assert cfg["data"]["datasets"][0]["data"][0][1] == pytest.approx(
+            eth["benchmarks"][bench]["baseline_forecast"], abs=1e-6
+        )
+
+
+def price_charts(html: str) -> list[dict]:
+    return [
+        json.loads(m.replace("&#34;", '"').replace("&quot;", '"'))
+        for m in re.findall(r'class="pricechart" data-chart="([^"]+)"', html)
+    ]
+
+
+@pytest.mark.parametrize("index, n_last", [(0, None), (2, 50)])
+def test_record_page_draws_the_closes_the_request_carried(client, seeded, index, n_last):
+    """Chart and no-JavaScript table hold exactly the request's closes (all of them below 120 bars)."""
+    eth = seeded["facts"]["assets"]["ETHUSDT"]
+    eth = eth if n_last is None else eth.iloc[-n_last:]
+    html = client.get(f"/records/{seeded['calls'][index]['request_id']}").text
+    (cfg,) = price_charts(html)
+    assert cfg["type"] == "line"
+    assert cfg["data"]["labels"] == [t.strftime("%Y-%m-%d %H:%M") for t in eth.index]
+    assert cfg["data"]["datasets"][0]["data"] == eth["close"].tolist()  # exact floats, as logged
+    assert (
+        f"The request carried {len(eth)} bars, {eth.index[0]:%Y-%m-%d %H:%M} to {eth.index[-1]:%Y-%m-%d %H:%M}"
+        in html
+    )
+    table = html.split('<table class="data compact closes" data-symbol="ETHUSDT">', 1)[1].split("</table>")[0]
+    cells = re.findall(r'<td class="mono">([^<]+)</td><td class="num">([^<]+)</td>', table)
+    assert len(cells) == len(eth)
+    assert cells[-1] == (f"{eth.index[-1]:%Y-%m-%d %H:%M}", f"{eth['close'].iloc[-1]:.6f}")
+    assert 'id="no-prices"' not in html
+
+
+def test_explain_record_draws_one_price_chart_per_asset(client, seeded):
+    html = client.get(f"/records/{seeded['calls'][3]['request_id']}").text
+    charts = price_charts(html)
+    assert sorted(c["data"]["datasets"][0]["label"] for c in charts) == sorted(seeded["facts"]["assets"])
+    for c in charts:
+        closes = seeded["facts"]["assets"][c["data"]["datasets"][0]["label"]]["close"].tolist()
+        assert c["data"]["datasets"][0]["data"] == closes
+
+
+def test_inputs_summary_keeps_the_last_120_closes_in_utc():
+    """130 bars (the first 65 with naive stamps, the rest at +02:00): 120 kept, stamps in UTC."""
+    from datetime import datetime, timedelta, timezone
+    from types import SimpleNamespace
+
+    from serving.app_state import AUDIT_CLOSES, AppState
+
+    plus2 = timezone(timedelta(hours=2))
+    t0 = datetime(2025, 1, 1)
+    bars = [
+        SimpleNamespace(
+            timestamp=(t0 + timedelta(days=i))
+            if i < 65
+            else (t0 + timedelta(days=i, hours=2)).replace(tzinfo=plus2),
+            close=100.0 + i,
+        )
+        for i in range(130)
+    ]
+    req = SimpleNamespace(
+        assets=[
+            SimpleNamespace(symbol="ETHUSDT", history=bars),
+            SimpleNamespace(symbol="XUSDT", history=bars[:3]),
+        ]
+    )
+    out = AppState.inputs_summary(req, ["ETHUSDT"])
+    assert list(out) == ["ETHUSDT"] and AUDIT_CLOSES == 120  # only assets the model used
+    s = out["ETHUSDT"]
+    assert s["n_bars"] == 130 and s["first"] == "2025-01-01T00:00:00+00:00"
+    assert s["last"] == "2025-05-10T00:00:00+00:00"
+    assert s["closes"] == [100.0 + i for i in range(10, 130)]
+    assert s["timestamps"][0] == "2025-01-11T00:00:00+00:00" and s["timestamps"][-1] == s["last"]
+    assert s["timestamps"][60] == "2025-03-12T00:00:00+00:00"  # bar 70, sent as 02:00+02:00
+    assert len(json.dumps(out)) < 120 * 50  # bounded: about 40 bytes per bar
 
 
 def test_unknown_record_is_404(client):
