@@ -28,7 +28,16 @@ def prepare_pair(y: pd.DataFrame, x: pd.Series) -> tuple[np.ndarray, np.ndarray,
         x = x.iloc[:, 0]
     xs = x.reindex(y.index) if not x.index.equals(y.index) else x
     Y = y.to_numpy(dtype=np.float64, na_value=np.nan)
-    xv = xs.to_numpy(dtype=np.float64, na_value=np.nan)[:, None]
+    return prepare_pair_arrays(Y, xs.to_numpy(dtype=np.float64, na_value=np.nan))
+
+
+def prepare_pair_arrays(Y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`prepare_pair` on aligned float64 arrays: Y (T, N), x (T,) or (T, 1), NaN where missing.
+
+    The numpy core the frame version delegates to, so the feature pipeline (arrays) and the
+    estimators' frame API give the same numbers by construction.
+    """
+    xv = x.reshape(-1, 1)
     M = np.isfinite(Y) & np.isfinite(xv)
     Mf = M.astype(np.float64)
     return np.where(M, Y, 0.0), np.where(M, xv, 0.0), Mf

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models.est_common import as_frame, ewm_sum, halflife_decay, prepare_pair
+from models.est_common import as_frame, ewm_sum, halflife_decay, prepare_pair, prepare_pair_arrays
 
 _DEGENERATE = 1e-10
 
@@ -51,19 +51,48 @@ def ewma_beta(y: pd.DataFrame, x: pd.Series, halflife: float, min_periods: int |
     return as_frame(_ewm_slope(Y, X, M, decay, _default_min_periods(halflife, min_periods)), y)
 
 
+def ewma_beta_array(
+    y: np.ndarray, x: np.ndarray, halflife: float, min_periods: int | None = None
+) -> np.ndarray:
+    """`ewma_beta` on aligned float64 arrays (y (T, N), x (T,), NaN where missing): the same numbers."""
+    decay = halflife_decay(halflife)
+    Y, X, M = prepare_pair_arrays(y, x)
+    return _ewm_slope(Y, X, M, decay, _default_min_periods(halflife, min_periods))
+
+
+def winsorise_to_band_array(
+    y: np.ndarray, x: np.ndarray, lower: float = -2.0, upper: float = 4.0
+) -> np.ndarray:
+    """`winsorise_to_band` on aligned float64 arrays (y (T, N), x (T,)); the frame version delegates here."""
+    if not lower < upper:
+        raise ValueError(f"welch band needs lower < upper, got lower={lower!r}, upper={upper!r}")
+    xs = x.reshape(-1, 1)
+    a, b = lower * xs, upper * xs
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    return np.clip(y, lo, hi)
+
+
+def welch_beta_array(
+    y: np.ndarray,
+    x: np.ndarray,
+    halflife: float,
+    lower: float = -2.0,
+    upper: float = 4.0,
+    min_periods: int | None = None,
+) -> np.ndarray:
+    """`welch_beta` on aligned float64 arrays (y (T, N), x (T,), NaN where missing): the same numbers."""
+    return ewma_beta_array(winsorise_to_band_array(y, x, lower, upper), x, halflife, min_periods)
+
+
 def winsorise_to_band(y: pd.DataFrame, x: pd.Series, lower: float = -2.0, upper: float = 4.0) -> pd.DataFrame:
     """Clip each asset return to the band between lower*x_t and upper*x_t (Welch 2022).
 
     The band is [min(lower*x, upper*x), max(lower*x, upper*x)]: on a market-up bar of +1 % the
     asset return is kept within [-2 %, +4 %]; on a -1 % bar within [-4 %, +2 %].
     """
-    if not lower < upper:
-        raise ValueError(f"welch band needs lower < upper, got lower={lower!r}, upper={upper!r}")
-    xs = x.reindex(y.index).to_numpy(dtype=np.float64, na_value=np.nan)[:, None]
-    a, b = lower * xs, upper * xs
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    xs = x.reindex(y.index).to_numpy(dtype=np.float64, na_value=np.nan)
     Y = y.to_numpy(dtype=np.float64, na_value=np.nan)
-    return as_frame(np.clip(Y, lo, hi), y)
+    return as_frame(winsorise_to_band_array(Y, xs, lower, upper), y)
 
 
 def welch_beta(

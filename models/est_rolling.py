@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models.est_common import as_frame, check_window, prepare_pair, rolling_sum
+from models.est_common import as_frame, check_window, prepare_pair, prepare_pair_arrays, rolling_sum
 
 # A centred sum of squares below this fraction of the raw one is round-off: the regressor is
 # constant over the window and the slope is not identified.
@@ -21,7 +21,10 @@ _BLOCK_NUMBERS = 2e7
 
 
 def _rolling_moments(y: pd.DataFrame, x: pd.Series, window: int) -> dict[str, np.ndarray]:
-    Y, X, M = prepare_pair(y, x)
+    return _moments(*prepare_pair(y, x), window)
+
+
+def _moments(Y: np.ndarray, X: np.ndarray, M: np.ndarray, window: int) -> dict[str, np.ndarray]:
     return {
         "n": rolling_sum(M, window),
         "sx": rolling_sum(X * M, window),
@@ -53,9 +56,28 @@ def rolling_ols_beta(
         a single missing bar does not blank the estimate for a whole window.
     Row t uses rows t-window+1 .. t only.
     """
+    window, min_periods = check_window(window, min_periods, least=2)  # window errors first, as before
+    Y, X, M = prepare_pair(y, x)
+    return as_frame(_rolling_ols_beta_prepared(Y, X, M, window, min_periods), y)
+
+
+def rolling_ols_beta_array(
+    y: np.ndarray, x: np.ndarray, window: int, min_periods: int | None = None
+) -> np.ndarray:
+    """`rolling_ols_beta` on aligned float64 arrays (y (T, N), x (T,), NaN where missing): (T, N).
+
+    The frame version delegates to the same core, so both give identical numbers; the feature
+    pipeline calls this one to skip the DataFrame wrapping (hundreds of calls per request).
+    """
+    return _rolling_ols_beta_prepared(*prepare_pair_arrays(y, x), window, min_periods)
+
+
+def _rolling_ols_beta_prepared(
+    Y: np.ndarray, X: np.ndarray, M: np.ndarray, window: int, min_periods: int | None
+) -> np.ndarray:
     window, min_periods = check_window(window, min_periods, least=2)
-    beta, _, _ = _slope(_rolling_moments(y, x, window), min_periods)
-    return as_frame(beta, y)
+    beta, _, _ = _slope(_moments(Y, X, M, window), min_periods)
+    return beta
 
 
 def rolling_ols_beta_se(

@@ -44,7 +44,8 @@ import numpy as np
 import pandas as pd
 
 from models.durations import parse_duration, to_periods
-from models.estimators import ewma_beta, rolling_ols_beta, welch_beta
+from models.est_ewma import ewma_beta_array, welch_beta_array
+from models.est_rolling import rolling_ols_beta_array
 from models.feat_rolling import (
     as_2d,
     ewma_corr,
@@ -191,17 +192,29 @@ def compute_features(panel: Panel, spec: FeatureSpec | None = None) -> FeatureTa
 
 
 class _Bars:
-    """Durations -> bars on this panel's clock (to_periods at the last moment)."""
+    """Durations -> bars on this panel's clock (to_periods at the last moment).
+
+    Memoised per call of `compute_feature_arrays`: the spec names a few dozen durations but the
+    pipeline asks for them hundreds of times, and parsing one costs a pandas Timedelta.
+    """
 
     def __init__(self, freq: pd.Timedelta):
         self.freq = freq
         self.per_year = YEAR / freq
+        self._periods: dict[str, int] = {}
+        self._halflives: dict[str, float] = {}
 
     def __call__(self, duration: str) -> int:
-        return to_periods(duration, self.freq)
+        n = self._periods.get(duration)
+        if n is None:
+            n = self._periods[duration] = to_periods(duration, self.freq)
+        return n
 
     def halflife(self, duration: str) -> float:
-        return max(1.0, parse_duration(duration) / self.freq)
+        h = self._halflives.get(duration)
+        if h is None:
+            h = self._halflives[duration] = max(1.0, parse_duration(duration) / self.freq)
+        return h
 
 
 def _minp(window: int, fraction: float = 0.5, least: int = 2) -> int:
@@ -241,31 +254,27 @@ def _benchmark_features(
     g = "crypto_benchmark"
     base: dict[str, str] = {}
     bench_rets = p.benchmark_returns()
+    r = rets.to_numpy(dtype=np.float64, na_value=np.nan)  # numpy estimators: no frame per call
     for name in p.benchmark_names:
-        x = bench_rets[name]
-        welch = welch_beta(rets, x, bars.halflife(spec.welch_halflife), spec.welch_lower, spec.welch_upper)
-        wv = welch.to_numpy()
+        x = bench_rets[name].reindex(rets.index).to_numpy(dtype=np.float64, na_value=np.nan)
+        wv = welch_beta_array(r, x, bars.halflife(spec.welch_halflife), spec.welch_lower, spec.welch_upper)
         base[name] = f"beta_welch_{name}"
         b.add(base[name], g, wv)
         for w in spec.beta_windows:
             n = bars(w)
-            beta = rolling_ols_beta(rets, x, max(n, 3)).to_numpy()
+            beta = rolling_ols_beta_array(r, x, max(n, 3))
             b.add(f"beta_ols_{name}_{w}", g, beta)
-            b.add(f"corr_{name}_{w}", g, rolling_corr(rets.to_numpy(), x.to_numpy(), n, _minp(n, least=3)))
+            b.add(f"corr_{name}_{w}", g, rolling_corr(r, x, n, _minp(n, least=3)))
             b.add(f"rel_ols_{name}_{w}", g, beta - wv)
         for hl in spec.ewma_halflives:
             h = bars.halflife(hl)
-            beta = ewma_beta(rets, x, h).to_numpy()
+            beta = ewma_beta_array(r, x, h)
             b.add(f"beta_ewma_{name}_{hl}", g, beta)
-            b.add(
-                f"corr_ewma_{name}_{hl}",
-                g,
-                ewma_corr(rets.to_numpy(), x.to_numpy(), h, max(3, int(np.ceil(h)))),
-            )
+            b.add(f"corr_ewma_{name}_{hl}", g, ewma_corr(r, x, h, max(3, int(np.ceil(h)))))
             b.add(f"rel_ewma_{name}_{hl}", g, beta - wv)
         w = spec.downside_window
         n = max(bars(w), 4)
-        down = rolling_ols_beta(rets, x.where(x < 0), n, min_periods=_minp(n, 0.25, 3)).to_numpy()
+        down = rolling_ols_beta_array(r, np.where(x < 0, x, np.nan), n, min_periods=_minp(n, 0.25, 3))
         b.add(f"beta_down_{name}_{w}", g, down)
         b.add(f"rel_down_{name}_{w}", g, down - wv)
     return base
@@ -345,12 +354,10 @@ def _factor_features(b: _Builder, p: Panel, spec: FeatureSpec, bars: _Bars) -> N
         # overlapping h-bar changes, kept only where the factor printed within the last h
         xh = _sum_changes(c, h, 1, is_rate)[:, 0]
         xh = np.where(stale < h_days, xh, np.nan)
-        xs = pd.Series(xh, index=p.index)
-        yh = pd.DataFrame(asset_h, index=p.index, columns=p.symbols)
         for w in spec.factor_beta_windows:
             n = max(bars(w), 3)
             mp = _minp(n, 1 / 3, 3)
-            b.add(f"beta_{name}_{w}", g, rolling_ols_beta(yh, xs, n, min_periods=mp).to_numpy())
+            b.add(f"beta_{name}_{w}", g, rolling_ols_beta_array(asset_h, xh, n, min_periods=mp))
             b.add(f"corr_{name}_{w}", g, rolling_corr(asset_h, xh, n, mp))
 
 

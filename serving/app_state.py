@@ -35,8 +35,10 @@ from serving.schemas import (
     HedgeRequest,
     RequestError,
     check_against_model,
+    history_columns,
 )
 
+_EXTRAS = ("volume", "funding_rate", "open_interest")  # optional bar fields, NaN where not sent
 MAX_ROWS_PER_CALL = 2048  # coalition rows per ORT call (bounds memory: rows x lookback x features)
 MAX_FEATURES_SHOWN = 10  # per detailed group, largest |contribution| first
 AUDIT_CLOSES = 120  # closes per asset kept in the audit entry's inputs summary (bounds record size)
@@ -250,23 +252,16 @@ class AppState:
         bench_names = set(self.bundle.meta["benchmarks"])
         assets = {}
         for a in req.assets:
-            idx = _utc_index([b.timestamp for b in a.history])
+            cols = history_columns(a)  # numpy columns built once while the request was validated
             frame = pd.DataFrame(
-                {
-                    "close": [b.close for b in a.history],
-                    "volume": [np.nan if b.volume is None else b.volume for b in a.history],
-                    "funding_rate": [np.nan if b.funding_rate is None else b.funding_rate for b in a.history],
-                    "open_interest": [
-                        np.nan if b.open_interest is None else b.open_interest for b in a.history
-                    ],
-                },
-                index=idx,
+                {"close": cols.close, **{k: cols.extras.get(k, _nan_like(cols.close)) for k in _EXTRAS}},
+                index=_us_index(cols.us),
             )
             assets[a.symbol] = frame
         benchmarks, factors = {}, {}
         for name, pts in req.series.items():
-            idx = _utc_index([p.timestamp for p in pts])
-            values = pd.Series([p.close for p in pts], index=idx, dtype=float)
+            cols = history_columns(pts)
+            values = pd.Series(cols.close, index=_us_index(cols.us), dtype=float)
             category = infer_category(name)
             if name in bench_names or name == COMPOSITE_NAME or category == "crypto_benchmark":
                 benchmarks[name] = values
@@ -623,6 +618,15 @@ def _utc_index(stamps: list) -> pd.DatetimeIndex:
 def _iso_utc(d: datetime) -> str:
     """A request datetime as UTC ISO 8601 (naive = UTC, as everywhere in the service)."""
     return (d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)).isoformat()
+
+
+def _us_index(us: np.ndarray) -> pd.DatetimeIndex:
+    """int64 microseconds since the epoch -> UTC DatetimeIndex[us]; the same index as `_utc_index`."""
+    return pd.DatetimeIndex(us.astype("datetime64[us]")).tz_localize("UTC")
+
+
+def _nan_like(a: np.ndarray) -> np.ndarray:
+    return np.full(a.shape, np.nan)
 
 
 def _is_bar_name(name: str, benchmarks) -> bool:
