@@ -36,6 +36,7 @@ from serving.schemas import (
     RequestError,
     check_against_model,
     history_columns,
+    request_sha256,
 )
 
 _EXTRAS = ("volume", "funding_rate", "open_interest")  # optional bar fields, NaN where not sent
@@ -196,7 +197,7 @@ class AppState:
             self._beta_fn, inputs.x[0], means, self.groups, self.bundle.feature_columns, phi[0], top_groups=1
         )
         self.feature_rows(inputs)
-        hashlib.sha256(req.model_dump_json().encode()).hexdigest()
+        request_sha256(req)
         return time.perf_counter() - t0
 
     # ---------------------------------------------------------------- facts about the model
@@ -398,7 +399,7 @@ class AppState:
                 "bundle_sha256": self.bundle.sha256,
                 "run_id": self.bundle.meta.get("run_id"),
                 "feature_spec_hash": self.feature_spec_hash,
-                "input_sha256": hashlib.sha256(req.model_dump_json().encode()).hexdigest(),
+                "input_sha256": request_sha256(req),
                 "features": {
                     "as_of": {s: t.isoformat() for s, t in zip(inputs.symbols, inputs.as_of, strict=True)},
                     "rows": features,

@@ -16,6 +16,7 @@ the daily close of that date, published at 16:00 America/New_York, as the traini
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -195,6 +196,40 @@ def history_columns(owner) -> HistoryColumns:
         return cols
     cols = getattr(owner, "columns", None)
     return cols if cols is not None else _check_history(list(owner), "series", positive=False)
+
+
+def request_sha256(req: ForecastRequest) -> str:
+    """sha256 of a request's canonical form: the audit log's `input_sha256`.
+
+    The canonical form (documented in docs/serving.md) is, concatenated:
+    1. the request's JSON as pydantic writes it (`model_dump_json`) WITHOUT the histories and
+       series: `assets[*].history` and `series` excluded (so symbols, order and every other field
+       such as `top_groups`, `positions` or `scenarios` are covered);
+    2. per asset in request order: `b"asset\0" + symbol + b"\0"`, then the little-endian bytes of
+       int64 microseconds since the epoch (UTC) of every timestamp, then float64 close, volume,
+       funding_rate, open_interest (NaN where absent);
+    3. per series in request order: `b"series\0" + name + b"\0"`, int64 microseconds, float64 close.
+    Equal requests (the same instants, values and fields) hash equal whatever the timestamp
+    spelling (`Z`, `+00:00`, an offset, a naive UTC stamp).  About 0.1 ms instead of ~2 ms for
+    re-serialising ~6,000 points to JSON.
+    """
+    h = hashlib.sha256()
+    h.update(req.model_dump_json(exclude={"assets": {"__all__": {"history"}}, "series": True}).encode())
+    for a in req.assets:
+        cols = history_columns(a)
+        h.update(b"asset\0" + a.symbol.encode() + b"\0")
+        h.update(cols.us.astype("<i8").tobytes())
+        h.update(cols.close.astype("<f8").tobytes())
+        for extra in _EXTRAS:
+            v = cols.extras.get(extra)
+            v = np.full(len(cols.close), np.nan) if v is None else v
+            h.update(np.where(np.isnan(v), np.nan, v).astype("<f8").tobytes())  # one NaN bit pattern
+    for name, pts in req.series.items():
+        cols = history_columns(pts)
+        h.update(b"series\0" + name.encode() + b"\0")
+        h.update(cols.us.astype("<i8").tobytes())
+        h.update(cols.close.astype("<f8").tobytes())
+    return h.hexdigest()
 
 
 class AssetHistory(_Strict):

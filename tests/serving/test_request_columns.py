@@ -157,3 +157,52 @@ def test_panel_frames_from_columns_equal_the_per_point_frames():
     pd.testing.assert_frame_equal(got, want, check_exact=True)
     spy = req.series["SPY"]
     assert _us_index(history_columns(spy).us).equals(_utc_index([p.timestamp for p in spy]))
+
+
+def test_request_sha256_is_spelling_free_and_sees_every_value_and_field():
+    import copy
+    import hashlib
+
+    from serving.schemas import ExplainRequest, request_sha256
+
+    body = _body()
+    base = request_sha256(ForecastRequest.model_validate(body))
+    respelled = copy.deepcopy(body)
+    for b in respelled["assets"][0]["history"]:
+        b["timestamp"] = b["timestamp"].replace("Z", "+00:00")
+    respelled["assets"][0]["history"][0]["timestamp"] = "2024-01-01T05:30:00+05:30"
+    assert request_sha256(ForecastRequest.model_validate(respelled)) == base
+    changed = []
+    for edit in (
+        lambda d: d["assets"][0]["history"][4].__setitem__("close", 14.000000000000002),
+        lambda d: d["assets"][0]["history"][2].__setitem__("volume", 0.0),  # absent -> 0 is a change
+        lambda d: d["assets"][0]["history"][1].__setitem__("timestamp", "2024-01-02T00:00:00.000001Z"),
+        lambda d: d["series"]["SPY"][0].__setitem__("close", 399.0),
+        lambda d: d["assets"][0].__setitem__("symbol", "ETHUSDT"),
+        lambda d: d.__setitem__("series", {"QQQ": d["series"]["SPY"]}),
+    ):
+        d = copy.deepcopy(body)
+        edit(d)
+        changed.append(request_sha256(ForecastRequest.model_validate(d)))
+    assert base not in changed and len(set(changed)) == len(changed)
+    ex1 = request_sha256(ExplainRequest.model_validate({**body, "top_groups": 1}))
+    ex2 = request_sha256(ExplainRequest.model_validate({**body, "top_groups": 2}))
+    assert ex1 != ex2
+    # the documented canonical form, rebuilt by hand for this body
+    req = ForecastRequest.model_validate(body)
+    h = hashlib.sha256(
+        req.model_dump_json(exclude={"assets": {"__all__": {"history"}}, "series": True}).encode()
+    )
+    day = 86_400_000_000
+    h.update(b"asset\0SOLUSDT\0")
+    h.update(np.array([1_704_067_200_000_000 + i * day for i in range(5)], "<i8").tobytes())
+    h.update(np.array([10.0, 11.0, 12.0, 13.0, 14.0], "<f8").tobytes())
+    h.update(np.array([5.0, 5.0, np.nan, 5.0, 5.0], "<f8").tobytes())
+    h.update(np.full(5, np.nan, "<f8").tobytes() * 2)
+    h.update(b"series\0SPY\0")
+    h.update(np.array([1_704_067_200_000_000 + i * day for i in range(5)], "<i8").tobytes())
+    h.update(np.array([400.0, 401.0, 402.0, 403.0, 404.0], "<f8").tobytes())
+    assert h.hexdigest() == base
+    assert req.model_dump_json(exclude={"assets": {"__all__": {"history"}}, "series": True}) == (
+        '{"assets":[{"symbol":"SOLUSDT"}]}'
+    )
