@@ -34,6 +34,8 @@ ROUTE_ROLES: dict[str, frozenset[str]] = {
     "/explain": frozenset({"trader"}),
     "/hedge": frozenset({"trader"}),
     "/stress": frozenset({"trader"}),
+    "/backtest": frozenset({"trader"}),
+    "/monitor": frozenset({"compliance"}),
     "/model": frozenset({"trader", "compliance"}),
     "/audit": frozenset({"compliance"}),
     "/compliance": frozenset({"compliance"}),

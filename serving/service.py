@@ -2,7 +2,8 @@
 
     ABETA_MODEL=bundles/x ABETA_API_KEYS="desk@trader:..." bentoml serve serving.service:AdaptiveBeta
 
-Endpoints (all JSON): POST /forecast, POST /explain, POST /hedge, POST /stress, GET /model; open probes
+Endpoints (all JSON): POST /forecast, POST /explain, POST /hedge, POST /stress, POST /backtest,
+GET /model, GET /monitor (drift report over the audit log, read-only); open probes
 /healthz, /readyz (bundle loaded AND audit log writable), /metrics (Prometheus; the histogram
 `abeta_request_duration_seconds{endpoint, model_version, status}` per endpoint).
 
@@ -32,6 +33,7 @@ from starlette.routing import Route
 
 from serving.app_state import AppState, ServeConfig
 from serving.auth import APIKeyMiddleware
+from serving.backtest_schemas import BacktestRequest, BacktestResponse
 from serving.compliance.app import compliance_app
 from serving.limits import BodyLimitMiddleware
 from serving.schemas import (
@@ -78,7 +80,46 @@ async def _model_route(request: Request) -> JSONResponse:
     return JSONResponse(state.model_card())
 
 
-model_app = Starlette(routes=[Route("/model", _model_route, methods=["GET"])])
+async def _monitor_route(request: Request) -> JSONResponse:
+    """GET /monitor: serving/monitor_api.py (runs in a thread: it may rebuild the reference once)."""
+    from starlette.concurrency import run_in_threadpool
+
+    from serving.monitor_api import NoReference, QueryError, monitor
+
+    t0 = time.perf_counter()
+    state = _STATE.get("state")
+    status = 200
+    try:
+        if state is None:
+            status = 503
+            return _error(503, "model not loaded")
+        return JSONResponse(await run_in_threadpool(monitor, state, dict(request.query_params)))
+    except QueryError as exc:
+        status = 400
+        return _error(400, exc.message, exc.field)
+    except NoReference as exc:
+        status = 409
+        return _error(409, str(exc), "reference")
+    except RequestError as exc:
+        status = 422
+        return _error(422, exc.message, exc.field)
+    except Exception:
+        status = 503
+        log.exception("/monitor failed")
+        return _error(503, "monitoring report unavailable (audit log or data unreadable); see the server log")
+    finally:
+        version = state.model_version if state else "none"
+        REQUEST_SECONDS.labels(endpoint="/monitor", model_version=version, status=str(status)).observe(
+            time.perf_counter() - t0
+        )
+
+
+model_app = Starlette(
+    routes=[
+        Route("/model", _model_route, methods=["GET"]),
+        Route("/monitor", _monitor_route, methods=["GET"]),
+    ]
+)
 
 
 @bentoml.service(
@@ -188,6 +229,16 @@ class AdaptiveBeta:
         req = StressRequest.model_construct(**kwargs)
         return self._call(
             "/stress", lambda r, c: StressResponse.model_validate(stress(self.state, r, c)), req, ctx
+        )
+
+    @bentoml.api(route="/backtest", input_spec=BacktestRequest, output_spec=BacktestResponse)
+    def backtest(self, ctx: bentoml.Context, **kwargs) -> BacktestResponse:
+        """Overlay backtest of the request's book: each estimator's (and the model's) hedge side by side."""
+        from serving.backtest_api import backtest
+
+        req = BacktestRequest.model_construct(**kwargs)
+        return self._call(
+            "/backtest", lambda r, c: BacktestResponse.model_validate(backtest(self.state, r, c)), req, ctx
         )
 
 
