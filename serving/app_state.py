@@ -250,6 +250,16 @@ class AppState:
 
     # ---------------------------------------------------------------- request -> model inputs
     def panel_from_request(self, req: ForecastRequest):
+        """The request's Panel: numpy fast path (serving/panel_fast.py, equal to build_panel by
+        test) when the request has the usual shape, else `build_panel` (`_panel_slow`)."""
+        from serving.panel_fast import panel_from_request as fast
+
+        bench_names = set(self.bundle.meta["benchmarks"])
+        btc = next((b for b in self.bundle.meta["benchmarks"] if b.upper().startswith("BTC")), None)
+        panel = fast(req, bench_names, self.freq, btc)
+        return panel if panel is not None else self._panel_slow(req)
+
+    def _panel_slow(self, req: ForecastRequest):
         bench_names = set(self.bundle.meta["benchmarks"])
         assets = {}
         for a in req.assets:
