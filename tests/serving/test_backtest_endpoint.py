@@ -131,6 +131,27 @@ def test_model_row_equals_run_backtest_on_bundle_forecasts_at_the_rebalance_bars
     assert out["model"]["version"] == "test-1" and len(out["request_id"]) == 32
 
 
+@pytest.mark.slow
+def test_four_assets_by_700_daily_bars_with_the_model_answer_in_a_few_seconds(server):
+    import time
+
+    from tests.serving.conftest import synthetic_market
+
+    assets, _ = synthetic_market(seed=11, n=700)
+    rng = np.random.default_rng(5)
+    days = pd.bdate_range("2024-12-20", "2026-12-31", tz="UTC")
+    spy = pd.Series(500.0 * np.exp(np.cumsum(rng.normal(0, 0.01, len(days)))), index=days)
+    comp = pd.concat([a["close"] / a["close"].iloc[0] for a in assets.values()], axis=1).mean(axis=1) * 100
+    payload = {**request_body(assets, spy, comp), "portfolio": dict(PORTFOLIO)}
+    t0 = time.perf_counter()
+    r = httpx.post(server.url + "/backtest", json=payload, headers=auth("trader"), timeout=60)
+    took = time.perf_counter() - t0
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert [e["estimator"] for e in out["estimators"]][-1] == "model" and out["n_rebalances"] > 600
+    assert took < 5.0, f"/backtest took {took:.2f} s"
+
+
 # --- errors, auth, audit -------------------------------------------------------------------------------
 
 
