@@ -69,6 +69,7 @@ class Point(_Strict):
 _EXTRAS = ("volume", "funding_rate", "open_interest")
 _NON_NEGATIVE = frozenset({"volume", "open_interest"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
 # float POSIX seconds identify the microsecond exactly while half their ulp is below 0.5 us: 1 s to 2^32 s
 _FAST_SECONDS = (1.0, 2.0**32)
@@ -91,20 +92,28 @@ class HistoryColumns:
 def epoch_microseconds(stamps: list[datetime]) -> np.ndarray:
     """Datetimes -> exact int64 microseconds since the epoch, UTC (naive read as UTC).
 
-    Fast path: aware `datetime.timestamp()` is the correctly rounded float of us / 1e6 (CPython
-    divides the exact integer), so between 1 s and 2^32 s (1970 to 2106) splitting it into whole
+    Fast path: aware `datetime.timestamp()` and, for naive stamps, `(d - 1970-01-01).total_seconds()`
+    are the correctly rounded float of us / 1e6 (CPython divides the exact integer), so between 1 s and 2^32 s (1970 to 2106) splitting it into whole
     seconds and a fraction recovers the microsecond exactly; anything else takes exact integer
     datetime arithmetic.  `tests/serving/test_request_columns.py` checks it against pandas.
     """
     n = len(stamps)
     if n == 0:
         return np.empty(0, dtype=np.int64)
-    aware = [d if d.tzinfo is not None else d.replace(tzinfo=UTC) for d in stamps]
-    f = np.fromiter((d.timestamp() for d in aware), dtype=np.float64, count=n)
+    naive_epoch = _NAIVE_EPOCH  # naive: timedelta.total_seconds(), the same exact-integer division
+    f = np.fromiter(
+        ((d - naive_epoch).total_seconds() if d.tzinfo is None else d.timestamp() for d in stamps),
+        dtype=np.float64,
+        count=n,
+    )
     if f.min() >= _FAST_SECONDS[0] and f.max() < _FAST_SECONDS[1]:
         whole = np.floor(f)
         return whole.astype(np.int64) * 1_000_000 + np.rint((f - whole) * 1e6).astype(np.int64)
-    return np.fromiter(((d - _EPOCH) // _MICROSECOND for d in aware), dtype=np.int64, count=n)
+    return np.fromiter(
+        (((d if d.tzinfo is not None else d.replace(tzinfo=UTC)) - _EPOCH) // _MICROSECOND for d in stamps),
+        dtype=np.int64,
+        count=n,
+    )
 
 
 def _floats(values: list) -> tuple[np.ndarray, np.ndarray | None]:
