@@ -24,13 +24,23 @@ def _default_min_periods(halflife: float, min_periods: int | None) -> int:
     return int(min_periods)
 
 
+def _ewm_sums(Y: np.ndarray, X: np.ndarray, M: np.ndarray, decay: float) -> dict[str, np.ndarray]:
+    return {
+        "sw": ewm_sum(M, decay),
+        "sx": ewm_sum(X * M, decay),
+        "sy": ewm_sum(Y, decay),
+        "sxx": ewm_sum(X * X * M, decay),
+        "sxy": ewm_sum(X * Y, decay),
+    }
+
+
 def _ewm_slope(Y: np.ndarray, X: np.ndarray, M: np.ndarray, decay: float, min_periods: int) -> np.ndarray:
-    sw = ewm_sum(M, decay)
-    sx = ewm_sum(X * M, decay)
-    sy = ewm_sum(Y, decay)
-    sxx = ewm_sum(X * X * M, decay)
-    sxy = ewm_sum(X * Y, decay)
-    count = np.cumsum(M, axis=0)
+    return _ewm_slope_from(_ewm_sums(Y, X, M, decay), np.cumsum(M, axis=0), min_periods)
+
+
+def _ewm_slope_from(s: dict[str, np.ndarray], count: np.ndarray, min_periods: int) -> np.ndarray:
+    """Slope from the weighted sums of `_ewm_sums` and the running count of valid pairs."""
+    sw, sx, sy, sxx, sxy = s["sw"], s["sx"], s["sy"], s["sxx"], s["sxy"]
     with np.errstate(divide="ignore", invalid="ignore"):
         var = sxx * sw - sx * sx  # sw^2 * weighted variance of x
         cov = sxy * sw - sx * sy

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models.est_common import ewm_sum, halflife_decay, rolling_sum
+from models.est_common import ewm_sum, halflife_decay, prepare_pair_arrays, rolling_sum
 
 
 def as_2d(a: np.ndarray) -> np.ndarray:
@@ -103,6 +103,49 @@ def ewma_corr(y: np.ndarray, x: np.ndarray, halflife: float, min_periods: int) -
     sx, sy = ewm_sum(xv, decay), ewm_sum(yv, decay)
     sxx, syy, sxy = ewm_sum(xv * xv, decay), ewm_sum(yv * yv, decay), ewm_sum(xv * yv, decay)
     return _corr(sw, sx, sy, sxx, syy, sxy, np.cumsum(mf, axis=0) >= min_periods)
+
+
+def rolling_beta_and_corr(
+    y: np.ndarray, x: np.ndarray, window: int, beta_min_periods: int | None, corr_min_periods: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(`rolling_ols_beta_array(y, x, window, beta_min_periods)`, `rolling_corr(y, x, window, corr_min_periods)`).
+
+    Both are functions of the same six masked window sums (the OLS moments include syy); the
+    sums are bit-for-bit those each function builds on its own (zero-filled invalid pairs, x*1.0
+    and x*x*1.0 are exact), so sharing them changes no number and halves the cumulative sums.
+    """
+    from models.est_common import check_window
+    from models.est_rolling import _moments, _slope
+
+    window, beta_min_periods = check_window(window, beta_min_periods, least=2)
+    Y, X, M = prepare_pair_arrays(as_2d(y), np.asarray(x, dtype=np.float64))
+    m = _moments(Y, X, M, window)
+    beta, _, _ = _slope(m, beta_min_periods)
+    n = m["n"]
+    corr = _corr(n, m["sx"], m["sy"], m["sxx"], m["syy"], m["sxy"], n >= corr_min_periods)
+    return beta, corr
+
+
+def ewma_beta_and_corr(
+    y: np.ndarray, x: np.ndarray, halflife: float, min_periods: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(`ewma_beta_array(y, x, halflife)`, `ewma_corr(y, x, halflife, min_periods)`) from shared sums.
+
+    min_periods defaults as in `ewma_beta` (ceil(halflife), at least 3) and applies to both.
+    The exponentially weighted sums are the ones each function builds on its own (bit-equal).
+    """
+    from models.est_ewma import _default_min_periods, _ewm_slope_from, _ewm_sums
+
+    min_periods = _default_min_periods(halflife, min_periods)
+    decay = halflife_decay(halflife)
+    Y, X, M = prepare_pair_arrays(as_2d(y), np.asarray(x, dtype=np.float64))
+    s = _ewm_sums(Y, X, M, decay)
+    count = np.cumsum(M, axis=0)
+    beta = _ewm_slope_from(s, count, min_periods)
+    syy = ewm_sum(Y * Y, decay)
+    sw, sx, sy, sxx, sxy = s["sw"], s["sx"], s["sy"], s["sxx"], s["sxy"]
+    ok = count >= min_periods
+    return beta, _corr(sw, sx, sy, sxx, syy, sxy, ok)
 
 
 def _corr(w, sx, sy, sxx, syy, sxy, ok) -> np.ndarray:

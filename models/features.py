@@ -44,12 +44,13 @@ import numpy as np
 import pandas as pd
 
 from models.durations import parse_duration, to_periods
-from models.est_ewma import ewma_beta_array, welch_beta_array
+from models.est_ewma import welch_beta_array
 from models.est_rolling import rolling_ols_beta_array
 from models.feat_rolling import (
     as_2d,
-    ewma_corr,
+    ewma_beta_and_corr,
     realised_vol,
+    rolling_beta_and_corr,
     rolling_corr,
     rolling_count,
     rolling_max,
@@ -262,15 +263,18 @@ def _benchmark_features(
         b.add(base[name], g, wv)
         for w in spec.beta_windows:
             n = bars(w)
-            beta = rolling_ols_beta_array(r, x, max(n, 3))
+            if n >= 3:  # same window: one set of sums for both (bit-equal, see rolling_beta_and_corr)
+                beta, corr = rolling_beta_and_corr(r, x, n, None, _minp(n, least=3))
+            else:
+                beta, corr = rolling_ols_beta_array(r, x, 3), rolling_corr(r, x, n, _minp(n, least=3))
             b.add(f"beta_ols_{name}_{w}", g, beta)
-            b.add(f"corr_{name}_{w}", g, rolling_corr(r, x, n, _minp(n, least=3)))
+            b.add(f"corr_{name}_{w}", g, corr)
             b.add(f"rel_ols_{name}_{w}", g, beta - wv)
         for hl in spec.ewma_halflives:
             h = bars.halflife(hl)
-            beta = ewma_beta_array(r, x, h)
+            beta, corr = ewma_beta_and_corr(r, x, h)  # corr's min_periods max(3, ceil(h)): the same
             b.add(f"beta_ewma_{name}_{hl}", g, beta)
-            b.add(f"corr_ewma_{name}_{hl}", g, ewma_corr(r, x, h, max(3, int(np.ceil(h)))))
+            b.add(f"corr_ewma_{name}_{hl}", g, corr)
             b.add(f"rel_ewma_{name}_{hl}", g, beta - wv)
         w = spec.downside_window
         n = max(bars(w), 4)
@@ -357,8 +361,9 @@ def _factor_features(b: _Builder, p: Panel, spec: FeatureSpec, bars: _Bars) -> N
         for w in spec.factor_beta_windows:
             n = max(bars(w), 3)
             mp = _minp(n, 1 / 3, 3)
-            b.add(f"beta_{name}_{w}", g, rolling_ols_beta_array(asset_h, xh, n, min_periods=mp))
-            b.add(f"corr_{name}_{w}", g, rolling_corr(asset_h, xh, n, mp))
+            beta, corr = rolling_beta_and_corr(asset_h, xh, n, mp, mp)
+            b.add(f"beta_{name}_{w}", g, beta)
+            b.add(f"corr_{name}_{w}", g, corr)
 
 
 def wide_to_long(

@@ -1,0 +1,56 @@
+"""The shared-sum helpers give bit-for-bit the numbers of the separate estimators they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.est_ewma import ewma_beta_array
+from models.est_rolling import rolling_ols_beta_array
+from models.feat_rolling import ewma_beta_and_corr, ewma_corr, rolling_beta_and_corr, rolling_corr
+
+
+def _data(seed: int, t: int, n: int, holes: float) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 0.03, t)
+    y = 1.3 * x[:, None] + rng.normal(0, 0.02, (t, n))
+    y[rng.random((t, n)) < holes] = np.nan
+    x[rng.random(t) < holes] = np.nan
+    y[: t // 5, 0] = np.nan  # a late listing
+    return y, x
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(0, 10_000),
+    st.integers(3, 40),
+    st.floats(0.0, 0.4),
+    st.sampled_from([None, 3]),
+)
+def test_rolling_beta_and_corr_equal_the_separate_functions_bitwise(seed, window, holes, beta_mp):
+    y, x = _data(seed, 80, 3, holes)
+    corr_mp = min(window, max(3, window // 2))
+    beta, corr = rolling_beta_and_corr(y, x, window, beta_mp, corr_mp)
+    assert np.array_equal(beta, rolling_ols_beta_array(y, x, window, beta_mp), equal_nan=True)
+    assert np.array_equal(corr, rolling_corr(y, x, window, corr_mp), equal_nan=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.floats(1.0, 30.0), st.floats(0.0, 0.4))
+def test_ewma_beta_and_corr_equal_the_separate_functions_bitwise(seed, halflife, holes):
+    y, x = _data(seed, 80, 3, holes)
+    beta, corr = ewma_beta_and_corr(y, x, halflife)
+    assert np.array_equal(beta, ewma_beta_array(y, x, halflife), equal_nan=True)
+    assert np.array_equal(corr, ewma_corr(y, x, halflife, max(3, int(np.ceil(halflife)))), equal_nan=True)
+
+
+def test_shared_sums_recover_a_known_beta_and_a_perfect_correlation():
+    x = np.sin(np.arange(50) / 3.0) / 100
+    y = np.column_stack([2.0 * x + 0.001, -0.5 * x])
+    beta, corr = rolling_beta_and_corr(y, x, 10, None, 5)
+    np.testing.assert_allclose(beta[20], [2.0, -0.5], rtol=1e-9)
+    np.testing.assert_allclose(corr[20], [1.0, -1.0], rtol=1e-9)
+    ebeta, ecorr = ewma_beta_and_corr(y, x, 5.0)
+    np.testing.assert_allclose(ebeta[30], [2.0, -0.5], rtol=1e-9)
+    np.testing.assert_allclose(ecorr[30], [1.0, -1.0], rtol=1e-9)
