@@ -172,7 +172,7 @@ def compute_feature_arrays(panel: Panel, spec: FeatureSpec | None = None) -> Fea
     freq = p.freq
     bars = _Bars(freq)
     b = _Builder(len(p.index), len(symbols))
-    rets = p.returns()
+    rets = _pct_change(p.close.to_numpy(dtype=np.float64, na_value=np.nan))  # = p.returns(), bitwise
 
     _own_history(b, p, rets, spec, bars)
     base = _benchmark_features(b, p, rets, spec, bars)
@@ -218,6 +218,18 @@ class _Bars:
         return h
 
 
+def _pct_change(level: np.ndarray) -> np.ndarray:
+    """`DataFrame.pct_change(fill_method=None)` on a (T, N) array: level / level one row up - 1.
+
+    The same two IEEE operations pandas performs (x / x.shift(1) - 1), so bit-equal, without
+    building frames (tests/models/test_feat_shared_sums.py).
+    """
+    out = np.full(level.shape, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[1:] = level[1:] / level[:-1] - 1.0
+    return out
+
+
 def _minp(window: int, fraction: float = 0.5, least: int = 2) -> int:
     return min(window, max(least, int(np.ceil(fraction * window))))
 
@@ -228,9 +240,9 @@ def _horizon_return(level: np.ndarray, h: int) -> np.ndarray:
         return level / shift(level, h) - 1.0
 
 
-def _own_history(b: _Builder, p: Panel, rets: pd.DataFrame, spec: FeatureSpec, bars: _Bars) -> None:
+def _own_history(b: _Builder, p: Panel, rets: np.ndarray, spec: FeatureSpec, bars: _Bars) -> None:
     close = p.close.to_numpy(dtype=np.float64, na_value=np.nan)
-    r = rets.to_numpy(dtype=np.float64, na_value=np.nan)
+    r = rets
     for h in spec.return_horizons:
         b.add(f"ret_{h}", "own_history", _horizon_return(close, bars(h)))
     for w in spec.vol_windows:
@@ -250,14 +262,15 @@ def _own_history(b: _Builder, p: Panel, rets: pd.DataFrame, spec: FeatureSpec, b
 
 
 def _benchmark_features(
-    b: _Builder, p: Panel, rets: pd.DataFrame, spec: FeatureSpec, bars: _Bars
+    b: _Builder, p: Panel, rets: np.ndarray, spec: FeatureSpec, bars: _Bars
 ) -> dict[str, str]:
     g = "crypto_benchmark"
     base: dict[str, str] = {}
-    bench_rets = p.benchmark_returns()
-    r = rets.to_numpy(dtype=np.float64, na_value=np.nan)  # numpy estimators: no frame per call
-    for name in p.benchmark_names:
-        x = bench_rets[name].reindex(rets.index).to_numpy(dtype=np.float64, na_value=np.nan)
+    levels = p.benchmarks if p.benchmarks.index.equals(p.index) else p.benchmarks.reindex(p.index)
+    bench_rets = _pct_change(levels.to_numpy(dtype=np.float64, na_value=np.nan))  # = benchmark_returns()
+    r = rets  # numpy estimators: no frame per call
+    for k, name in enumerate(p.benchmark_names):
+        x = bench_rets[:, k]
         wv = welch_beta_array(r, x, bars.halflife(spec.welch_halflife), spec.welch_lower, spec.welch_upper)
         base[name] = f"beta_welch_{name}"
         b.add(base[name], g, wv)
@@ -286,7 +299,7 @@ def _benchmark_features(
 
 def _market_state(b: _Builder, p: Panel, spec: FeatureSpec, bars: _Bars) -> None:
     levels = p.benchmarks.to_numpy(dtype=np.float64, na_value=np.nan)
-    br = p.benchmark_returns().to_numpy(dtype=np.float64, na_value=np.nan)
+    br = _pct_change(levels)  # = p.benchmark_returns(), bitwise
     for k, name in enumerate(p.benchmark_names):
         for h in spec.return_horizons:
             b.add(f"mkt_{name}_ret_{h}", "crypto_benchmark", _horizon_return(levels[:, k], bars(h))[:, 0])

@@ -137,11 +137,26 @@ def publication_ns(us: np.ndarray) -> np.ndarray:
 
     All stamps at 00:00 UTC are read as dates: that date's close, published 16:00 America/New_York.
     """
-    ns = us.astype(np.int64) * NS_PER_US
-    if len(ns) and (ns % DAY_NS == 0).all():
-        days = pd.DatetimeIndex(ns.astype("datetime64[ns]")).tz_localize("America/New_York")
-        return (days + pd.Timedelta(hours=16)).tz_convert("UTC").asi8
-    return ns
+    return publication_ns_many([us])[0]
+
+
+def publication_ns_many(stamps: list[np.ndarray]) -> list[np.ndarray]:
+    """`publication_ns` of several series with ONE time-zone conversion (it costs ~0.3 ms a call)."""
+    ns = [u.astype(np.int64) * NS_PER_US for u in stamps]
+    dated = [len(a) > 0 and bool((a % DAY_NS == 0).all()) for a in ns]
+    if not any(dated):
+        return ns
+    days = np.concatenate([a for a, d in zip(ns, dated, strict=True) if d])
+    local = pd.DatetimeIndex(days.astype("datetime64[ns]")).tz_localize("America/New_York")
+    pub = (local + pd.Timedelta(hours=16)).tz_convert("UTC").asi8
+    out, k = [], 0
+    for a, d in zip(ns, dated, strict=True):
+        if d:
+            out.append(pub[k : k + len(a)])
+            k += len(a)
+        else:
+            out.append(a)
+    return out
 
 
 def panel_from_request(req, bench_names, freq: pd.Timedelta, btc: str | None) -> Panel | None:
@@ -158,12 +173,17 @@ def panel_from_request(req, bench_names, freq: pd.Timedelta, btc: str | None) ->
         cols = history_columns(a)
         extras = {c: cols.extras.get(c, np.full(len(cols.close), np.nan)) for c in COLUMNS[1:]}
         assets[a.symbol] = (cols.us, {"close": cols.close, **extras})
-    benchmarks, factors = {}, {}
+    benchmarks, raw = {}, {}
     for name, pts in req.series.items():
         cols = history_columns(pts)
         category = infer_category(name)
         if name in bench_names or name == COMPOSITE_NAME or category == "crypto_benchmark":
             benchmarks[name] = (cols.us, cols.close)
         else:
-            factors[name] = (publication_ns(cols.us), cols.close, category)
+            raw[name] = (cols, category)
+    pubs = publication_ns_many([cols.us for cols, _ in raw.values()])
+    factors = {
+        name: (pub, cols.close, category)
+        for (name, (cols, category)), pub in zip(raw.items(), pubs, strict=True)
+    }
     return panel_from_columns(assets, benchmarks, factors, freq, btc)

@@ -54,3 +54,18 @@ def test_shared_sums_recover_a_known_beta_and_a_perfect_correlation():
     ebeta, ecorr = ewma_beta_and_corr(y, x, 5.0)
     np.testing.assert_allclose(ebeta[30], [2.0, -0.5], rtol=1e-9)
     np.testing.assert_allclose(ecorr[30], [1.0, -1.0], rtol=1e-9)
+
+
+def test_pct_change_equals_pandas_bitwise_with_gaps_zeros_and_infinities():
+    import pandas as pd
+
+    from models.features import _pct_change
+
+    rng = np.random.default_rng(7)
+    a = rng.uniform(0.5, 2.0, (60, 4))
+    a[rng.random(a.shape) < 0.2] = np.nan
+    a[5, 0], a[6, 0], a[9, 1], a[10, 1] = 0.0, 0.0, np.inf, 3.0
+    want = pd.DataFrame(a).pct_change(fill_method=None).to_numpy()
+    got = _pct_change(a)
+    assert np.array_equal(got, want, equal_nan=True)
+    assert np.isnan(got[0]).all() and got[6, 0] != got[6, 0]  # 0/0 is NaN, as in pandas

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from serving.app_state import AppState
-from serving.panel_fast import panel_from_request, publication_ns
+from serving.panel_fast import panel_from_request, publication_ns, publication_ns_many
 from serving.schemas import ForecastRequest
 
 
@@ -109,3 +109,16 @@ def test_request_without_the_composite_takes_build_panel():
     del body["series"]["CRYPTO_EW"]
     req = ForecastRequest.model_validate(body)
     assert panel_from_request(req, {"BTCUSDT", "CRYPTO_EW"}, pd.Timedelta("1D"), "BTCUSDT") is None
+
+
+def test_publication_ns_many_equals_one_series_at_a_time():
+    jan2, day = 1_704_153_600_000_000, 86_400_000_000
+    series = [
+        np.array([jan2, jan2 + day], dtype=np.int64),
+        np.array([jan2 + 3_600_000_000], dtype=np.int64),  # intraday: unchanged
+        np.array([], dtype=np.int64),
+        np.array([1_719_792_000_000_000], dtype=np.int64),
+    ]
+    many = publication_ns_many(series)
+    assert [m.tolist() for m in many] == [publication_ns(s).tolist() for s in series]
+    assert many[0].tolist()[0] == (jan2 + 21 * 3_600_000_000) * 1000
