@@ -32,12 +32,13 @@ def prepare_pair(y: pd.DataFrame, x: pd.Series) -> tuple[np.ndarray, np.ndarray,
 
 
 def prepare_pair_arrays(Y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`prepare_pair` on aligned float64 arrays: Y (T, N), x (T,) or (T, 1), NaN where missing.
+    """`prepare_pair` on aligned float64 arrays: Y (T, N), x (T,) or (T, 1), NaN where missing
+    (or x (T, N): a regressor per column, for batching several pairs in one call).
 
     The numpy core the frame version delegates to, so the feature pipeline (arrays) and the
     estimators' frame API give the same numbers by construction.
     """
-    xv = x.reshape(-1, 1)
+    xv = x if x.ndim == 2 and x.shape == Y.shape else x.reshape(-1, 1)  # one x per column, or shared
     M = np.isfinite(Y) & np.isfinite(xv)
     Mf = M.astype(np.float64)
     return np.where(M, Y, 0.0), np.where(M, xv, 0.0), Mf

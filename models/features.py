@@ -37,7 +37,6 @@ returns explode around it); a return from or to a non-positive price is NaN.  Ra
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -328,53 +327,89 @@ def _funding_leverage(b: _Builder, p: Panel, spec: FeatureSpec, bars: _Bars) -> 
         b.add(f"oi_chg_{w}", g, log_oi - shift(log_oi, bars(w)))
 
 
-def _factor_change(level: np.ndarray, is_rate: bool, clip: float) -> np.ndarray:
+def _factor_change(level: np.ndarray, is_rate, clip: float) -> np.ndarray:
     """Per-bar change of a factor (difference for rates, simple return otherwise), clipped.
 
-    A return from or to a non-positive price (WTI on 2020-04-20/21) is undefined: NaN.
+    `level` is (T,) or (T, F) with `is_rate` a bool or an (F,) mask: the same elementwise
+    operations per column either way.  A return from or to a non-positive price (WTI on
+    2020-04-20/21) is undefined: NaN.
     """
-    prev = shift(level, 1)[:, 0]
+    one = np.ndim(level) == 1
+    level = as_2d(level)
+    prev = shift(level, 1)
+    rate = np.broadcast_to(np.asarray(is_rate, dtype=bool), (level.shape[1],))
     with np.errstate(invalid="ignore", divide="ignore"):
-        if is_rate:
-            c = level - prev
-        else:
-            c = np.where((level > 0) & (prev > 0), level / prev - 1.0, np.nan)
-    return np.clip(c, -clip, clip)
+        c = np.where(rate, level - prev, np.where((level > 0) & (prev > 0), level / prev - 1.0, np.nan))
+    c = np.clip(c, -clip, clip)
+    return c[:, 0] if one else c
 
 
-def _sum_changes(c: np.ndarray, window: int, min_periods: int, is_rate: bool) -> np.ndarray:
-    """Change over the last `window` bars from per-bar changes (compounded for returns)."""
+def _sum_changes(c: np.ndarray, window: int, min_periods: int, is_rate) -> np.ndarray:
+    """Change over the last `window` bars from per-bar changes (compounded for returns).
+
+    `is_rate` a bool or an (F,) column mask (rates: plain sums; returns: log1p then expm1).
+    """
     a = as_2d(c)
-    core: Callable[[np.ndarray], np.ndarray] = (lambda v: v) if is_rate else np.log1p
-    s = rolling_mean(core(a), window, min_periods) * rolling_count(a, window)
-    return s if is_rate else np.expm1(s)
+    rate = np.broadcast_to(np.asarray(is_rate, dtype=bool), (a.shape[1],))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        core = a if rate.all() else np.where(rate, a, np.log1p(a))
+    s = rolling_mean(core, window, min_periods) * rolling_count(a, window)
+    return s if rate.all() else np.where(rate, s, np.expm1(s))
+
+
+# beta/corr of every asset against every factor at once while (T x assets x factors) stays below this
+_FACTOR_BATCH_NUMBERS = 2_000_000
 
 
 def _factor_features(b: _Builder, p: Panel, spec: FeatureSpec, bars: _Bars) -> None:
-    if not p.factor_names:
+    """Factor features, computed for all factors as columns of one (T, F) array (per-column
+    arithmetic is independent, so each column is bit-for-bit the one-factor computation) and
+    added in the per-factor column order."""
+    names = list(p.factor_names)
+    if not names:
         return
     close = p.close.to_numpy(dtype=np.float64, na_value=np.nan)
+    t_len, n_assets = close.shape
     h = bars(spec.factor_return_horizon)
     h_days = parse_duration(spec.factor_return_horizon) / pd.Timedelta(days=1)
     asset_h = _horizon_return(close, h)
-    for name in p.factor_names:
-        g = CATEGORY_GROUP.get(p.factor_categories.get(name, "other"), "fx_rates")
-        is_rate = p.factor_categories.get(name) == "rates"
-        level = p.factors[name].to_numpy(dtype=np.float64, na_value=np.nan)
-        stale = p.factor_staleness[name].to_numpy(dtype=np.float64, na_value=np.nan)
-        c = _factor_change(level, is_rate, spec.factor_return_clip)
-        for w in spec.factor_windows:
-            n = bars(w)
-            b.add(f"fac_{name}_ret_{w}", g, _sum_changes(c, n, _minp(n), is_rate)[:, 0])
-            b.add(f"fac_{name}_vol_{w}", g, realised_vol(c, n, _minp(n), bars.per_year)[:, 0])
-        b.add(f"fac_{name}_stale", g, stale)
-        # overlapping h-bar changes, kept only where the factor printed within the last h
-        xh = _sum_changes(c, h, 1, is_rate)[:, 0]
+    rate = np.array([p.factor_categories.get(name) == "rates" for name in names], dtype=bool)
+    levels = p.factors[names].to_numpy(dtype=np.float64, na_value=np.nan)
+    stale = p.factor_staleness[names].to_numpy(dtype=np.float64, na_value=np.nan)
+    c = _factor_change(levels, rate, spec.factor_return_clip)
+    window_feats = []
+    for w in spec.factor_windows:
+        n = bars(w)
+        window_feats.append(
+            (w, _sum_changes(c, n, _minp(n), rate), realised_vol(c, n, _minp(n), bars.per_year))
+        )
+    # overlapping h-bar changes, kept only where the factor printed within the last h
+    xh = _sum_changes(c, h, 1, rate)
+    with np.errstate(invalid="ignore"):
         xh = np.where(stale < h_days, xh, np.nan)
+    betas = {}
+    batch = t_len * n_assets * len(names) <= _FACTOR_BATCH_NUMBERS
+    for w in spec.factor_beta_windows:
+        n = max(bars(w), 3)
+        mp = _minp(n, 1 / 3, 3)
+        if batch:  # column f * n_assets + i: asset i against factor f
+            y_all = np.tile(asset_h, (1, len(names)))
+            x_all = np.repeat(xh, n_assets, axis=1)
+            beta, corr = rolling_beta_and_corr(y_all, x_all, n, mp, mp)
+            betas[w] = [
+                (beta[:, f * n_assets : (f + 1) * n_assets], corr[:, f * n_assets : (f + 1) * n_assets])
+                for f in range(len(names))
+            ]
+        else:
+            betas[w] = [rolling_beta_and_corr(asset_h, xh[:, f], n, mp, mp) for f in range(len(names))]
+    for f, name in enumerate(names):
+        g = CATEGORY_GROUP.get(p.factor_categories.get(name, "other"), "fx_rates")
+        for w, ret, vol in window_feats:
+            b.add(f"fac_{name}_ret_{w}", g, ret[:, f])
+            b.add(f"fac_{name}_vol_{w}", g, vol[:, f])
+        b.add(f"fac_{name}_stale", g, stale[:, f])
         for w in spec.factor_beta_windows:
-            n = max(bars(w), 3)
-            mp = _minp(n, 1 / 3, 3)
-            beta, corr = rolling_beta_and_corr(asset_h, xh, n, mp, mp)
+            beta, corr = betas[w][f]
             b.add(f"beta_{name}_{w}", g, beta)
             b.add(f"corr_{name}_{w}", g, corr)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -69,3 +70,29 @@ def test_pct_change_equals_pandas_bitwise_with_gaps_zeros_and_infinities():
     got = _pct_change(a)
     assert np.array_equal(got, want, equal_nan=True)
     assert np.isnan(got[0]).all() and got[6, 0] != got[6, 0]  # 0/0 is NaN, as in pandas
+
+
+@pytest.fixture(scope="module")
+def sim_panel(tmp_path_factory):
+    from models.loaders import load_dataset
+    from models.sim_config import SimConfig
+    from models.sim_write import write_simulation
+    from models.simulator import simulate
+
+    root = tmp_path_factory.mktemp("shared")
+    return load_dataset(write_simulation(simulate(SimConfig(n_assets=3, days=200, seed=11)), root / "sim"))
+
+
+def test_factor_features_batched_across_factors_equal_one_factor_at_a_time(sim_panel, monkeypatch):
+    import models.features as features
+
+    assert sim_panel.factor_names, "the simulated panel should carry factors"
+    batched = features.compute_feature_arrays(sim_panel)
+    monkeypatch.setattr(features, "_FACTOR_BATCH_NUMBERS", 0)  # force the per-factor loop
+    single = features.compute_feature_arrays(sim_panel)
+    assert list(batched.arrays) == list(single.arrays)
+    for name, a in batched.arrays.items():
+        assert np.array_equal(a, single.arrays[name], equal_nan=True), name
+    rate = [n for n in sim_panel.factor_names if sim_panel.factor_categories.get(n) == "rates"]
+    other = [n for n in sim_panel.factor_names if n not in rate]
+    assert other and any(np.isfinite(batched.arrays[f"beta_{other[0]}_90d"]).ravel())
