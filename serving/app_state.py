@@ -322,7 +322,7 @@ class AppState:
         masks = coalition_masks(n_groups)
         base = baseline_from_means(self._means(), lookback=x.shape[1])
         batch = np.concatenate([coalition_inputs(xi, base, groups, masks) for xi in x], axis=0)
-        values = self._beta_fn(batch.astype(np.float32)).reshape(x.shape[0], 2**n_groups, -1)
+        values = self._beta_fn(batch.astype(np.float32, copy=False)).reshape(x.shape[0], 2**n_groups, -1)
         phi = np.stack([shapley_from_values(v, n_groups) for v in values])
         return phi, values[0, 0], values[:, -1]
 
