@@ -51,7 +51,9 @@ def infer_category(name: str) -> str:
 class DataError(ValueError):
     """A problem with input data, said for people: what is wrong and where (file, row, column)."""
 
-    def __init__(self, message: str, file: str | None = None, row: int | None = None, column: str | None = None):
+    def __init__(
+        self, message: str, file: str | None = None, row: int | None = None, column: str | None = None
+    ):
         self.message = message
         self.file = file
         self.row = row
@@ -79,7 +81,9 @@ class FactorSeries:
 
     def __post_init__(self) -> None:
         if self.category not in FACTOR_CATEGORIES:
-            raise ValueError(f"unknown factor category {self.category!r}; expected one of {FACTOR_CATEGORIES}")
+            raise ValueError(
+                f"unknown factor category {self.category!r}; expected one of {FACTOR_CATEGORIES}"
+            )
 
 
 @dataclass
@@ -314,7 +318,9 @@ def build_panel(
     freq = parse_duration(freq) if isinstance(freq, str) else pd.Timedelta(freq)
     start = min(df.index[0] for df in frames.values())
     end = max(df.index[-1] for df in frames.values())
-    index = pd.date_range(start.floor(freq) if freq <= pd.Timedelta("1D") else start, end, freq=freq, tz="UTC")
+    index = pd.date_range(
+        start.floor(freq) if freq <= pd.Timedelta("1D") else start, end, freq=freq, tz="UTC"
+    )
     index = index.as_unit("ns")
     symbols = list(frames)
 

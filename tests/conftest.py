@@ -18,7 +18,9 @@ REAL_DATA = Path(os.environ.get("ABETA_REAL_DATA", ROOT.parent / "shared" / "dat
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     if not (REAL_DATA / "pietroc21_binance_perps").is_dir():
-        pytest.skip(f"real market data not found at {REAL_DATA} (a user's clone has no ../shared); set ABETA_REAL_DATA")
+        pytest.skip(
+            f"real market data not found at {REAL_DATA} (a user's clone has no ../shared); set ABETA_REAL_DATA"
+        )
     return REAL_DATA
 
 

@@ -13,7 +13,9 @@ import typer
 
 from models.schema import DataError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Adaptive Beta: forward beta of crypto perps.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Adaptive Beta: forward beta of crypto perps."
+)
 data_app = typer.Typer(no_args_is_help=True, help="Market data: simulate, validate, features.")
 evaluate_app = typer.Typer(no_args_is_help=True, help="Walk-forward scorecards: baselines and models.")
 models_app = typer.Typer(no_args_is_help=True, help="Registered models.")
