@@ -9,5 +9,6 @@ bash scripts/setup.sh
 for deps in scripts/test-system-deps.sh scripts/test-system-deps-browser.sh; do
   if [ -f "$deps" ]; then bash "$deps" || echo "warning: $deps failed; the tests that need it will skip" >&2; fi
 done
-ruff check .
+ruff check --no-cache .
+ruff format --check .
 python -m pytest -q -n 2 --durations=15 "$@"
