@@ -1,33 +1,9 @@
-"""Monitoring a deployed bundle: feature drift against training, forecast error, beta shifts.
+"""`abeta monitor`: feature drift against training, forecast error and beta shifts of a bundle.
 
-Three questions, each answered from data the system already has:
-
-1. *Do recent inputs look like the training inputs?*  PSI per feature and per feature group
-   (models/drift.py) of recent feature rows against the training distribution.  The bundle
-   carries only means and standard deviations of its features (normalization.json), which
-   cannot tell a fat tail or a dead feed from a normal week, so the reference is **recomputed
-   from the training data**: the bundle's `data_source` (or `--reference-data`) cut to its
-   `training_period`, featurised with the bundle's own FeatureSpec, rows inside each asset's
-   feature warm-up dropped (there the long windows are NaN by construction, not by drift).  A
-   computed reference can be saved as JSON (`save_reference`) and reused by scheduled runs.
-   Recent rows come from the audit log (the feature row logged with every served forecast,
-   one per (asset, bar): repeated calls for the same bar count once) or from a data window
-   featurised the same way.
-2. *Are the forecasts still as accurate as the scorecard said?*  Once a forecast's horizon has
-   passed, its realised forward beta (models.targets.forward_betas on the data) is known; the
-   RMSE over the last `error_window` of completed forecasts is compared with the model's pooled
-   walk-forward RMSE recorded in the bundle (`meta.metrics.model_mse`).
-3. *Has an asset's beta moved out of the model's reach?*  Realised beta outside the forecast
-   interval, on one side, for `shift_consecutive` periods in a row (models.drift.beta_shift_runs).
-
-Forecasts come from the audit log (`/forecast` records) or, with a data window only, from
-running the bundle's ONNX graph on every bar of the window (what the service would have said).
-Torch-free: numpy, pandas, onnxruntime and the `models` package.
-
-The torch-free core (reference, PSI, forecast errors, beta shifts, the report) lives in
-models/monitoring.py, shared with the prediction service's GET /monitor; this module adds
-reading the audit log and the one-pass `run_monitor` of `abeta monitor`, and re-exports the core
-so existing imports keep working.
+The maths and the report live in `models/monitoring.py` (torch-free, shared with the service's
+GET /monitor; its docstring explains the three questions and the reference distribution).  This
+module adds what only the CLI needs: reading the audit log and `run_monitor`, and re-exports the
+core so existing imports keep working.
 """
 
 from __future__ import annotations
