@@ -285,6 +285,10 @@ class AppState:
             raise RequestError(str(exc), "assets") from exc
 
     def inputs(self, req: ForecastRequest, symbols: list[str] | None = None):
+        return self._inputs_and_panel(req, symbols)[0]
+
+    def _inputs_and_panel(self, req: ForecastRequest, symbols: list[str] | None = None):
+        """(model inputs, the request's Panel): callers that also need the panel build it once."""
         from models.inference import make_inputs
 
         check_against_model(
@@ -292,7 +296,7 @@ class AppState:
         )
         panel = self.panel_from_request(req)
         try:
-            return make_inputs(panel, self.bundle, symbols=symbols)
+            return make_inputs(panel, self.bundle, symbols=symbols), panel
         except DataError as exc:
             sym = exc.column
             where = "assets"
@@ -423,7 +427,12 @@ class AppState:
 
     # ---------------------------------------------------------------- endpoints
     def _forecast_core(self, req: ForecastRequest, symbols: list[str] | None = None):
-        inputs = self.inputs(req, symbols)
+        inputs, out, _ = self.forecast_core_with_panel(req, symbols)
+        return inputs, out
+
+    def forecast_core_with_panel(self, req: ForecastRequest, symbols: list[str] | None = None):
+        """(inputs, model outputs, the request's Panel), with non-finite outputs refused."""
+        inputs, panel = self._inputs_and_panel(req, symbols)
         out = self.predict(inputs.x)
         for name in ("beta", "beta_lo", "beta_hi", "regime_prob"):
             bad = ~np.isfinite(out[name]).all(axis=1)
@@ -433,7 +442,7 @@ class AppState:
                     f"asset {sym}: the model produced a non-finite {name}; its history lacks data the model needs",
                     "assets",
                 )
-        return inputs, out
+        return inputs, out, panel
 
     def forecast(self, req: ForecastRequest, caller: str) -> dict:
         request_id = self.new_request_id()

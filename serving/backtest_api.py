@@ -139,10 +139,11 @@ def summary_rows(table: pd.DataFrame, benches: list[str], target: float) -> list
 
 
 def _audit_inputs(state, req: BacktestRequest, include_model: bool):
-    """Model inputs for the audit entry (the /forecast checks); without the model a request the
-    model cannot read is still backtested, and logged without feature rows."""
+    """(model inputs for the audit entry (the /forecast checks), the request's Panel or None);
+    without the model a request the model cannot read is still backtested, and logged without
+    feature rows."""
     try:
-        return state.inputs(req)
+        return state._inputs_and_panel(req)
     except RequestError:
         if include_model:
             raise
@@ -150,7 +151,7 @@ def _audit_inputs(state, req: BacktestRequest, include_model: bool):
             rows=pd.DataFrame(index=pd.Index([], name="symbol")),
             symbols=[a.symbol for a in req.assets],
             as_of=[pd.Timestamp(a.history[-1].timestamp) for a in req.assets],
-        )
+        ), None
 
 
 def backtest(state, req: BacktestRequest, caller: str) -> dict:
@@ -167,8 +168,9 @@ def backtest(state, req: BacktestRequest, caller: str) -> dict:
             raise RequestError(f"portfolio.{sym}: no history for {sym} in assets", f"portfolio.{sym}")
     instruments = hedge_instruments(req)
     names = request_estimators(req)
-    inputs = _audit_inputs(state, req, req.include_model)
-    panel = state.panel_from_request(req)
+    inputs, panel = _audit_inputs(state, req, req.include_model)
+    if panel is None:  # the model could not read the request: build the panel for the baselines
+        panel = state.panel_from_request(req)
     model_benches = list(state.bundle.meta["benchmarks"])
     default_bench = panel.meta.get("btc_symbol") or (panel.benchmark_names or [None])[0]
     benches = list(dict.fromkeys(req.benchmarks or ([default_bench] if default_bench else [])))

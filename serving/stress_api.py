@@ -148,11 +148,10 @@ def stress(state, req: StressRequest, caller: str) -> dict:
     instruments = _instruments(req, benches)
     symbols = list(dict.fromkeys([*req.positions, *instruments]))
 
-    inputs, out = state._forecast_core(req)  # every asset, exactly as /forecast
+    inputs, out, panel = state.forecast_core_with_panel(req)  # every asset, exactly as /forecast
     row = {s: i for i, s in enumerate(inputs.symbols)}
     betas = {s: {b: float(out["beta"][row[s], k]) for k, b in enumerate(benches)} for s in symbols}
     sources = {b: "model forecast" for b in benches}
-    panel = state.panel_from_request(req)
     for s, fb in factor_betas(panel, symbols).items():
         betas[s].update(fb)
     for f in panel.factor_names:
