@@ -64,44 +64,15 @@ def bundle_forecasts(
 ) -> dict[str, pd.DataFrame]:
     """Model betas at `rows` (default: every row) for every asset with the history the bundle needs
     (`required_history.min_periods` bars, as the service demands); NaN elsewhere."""
-    from models.features import compute_features
-    from models.predictor import Predictor
-    from models.windowing import feature_cube, gather_windows, n_steps
+    from models.inference import predict_every_bar
 
-    if panel.freq_label != bundle.meta["freq"]:
-        raise DataError(
-            f"data frequency is {panel.freq_label} but the model was trained on {bundle.meta['freq']} bars"
-        )
-    table = compute_features(panel, bundle.spec)
-    columns = bundle.feature_columns
-    absent = [c for c in columns if c not in table.frame.columns]
-    if absent:
-        raise DataError(f"feature pipeline did not produce column(s) {absent} the model expects")
-    cube, ts, syms = feature_cube(table.frame, columns, panel.index, panel.symbols)
-    lookback, stride = int(bundle.meta["lookback_bars"]), int(bundle.meta["stride"])
-    span = (n_steps(lookback, stride) - 1) * stride + 1
-    base = [columns.index(bundle.meta["base_columns"][b]) for b in bundle.benchmarks]
-    valid = np.isfinite(cube[:, :, base]).all(axis=2)
-    keep_rows = np.zeros(len(ts), dtype=bool)
-    keep_rows[np.arange(len(ts)) if rows is None else np.asarray(rows, dtype=np.int64)] = True
-    keep_rows[: span - 1] = False
-    if out_of_sample_after is not None:
-        keep_rows &= np.asarray(ts > out_of_sample_after)
-    valid &= keep_rows[:, None]
-    # the service refuses an asset with less history than the bundle needs (feature warm-up + window)
-    need = int(bundle.meta.get("required_history", {}).get("min_periods", span))
-    close = panel.close.reindex(columns=syms).to_numpy(dtype=float)
-    seen = np.cumsum(np.isfinite(close), axis=0) > 0
-    age = np.cumsum(seen, axis=0)  # bars since the first close, inclusive
-    valid &= age >= need
-    t_idx, n_idx = np.nonzero(valid)
-    arrays = {b: np.full((len(ts), len(syms)), np.nan) for b in bundle.benchmarks}
-    pred = Predictor(bundle, intra_op_threads=1) if t_idx.size else None
-    pairs = np.stack([t_idx, n_idx], axis=1).astype(np.int64)
-    for lo in range(0, len(pairs), 1024):
-        chunk = pairs[lo : lo + 1024]
-        x = gather_windows(cube, chunk, lookback, stride)
-        beta = pred.predict(x)["beta"]
-        for k, b in enumerate(bundle.benchmarks):
-            arrays[b][chunk[:, 0], chunk[:, 1]] = beta[:, k]
-    return {b: pd.DataFrame(a, index=panel.index, columns=panel.symbols) for b, a in arrays.items()}
+    long, _ = predict_every_bar(panel, bundle, rows, out_of_sample_after=out_of_sample_after)
+    out = {}
+    for b in bundle.benchmarks:
+        if len(long):
+            out[b] = (
+                long[b].astype(np.float64).unstack("symbol").reindex(index=panel.index, columns=panel.symbols)
+            )
+        else:
+            out[b] = pd.DataFrame(np.nan, index=panel.index, columns=panel.symbols)
+    return out

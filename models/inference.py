@@ -127,3 +127,74 @@ def _latest_windows(
     x = gather_windows(cube, pairs, lookback_bars, stride)
     values = cube64[ends, np.arange(len(symbols))] if symbols else np.empty((0, f_len))
     return x, [fa.index[e] for e in ends], ends, values
+
+
+def predict_every_bar(
+    panel: Panel,
+    bundle: Bundle,
+    rows: np.ndarray | None = None,
+    *,
+    out_of_sample_after: pd.Timestamp | None = None,
+    require_history: bool = True,
+    allow_absent: bool = False,
+    features=None,
+    batch: int = 1024,
+) -> tuple[pd.DataFrame, list[str]]:
+    """The bundle's forecast at every bar (or at `rows`) of every asset with a full window.
+
+    One ONNX Runtime pass over windows cut from features computed once on the whole panel
+    (features are causal: a window ending at row t sees rows <= t only).  Used by the backtest
+    (`models.bt_forecasts.bundle_forecasts`) and by `abeta evaluate model`.
+
+    require_history: also demand the `required_history.min_periods` bars the service demands.
+    allow_absent: feature columns this panel cannot produce (e.g. a factor the dataset lacks) are
+        fed as NaN, i.e. the training mean; otherwise they are a DataError.
+    Returns (long frame indexed (timestamp, symbol) with `<bench>`, `<bench>_lo`, `<bench>_hi`,
+    the absent feature columns).
+    """
+    from models.features import compute_features
+    from models.predictor import Predictor
+    from models.windowing import feature_cube, gather_windows, n_steps
+
+    meta = bundle.meta
+    if panel.freq_label != meta["freq"]:
+        raise DataError(
+            f"data frequency is {panel.freq_label} but the model was trained on {meta['freq']} bars"
+        )
+    table = features if features is not None else compute_features(panel, bundle.spec)
+    columns = list(bundle.feature_columns)
+    absent = [c for c in columns if c not in table.frame.columns]
+    if absent and not allow_absent:
+        raise DataError(f"feature pipeline did not produce column(s) {absent} the model expects")
+    frame = table.frame.reindex(columns=columns) if absent else table.frame
+    cube, ts, syms = feature_cube(frame, columns, panel.index, panel.symbols)
+    lookback, stride = int(meta["lookback_bars"]), int(meta["stride"])
+    span = (n_steps(lookback, stride) - 1) * stride + 1
+    base = [columns.index(meta["base_columns"][b]) for b in bundle.benchmarks]
+    valid = np.isfinite(cube[:, :, base]).all(axis=2)
+    keep_rows = np.zeros(len(ts), dtype=bool)
+    keep_rows[np.arange(len(ts)) if rows is None else np.asarray(rows, dtype=np.int64)] = True
+    keep_rows[: span - 1] = False
+    if out_of_sample_after is not None:
+        keep_rows &= np.asarray(ts > out_of_sample_after)
+    valid &= keep_rows[:, None]
+    if require_history:  # the service refuses an asset with less history than the bundle needs
+        need = int(meta.get("required_history", {}).get("min_periods", span))
+        close = panel.close.reindex(columns=syms).to_numpy(dtype=float)
+        seen = np.cumsum(np.isfinite(close), axis=0) > 0
+        valid &= np.cumsum(seen, axis=0) >= need  # bars since the first close, inclusive
+    t_idx, n_idx = np.nonzero(valid)
+    pairs = np.stack([t_idx, n_idx], axis=1).astype(np.int64)
+    benches = list(bundle.benchmarks)
+    cols = [*benches, *(f"{b}_lo" for b in benches), *(f"{b}_hi" for b in benches)]
+    parts = []
+    if len(pairs):
+        pred = Predictor(bundle, intra_op_threads=1)
+        for lo in range(0, len(pairs), batch):
+            o = pred.predict(gather_windows(cube, pairs[lo : lo + batch], lookback, stride))
+            parts.append(np.concatenate([o["beta"], o["beta_lo"], o["beta_hi"]], axis=1))
+    data = np.concatenate(parts) if parts else np.empty((0, len(cols)), dtype=np.float32)
+    idx = pd.MultiIndex.from_arrays(
+        [ts[pairs[:, 0]], np.asarray(syms)[pairs[:, 1]]], names=["timestamp", "symbol"]
+    )
+    return pd.DataFrame(data, index=idx, columns=cols).sort_index(), absent

@@ -260,43 +260,28 @@ def audit_forecasts(records: list[dict]) -> pd.DataFrame:
 # ------------------------------------------------------------------------------- forecasts
 def panel_forecasts(bundle, panel: Panel, since=None, until=None, batch: int = 2048) -> pd.DataFrame:
     """What the bundle forecasts at every (bar, asset) of [since, until] with a full window (ONNX Runtime)."""
-    from models.features import compute_features
-    from models.predictor import Predictor
-    from models.windowing import feature_cube, gather_windows, sample_index
+    from models.inference import predict_every_bar
 
     hist = panel.slice(None, until) if until is not None else panel
-    table = compute_features(hist, bundle.spec)
-    cols = bundle.feature_columns
-    cube, ts, symbols = feature_cube(table.frame, cols, hist.index, sorted(hist.symbols))
-    base = [cols.index(bundle.meta["base_columns"][b]) for b in bundle.benchmarks]
-    valid = np.isfinite(cube[:, :, base]).all(axis=2)
-    if since is not None:
-        valid &= np.asarray(ts >= since)[:, None]
-    lb, stride = int(bundle.meta["lookback_bars"]), int(bundle.meta["stride"])
-    pairs = sample_index(valid, lb, stride)
-    if len(pairs) == 0:
+    rows = None if since is None else np.nonzero(np.asarray(hist.index >= since))[0]
+    long, _ = predict_every_bar(hist, bundle, rows, require_history=False, batch=batch)
+    if long.empty:
         return pd.DataFrame(columns=FORECAST_COLUMNS)
-    pred = Predictor(bundle, intra_op_threads=1)
-    outs = {"beta": [], "beta_lo": [], "beta_hi": []}
-    for s in range(0, len(pairs), batch):
-        o = pred.predict(gather_windows(cube, pairs[s : s + batch], lb, stride))
-        for k in outs:
-            outs[k].append(o[k])
-    beta, lo, hi = (np.concatenate(outs[k]) for k in ("beta", "beta_lo", "beta_hi"))
-    parts = []
-    for k, b in enumerate(bundle.benchmarks):
-        parts.append(
-            pd.DataFrame(
-                {
-                    "as_of": ts[pairs[:, 0]],
-                    "symbol": np.asarray(symbols)[pairs[:, 1]],
-                    "benchmark": b,
-                    "beta": beta[:, k].astype(np.float64),
-                    "lo": lo[:, k].astype(np.float64),
-                    "hi": hi[:, k].astype(np.float64),
-                }
-            )
+    as_of = long.index.get_level_values("timestamp")
+    symbols = long.index.get_level_values("symbol").to_numpy()
+    parts = [
+        pd.DataFrame(
+            {
+                "as_of": as_of,
+                "symbol": symbols,
+                "benchmark": b,
+                "beta": long[b].to_numpy(np.float64),
+                "lo": long[f"{b}_lo"].to_numpy(np.float64),
+                "hi": long[f"{b}_hi"].to_numpy(np.float64),
+            }
         )
+        for b in bundle.benchmarks
+    ]
     return pd.concat(parts, ignore_index=True)
 
 

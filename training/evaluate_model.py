@@ -10,53 +10,27 @@ period exists on this data), which makes it conservative.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from models.schema import DataError
 
 
-def model_forecasts(panel, bundle, features=None, batch: int = 4096) -> tuple[pd.DataFrame, list[str]]:
+def model_forecasts(panel, bundle, features=None) -> tuple[pd.DataFrame, list[str]]:
     """(long frame (timestamp, symbol) of `<bench>`, `<bench>_lo`, `<bench>_hi` at every bar with a window,
-    feature columns this dataset cannot produce)."""
-    from models.features import compute_features
-    from models.predictor import Predictor
-    from models.windowing import feature_cube, gather_windows, sample_index
+    feature columns this dataset cannot produce: fed as the training mean)."""
+    from models.inference import predict_every_bar
 
-    meta = bundle.meta
-    if panel.freq_label != meta["freq"]:
-        raise DataError(f"data has {panel.freq_label} bars but the model was trained on {meta['freq']} bars")
-    missing = [b for b in meta["benchmarks"] if b not in panel.benchmark_names]
+    missing = [b for b in bundle.meta["benchmarks"] if b not in panel.benchmark_names]
     if missing:
         raise DataError(
             f"dataset lacks benchmark(s) {missing} the model forecasts (it has {panel.benchmark_names})"
         )
-    features = features if features is not None else compute_features(panel, bundle.spec)
-    columns = list(meta["feature_columns"])
-    frame = features.frame.reindex(columns=columns)  # a factor this dataset lacks -> NaN (= training mean)
-    cube, ts, symbols = feature_cube(frame, columns, panel.index, panel.symbols)
-    base_idx = [columns.index(meta["base_columns"][b]) for b in meta["benchmarks"]]
-    pairs = sample_index(
-        np.isfinite(cube[:, :, base_idx]).all(axis=2), int(meta["lookback_bars"]), int(meta["stride"])
+    preds, absent = predict_every_bar(
+        panel, bundle, features=features, require_history=False, allow_absent=True, batch=4096
     )
-    pred = Predictor(bundle)
-    outs = {"beta": [], "beta_lo": [], "beta_hi": []}
-    for i in range(0, len(pairs), batch):
-        x = gather_windows(cube, pairs[i : i + batch], int(meta["lookback_bars"]), int(meta["stride"]))
-        o = pred.predict(x)
-        for k in outs:
-            outs[k].append(o[k])
-    benches = list(meta["benchmarks"])
-    cols = [*benches, *(f"{b}_lo" for b in benches), *(f"{b}_hi" for b in benches)]
-    idx = pd.MultiIndex.from_arrays(
-        [ts[pairs[:, 0]], np.asarray(symbols)[pairs[:, 1]]], names=["timestamp", "symbol"]
-    )
-    if len(pairs) == 0:
+    if preds.empty:
         raise DataError("no bar of this dataset has enough history for the model's window")
-    data = np.concatenate([np.concatenate(outs[k]) for k in ("beta", "beta_lo", "beta_hi")], axis=1)
-    return pd.DataFrame(data, index=idx, columns=cols).sort_index(), frame.columns[
-        frame.isna().all()
-    ].tolist()
+    return preds, absent
 
 
 def evaluate_model(
