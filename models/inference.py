@@ -14,7 +14,7 @@ import pandas as pd
 
 from models.bundle import Bundle
 from models.schema import DataError, Panel
-from models.windowing import gather_windows, n_steps
+from models.windowing import gather_windows, window_ends
 
 
 @dataclass
@@ -95,7 +95,7 @@ def _latest_windows(
     """`models.windowing.latest_windows` on the wide feature arrays, without the long frame.
 
     The same cube (float32, NaN where the asset has no close or is not in the panel), the same
-    end rule (latest row with finite base betas), the same messages and `gather_windows`; plus the
+    end rule and messages (`window_ends`) and `gather_windows`; plus the
     float64 feature row at each window end (what the long frame holds there).  Serving pays for
     one [T, N, F] stack instead of a (T*N)-row DataFrame and its MultiIndex look-ups.
     """
@@ -108,21 +108,7 @@ def _latest_windows(
         stacked = np.stack([fa.arrays[c][:, js] for c in columns], axis=-1)  # [T, n, F]
         cube64[:, ks] = np.where(fa.rows[:, js][:, :, None], stacked, np.nan)
     cube = cube64.astype(np.float32)
-    span = (n_steps(lookback_bars, stride) - 1) * stride + 1
-    need = [columns.index(c) for c in require_finite]
-    ends: list[int] = []
-    for j, sym in enumerate(symbols):
-        ok = np.isfinite(cube[:, j, need]).all(axis=1) if need else np.isfinite(cube[:, j]).any(axis=1)
-        found = np.nonzero(ok)[0]
-        if found.size == 0:
-            raise ValueError(f"asset {sym}: no bar with finite {require_finite or 'features'}")
-        end = int(found[-1])
-        if end < span - 1:
-            raise ValueError(
-                f"asset {sym}: window needs {span} bars up to {fa.index[end]}, only {end + 1} on the grid "
-                f"({span - 1 - end} missing)"
-            )
-        ends.append(end)
+    ends = window_ends(cube, fa.index, columns, lookback_bars, stride, symbols, require_finite)
     pairs = np.stack([np.array(ends), np.arange(len(symbols))], axis=1).astype(np.int64)
     x = gather_windows(cube, pairs, lookback_bars, stride)
     values = cube64[ends, np.arange(len(symbols))] if symbols else np.empty((0, f_len))

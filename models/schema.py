@@ -37,6 +37,7 @@ _CATEGORY_PATTERNS: list[tuple[str, str]] = [
 ]
 
 COMPOSITE_NAME = "CRYPTO_EW"
+REGIME_NAMES: tuple[str, ...] = ("calm", "volatile", "crash")  # regime codes 0, 1, 2 everywhere
 
 
 def infer_category(name: str) -> str:

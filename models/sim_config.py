@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.durations import parse_duration
+from models.schema import REGIME_NAMES
 
-REGIME_NAMES: tuple[str, ...] = ("calm", "volatile", "crash")  # codes 0, 1, 2 (as models/targets.py)
 FACTOR_NAMES: tuple[str, ...] = ("SPX", "GOLD", "WTI", "DXY", "DGS10", "VIX")
 DRIVERS: tuple[str, ...] = ("MKT", "BTC_SPEC", *FACTOR_NAMES)
 BASE_SYMBOLS: tuple[str, ...] = (

@@ -13,9 +13,8 @@ import pandas as pd
 
 from models.durations import parse_duration, to_periods
 from models.features import feature_rows, wide_to_long
-from models.schema import COMPOSITE_NAME, DataError, Panel
+from models.schema import COMPOSITE_NAME, REGIME_NAMES, DataError, Panel
 
-REGIME_NAMES: tuple[str, ...] = ("calm", "volatile", "crash")  # codes 0, 1, 2
 UNKNOWN_REGIME = -1
 
 # Rule labels on real data (composite CRYPTO_EW over the window; fixed constants, never fitted).

@@ -95,6 +95,36 @@ def gather_windows(cube: np.ndarray, pairs: np.ndarray, lookback_bars: int, stri
     return np.ascontiguousarray(cube[t, n])  # [B, L, F]
 
 
+def window_ends(
+    cube: np.ndarray,
+    timestamps: pd.DatetimeIndex,
+    columns: list[str],
+    lookback_bars: int,
+    stride: int,
+    symbols: list[str],
+    require_finite: list[str] | None = None,
+) -> list[int]:
+    """Row of each asset's latest window on the grid: its last row with finite `require_finite`
+    columns (the base betas).  ValueError naming the asset when no row qualifies or the window
+    would start before the grid.  The one end rule for serving (`latest_windows`, `make_inputs`)."""
+    span = (n_steps(lookback_bars, stride) - 1) * stride + 1
+    need = [columns.index(c) for c in (require_finite or [])]
+    ends: list[int] = []
+    for j, sym in enumerate(symbols):
+        ok = np.isfinite(cube[:, j, need]).all(axis=1) if need else np.isfinite(cube[:, j]).any(axis=1)
+        rows = np.nonzero(ok)[0]
+        if rows.size == 0:
+            raise ValueError(f"asset {sym}: no bar with finite {require_finite or 'features'}")
+        end = int(rows[-1])
+        if end < span - 1:
+            raise ValueError(
+                f"asset {sym}: window needs {span} bars up to {timestamps[end]}, only {end + 1} on the grid "
+                f"({span - 1 - end} missing)"
+            )
+        ends.append(end)
+    return ends
+
+
 def latest_windows(
     frame: pd.DataFrame,
     columns: list[str],
@@ -112,21 +142,7 @@ def latest_windows(
     would start before the grid.
     """
     cube, timestamps, _ = feature_cube(frame, columns, timestamps, symbols)
-    span = (n_steps(lookback_bars, stride) - 1) * stride + 1
-    need = [columns.index(c) for c in (require_finite or [])]
-    ends: list[int] = []
-    for j, sym in enumerate(symbols):
-        ok = np.isfinite(cube[:, j, need]).all(axis=1) if need else np.isfinite(cube[:, j]).any(axis=1)
-        rows = np.nonzero(ok)[0]
-        if rows.size == 0:
-            raise ValueError(f"asset {sym}: no bar with finite {require_finite or 'features'}")
-        end = int(rows[-1])
-        if end < span - 1:
-            raise ValueError(
-                f"asset {sym}: window needs {span} bars up to {timestamps[end]}, only {end + 1} on the grid "
-                f"({span - 1 - end} missing)"
-            )
-        ends.append(end)
+    ends = window_ends(cube, timestamps, columns, lookback_bars, stride, symbols, require_finite)
     pairs = np.stack([np.array(ends), np.arange(len(symbols))], axis=1).astype(np.int64)
     x = gather_windows(cube, pairs, lookback_bars, stride)
     return x, [timestamps[e] for e in ends], ends

@@ -127,7 +127,6 @@ def predict_range(
     Returns a long frame indexed (timestamp, symbol): `<bench>`, `<bench>_lo`, `<bench>_hi`,
     `regime_<name>` columns.
     """
-    from models.networks import OUTPUT_NAMES  # noqa: F401  (torch-side helper lives with the net)
     from models.targets import REGIME_NAMES
     from models.windowing import gather_windows, sample_index
     from training.fit import predict_torch
