@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from serving.audit import AuditLog, verify_chain
+from adaptive_beta.models.audit.log import AuditLog, verify_chain
 
 MODES = {
     "group commit (2 ms window)": {"group_commit_window_ms": 2.0},

@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--bars", type=int, default=2000)
     ap.add_argument("--assets", type=int, default=10)
     args = ap.parse_args()
-    from models.backtest import BacktestConfig, run_backtest
+    from adaptive_beta.models.portfolio.backtest import BacktestConfig, run_backtest
 
     rets, bench, fund, fc, syms = synthetic(args.bars, args.assets)
     weights = {s: 1.0 / (len(syms) - 2) for s in syms[2:]}
@@ -53,8 +53,8 @@ def main() -> None:
         bars = 2 * len(res.paths["e"].frame)  # the unhedged path runs too
         print(f"{every:<10}{n_reb:>12}{dt:>10.3f}{bars / dt:>12,.0f}{1e3 * dt / max(n_reb, 1):>14.3f}")
 
-    from models.scenarios import default_scenarios_path, load_scenarios
-    from models.stress import run_scenarios
+    from adaptive_beta.models.portfolio.scenarios import default_scenarios_path, load_scenarios
+    from adaptive_beta.models.portfolio.stress import run_scenarios
 
     scs = [s for s in load_scenarios(default_scenarios_path()) if s.kind != "historical"]
     scs = [s for s in scs if all(k in ("BTCUSDT", "CRYPTO_EW") for k in s.shocks)]

@@ -41,9 +41,9 @@ class Row:
 
 def _simulated(tmp: Path, name: str, n_assets: int, days: int, freq: str) -> Callable[[], Path]:
     def make() -> Path:
-        from models.sim_config import SimConfig
-        from models.sim_write import write_simulation
-        from models.simulator import simulate
+        from adaptive_beta.models.sim.config import SimConfig
+        from adaptive_beta.models.sim.simulator import simulate
+        from adaptive_beta.models.sim.write import write_simulation
 
         return write_simulation(
             simulate(SimConfig(n_assets=n_assets, days=days, freq=freq, seed=11)), tmp / name
@@ -72,17 +72,17 @@ def run_one(name: str, source: Callable[[], Path]) -> Row:
     state: dict = {}
 
     def load():
-        from models.loaders import load_dataset
+        from adaptive_beta.models.data.loaders import load_dataset
 
         state["panel"] = load_dataset(path)
 
     def features():
-        from models.features import FeatureSpec, compute_features
+        from adaptive_beta.models.features.compute import FeatureSpec, compute_features
 
         compute_features(state["panel"], FeatureSpec())
 
     def targets():
-        from models.targets import forward_betas, forward_moments, true_forward_betas
+        from adaptive_beta.models.features.targets import forward_betas, forward_moments, true_forward_betas
 
         panel = state["panel"]
         forward_betas(panel, "30d")
@@ -93,7 +93,7 @@ def run_one(name: str, source: Callable[[], Path]) -> Row:
     def baselines():
         import warnings
 
-        from models.estimators import baseline_forecasts
+        from adaptive_beta.models.estimators.baselines import baseline_forecasts
 
         panel = state["panel"]
         with warnings.catch_warnings():

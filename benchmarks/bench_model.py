@@ -96,8 +96,8 @@ def latency(n_features: int = 137, steps: int = 32, reps: int = 300) -> list[str
     import onnxruntime as ort
     import torch
 
-    from models.networks import BetaNet
-    from training.export import _export_onnx
+    from adaptive_beta.models.networks import BetaNet
+    from adaptive_beta.training.export import _export_onnx
 
     torch.set_num_threads(1)
     rows = []
@@ -135,7 +135,7 @@ def latency(n_features: int = 137, steps: int = 32, reps: int = 300) -> list[str
 def run_train(data: str | None, out: Path) -> Path:
     import subprocess
 
-    cmd = [sys.executable, "-m", "training.cli", "train", "--scorecard-out", str(out)]
+    cmd = [sys.executable, "-m", "adaptive_beta.cli.main", "train", "--scorecard-out", str(out)]
     if data:
         cmd += ["--data", data]
     t0 = time.perf_counter()

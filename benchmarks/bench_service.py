@@ -107,10 +107,10 @@ def timed(fn, n: int, cap_s: float) -> list[float]:
 
 
 def in_process_rows(bundle_dir: Path, body: dict, tmp: Path, n: int, cap_s: float) -> list[dict]:
-    from models.bundle import load_bundle
-    from models.predictor import Predictor
-    from serving.app_state import AppState, ServeConfig
-    from serving.schemas import ForecastRequest
+    from adaptive_beta.models.bundle.folder import load_bundle
+    from adaptive_beta.models.bundle.predictor import Predictor
+    from adaptive_beta.serving.app_state import AppState, ServeConfig
+    from adaptive_beta.serving.schemas import ForecastRequest
 
     raw = json.dumps(body)
     req = ForecastRequest.model_validate_json(raw)
@@ -140,8 +140,8 @@ def main() -> None:
 
     import httpx
 
-    from models.loaders import load_dataset
-    from serving.client import LocalService, forecast_request, raw_factor_series
+    from adaptive_beta.models.data.loaders import load_dataset
+    from adaptive_beta.serving.client import LocalService, forecast_request, raw_factor_series
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "abeta-bench-service")

@@ -1,6 +1,6 @@
 """A no-op BentoML service: the floor the prediction service's latency is compared with.
 
-Same BentoML version, worker count and traffic settings as `serving.service:AdaptiveBeta`
+Same BentoML version, worker count and traffic settings as `adaptive_beta.serving.service:AdaptiveBeta`
 (ABETA_WORKERS, ABETA_MAX_CONCURRENCY, ABETA_TIMEOUT_S), and the same request body is posted to
 it: the JSON is decoded into a dict (no schema) and a constant is returned.  So the difference
 between the two is the service's own work (validation, features, ONNX, Shapley, audit).

@@ -165,7 +165,7 @@ class BetaNet(nn.Module):
 
 
 def build_net(cfg, n_features: int, base_index: list[int]) -> BetaNet:
-    """A `BetaNet` from a `training.model_config.ModelConfig` (duck-typed to keep models/ free of training/)."""
+    """A `BetaNet` from a `adaptive_beta.training.model_config.ModelConfig` (duck-typed to keep models/ free of training/)."""
     return BetaNet(
         n_features,
         base_index,

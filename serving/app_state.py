@@ -5,8 +5,8 @@ Kept apart from `service.py` so the logic is plain Python (testable, reusable by
 torch-free: only numpy, pandas, onnxruntime and the torch-free `models` modules are imported.
 
 Every request goes: pydantic shape checks (schemas.py) -> `check_against_model` (history length,
-gaps, required series) -> `build_panel` (models/schema.py, same as the loaders) -> `make_inputs`
-(models/inference.py: the training feature pipeline) -> ONNX Runtime -> audit append -> response.
+gaps, required series) -> `build_panel` (models/data/schema.py, same as the loaders) -> `make_inputs`
+(models/bundle/inference.py: the training feature pipeline) -> ONNX Runtime -> audit append -> response.
 A problem with the request is a `RequestError` (422, names the field); a problem with the audit
 log is `AuditUnavailable` (503, no forecast is returned).
 """
@@ -26,10 +26,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.hedge import hedge_overlay
-from models.schema import COMPOSITE_NAME, DataError, FactorSeries, build_panel, infer_category
-from models.shapley import baseline_from_means, coalition_inputs, coalition_masks, shapley_from_values
-from serving.schemas import (
+from adaptive_beta.models.bundle.shapley import (
+    baseline_from_means,
+    coalition_inputs,
+    coalition_masks,
+    shapley_from_values,
+)
+from adaptive_beta.models.data.schema import (
+    COMPOSITE_NAME,
+    DataError,
+    FactorSeries,
+    build_panel,
+    infer_category,
+)
+from adaptive_beta.models.portfolio.hedge import hedge_overlay
+from adaptive_beta.serving.schemas import (
     ExplainRequest,
     ForecastRequest,
     HedgeRequest,
@@ -69,10 +80,10 @@ class ServeConfig:
 def resolve_model(uri: str) -> tuple[str, str | None, str | None]:
     """(local bundle folder, registry version, alias) for a folder path or `models:/NAME@ALIAS`.
 
-    The one place the service resolves a model (torch-free: `models.resolve` imports mlflow only
+    The one place the service resolves a model (torch-free: `adaptive_beta.models.bundle.resolve` imports mlflow only
     for registry URIs, and mlflow does not import torch).
     """
-    from models.resolve import resolve_bundle
+    from adaptive_beta.models.bundle.resolve import resolve_bundle
 
     path = resolve_bundle(uri)
     version = alias = None
@@ -93,9 +104,9 @@ def resolve_model(uri: str) -> tuple[str, str | None, str | None]:
 
 @dataclass
 class AppState:
-    bundle: Any  # models.bundle.Bundle
-    predictor: Any  # models.predictor.Predictor
-    audit: Any  # serving.audit.AuditLog
+    bundle: Any  # adaptive_beta.models.bundle.folder.Bundle
+    predictor: Any  # adaptive_beta.models.bundle.predictor.Predictor
+    audit: Any  # adaptive_beta.models.audit.log.AuditLog
     model_name: str
     model_version: str
     alias: str | None
@@ -104,9 +115,9 @@ class AppState:
     # ---------------------------------------------------------------- construction
     @classmethod
     def load(cls, cfg: ServeConfig) -> AppState:
-        from models.bundle import load_bundle
-        from models.predictor import Predictor
-        from serving.audit import AuditLog
+        from adaptive_beta.models.audit.log import AuditLog
+        from adaptive_beta.models.bundle.folder import load_bundle
+        from adaptive_beta.models.bundle.predictor import Predictor
 
         path, version, alias = resolve_model(cfg.model)
         bundle = load_bundle(path)
@@ -186,7 +197,7 @@ class AppState:
         paths and ONNX Runtime's first-run allocations (2.4 s measured vs 0.2 s after).  Returns
         the seconds it took; raises if the model cannot forecast a well-formed synthetic request.
         """
-        from models.shapley import top_features_within_groups
+        from adaptive_beta.models.bundle.shapley import top_features_within_groups
 
         t0 = time.perf_counter()
         req = self.warm_up_request()
@@ -203,7 +214,7 @@ class AppState:
     # ---------------------------------------------------------------- facts about the model
     @property
     def freq(self) -> pd.Timedelta:
-        from models.durations import parse_duration
+        from adaptive_beta.models.durations import parse_duration
 
         return parse_duration(self.bundle.meta["freq"])
 
@@ -252,7 +263,7 @@ class AppState:
     def panel_from_request(self, req: ForecastRequest):
         """The request's Panel: numpy fast path (serving/panel_fast.py, equal to build_panel by
         test) when the request has the usual shape, else `build_panel` (`_panel_slow`)."""
-        from serving.panel_fast import panel_from_request as fast
+        from adaptive_beta.serving.panel_fast import panel_from_request as fast
 
         bench_names = set(self.bundle.meta["benchmarks"])
         btc = next((b for b in self.bundle.meta["benchmarks"] if b.upper().startswith("BTC")), None)
@@ -289,7 +300,7 @@ class AppState:
 
     def _inputs_and_panel(self, req: ForecastRequest, symbols: list[str] | None = None):
         """(model inputs, the request's Panel): callers that also need the panel build it once."""
-        from models.inference import make_inputs
+        from adaptive_beta.models.bundle.inference import make_inputs
 
         check_against_model(
             req, self.freq, int(self.required["min_periods"]), list(self.required.get("series", []))
@@ -349,7 +360,7 @@ class AppState:
         The id in the response is always the one logged; a collision never reaches the client as
         an error.  Three collisions in a row mean the id source is broken: AuditUnavailable (503).
         """
-        from serving.audit import AuditUnavailable, DuplicateRequest
+        from adaptive_beta.models.audit.log import AuditUnavailable, DuplicateRequest
 
         for _ in range(3):
             try:
@@ -396,7 +407,7 @@ class AppState:
     def audit_append(
         self, endpoint: str, request_id: str, caller: str, req, inputs, output, explanation, baseline=None
     ) -> None:
-        """Durably log the call; raises serving.audit.AuditUnavailable (-> 503) if it cannot.
+        """Durably log the call; raises adaptive_beta.models.audit.log.AuditUnavailable (-> 503) if it cannot.
 
         `baseline` ({benchmark: beta with every feature at its training mean}) is logged with the
         features when the endpoint explained its forecast, so a review page can draw the waterfall
@@ -489,7 +500,7 @@ class AppState:
         return body
 
     def explain(self, req: ExplainRequest, caller: str) -> dict:
-        from models.shapley import top_features_within_groups
+        from adaptive_beta.models.bundle.shapley import top_features_within_groups
 
         request_id = self.new_request_id()
         inputs, out = self._forecast_core(req)

@@ -1,11 +1,11 @@
 """POST /backtest without BentoML: the overlay backtest of `abeta backtest` on the request's history.
 
-The same engine as the CLI (training/cmd_backtest.py): `models.estimators.baseline_forecasts` for
-the classical betas, `models.backtest.run_backtest` for the hedged book, `models.bt_metrics` for
+The same engine as the CLI (src/adaptive_beta/cli/backtest.py): `adaptive_beta.models.estimators.baselines.baseline_forecasts` for
+the classical betas, `adaptive_beta.models.portfolio.backtest.run_backtest` for the hedged book, `adaptive_beta.models.portfolio.metrics` for
 the table.  Only where the data comes from differs: the panel is built from the request exactly
 as /forecast builds it (`AppState.panel_from_request`), and the model's betas are the served
 bundle's ONNX graph run causally on windows ending at each rebalance bar
-(`models.bt_forecasts.bundle_forecasts`: features at row t use rows <= t only).
+(`adaptive_beta.models.portfolio.forecasts.bundle_forecasts`: features at row t use rows <= t only).
 
 Work is bounded: the request limits cap assets and bars; at most MAX_REBALANCES rebalances and
 MAX_MODEL_WINDOWS model windows (rebalances x assets) per call, else a 422 naming `rebalance`
@@ -27,9 +27,9 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from models.schema import DataError
-from serving.backtest_schemas import DEFAULT_ESTIMATORS, BacktestRequest
-from serving.schemas import RequestError
+from adaptive_beta.models.data.schema import DataError
+from adaptive_beta.serving.backtest_schemas import DEFAULT_ESTIMATORS, BacktestRequest
+from adaptive_beta.serving.schemas import RequestError
 
 MAX_REBALANCES = int(os.environ.get("ABETA_MAX_REBALANCES", "1000"))
 MAX_MODEL_WINDOWS = int(os.environ.get("ABETA_MAX_MODEL_WINDOWS", "20000"))
@@ -42,7 +42,7 @@ def _label(duration: str) -> str:
 
 def known_estimators() -> list[str]:
     """Names of the classical baselines `baseline_forecasts` computes with the default BaselineConfig."""
-    from models.estimators import BaselineConfig
+    from adaptive_beta.models.estimators.baselines import BaselineConfig
 
     cfg = BaselineConfig()
     shrink = _label(cfg.shrink_window)
@@ -57,7 +57,7 @@ def known_estimators() -> list[str]:
 
 def baseline_config_for(names: list[str]):
     """The default BaselineConfig reduced to what `names` need (same parameters, fewer estimators)."""
-    from models.estimators import BaselineConfig
+    from adaptive_beta.models.estimators.baselines import BaselineConfig
 
     base = BaselineConfig()
     want = set(names)
@@ -88,7 +88,7 @@ def request_estimators(req: BacktestRequest) -> list[str]:
 
 
 def hedge_instruments(req: BacktestRequest) -> list[str]:
-    from models.bt_portfolio import default_hedges
+    from adaptive_beta.models.portfolio.book import default_hedges
 
     have = [a.symbol for a in req.assets]
     if req.hedge_instruments:
@@ -113,7 +113,7 @@ def _finite(v) -> float | None:
 
 
 def summary_rows(table: pd.DataFrame, benches: list[str], target: float) -> list[dict]:
-    """The full-period rows of `models.bt_metrics.summary_table` as response objects."""
+    """The full-period rows of `adaptive_beta.models.portfolio.metrics.summary_table` as response objects."""
     full = table.xs("full", level="period")
     rows = []
     for est, r in full.iterrows():
@@ -156,10 +156,15 @@ def _audit_inputs(state, req: BacktestRequest, include_model: bool):
 
 def backtest(state, req: BacktestRequest, caller: str) -> dict:
     """The /backtest response body (also logged); raises RequestError (422) or AuditUnavailable (503)."""
-    from models.backtest import BacktestConfig, first_common_row, rebalance_rows, run_backtest
-    from models.bt_forecasts import bundle_forecasts, training_end
-    from models.bt_metrics import ratios_vs_reference, summary_table
-    from models.estimators import baseline_forecasts
+    from adaptive_beta.models.estimators.baselines import baseline_forecasts
+    from adaptive_beta.models.portfolio.backtest import (
+        BacktestConfig,
+        first_common_row,
+        rebalance_rows,
+        run_backtest,
+    )
+    from adaptive_beta.models.portfolio.forecasts import bundle_forecasts, training_end
+    from adaptive_beta.models.portfolio.metrics import ratios_vs_reference, summary_table
 
     request_id = state.new_request_id()
     have = {a.symbol for a in req.assets}

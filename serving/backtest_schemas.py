@@ -16,7 +16,7 @@ import math
 
 from pydantic import BaseModel, Field, model_validator
 
-from serving.schemas import MAX_ASSETS, ForecastRequest, ModelInfo
+from adaptive_beta.serving.schemas import MAX_ASSETS, ForecastRequest, ModelInfo
 
 MAX_INSTRUMENTS = 8
 MAX_ESTIMATORS = 16

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.schema import Panel
+from adaptive_beta.models.data.schema import Panel
 
 
 def free_port() -> int:
@@ -42,7 +42,7 @@ def process_tree(pid: int) -> list[int]:
 
 
 class LocalService:
-    """`bentoml serve serving.service:AdaptiveBeta` on 127.0.0.1 in a subprocess (context manager)."""
+    """`bentoml serve adaptive_beta.serving.service:AdaptiveBeta` on 127.0.0.1 in a subprocess (context manager)."""
 
     def __init__(
         self,
@@ -51,7 +51,7 @@ class LocalService:
         log: str | Path,
         port: int | None = None,
         extra_env: dict | None = None,
-        service: str = "serving.service:AdaptiveBeta",
+        service: str = "adaptive_beta.serving.service:AdaptiveBeta",
     ):
         self.service = service
         self.port = port or free_port()
@@ -210,21 +210,21 @@ def required_history_of(model: str | None = None, url: str | None = None, key: s
         return r.json()["required_history"]
     if not model:
         raise ValueError("give a model (bundle folder or models:/NAME@ALIAS) or the service URL")
-    from models.bundle import load_bundle
-    from models.resolve import resolve_bundle
+    from adaptive_beta.models.bundle.folder import load_bundle
+    from adaptive_beta.models.bundle.resolve import resolve_bundle
 
     return dict(load_bundle(resolve_bundle(model)).meta["required_history"])
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m serving.client --data DIR --model URI --out request.json`: write a /forecast body."""
+    """`python -m adaptive_beta.serving.client --data DIR --model URI --out request.json`: write a /forecast body."""
     import argparse
     import json
 
-    from models.loaders import load_dataset
+    from adaptive_beta.models.data.loaders import load_dataset
 
     ap = argparse.ArgumentParser(
-        prog="python -m serving.client",
+        prog="python -m adaptive_beta.serving.client",
         description="Write a /forecast request body (JSON) with exactly the history the model asks for.",
     )
     ap.add_argument("--data", required=True, help="dataset folder (assets/, factors/) or manifest file")

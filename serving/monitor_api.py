@@ -1,6 +1,6 @@
 """GET /monitor without BentoML: the drift report of the SERVED model over its own audit log.
 
-The same pass as `abeta monitor --audit-db` (models/monitoring.py: one implementation):
+The same pass as `abeta monitor --audit-db` (models/monitoring/monitor.py: one implementation):
 
 - recent rows: the feature row logged with each `/forecast` of this bundle (sha256) in
   [since, until), newest `limit` records, one row per (asset, bar) (the latest record wins);
@@ -12,7 +12,7 @@ The same pass as `abeta monitor --audit-db` (models/monitoring.py: one implement
   per process (it does not change while the bundle is served).  When neither route works the
   answer is 409 `{"error", "field": "reference"}` saying how to provide one;
 - realised betas (forecast error, beta-shift flags): only when `ABETA_REALISED_DATA` names a
-  dataset `models.loaders.load_dataset` reads (re-read at most every REALISED_TTL_S seconds);
+  dataset `adaptive_beta.models.data.loaders.load_dataset` reads (re-read at most every REALISED_TTL_S seconds);
   otherwise a note says they are not tracked.
 
 Read-only: a /monitor call is NOT appended to the audit log (it returns no forecast and changes
@@ -27,8 +27,8 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from models.schema import DataError
-from serving.schemas import RequestError
+from adaptive_beta.models.data.schema import DataError
+from adaptive_beta.serving.schemas import RequestError
 
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
@@ -91,7 +91,7 @@ def parse_params(params) -> tuple[datetime | None, datetime | None, int]:
 
 def reference_for(bundle, n_bins: int) -> dict:
     """The served bundle's training reference (cached per process); NoReference if none can be built."""
-    from models.monitoring import training_reference
+    from adaptive_beta.models.monitoring.monitor import training_reference
 
     path = os.environ.get(REFERENCE_ENV) or None
     key = (bundle.sha256, path, n_bins)
@@ -109,7 +109,7 @@ def reference_for(bundle, n_bins: int) -> dict:
 
 def realised_panel(notes: list[str]):
     """The market data named by ABETA_REALISED_DATA (re-read every REALISED_TTL_S), or None with a note."""
-    from models.loaders import load_dataset
+    from adaptive_beta.models.data.loaders import load_dataset
 
     path = os.environ.get(REALISED_ENV)
     if not path:
@@ -137,7 +137,12 @@ def forecast_records(audit, bundle_sha256: str, since, until, limit: int) -> lis
 
 def monitor(state, params) -> dict:
     """The /monitor body; raises QueryError (400), NoReference (409); audit errors propagate (503)."""
-    from models.monitoring import MonitorConfig, audit_features, audit_forecasts, evaluate
+    from adaptive_beta.models.monitoring.monitor import (
+        MonitorConfig,
+        audit_features,
+        audit_forecasts,
+        evaluate,
+    )
 
     since, until, limit = parse_params(params)
     cfg = MonitorConfig()

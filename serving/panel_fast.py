@@ -2,7 +2,7 @@
 
 The service's panel has a fixed shape: asset frames with all four columns, the crypto
 benchmarks given as series (BTC and the composite), factor series already at publication
-times.  `models.schema.build_panel` reindexes each column of each asset and each series with
+times.  `adaptive_beta.models.data.schema.build_panel` reindexes each column of each asset and each series with
 pandas (dozens of small frames per request); here every history is placed on the grid with one
 integer division of its microsecond stamps, and the factors are as-of joined with the same
 `searchsorted` rule as `align_factor`.  `tests/serving/test_panel_fast.py` asserts the result
@@ -17,8 +17,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from models.durations import parse_duration
-from models.schema import COMPOSITE_NAME, Panel
+from adaptive_beta.models.data.schema import COMPOSITE_NAME, Panel
+from adaptive_beta.models.durations import parse_duration
 
 COLUMNS = ("close", "volume", "funding_rate", "open_interest")
 NS_PER_US = 1000
@@ -75,7 +75,7 @@ def panel_from_columns(
             wide[c][:, j] = col
     frames = {c: pd.DataFrame(wide[c], index=index, columns=symbols) for c in COLUMNS}
 
-    # factors: as-of join on bar close times (models.schema.align_factor)
+    # factors: as-of join on bar close times (adaptive_beta.models.data.schema.align_factor)
     closes = index_ns + freq_ns
     max_age = pd.Timedelta(parse_duration(max_staleness)).value
     fvals, fstale, cats = {}, {}, {}
@@ -165,8 +165,8 @@ def panel_from_request(req, bench_names, freq: pd.Timedelta, btc: str | None) ->
     Classifies series as `AppState.panel_from_request` does: the model's benchmarks, the
     composite and crypto-benchmark names are bar series; everything else is a factor.
     """
-    from models.schema import infer_category
-    from serving.schemas import history_columns
+    from adaptive_beta.models.data.schema import infer_category
+    from adaptive_beta.serving.schemas import history_columns
 
     assets = {}
     for a in req.assets:

@@ -261,7 +261,7 @@ def _check_series(series: dict[str, list[Point]]) -> dict[str, list[Point]]:
             raise ValueError(f"series {name}: empty")
         if len(pts) > MAX_HISTORY:
             raise ValueError(f"series {name}: {len(pts)} points, more than the limit {MAX_HISTORY}")
-        from models.schema import infer_category
+        from adaptive_beta.models.data.schema import infer_category
 
         checked = PointList(pts)
         checked.columns = _check_history(pts, f"series {name}", positive=infer_category(name) != "rates")
@@ -459,7 +459,7 @@ def check_against_model(
 
 
 def _is_bar_series(name: str) -> bool:
-    from models.schema import COMPOSITE_NAME, infer_category
+    from adaptive_beta.models.data.schema import COMPOSITE_NAME, infer_category
 
     return name == COMPOSITE_NAME or infer_category(name) == "crypto_benchmark"
 

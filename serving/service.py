@@ -1,6 +1,6 @@
 """The prediction service: BentoML 1.4 on ONNX Runtime (torch is never imported here).
 
-    ABETA_MODEL=bundles/x ABETA_API_KEYS="desk@trader:..." bentoml serve serving.service:AdaptiveBeta
+    ABETA_MODEL=bundles/x ABETA_API_KEYS="desk@trader:..." bentoml serve adaptive_beta.serving.service:AdaptiveBeta
 
 Endpoints (all JSON): POST /forecast, POST /explain, POST /hedge, POST /stress, POST /backtest,
 GET /model, GET /monitor (drift report over the audit log, read-only); open probes
@@ -31,12 +31,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from serving.app_state import AppState, ServeConfig
-from serving.auth import APIKeyMiddleware
-from serving.backtest_schemas import BacktestRequest, BacktestResponse
-from serving.compliance.app import compliance_app
-from serving.limits import BodyLimitMiddleware
-from serving.schemas import (
+from adaptive_beta.serving.app_state import AppState, ServeConfig
+from adaptive_beta.serving.auth import APIKeyMiddleware
+from adaptive_beta.serving.backtest_schemas import BacktestRequest, BacktestResponse
+from adaptive_beta.serving.compliance.app import compliance_app
+from adaptive_beta.serving.limits import BodyLimitMiddleware
+from adaptive_beta.serving.schemas import (
     ExplainRequest,
     ExplainResponse,
     ForecastRequest,
@@ -45,7 +45,7 @@ from serving.schemas import (
     HedgeResponse,
     RequestError,
 )
-from serving.stress_schemas import StressRequest, StressResponse
+from adaptive_beta.serving.stress_schemas import StressRequest, StressResponse
 
 log = logging.getLogger("abeta.service")
 
@@ -84,7 +84,7 @@ async def _monitor_route(request: Request) -> JSONResponse:
     """GET /monitor: serving/monitor_api.py (runs in a thread: it may rebuild the reference once)."""
     from starlette.concurrency import run_in_threadpool
 
-    from serving.monitor_api import NoReference, QueryError, monitor
+    from adaptive_beta.serving.monitor_api import NoReference, QueryError, monitor
 
     t0 = time.perf_counter()
     state = _STATE.get("state")
@@ -166,7 +166,7 @@ class AdaptiveBeta:
 
     # ------------------------------------------------------------------ helpers
     def _call(self, endpoint: str, fn, req, ctx: bentoml.Context):
-        from serving.audit import AuditUnavailable
+        from adaptive_beta.models.audit.log import AuditUnavailable
 
         t0 = time.perf_counter()
         version = self.state.model_version if self.state else "none"
@@ -224,7 +224,7 @@ class AdaptiveBeta:
     @bentoml.api(route="/stress", input_spec=StressRequest, output_spec=StressResponse)
     def stress(self, ctx: bentoml.Context, **kwargs) -> StressResponse:
         """P&L of the book and its beta overlay under stress scenarios, with the overlay needed after each."""
-        from serving.stress_api import stress
+        from adaptive_beta.serving.stress_api import stress
 
         req = StressRequest.model_construct(**kwargs)
         return self._call(
@@ -234,7 +234,7 @@ class AdaptiveBeta:
     @bentoml.api(route="/backtest", input_spec=BacktestRequest, output_spec=BacktestResponse)
     def backtest(self, ctx: bentoml.Context, **kwargs) -> BacktestResponse:
         """Overlay backtest of the request's book: each estimator's (and the model's) hedge side by side."""
-        from serving.backtest_api import backtest
+        from adaptive_beta.serving.backtest_api import backtest
 
         req = BacktestRequest.model_construct(**kwargs)
         return self._call(

@@ -1,6 +1,6 @@
-"""POST /stress without BentoML: the request's book through `models.stress.run_scenarios`.
+"""POST /stress without BentoML: the request's book through `adaptive_beta.models.portfolio.stress.run_scenarios`.
 
-The same scenario engine as `abeta stress` (training/cmd_stress.py); only where the betas come
+The same scenario engine as `abeta stress` (src/adaptive_beta/cli/stress.py); only where the betas come
 from differs:
 
 - benchmark betas (BTCUSDT, CRYPTO_EW): the model's forecasts for the request's histories, by the
@@ -24,18 +24,18 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from models.schema import DataError
-from serving.schemas import RequestError
-from serving.stress_schemas import StressRequest
+from adaptive_beta.models.data.schema import DataError
+from adaptive_beta.serving.schemas import RequestError
+from adaptive_beta.serving.stress_schemas import StressRequest
 
-FACTOR_BETA_WINDOW = "90d"  # as training/cmd_stress.py
+FACTOR_BETA_WINDOW = "90d"  # as src/adaptive_beta/cli/stress.py
 _KINDS = ("benchmark_shock", "correlation_breakdown", "beta_shift", "historical")
 
 
 @lru_cache(maxsize=1)
 def default_scenarios() -> tuple:
     """docs/scenarios/default.toml, parsed once per process."""
-    from models.scenarios import default_scenarios_path, load_scenarios
+    from adaptive_beta.models.portfolio.scenarios import default_scenarios_path, load_scenarios
 
     return tuple(load_scenarios(default_scenarios_path()))
 
@@ -55,7 +55,7 @@ def scenario_error_field(message: str) -> str:
 
 
 def parse_request_scenarios(items: list[dict]) -> list:
-    from models.scenarios import parse_scenarios
+    from adaptive_beta.models.portfolio.scenarios import parse_scenarios
 
     try:
         return parse_scenarios(items, source="scenarios")
@@ -68,8 +68,8 @@ def parse_request_scenarios(items: list[dict]) -> list:
 
 def factor_betas(panel, symbols: list[str], window: str = FACTOR_BETA_WINDOW) -> dict[str, dict[str, float]]:
     """symbol -> factor -> latest rolling OLS beta of per-bar returns (NaN when too little history)."""
-    from models.durations import to_periods
-    from models.estimators import rolling_ols_beta
+    from adaptive_beta.models.durations import to_periods
+    from adaptive_beta.models.estimators.baselines import rolling_ols_beta
 
     n = to_periods(window, panel.freq)
     rets = panel.returns()[symbols]
@@ -124,7 +124,7 @@ def _instruments(req: StressRequest, benches: list[str]) -> list[str]:
 
 def stress(state, req: StressRequest, caller: str) -> dict:
     """The /stress response body (also logged); raises RequestError (422) or AuditUnavailable (503)."""
-    from models.stress import run_scenarios
+    from adaptive_beta.models.portfolio.stress import run_scenarios
 
     request_id = state.new_request_id()
     benches = list(state.bundle.meta["benchmarks"])
@@ -163,7 +163,9 @@ def stress(state, req: StressRequest, caller: str) -> dict:
         for series, v in given_row.items():
             betas[s][series] = float(v)
             overrides.setdefault(series, []).append(s)
-    for s in symbols:  # a perp that is itself a benchmark has beta 1 to it (as models/stress.py uses)
+    for (
+        s
+    ) in symbols:  # a perp that is itself a benchmark has beta 1 to it (as models/portfolio/stress.py uses)
         if s in benches or s in panel.factor_names:
             betas[s][s] = 1.0
     for series, syms in overrides.items():

@@ -4,9 +4,9 @@ The request is a /forecast body (asset histories + series, as /hedge takes them)
 `positions` (symbol -> signed USD notional), optional `scenarios` (the tables of a scenario file
 as JSON; default docs/scenarios/default.toml), optional explicit `betas` (symbol -> series ->
 beta; they replace the model's forecasts for the pairs they name), and the overlay: `hedge`
-(instrument -> USD notional held) or `hedge_instruments` + `target` (sized with models/hedge.py).
+(instrument -> USD notional held) or `hedge_instruments` + `target` (sized with models/portfolio/hedge.py).
 
-Scenarios are left as plain objects here and validated by `models.scenarios.parse_scenarios` in
+Scenarios are left as plain objects here and validated by `adaptive_beta.models.portfolio.scenarios.parse_scenarios` in
 serving/stress_api.py, so a bad scenario field is a 422 naming `scenarios[i].<field>` with the
 same message as the CLI gives for a scenario file.  Bounds use ge/le only (BentoML's OpenAPI 3.0).
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from models.stress import ScenarioResult
-from serving.schemas import MAX_ASSETS, ForecastRequest, ModelInfo
+from adaptive_beta.models.portfolio.stress import ScenarioResult
+from adaptive_beta.serving.schemas import MAX_ASSETS, ForecastRequest, ModelInfo
 
 MAX_SCENARIOS = 32
 MAX_INSTRUMENTS = 8
@@ -39,7 +39,7 @@ class StressRequest(ForecastRequest):
         default=None,
         max_length=MAX_SCENARIOS,
         description=(
-            "scenario tables as in a scenario file (fields of models/scenarios.py: name, kind, shocks, "
+            "scenario tables as in a scenario file (fields of models/portfolio/scenarios.py: name, kind, shocks, "
             "driver, multipliers, start, end); default: docs/scenarios/default.toml"
         ),
     )

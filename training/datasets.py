@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from models.windowing import gather_windows
+from adaptive_beta.models.features.windows import gather_windows
 
 
 def time_decay_weights(

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from models.schema import DataError
+from adaptive_beta.models.data.schema import DataError
 
 
 def model_forecasts(panel, bundle, features=None) -> tuple[pd.DataFrame, list[str]]:
     """(long frame (timestamp, symbol) of `<bench>`, `<bench>_lo`, `<bench>_hi` at every bar with a window,
     feature columns this dataset cannot produce: fed as the training mean)."""
-    from models.inference import predict_every_bar
+    from adaptive_beta.models.bundle.inference import predict_every_bar
 
     missing = [b for b in bundle.meta["benchmarks"] if b not in panel.benchmark_names]
     if missing:
@@ -42,19 +42,19 @@ def evaluate_model(
     progress: bool = True,
 ):
     """Scorecard (records `kind: model` beside every baseline) of `model` on `data`."""
-    from models.bundle import load_bundle
-    from models.durations import to_periods
-    from models.estimators import baseline_forecasts
-    from models.features import compute_features
-    from models.loaders import load_dataset
-    from models.resolve import resolve_bundle
-    from training.pipeline import _coverage_records
-    from training.scorecard import score_forecasts
-    from training.splits import Fold
+    from adaptive_beta.models.bundle.folder import load_bundle
+    from adaptive_beta.models.bundle.resolve import resolve_bundle
+    from adaptive_beta.models.data.loaders import load_dataset
+    from adaptive_beta.models.durations import to_periods
+    from adaptive_beta.models.estimators.baselines import baseline_forecasts
+    from adaptive_beta.models.features.compute import compute_features
+    from adaptive_beta.training.pipeline import _coverage_records
+    from adaptive_beta.training.scorecard import score_forecasts
+    from adaptive_beta.training.splits import Fold
 
     bundle = load_bundle(resolve_bundle(model))
     panel = load_dataset(data)
-    from models.targets import forward_betas, forward_moments, true_forward_betas
+    from adaptive_beta.models.features.targets import forward_betas, forward_moments, true_forward_betas
 
     features = compute_features(panel, bundle.spec)
     preds, absent = model_forecasts(panel, bundle, features)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.bundle import REQUIRED_FILES, load_bundle, write_manifest
-from models.durations import parse_duration, to_periods
+from adaptive_beta.models.bundle.folder import REQUIRED_FILES, load_bundle, write_manifest
+from adaptive_beta.models.durations import parse_duration, to_periods
 
 PARITY_ATOL = 1e-5
 DEFAULT_REGIMES = ("calm", "volatile", "crash")
@@ -36,7 +36,7 @@ class ExportParityError(RuntimeError):
 
 def _regime_names(n: int) -> list[str]:
     try:
-        from models.targets import REGIME_NAMES
+        from adaptive_beta.models.features.targets import REGIME_NAMES
 
         names = list(REGIME_NAMES)
     except ImportError:
@@ -105,7 +105,7 @@ def _export_onnx(net, n_features: int, steps: int, path: Path) -> None:
     import torch
     from torch.export import Dim
 
-    from models.networks import OUTPUT_NAMES
+    from adaptive_beta.models.networks import OUTPUT_NAMES
 
     # Example sizes must not equal any fixed size of the net: the exporter otherwise unifies the
     # dynamic dim with that constant (seq = 32 = hidden baked a sequence length of 32 into the graph).
@@ -168,7 +168,7 @@ def parity_check(net, onnx_path: Path, windows: list[np.ndarray], atol: float = 
     """Max abs difference between ORT and eager torch over all outputs and windows; raise if > atol."""
     import onnxruntime as ort
 
-    from training.fit import predict_torch
+    from adaptive_beta.training.fit import predict_torch
 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     worst = 0.0

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from models.durations import format_freq, parse_duration
-from models.schema import infer_freq
-from models.windowing import feature_cube, gather_windows, sample_index, window_geometry
-from training.model_config import ModelConfig
+from adaptive_beta.models.data.schema import infer_freq
+from adaptive_beta.models.durations import format_freq, parse_duration
+from adaptive_beta.models.features.windows import feature_cube, gather_windows, sample_index, window_geometry
+from adaptive_beta.training.model_config import ModelConfig
 
 N_PARITY_WINDOWS = 64  # real validation windows kept with the fit for the ONNX parity check
 
@@ -29,7 +29,7 @@ N_PARITY_WINDOWS = 64  # real validation windows kept with the fit for the ONNX 
 class FitResult:
     """A trained net (eval mode, calib_scale set) and everything the bundle export needs."""
 
-    net: object  # models.networks.BetaNet, eval mode
+    net: object  # adaptive_beta.models.networks.BetaNet, eval mode
     history: list[dict]  # per epoch: epoch, train_loss/nll/ce, val_loss/nll/ce
     mean: np.ndarray  # [F] training feature means (raw scale), also inside the net
     std: np.ndarray  # [F]
@@ -101,7 +101,7 @@ def predict_torch(net, x: np.ndarray, batch_size: int = 4096) -> dict[str, np.nd
     """Eager forward pass of a BetaNet on raw windows [B, L, F] -> dict of numpy outputs."""
     import torch
 
-    from models.networks import OUTPUT_NAMES
+    from adaptive_beta.models.networks import OUTPUT_NAMES
 
     was_training = net.training
     net.eval()
@@ -173,7 +173,7 @@ def fit_model(
 ) -> FitResult:
     """Train a BetaNet on windows ending in `train_range`, early-stop and calibrate on `val_range`.
 
-    features: a `models.features.FeatureTable` (frame indexed (timestamp, symbol), groups, base_columns).
+    features: a `adaptive_beta.models.features.compute.FeatureTable` (frame indexed (timestamp, symbol), groups, base_columns).
     targets: forward betas indexed (timestamp, symbol), one column per benchmark (NaN allowed).
     regimes: indexed by timestamp with a `forward` column of regime codes (or None: no regime loss).
     train_range / val_range: (start, end) timestamps, inclusive; None = open.
@@ -183,9 +183,9 @@ def fit_model(
     import torch
     from lightning.pytorch.callbacks import EarlyStopping
 
-    from models.networks import build_net
-    from training.datasets import WindowDataModule, WindowDataset, time_decay_weights
-    from training.lit_module import BetaLitModule
+    from adaptive_beta.models.networks import build_net
+    from adaptive_beta.training.datasets import WindowDataModule, WindowDataset, time_decay_weights
+    from adaptive_beta.training.lit_module import BetaLitModule
 
     cfg = cfg or ModelConfig()
     benchmarks = list(benchmarks or list(features.base_columns))

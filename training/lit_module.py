@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 
-from models.networks import BetaNet
+from adaptive_beta.models.networks import BetaNet
 
 
 def masked_gaussian_nll(

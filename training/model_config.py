@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from models.durations import parse_duration
+from adaptive_beta.models.durations import parse_duration
 
 
 class ModelConfig(BaseModel):

@@ -1,6 +1,6 @@
 """`abeta monitor`: feature drift against training, forecast error and beta shifts of a bundle.
 
-The maths and the report live in `models/monitoring.py` (torch-free, shared with the service's
+The maths and the report live in `models/monitoring/monitor.py` (torch-free, shared with the service's
 GET /monitor; its docstring explains the three questions and the reference distribution).  This
 module adds what only the CLI needs: reading the audit log and `run_monitor`, and re-exports the
 core so existing imports keep working.
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.durations import parse_duration
-from models.monitoring import (  # noqa: F401  (re-exported: training.monitor's public API)
+from adaptive_beta.models.data.schema import DataError, Panel
+from adaptive_beta.models.durations import parse_duration
+from adaptive_beta.models.monitoring.monitor import (  # noqa: F401  (re-exported: adaptive_beta.training.monitor's public API)
     FORECAST_COLUMNS,
     MonitorConfig,
     MonitorReport,
@@ -34,14 +35,13 @@ from models.monitoring import (  # noqa: F401  (re-exported: training.monitor's 
     training_window,
     warmed_up,
 )
-from models.schema import DataError, Panel
 
 AUDIT_PAGE = 10_000
 
 
 def read_audit(url: str, since=None, until=None, bundle_sha256: str | None = None) -> list[dict]:
     """Every audit record in [since, until) (oldest first), optionally only those of one bundle."""
-    from serving.audit import AuditReader
+    from adaptive_beta.models.audit.log import AuditReader
 
     out: list[dict] = []
     try:
@@ -77,9 +77,9 @@ def run_monitor(
     Recent features and forecasts come from `audit_db` if given, else from `data` (or `panel`) in
     [since, until] (default: the last `cfg.window` of the data).  Realised betas need `data`/`panel`.
     """
-    from models.bundle import load_bundle
-    from models.loaders import load_dataset
-    from models.resolve import resolve_bundle
+    from adaptive_beta.models.bundle.folder import load_bundle
+    from adaptive_beta.models.bundle.resolve import resolve_bundle
+    from adaptive_beta.models.data.loaders import load_dataset
 
     cfg = cfg or MonitorConfig()
     bundle = load_bundle(resolve_bundle(model))

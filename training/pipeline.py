@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.schema import Panel
-from training.train_config import TrainConfig
+from adaptive_beta.models.data.schema import Panel
+from adaptive_beta.training.train_config import TrainConfig
 
 MODEL_KIND = "model"
 
@@ -65,9 +65,9 @@ def default_sim_dir(cfg: TrainConfig) -> Path:
 
 def ensure_simulated(cfg: TrainConfig, progress: bool = True) -> Path:
     """Write the built-in simulated market once (deterministic for the seed) and return its folder."""
-    from models.sim_config import SimConfig
-    from models.sim_write import write_simulation
-    from models.simulator import simulate
+    from adaptive_beta.models.sim.config import SimConfig
+    from adaptive_beta.models.sim.simulator import simulate
+    from adaptive_beta.models.sim.write import write_simulation
 
     out = default_sim_dir(cfg)
     if (out / "assets").is_dir():
@@ -80,10 +80,15 @@ def ensure_simulated(cfg: TrainConfig, progress: bool = True) -> Path:
 
 def prepare(cfg: TrainConfig, panel: Panel | None = None) -> Prepared:
     """Load data, compute features, targets, truth, forward moments and all baseline forecasts."""
-    from models.estimators import baseline_forecasts
-    from models.features import compute_features
-    from models.loaders import load_dataset
-    from models.targets import forward_betas, forward_moments, regime_labels, true_forward_betas
+    from adaptive_beta.models.data.loaders import load_dataset
+    from adaptive_beta.models.estimators.baselines import baseline_forecasts
+    from adaptive_beta.models.features.compute import compute_features
+    from adaptive_beta.models.features.targets import (
+        forward_betas,
+        forward_moments,
+        regime_labels,
+        true_forward_betas,
+    )
 
     t0 = time.perf_counter()
     data_path = cfg.data or str(ensure_simulated(cfg, cfg.progress))
@@ -127,9 +132,9 @@ def predict_range(
     Returns a long frame indexed (timestamp, symbol): `<bench>`, `<bench>_lo`, `<bench>_hi`,
     `regime_<name>` columns.
     """
-    from models.targets import REGIME_NAMES
-    from models.windowing import gather_windows, sample_index
-    from training.fit import predict_torch
+    from adaptive_beta.models.features.targets import REGIME_NAMES
+    from adaptive_beta.models.features.windows import gather_windows, sample_index
+    from adaptive_beta.training.fit import predict_torch
 
     base_idx = [fit.feature_columns.index(fit.base_columns[b]) for b in fit.benchmarks]
     valid = np.isfinite(cube[:, :, base_idx]).all(axis=2)
@@ -169,7 +174,7 @@ def _coverage_records(
 
 def _rec(est, kind, bench, metric, split, value) -> dict | None:
     """One scorecard record (None for a non-finite value), built by the scorecard's own rule."""
-    from training.scorecard import _record
+    from adaptive_beta.training.scorecard import _record
 
     return _record(est, kind, bench, metric, split, value)
 
@@ -184,9 +189,9 @@ def regime_evaluation(
     trader can compute at t); on the simulator the true current regime is hidden state, and a
     baseline that reads it would be an oracle rather than a baseline.
     """
-    from models.schema import COMPOSITE_NAME
-    from models.targets import REGIME_NAMES
-    from training.regime_baselines import HMMRegimeBaseline, persistence_probs, regime_scores
+    from adaptive_beta.models.data.schema import COMPOSITE_NAME
+    from adaptive_beta.models.features.targets import REGIME_NAMES
+    from adaptive_beta.training.regime_baselines import HMMRegimeBaseline, persistence_probs, regime_scores
 
     reg = prep.regimes
     ts = prep.panel.index
@@ -260,9 +265,9 @@ def model_name_of(cfg: TrainConfig) -> str:
 
 def walk_forward(prep: Prepared, cfg: TrainConfig):
     """Refit the network per fold; return (folds, model test predictions per fold, per-fold fits info)."""
-    from models.windowing import feature_cube
-    from training.fit import fit_model
-    from training.splits import make_folds
+    from adaptive_beta.models.features.windows import feature_cube
+    from adaptive_beta.training.fit import fit_model
+    from adaptive_beta.training.splits import make_folds
 
     folds = make_folds(prep.panel.index, cfg.walk_forward)
     columns = list(prep.features.frame.columns)
@@ -307,7 +312,7 @@ def final_ranges(prep: Prepared, cfg: TrainConfig):
     wf = cfg.walk_forward
     finite = prep.targets.notna().any(axis=1)
     last = finite[finite].index.get_level_values("timestamp").max()
-    from models.durations import parse_duration
+    from adaptive_beta.models.durations import parse_duration
 
     val_td = parse_duration(wf.val)
     emb = parse_duration(wf.embargo or cfg.horizon)

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from training.monitor import MonitorReport
+from adaptive_beta.training.monitor import MonitorReport
 
 MONITORING_EXPERIMENT = "adaptive-beta-monitoring"
 
@@ -99,7 +99,7 @@ def decide(report: MonitorReport, policy: RecalibrationPolicy) -> RecalibrationD
 def _log_report(report: MonitorReport, policy: RecalibrationPolicy, decision: RecalibrationDecision) -> str:
     import mlflow
 
-    from training.tracking import log_json, log_text, setup_mlflow
+    from adaptive_beta.training.tracking import log_json, log_text, setup_mlflow
 
     setup_mlflow(MONITORING_EXPERIMENT)
     with mlflow.start_run(run_name=f"monitor {report.window.get('until')}") as run:
@@ -137,7 +137,7 @@ def recalibrate(
     panel=None,
     until=None,
 ) -> RecalibrationOutcome:
-    """Decide, log, and if needed retrain with `training.train_run.train` on data up to `until`.
+    """Decide, log, and if needed retrain with `adaptive_beta.training.train_run.train` on data up to `until`.
 
     train_cfg: the TrainConfig of the retrain (its `data` names the dataset; `panel`, if given,
     is that dataset already loaded).  The panel is cut to [until - train_window, until].
@@ -145,7 +145,7 @@ def recalibrate(
     import mlflow
     import pandas as pd
 
-    from models.durations import parse_duration
+    from adaptive_beta.models.durations import parse_duration
 
     policy = policy or RecalibrationPolicy()
     decision = decide(report, policy)
@@ -155,8 +155,8 @@ def recalibrate(
         return outcome
     if train_cfg is None:
         raise ValueError("a retrain was triggered but no TrainConfig was given")
-    from models.loaders import load_dataset
-    from training.train_run import train
+    from adaptive_beta.models.data.loaders import load_dataset
+    from adaptive_beta.training.train_run import train
 
     try:
         data = panel if panel is not None else load_dataset(train_cfg.data)
@@ -171,7 +171,7 @@ def recalibrate(
             outcome.gate_reason = result.promotion.reason
     except Exception as exc:  # the decision stays logged; the failure is recorded next to it
         outcome.error = f"{type(exc).__name__}: {exc}"
-    from training.tracking import setup_mlflow
+    from adaptive_beta.training.tracking import setup_mlflow
 
     setup_mlflow(MONITORING_EXPERIMENT)
     with mlflow.start_run(run_id=run_id):

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from training.tracking import setup_mlflow
+from adaptive_beta.training.tracking import setup_mlflow
 
 DEFAULT_NAME = "adaptive-beta"
 PROMOTIONS_EXPERIMENT = "adaptive-beta-promotions"

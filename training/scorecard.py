@@ -3,7 +3,7 @@
 Fairness rules (why the numbers are comparable):
 
 * Only test periods are scored: each fold's test block (`fold<k>`) and all of them together
-  (`pooled`).  The embargo in `training.splits` keeps training targets out of them.
+  (`pooled`).  The embargo in `adaptive_beta.training.splits` keeps training targets out of them.
 * A (timestamp, symbol) pair is scored for a benchmark only if EVERY estimator has a finite
   forecast there and the realised target is finite: a long-window estimator that is still
   warming up would otherwise be scored on fewer, different rows.  An estimator that covers
@@ -40,9 +40,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from models.durations import parse_duration, to_periods
-from training import metrics as M
-from training.splits import Fold, WalkForwardConfig, make_folds
+from adaptive_beta.models.durations import parse_duration, to_periods
+from adaptive_beta.training import metrics as M
+from adaptive_beta.training.splits import Fold, WalkForwardConfig, make_folds
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,9 @@ class EvalConfig(BaseModel):
     alpha: float = 0.10  # 1 - confidence of the MSE-ratio interval
     seed: int = 0  # bootstrap seed
     min_coverage: float = 0.5  # estimators covering less of the target rows are left out
-    baselines: dict[str, Any] | None = None  # keyword arguments of models.estimators.BaselineConfig
+    baselines: dict[str, Any] | None = (
+        None  # keyword arguments of adaptive_beta.models.estimators.baselines.BaselineConfig
+    )
 
     @field_validator("horizon", "bootstrap_block")
     @classmethod
@@ -116,7 +118,7 @@ class EvalConfig(BaseModel):
         if v:
             import dataclasses
 
-            from models.estimators import BaselineConfig
+            from adaptive_beta.models.estimators.baselines import BaselineConfig
 
             known = {f.name for f in dataclasses.fields(BaselineConfig)}
             unknown = sorted(set(v) - known)
@@ -126,10 +128,10 @@ class EvalConfig(BaseModel):
         return v
 
     def baseline_config(self):
-        """The `models.estimators.BaselineConfig` these settings describe (None: its defaults)."""
+        """The `adaptive_beta.models.estimators.baselines.BaselineConfig` these settings describe (None: its defaults)."""
         if not self.baselines:
             return None
-        from models.estimators import BaselineConfig
+        from adaptive_beta.models.estimators.baselines import BaselineConfig
 
         return BaselineConfig(
             **{k: tuple(x) if isinstance(x, list) else x for k, x in self.baselines.items()}
@@ -320,7 +322,7 @@ def _pick(columns, names: tuple[str, ...]):
 def moments_long(moments: Any, benchmark: str) -> pd.DataFrame | None:
     """Forward moments for one benchmark as a (timestamp, symbol) frame with var_b, cov, var_i.
 
-    Accepts the flat columns of `models.targets.forward_moments` (`var_bench_<B>`, `cov_<B>`,
+    Accepts the flat columns of `adaptive_beta.models.features.targets.forward_moments` (`var_bench_<B>`, `cov_<B>`,
     `var_asset_<B>`), a frame indexed by (timestamp, symbol, benchmark), a frame with (benchmark,
     stat) or (stat, benchmark) column MultiIndex, or a mapping benchmark -> frame.
     """
@@ -459,8 +461,8 @@ def score_forecasts(
 
     forecasts: estimator -> wide `{benchmark: T x N}` or long frame (see module docstring).
     kinds: estimator -> "baseline" | "model" (missing -> "baseline").
-    realised: forward realised betas, (timestamp, symbol) x benchmark (`models.targets.forward_betas`).
-    moments: forward moments (`models.targets.forward_moments`) or None to skip hedge metrics.
+    realised: forward realised betas, (timestamp, symbol) x benchmark (`adaptive_beta.models.features.targets.forward_betas`).
+    moments: forward moments (`adaptive_beta.models.features.targets.forward_moments`) or None to skip hedge metrics.
     truth: true forward betas (simulated data) or None.
     train_means: fold k -> benchmark -> mean realised beta on fold k's training rows, the centre
         of R^2's SST; computed from `realised` when None.
@@ -585,8 +587,8 @@ def evaluate_baselines(panel, cfg: EvalConfig | None = None, progress: bool = Tr
     Baseline forecasts are causal over the whole panel (row t uses rows <= t), so they are
     computed once and scored on each fold's test block; no fitting happens on the folds.
     """
-    from models.estimators import baseline_forecasts
-    from models.targets import forward_betas, forward_moments, true_forward_betas
+    from adaptive_beta.models.estimators.baselines import baseline_forecasts
+    from adaptive_beta.models.features.targets import forward_betas, forward_moments, true_forward_betas
 
     cfg = cfg or EvalConfig()
     folds = make_folds(panel.index, cfg.splits)

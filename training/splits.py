@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from models.durations import format_freq, parse_duration, to_periods
-from models.schema import infer_freq
+from adaptive_beta.models.data.schema import infer_freq
+from adaptive_beta.models.durations import format_freq, parse_duration, to_periods
 
 PARTS = ("train", "val", "test")
 

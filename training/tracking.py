@@ -12,7 +12,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from models.resolve import default_tracking_uri
+from adaptive_beta.models.bundle.resolve import default_tracking_uri
 
 EXPERIMENT = "adaptive-beta"
 PACKAGES = (

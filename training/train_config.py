@@ -13,11 +13,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from models.durations import parse_duration
-from models.feat_spec import FeatureSpec
-from models.schema import DataError
-from training.model_config import ModelConfig
-from training.splits import WalkForwardConfig
+from adaptive_beta.models.data.schema import DataError
+from adaptive_beta.models.durations import parse_duration
+from adaptive_beta.models.features.spec import FeatureSpec
+from adaptive_beta.training.model_config import ModelConfig
+from adaptive_beta.training.splits import WalkForwardConfig
 
 
 class SimDefaults(BaseModel):

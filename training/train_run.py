@@ -1,5 +1,5 @@
 """Run `abeta train`: the walk-forward scorecard, the final fit, the bundle, the MLflow run, the
-registry and the promotion gate, with progress on stderr.  See `training.pipeline` for the parts.
+registry and the promotion gate, with progress on stderr.  See `adaptive_beta.training.pipeline` for the parts.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.pipeline import (
+from adaptive_beta.training.pipeline import (
     MODEL_KIND,
     Prepared,
     TrainResult,
@@ -25,12 +25,12 @@ from training.pipeline import (
     say,
     walk_forward,
 )
-from training.train_config import TrainConfig
+from adaptive_beta.training.train_config import TrainConfig
 
 
 def score_all(prep: Prepared, cfg: TrainConfig, folds, preds: dict[int, pd.DataFrame]):
     """Baselines and the model on the same test periods, plus coverage and regime records."""
-    from training.scorecard import score_forecasts
+    from adaptive_beta.training.scorecard import score_forecasts
 
     name = model_name_of(cfg)
     model_long = pd.concat([p for p in preds.values() if not p.empty]).sort_index()
@@ -67,13 +67,13 @@ def predictions_path(scorecard_out: str | Path) -> Path:
 
 
 def to_bars(duration: str, prep: Prepared) -> int:
-    from models.durations import to_periods
+    from adaptive_beta.models.durations import to_periods
 
     return to_periods(duration, prep.panel.freq)
 
 
 def headline(card, prep: Prepared, cfg: TrainConfig):
-    from training.registry import Headline
+    from adaptive_beta.training.registry import Headline
 
     name = model_name_of(cfg)
     model_mse, base_mse, base_name = {}, {}, {}
@@ -148,11 +148,11 @@ def train(cfg: TrainConfig, panel=None, scorecard_out: str | Path | None = None)
     """The whole `abeta train` job; returns run id, scorecard, bundle path and registry outcome."""
     import mlflow
 
-    from training import tracking
-    from training.attributions import integrated_gradients_by_group
-    from training.export import export_bundle
-    from training.fit import fit_model
-    from training.registry import promote, register_bundle
+    from adaptive_beta.training import tracking
+    from adaptive_beta.training.attributions import integrated_gradients_by_group
+    from adaptive_beta.training.export import export_bundle
+    from adaptive_beta.training.fit import fit_model
+    from adaptive_beta.training.registry import promote, register_bundle
 
     timings = {}
     t0 = time.perf_counter()
@@ -192,7 +192,7 @@ def train(cfg: TrainConfig, panel=None, scorecard_out: str | Path | None = None)
     # global attributions on recent test windows
     attributions = {}
     try:
-        from models.windowing import feature_cube, gather_windows, sample_index
+        from adaptive_beta.models.features.windows import feature_cube, gather_windows, sample_index
 
         cube, ts, syms = feature_cube(
             prep.features.frame, fit.feature_columns, prep.panel.index, prep.panel.symbols
@@ -321,8 +321,8 @@ def _score_metrics(card) -> dict[str, float]:
 def _log_plots(
     prep: Prepared, cfg: TrainConfig, model_long: pd.DataFrame, card, regime_extra, attributions
 ) -> None:
-    from models.targets import REGIME_NAMES
-    from training import plots, tracking
+    from adaptive_beta.models.features.targets import REGIME_NAMES
+    from adaptive_beta.training import plots, tracking
 
     symbols = [s for s in prep.panel.symbols if s not in prep.benchmarks][: cfg.plot_assets]
     for b in prep.benchmarks:

@@ -34,11 +34,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from serving.compliance import charts, views
-from serving.compliance.market import MarketConfig, MarketData
-from serving.compliance.models_info import ModelInfo
-from serving.compliance.registry import champion_history
-from serving.compliance.session import SessionConfig, Sessions, may_review
+from adaptive_beta.serving.compliance import charts, views
+from adaptive_beta.serving.compliance.market import MarketConfig, MarketData
+from adaptive_beta.serving.compliance.models_info import ModelInfo
+from adaptive_beta.serving.compliance.registry import champion_history
+from adaptive_beta.serving.compliance.session import SessionConfig, Sessions, may_review
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -85,7 +85,7 @@ class _Runtime:
 
     def audit(self):
         """The audit log reader (opened on first use; None while the database does not exist)."""
-        from serving.audit import AuditReader, StoreMissing
+        from adaptive_beta.models.audit.log import AuditReader, StoreMissing
 
         with self.lock:
             if self.reader is None:
@@ -117,7 +117,7 @@ def _same_origin(request: Request) -> bool:
 
 
 def create_app(cfg: ComplianceConfig | None = None, store=None) -> Starlette:
-    """The ASGI app. `store` (a serving.auth.KeyStore) defaults to the service's keys from the env."""
+    """The ASGI app. `store` (a adaptive_beta.serving.auth.KeyStore) defaults to the service's keys from the env."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["num"] = lambda v, d=3: "" if v is None else f"{float(v):.{d}f}"
     templates.env.filters["signed"] = lambda v, d=3: "" if v is None else f"{float(v):+.{d}f}"
@@ -128,7 +128,7 @@ def create_app(cfg: ComplianceConfig | None = None, store=None) -> Starlette:
     def runtime() -> _Runtime:
         with rt_lock:
             if "rt" not in rt_holder:
-                from serving.auth import KeyStore
+                from adaptive_beta.serving.auth import KeyStore
 
                 c = (cfg or ComplianceConfig()).resolve()
                 rt_holder["rt"] = _Runtime(
@@ -402,7 +402,7 @@ def create_app(cfg: ComplianceConfig | None = None, store=None) -> Starlette:
         if reader is None:
             return no_log(request)
         if request.method == "POST":
-            from serving.audit import verify_chain
+            from adaptive_beta.models.audit.log import verify_chain
 
             res = verify_chain(reader)
             rt.last_verify = {

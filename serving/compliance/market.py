@@ -1,7 +1,7 @@
 """Market data for the pages, only when configured: `ABETA_REALISED_DATA` names a dataset folder or
-manifest that `models.loaders.load_dataset` reads.  It supplies (a) the closes up to a forecast's
+manifest that `adaptive_beta.models.data.loaders.load_dataset` reads.  It supplies (a) the closes up to a forecast's
 as-of time for records logged before the service kept the request's last closes (features.inputs)
-and (b) the realised forward beta once a forecast's horizon has passed (`models.targets.forward_betas`,
+and (b) the realised forward beta once a forecast's horizon has passed (`adaptive_beta.models.features.targets.forward_betas`,
 the training target), or that the forecast is still pending.
 """
 
@@ -65,7 +65,7 @@ class MarketData:
         with self._lock:
             if self._panel is None and self.error is None:
                 try:
-                    from models.loaders import load_dataset
+                    from adaptive_beta.models.data.loaders import load_dataset
 
                     self._panel = load_dataset(self.cfg.path)
                 except Exception as exc:
@@ -90,7 +90,7 @@ class MarketData:
             return None
         with self._lock:
             if self._fwd is None:
-                from models.targets import forward_betas
+                from adaptive_beta.models.features.targets import forward_betas
 
                 self._fwd = forward_betas(panel, self.cfg.horizon)
             return self._fwd
@@ -103,7 +103,7 @@ class MarketData:
         as_of+H, i.e. as_of + (H+1) bars); unavailable: the asset or bar is not in the data, or the
         window has too few valid returns (forward_betas' min_fraction) or a flat benchmark.
         """
-        from models.durations import to_periods
+        from adaptive_beta.models.durations import to_periods
 
         panel = self.panel()
         fwd = self.forward()

@@ -1,7 +1,7 @@
 """The serving bundle as seen by the compliance pages: its model card and its explanation baseline.
 
 A record names the bundle that served it by sha256.  If that is the bundle this process serves
-(`serving.service` already loaded it) or the one `ABETA_MODEL` points at, we can show its full
+(`adaptive_beta.serving.service` already loaded it) or the one `ABETA_MODEL` points at, we can show its full
 model card and recompute the explanation baseline (every feature at its training mean, one ONNX
 Runtime call) that /forecast records do not log.  Otherwise the page shows what the record holds.
 """
@@ -29,7 +29,7 @@ class ModelInfo:
         self._baselines: dict[str, dict[str, float]] = {}
 
     def _served_state(self) -> Any:
-        mod = sys.modules.get("serving.service")  # never import BentoML just for this
+        mod = sys.modules.get("adaptive_beta.serving.service")  # never import BentoML just for this
         return getattr(mod, "_STATE", {}).get("state") if mod is not None else None
 
     def bundle(self) -> Any:
@@ -40,8 +40,8 @@ class ModelInfo:
             if not self._tried and self.model_uri:
                 self._tried = True
                 try:
-                    from models.bundle import load_bundle
-                    from models.resolve import resolve_bundle
+                    from adaptive_beta.models.bundle.folder import load_bundle
+                    from adaptive_beta.models.bundle.resolve import resolve_bundle
 
                     self._bundle = load_bundle(resolve_bundle(self.model_uri))
                 except Exception as exc:
@@ -58,7 +58,7 @@ class ModelInfo:
             return state.predict(x)
         with self._lock:
             if self._predictor is None:
-                from models.predictor import Predictor
+                from adaptive_beta.models.bundle.predictor import Predictor
 
                 self._predictor = Predictor(bundle, intra_op_threads=1)
             return self._predictor.predict(x)
@@ -69,7 +69,7 @@ class ModelInfo:
         if bundle is None:
             return None
         if bundle.sha256 not in self._baselines:
-            from models.shapley import baseline_from_means
+            from adaptive_beta.models.bundle.shapley import baseline_from_means
 
             norm = bundle.normalization
             mean = dict(zip(norm.get("columns", bundle.feature_columns), norm["mean"], strict=True))

@@ -23,7 +23,7 @@ def champion_history(name: str | None = None, tracking_uri: str | None = None) -
     try:
         from mlflow import MlflowClient
 
-        from models.resolve import default_tracking_uri
+        from adaptive_beta.models.bundle.resolve import default_tracking_uri
 
         client = MlflowClient(tracking_uri=tracking_uri or default_tracking_uri())
         rm = client.get_registered_model(name or model_name())

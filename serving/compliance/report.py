@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from serving.compliance import charts, views
+from adaptive_beta.serving.compliance import charts, views
 
 PAGE = 5000
 FORECAST_ENDPOINTS = ("/forecast", "/explain")
@@ -30,7 +30,7 @@ class ReportData:
     forecasts: dict[str, list[float]] = field(default_factory=dict)  # benchmark -> betas
     contributions: dict[str, list[float]] = field(default_factory=dict)  # group -> contributions
     changes: list[dict] = field(default_factory=list)  # largest |change| first
-    verify: Any = None  # serving.audit.VerifyResult
+    verify: Any = None  # adaptive_beta.models.audit.log.VerifyResult
     history: list[dict] | None = None
 
 
@@ -100,7 +100,7 @@ def collect(records, top_changes: int = 10) -> ReportData:
 def build_report(
     reader: Any, since: Any = None, until: Any = None, history: list[dict] | None = None, verify: bool = True
 ) -> ReportData:
-    from serving.audit import parse_time, verify_chain
+    from adaptive_beta.models.audit.log import parse_time, verify_chain
 
     data = collect(iter_records(reader, since, until))
     data.since, data.until = parse_time(since, "since"), parse_time(until, "until")

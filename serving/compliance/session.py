@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from serving.auth import Caller, KeyStore
+from adaptive_beta.serving.auth import Caller, KeyStore
 
 COOKIE = "abeta_session"
 PAGE_ROLES = frozenset({"compliance", "admin"})

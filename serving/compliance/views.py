@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from serving.compliance.charts import Step, waterfall_steps
+from adaptive_beta.serving.compliance.charts import Step, waterfall_steps
 
 
 def _num(v: Any) -> float | None:
@@ -194,7 +194,7 @@ def short_time(iso: str | None) -> str:
 
 def stored_form(rec: dict) -> dict:
     """A flattened record (AuditReader.query) back in the stored form that `record_hash` hashes."""
-    from serving.audit_chain import COLUMNS, PAYLOAD_FIELDS
+    from adaptive_beta.models.audit.chain import COLUMNS, PAYLOAD_FIELDS
 
     stored = {k: rec.get(k) for k in COLUMNS if k not in ("payload", "hash")}
     stored["payload"] = {k: rec.get(k) for k in PAYLOAD_FIELDS}
@@ -203,7 +203,7 @@ def stored_form(rec: dict) -> dict:
 
 def own_hash_ok(rec: dict) -> bool:
     """True if the record's stored hash matches its contents (the record alone, not the links)."""
-    from serving.audit_chain import record_hash
+    from adaptive_beta.models.audit.chain import record_hash
 
     try:
         return record_hash(stored_form(rec)) == rec.get("hash")

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.backtest import UNHEDGED, BacktestConfig, run_backtest
-from models.bt_metrics import max_drawdown, realised_beta, rolling_beta, summary_table
-from models.bt_portfolio import DataError, default_hedges, default_portfolio, load_portfolio
-from models.estimators import rolling_ols_beta
+from adaptive_beta.models.estimators.baselines import rolling_ols_beta
+from adaptive_beta.models.portfolio.backtest import UNHEDGED, BacktestConfig, run_backtest
+from adaptive_beta.models.portfolio.book import DataError, default_hedges, default_portfolio, load_portfolio
+from adaptive_beta.models.portfolio.metrics import max_drawdown, realised_beta, rolling_beta, summary_table
 
 DAY = pd.Timedelta("1D")
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from models.bundle import BundleError, load_bundle
-from models.feat_spec import FeatureSpec
-from models.schema import DataError
+from adaptive_beta.models.bundle.folder import BundleError, load_bundle
+from adaptive_beta.models.data.schema import DataError
+from adaptive_beta.models.features.spec import FeatureSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,10 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def bundle_dir(tmp_path_factory):
     import torch
 
-    from training.datasets import make_synthetic_task
-    from training.export import export_bundle
-    from training.fit import fit_model
-    from training.model_config import ModelConfig
+    from adaptive_beta.training.datasets import make_synthetic_task
+    from adaptive_beta.training.export import export_bundle
+    from adaptive_beta.training.fit import fit_model
+    from adaptive_beta.training.model_config import ModelConfig
 
     torch.set_num_threads(1)
     f, y, r = make_synthetic_task(n_time=300, n_assets=3, seed=5)
@@ -92,9 +92,9 @@ def test_manifest_edited_to_match_a_tampered_file_changes_the_bundle_identity(bu
 def test_serving_process_loads_and_predicts_without_importing_torch(bundle_dir):
     code = f"""
 import sys, numpy as np
-from models.bundle import load_bundle
-from models.predictor import Predictor
-import models.inference, models.windowing, models.feat_spec
+from adaptive_beta.models.bundle.folder import load_bundle
+from adaptive_beta.models.bundle.predictor import Predictor
+import adaptive_beta.models.bundle.inference, adaptive_beta.models.features.windows, adaptive_beta.models.features.spec
 b = load_bundle({str(bundle_dir)!r})
 p = Predictor(b, intra_op_threads=1)
 x = np.random.default_rng(0).standard_normal((3, b.meta["steps"], len(b.feature_columns))).astype("float32")

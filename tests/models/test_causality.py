@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.features import FeatureSpec, compute_features
-from models.schema import FactorSeries, build_panel
-from models.targets import (
+from adaptive_beta.models.data.schema import FactorSeries, build_panel
+from adaptive_beta.models.features.compute import FeatureSpec, compute_features
+from adaptive_beta.models.features.targets import (
     forward_betas,
     forward_moments,
     forward_multifactor_betas,

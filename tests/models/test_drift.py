@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import norm
 
-from models.drift import (
+from adaptive_beta.models.monitoring.drift import (
     beta_shift_runs,
     bin_shares,
     build_reference,

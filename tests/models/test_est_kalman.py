@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from statsmodels.tsa.statespace.mlemodel import MLEModel
 
-from models.estimators import kalman_beta, kalman_multifactor_beta, rolling_ols_beta
+from adaptive_beta.models.estimators.baselines import kalman_beta, kalman_multifactor_beta, rolling_ols_beta
 
 
 def _statsmodels_filter(y, H, Q, R, a0, P0):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from models.estimators import (
+from adaptive_beta.models.estimators.baselines import (
     blume_beta,
     factor_implied_beta,
     multifactor_ols_beta,
@@ -141,7 +141,7 @@ def test_factor_implied_beta_hand_example_with_pandas_ewm_slopes():
 
 
 def test_multifactor_in_asset_blocks_equals_all_at_once(monkeypatch):
-    import models.est_rolling as est_rolling
+    import adaptive_beta.models.estimators.rolling as est_rolling
 
     y, X = _factors(T=300)
     y["C"] = y["A"].where(np.arange(300) > 100)

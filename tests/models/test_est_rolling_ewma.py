@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from models.estimators import (
+from adaptive_beta.models.estimators.baselines import (
     ewma_beta,
     rolling_ols_beta,
     rolling_ols_beta_se,

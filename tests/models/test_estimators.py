@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.estimators import (
+from adaptive_beta.models.estimators.baselines import (
     BaselineConfig,
     baseline_forecasts,
     ewma_beta,
@@ -205,8 +205,8 @@ def test_every_baseline_at_t_ignores_all_inputs_after_t():
 def test_baselines_on_real_binance_8h_perps_are_finite_and_plausible(real_data_dir):
     from pathlib import Path
 
-    from models.durations import to_periods
-    from models.loaders import load_dataset
+    from adaptive_beta.models.data.loaders import load_dataset
+    from adaptive_beta.models.durations import to_periods
 
     manifest = Path(__file__).resolve().parents[2] / "docs" / "datasets" / "binance-perps-8h.toml"
     panel = load_dataset(manifest).slice(start="2024-01-01")

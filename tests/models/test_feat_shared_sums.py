@@ -7,9 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.est_ewma import ewma_beta_array
-from models.est_rolling import rolling_ols_beta_array
-from models.feat_rolling import ewma_beta_and_corr, ewma_corr, rolling_beta_and_corr, rolling_corr
+from adaptive_beta.models.estimators.ewma import ewma_beta_array
+from adaptive_beta.models.estimators.rolling import rolling_ols_beta_array
+from adaptive_beta.models.features.rolling import (
+    ewma_beta_and_corr,
+    ewma_corr,
+    rolling_beta_and_corr,
+    rolling_corr,
+)
 
 
 def _data(seed: int, t: int, n: int, holes: float) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +65,7 @@ def test_shared_sums_recover_a_known_beta_and_a_perfect_correlation():
 def test_pct_change_equals_pandas_bitwise_with_gaps_zeros_and_infinities():
     import pandas as pd
 
-    from models.features import _pct_change
+    from adaptive_beta.models.features.compute import _pct_change
 
     rng = np.random.default_rng(7)
     a = rng.uniform(0.5, 2.0, (60, 4))
@@ -74,17 +79,17 @@ def test_pct_change_equals_pandas_bitwise_with_gaps_zeros_and_infinities():
 
 @pytest.fixture(scope="module")
 def sim_panel(tmp_path_factory):
-    from models.loaders import load_dataset
-    from models.sim_config import SimConfig
-    from models.sim_write import write_simulation
-    from models.simulator import simulate
+    from adaptive_beta.models.data.loaders import load_dataset
+    from adaptive_beta.models.sim.config import SimConfig
+    from adaptive_beta.models.sim.simulator import simulate
+    from adaptive_beta.models.sim.write import write_simulation
 
     root = tmp_path_factory.mktemp("shared")
     return load_dataset(write_simulation(simulate(SimConfig(n_assets=3, days=200, seed=11)), root / "sim"))
 
 
 def test_factor_features_batched_across_factors_equal_one_factor_at_a_time(sim_panel, monkeypatch):
-    import models.features as features
+    import adaptive_beta.models.features.compute as features
 
     assert sim_panel.factor_names, "the simulated panel should carry factors"
     batched = features.compute_feature_arrays(sim_panel)

@@ -12,9 +12,9 @@ import statsmodels.api as sm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.estimators import ewma_beta, rolling_ols_beta, welch_beta
-from models.features import GROUPS, FeatureSpec, compute_features
-from models.schema import FactorSeries, build_panel
+from adaptive_beta.models.data.schema import FactorSeries, build_panel
+from adaptive_beta.models.estimators.baselines import ewma_beta, rolling_ols_beta, welch_beta
+from adaptive_beta.models.features.compute import GROUPS, FeatureSpec, compute_features
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 
@@ -67,7 +67,7 @@ def make_panel(n_bars=300, freq="1D", seed=0, funding=True, factors=True, symbol
 
 # --- spec ----------------------------------------------------------------------------------
 def test_spec_hash_is_stable_across_processes():
-    code = "from models.feat_spec import FeatureSpec; print(FeatureSpec().hash())"
+    code = "from adaptive_beta.models.features.spec import FeatureSpec; print(FeatureSpec().hash())"
     other = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -272,10 +272,10 @@ def test_features_are_finite_or_nan_and_correlations_bounded(seed, freq):
 def _run_cli(monkeypatch, tmp_path, panel, *args):
     from typer.testing import CliRunner
 
-    import models.loaders
-    from training.cli import app
+    import adaptive_beta.models.data.loaders
+    from adaptive_beta.cli.main import app
 
-    monkeypatch.setattr(models.loaders, "load_dataset", lambda path: panel)
+    monkeypatch.setattr(adaptive_beta.models.data.loaders, "load_dataset", lambda path: panel)
     out = tmp_path / "feat.parquet"
     result = CliRunner().invoke(app, ["data", "features", "--data", "unused", "--out", str(out), *args])
     return result, out
@@ -284,7 +284,7 @@ def _run_cli(monkeypatch, tmp_path, panel, *args):
 def test_cli_writes_features_targets_and_spec(monkeypatch, tmp_path):
     import json
 
-    from models.targets import forward_betas
+    from adaptive_beta.models.features.targets import forward_betas
 
     panel = make_panel(150)
     (tmp_path / "spec.json").write_text(FeatureSpec(beta_windows=("20d",)).to_json())

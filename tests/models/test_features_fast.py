@@ -8,11 +8,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from models.feat_spec import FeatureSpec
-from models.features import compute_feature_arrays, compute_features
-from models.inference import make_inputs
-from models.schema import DataError
-from models.windowing import latest_windows
+from adaptive_beta.models.bundle.inference import make_inputs
+from adaptive_beta.models.data.schema import DataError
+from adaptive_beta.models.features.compute import compute_feature_arrays, compute_features
+from adaptive_beta.models.features.spec import FeatureSpec
+from adaptive_beta.models.features.windows import latest_windows
 
 SPEC = FeatureSpec(
     beta_windows=("30d", "90d"),
@@ -25,10 +25,10 @@ SPEC = FeatureSpec(
 
 @pytest.fixture(scope="module")
 def panel(tmp_path_factory):
-    from models.loaders import load_dataset
-    from models.sim_config import SimConfig
-    from models.sim_write import write_simulation
-    from models.simulator import simulate
+    from adaptive_beta.models.data.loaders import load_dataset
+    from adaptive_beta.models.sim.config import SimConfig
+    from adaptive_beta.models.sim.simulator import simulate
+    from adaptive_beta.models.sim.write import write_simulation
 
     root = tmp_path_factory.mktemp("fast")
     return load_dataset(write_simulation(simulate(SimConfig(n_assets=3, days=260, seed=7)), root / "sim"))

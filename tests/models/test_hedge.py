@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.hedge import hedge_overlay
+from adaptive_beta.models.portfolio.hedge import hedge_overlay
 
 
 def test_one_benchmark_one_instrument_matches_hand_formula():

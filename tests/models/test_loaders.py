@@ -12,11 +12,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.loaders import base_symbol, coarsen, inspect_dataset, load_dataset, validate_dataset
-from models.publication import funding_per_bar, open_interest_per_bar, publication_times, us_close_utc
-from models.readers import from_ccxt, parse_timestamps, read_binance_klines, read_prices
-from models.schema import DataError
-from models.validation import DatasetErrors
+from adaptive_beta.models.data.loaders import (
+    base_symbol,
+    coarsen,
+    inspect_dataset,
+    load_dataset,
+    validate_dataset,
+)
+from adaptive_beta.models.data.publication import (
+    funding_per_bar,
+    open_interest_per_bar,
+    publication_times,
+    us_close_utc,
+)
+from adaptive_beta.models.data.readers import from_ccxt, parse_timestamps, read_binance_klines, read_prices
+from adaptive_beta.models.data.schema import DataError
+from adaptive_beta.models.data.validation import DatasetErrors
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "datasets"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from models.manifest import Manifest, parse_manifest, read_manifest
-from models.schema import DataError
+from adaptive_beta.models.data.manifest import Manifest, parse_manifest, read_manifest
+from adaptive_beta.models.data.schema import DataError
 
 
 def test_empty_manifest_has_defaults_that_run():

@@ -8,11 +8,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from models.bundle import load_bundle
-from models.feat_spec import FeatureSpec
-from models.inference import make_inputs
-from models.predictor import Predictor
-from models.schema import DataError
+from adaptive_beta.models.bundle.folder import load_bundle
+from adaptive_beta.models.bundle.inference import make_inputs
+from adaptive_beta.models.bundle.predictor import Predictor
+from adaptive_beta.models.data.schema import DataError
+from adaptive_beta.models.features.spec import FeatureSpec
 
 SPEC = FeatureSpec()
 
@@ -21,15 +21,15 @@ SPEC = FeatureSpec()
 def served(tmp_path_factory):
     import torch
 
-    from models.features import compute_features
-    from models.loaders import load_dataset
-    from models.sim_config import SimConfig
-    from models.sim_write import write_simulation
-    from models.simulator import simulate
-    from models.targets import forward_betas, regime_labels
-    from training.export import export_bundle
-    from training.fit import fit_model
-    from training.model_config import ModelConfig
+    from adaptive_beta.models.data.loaders import load_dataset
+    from adaptive_beta.models.features.compute import compute_features
+    from adaptive_beta.models.features.targets import forward_betas, regime_labels
+    from adaptive_beta.models.sim.config import SimConfig
+    from adaptive_beta.models.sim.simulator import simulate
+    from adaptive_beta.models.sim.write import write_simulation
+    from adaptive_beta.training.export import export_bundle
+    from adaptive_beta.training.fit import fit_model
+    from adaptive_beta.training.model_config import ModelConfig
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("served")
@@ -61,8 +61,8 @@ def test_required_history_is_feature_warmup_plus_window_span(served):
 
 
 def test_served_windows_equal_training_windows_and_ort_equals_torch(served):
-    from models.windowing import feature_cube, gather_windows
-    from training.fit import predict_torch
+    from adaptive_beta.models.features.windows import feature_cube, gather_windows
+    from adaptive_beta.training.fit import predict_torch
 
     panel, table, fit, bundle = served
     inp = make_inputs(panel, bundle)
@@ -113,12 +113,12 @@ def test_predictor_checks_input_shape_and_accepts_any_batch_and_length(served):
 def test_real_8h_perps_export_passes_parity_and_serves_the_latest_bar(real_data_dir, tmp_path):
     from pathlib import Path
 
-    from models.features import compute_features
-    from models.loaders import load_dataset
-    from models.targets import forward_betas, regime_labels
-    from training.export import export_bundle
-    from training.fit import fit_model
-    from training.model_config import ModelConfig
+    from adaptive_beta.models.data.loaders import load_dataset
+    from adaptive_beta.models.features.compute import compute_features
+    from adaptive_beta.models.features.targets import forward_betas, regime_labels
+    from adaptive_beta.training.export import export_bundle
+    from adaptive_beta.training.fit import fit_model
+    from adaptive_beta.training.model_config import ModelConfig
 
     manifest = Path(__file__).resolve().parents[2] / "docs" / "datasets" / "binance-perps-8h.toml"
     panel = load_dataset(manifest).slice(start="2024-01-01")
@@ -144,7 +144,7 @@ def test_real_8h_perps_export_passes_parity_and_serves_the_latest_bar(real_data_
     inp = make_inputs(panel, bundle)
     assert len(inp.symbols) == 11 and all(ts == panel.index[-1] for ts in inp.as_of)
     out = Predictor(bundle).predict(inp.x)
-    from training.fit import predict_torch
+    from adaptive_beta.training.fit import predict_torch
 
     ref = predict_torch(fit.net, inp.x)
     assert max(float(np.max(np.abs(out[k] - ref[k]))) for k in out) <= 1e-5

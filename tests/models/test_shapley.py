@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.shapley import (
+from adaptive_beta.models.bundle.shapley import (
     coalition_inputs,
     coalition_masks,
     exact_group_shapley,

@@ -10,9 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.schema import COMPOSITE_NAME, composite_index, infer_category
-from models.sim_config import FACTOR_NAMES, FACTOR_START, REGIME_NAMES, SimConfig, stationary_shares
-from models.simulator import simulate, simulate_regimes, us_trading_dates, write_simulation
+from adaptive_beta.models.data.schema import COMPOSITE_NAME, composite_index, infer_category
+from adaptive_beta.models.sim.config import (
+    FACTOR_NAMES,
+    FACTOR_START,
+    REGIME_NAMES,
+    SimConfig,
+    stationary_shares,
+)
+from adaptive_beta.models.sim.simulator import simulate, simulate_regimes, us_trading_dates, write_simulation
 
 
 def _driftless_regimes():
@@ -347,13 +353,13 @@ def test_config_rejects_a_non_positive_definite_correlation():
 
 
 def test_regime_names_match_models_targets():
-    targets = pytest.importorskip("models.targets")
+    targets = pytest.importorskip("adaptive_beta.models.features.targets")
     assert targets.REGIME_NAMES == REGIME_NAMES
 
 
 def test_panel_built_from_a_simulation_has_synchronous_factors_and_usable_truth(default_result):
-    from models.schema import FactorSeries, build_panel
-    from models.simulator import us_close_times
+    from adaptive_beta.models.data.schema import FactorSeries, build_panel
+    from adaptive_beta.models.sim.simulator import us_close_times
 
     res = default_result
     factors = {
@@ -373,7 +379,7 @@ def test_panel_built_from_a_simulation_has_synchronous_factors_and_usable_truth(
     assert len(tue_fri) > 800
     np.testing.assert_allclose(fr.loc[tue_fri, "SPX"], res.drivers.loc[tue_fri, "SPX"], rtol=1e-9)
     np.testing.assert_allclose(fr.loc[tue_fri, "DGS10"], res.drivers.loc[tue_fri, "DGS10"], atol=1e-12)
-    targets = pytest.importorskip("models.targets")
+    targets = pytest.importorskip("adaptive_beta.models.features.targets")
     tfb = targets.true_forward_betas(panel, "30d")
     assert set(tfb.columns) >= {"BTCUSDT", COMPOSITE_NAME}
     ew = tfb[COMPOSITE_NAME].dropna().groupby(level="timestamp").mean()
@@ -381,7 +387,7 @@ def test_panel_built_from_a_simulation_has_synchronous_factors_and_usable_truth(
 
 
 def test_written_folder_loads_into_a_panel_with_the_truth_attached(tmp_path):
-    loaders = pytest.importorskip("models.loaders")
+    loaders = pytest.importorskip("adaptive_beta.models.data.loaders")
     res = simulate(SimConfig(seed=9, n_assets=5, days=120))
     out = write_simulation(res, tmp_path / "sim")
     panel = loaders.load_dataset(out)
@@ -411,7 +417,7 @@ def test_written_folder_loads_into_a_panel_with_the_truth_attached(tmp_path):
 @given(seed=st.integers(0, 2**31), n=st.integers(2, 6))
 def test_true_moments_match_an_explicit_full_covariance(seed, n):
     """Reference: build the full (N+M) covariance of one bar by hand and read the betas off it."""
-    from models.sim_truth import true_moments
+    from adaptive_beta.models.sim.truth import true_moments
 
     rng = np.random.default_rng(seed)
     d, m = 8, 6

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.scenarios import default_scenarios_path, load_scenarios, parse_scenarios
-from models.schema import DataError, build_panel
-from models.stress import run_scenarios
+from adaptive_beta.models.data.schema import DataError, build_panel
+from adaptive_beta.models.portfolio.scenarios import default_scenarios_path, load_scenarios, parse_scenarios
+from adaptive_beta.models.portfolio.stress import run_scenarios
 
 BETAS = {
     "SOLUSDT": {"BTCUSDT": 1.5, "CRYPTO_EW": 1.2},

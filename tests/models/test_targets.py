@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from models.schema import DataError, build_panel
-from models.targets import (
+from adaptive_beta.models.data.schema import DataError, build_panel
+from adaptive_beta.models.features.targets import (
     REGIME_NAMES,
     forward_betas,
     forward_betas_wide,
@@ -193,7 +193,7 @@ def test_rule_labels_luna_and_ftx_as_crashes_on_real_perps(real_data_dir):
 
 
 def test_forward_multifactor_betas_match_statsmodels():
-    from models.targets import forward_multifactor_betas
+    from adaptive_beta.models.features.targets import forward_multifactor_betas
 
     p = make_panel(200)  # daily, factors SPY (equity) and DGS10 (rates)
     fmb = forward_multifactor_betas(p, "60d", ["BTCUSDT", "SPY", "DGS10"])

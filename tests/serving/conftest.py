@@ -1,7 +1,7 @@
 """Fixtures for the service tests: a tiny real bundle and a real `bentoml serve` subprocess.
 
 The bundle's ONNX graph is written with `onnx.helper` (no torch, no training: seconds), over the
-feature columns that `models.features.compute_features` really produces for a short-window spec
+feature columns that `adaptive_beta.models.features.compute.compute_features` really produces for a short-window spec
 on a small synthetic market, so requests go through the production feature path:
 
     beta        = x[:, -1, base_col(b)] + 0.3 * tanh(mean_t(x) @ W[:, b])     (NaN -> 0 first)
@@ -150,10 +150,10 @@ def _onnx_model(n_features: int, base_idx: list[int], n_regimes: int, seed: int 
 
 def build_tiny_bundle(out: Path) -> dict:
     """Write the bundle into `out`; return facts the tests need (columns, composite, data)."""
-    from models.bundle import write_manifest
-    from models.features import FeatureSpec, compute_features
-    from models.schema import FactorSeries, build_panel
-    from serving.app_state import _publication_times
+    from adaptive_beta.models.bundle.folder import write_manifest
+    from adaptive_beta.models.data.schema import FactorSeries, build_panel
+    from adaptive_beta.models.features.compute import FeatureSpec, compute_features
+    from adaptive_beta.serving.app_state import _publication_times
 
     assets, spy = synthetic_market()
     spec = FeatureSpec(**SPEC)
@@ -232,7 +232,7 @@ class Server:
                 "-m",
                 "bentoml",
                 "serve",
-                "serving.service:AdaptiveBeta",
+                "adaptive_beta.serving.service:AdaptiveBeta",
                 "--port",
                 str(self.port),
             ],
@@ -339,15 +339,15 @@ def build_real_bundle(
     """
     import torch
 
-    from models.features import FeatureSpec, compute_features
-    from models.loaders import load_dataset
-    from models.sim_config import SimConfig
-    from models.sim_write import write_simulation
-    from models.simulator import simulate
-    from models.targets import forward_betas, regime_labels
-    from training.export import export_bundle
-    from training.fit import fit_model
-    from training.model_config import ModelConfig
+    from adaptive_beta.models.data.loaders import load_dataset
+    from adaptive_beta.models.features.compute import FeatureSpec, compute_features
+    from adaptive_beta.models.features.targets import forward_betas, regime_labels
+    from adaptive_beta.models.sim.config import SimConfig
+    from adaptive_beta.models.sim.simulator import simulate
+    from adaptive_beta.models.sim.write import write_simulation
+    from adaptive_beta.training.export import export_bundle
+    from adaptive_beta.training.fit import fit_model
+    from adaptive_beta.training.model_config import ModelConfig
 
     torch.set_num_threads(1)
     data = write_simulation(simulate(SimConfig(n_assets=n_assets, days=days, seed=seed)), root / "data")

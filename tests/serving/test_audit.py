@@ -20,8 +20,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serving import audit_store
-from serving.audit import (
+from adaptive_beta.models.audit import store as audit_store
+from adaptive_beta.models.audit.chain import canonical_json, to_json_value
+from adaptive_beta.models.audit.log import (
     GENESIS_HASH,
     AuditLog,
     AuditReader,
@@ -31,7 +32,6 @@ from serving.audit import (
     record_hash,
     verify_chain,
 )
-from serving.audit_chain import canonical_json, to_json_value
 
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
@@ -632,7 +632,7 @@ def test_export_round_trips_in_every_format_and_reverifies(log30, tmp_path):
 
 
 def test_failed_export_leaves_no_file(log30, tmp_path, monkeypatch):
-    import serving.audit_export as ex
+    import adaptive_beta.models.audit.export as ex
 
     def boom(records, tmp):
         raise OSError("disk full")

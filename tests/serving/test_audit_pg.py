@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.audit import AuditLog, AuditReader, verify_chain
-from serving.audit_store import postgres_driver
+from adaptive_beta.models.audit.log import AuditLog, AuditReader, verify_chain
+from adaptive_beta.models.audit.store import postgres_driver
 
 
 def _pg_bin() -> Path | None:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from serving.auth import APIKeyMiddleware, AuthConfigError, KeyStore, allowed
+from adaptive_beta.serving.auth import APIKeyMiddleware, AuthConfigError, KeyStore, allowed
 
 KEY = "k" * 20
 

@@ -1,4 +1,4 @@
-"""POST /backtest on a real `bentoml serve` subprocess (127.0.0.1), checked against models.backtest by hand.
+"""POST /backtest on a real `bentoml serve` subprocess (127.0.0.1), checked against adaptive_beta.models.portfolio.backtest by hand.
 
 The reference numbers are computed in the test from the same request: the panel the service
 builds (`AppState.panel_from_request`, no model needed for it), `baseline_forecasts` and
@@ -35,13 +35,18 @@ def bt_body(body, **extra):
 
 def reference(tiny_bundle, payload, names, with_model=False):
     """(summary table, panel, forecasts) computed in-process from the request, as the CLI would."""
-    from models.backtest import BacktestConfig, first_common_row, rebalance_rows, run_backtest
-    from models.bt_forecasts import bundle_forecasts
-    from models.bt_metrics import summary_table
-    from models.bundle import load_bundle
-    from models.estimators import baseline_forecasts
-    from serving.app_state import AppState
-    from serving.backtest_schemas import BacktestRequest
+    from adaptive_beta.models.bundle.folder import load_bundle
+    from adaptive_beta.models.estimators.baselines import baseline_forecasts
+    from adaptive_beta.models.portfolio.backtest import (
+        BacktestConfig,
+        first_common_row,
+        rebalance_rows,
+        run_backtest,
+    )
+    from adaptive_beta.models.portfolio.forecasts import bundle_forecasts
+    from adaptive_beta.models.portfolio.metrics import summary_table
+    from adaptive_beta.serving.app_state import AppState
+    from adaptive_beta.serving.backtest_schemas import BacktestRequest
 
     bundle = load_bundle(tiny_bundle["path"])
     state = AppState(bundle=bundle, predictor=None, audit=None, model_name="t", model_version="t", alias=None)
@@ -192,7 +197,7 @@ def test_trader_and_admin_allowed_compliance_forbidden_no_key_unauthorised(serve
 
 @pytest.mark.slow
 def test_backtest_call_is_in_the_audit_log_with_its_table_and_rejects_are_not(server, body):
-    from serving.audit import AuditReader
+    from adaptive_beta.models.audit.log import AuditReader
 
     out = post(server, bt_body(body, estimators=["rolling_ols_30d"])).json()
     with AuditReader(server.audit_db) as reader:
@@ -231,8 +236,8 @@ def test_openapi_lists_backtest_and_fuzzed_bodies_never_get_500(server):
 
 
 def test_reduced_baseline_config_gives_the_same_betas_as_the_full_one():
-    from models.estimators import baseline_forecasts
-    from serving.backtest_api import baseline_config_for, known_estimators
+    from adaptive_beta.models.estimators.baselines import baseline_forecasts
+    from adaptive_beta.serving.backtest_api import baseline_config_for, known_estimators
 
     rng = np.random.default_rng(3)
     idx = pd.date_range("2024-01-01", periods=200, freq="1D", tz="UTC")

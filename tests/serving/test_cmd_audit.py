@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from serving.audit import AuditLog, verify_chain
-from training.cli import app
+from adaptive_beta.cli.main import app
+from adaptive_beta.models.audit.log import AuditLog, verify_chain
 
 runner = CliRunner()
 

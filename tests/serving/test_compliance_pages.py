@@ -32,8 +32,8 @@ def seed(folder: Path) -> dict:
     Calls (seq 1..6): v test-1 /forecast ETH, /forecast SOL, /forecast ETH on 50 bars (desk-a),
     /explain all four assets (desk-b); v 2 /forecast ETH on 45 bars, /forecast DOGE (desk-b).
     """
-    from serving.app_state import AppState, ServeConfig
-    from serving.schemas import ExplainRequest, ForecastRequest
+    from adaptive_beta.serving.app_state import AppState, ServeConfig
+    from adaptive_beta.serving.schemas import ExplainRequest, ForecastRequest
 
     facts = build_tiny_bundle(folder / "bundle")
     state = AppState.load(ServeConfig(model=str(folder / "bundle"), audit_db=str(folder / "audit.db")))
@@ -57,8 +57,8 @@ def seed(folder: Path) -> dict:
 def make_client(db: Path, bundle: Path | None):
     from starlette.testclient import TestClient
 
-    from serving.auth import KeyStore
-    from serving.compliance.app import ComplianceConfig, create_app
+    from adaptive_beta.serving.auth import KeyStore
+    from adaptive_beta.serving.compliance.app import ComplianceConfig, create_app
 
     app = create_app(
         ComplianceConfig(audit_db=str(db), model=str(bundle) if bundle else ""),
@@ -226,7 +226,7 @@ def test_forecast_record_page_shows_betas_regimes_waterfall_and_model_card(clien
 def test_forecast_waterfall_closes_exactly_with_recomputed_baseline(client, seeded):
     """/forecast logs three drivers and no baseline; the page recomputes the baseline from the bundle,
     which must equal the one /explain logged, and the bars must close on the forecast."""
-    from serving.compliance.charts import waterfall_steps
+    from adaptive_beta.serving.compliance.charts import waterfall_steps
 
     call, explain = seeded["calls"][0], seeded["calls"][3]
     eth = next(e for e in explain["explanations"] if e["symbol"] == "ETHUSDT")
@@ -287,8 +287,8 @@ def test_record_without_bundle_draws_the_waterfall_from_the_logged_baseline(seed
 
 def old_style_log(seeded, folder: Path, index: int = 0) -> str:
     """A log holding call `index` as the service logged it before the inputs summary and baseline."""
-    from serving.audit import AuditLog, AuditReader
-    from serving.audit_chain import ENTRY_FIELDS
+    from adaptive_beta.models.audit.chain import ENTRY_FIELDS
+    from adaptive_beta.models.audit.log import AuditLog, AuditReader
 
     rec = AuditReader(str(seeded["db"])).get(seeded["calls"][index]["request_id"])
     entry = {k: rec[k] for k in ENTRY_FIELDS}
@@ -366,7 +366,7 @@ def test_inputs_summary_keeps_the_last_120_closes_in_utc():
     from datetime import datetime, timedelta, timezone
     from types import SimpleNamespace
 
-    from serving.app_state import AUDIT_CLOSES, AppState
+    from adaptive_beta.serving.app_state import AUDIT_CLOSES, AppState
 
     plus2 = timezone(timedelta(hours=2))
     t0 = datetime(2025, 1, 1)
@@ -422,7 +422,7 @@ def test_timeline_counts_per_version_and_no_registry(client):
 def test_timeline_shows_champion_history_from_the_registry(client):
     from mlflow import MlflowClient
 
-    from models.resolve import default_tracking_uri
+    from adaptive_beta.models.bundle.resolve import default_tracking_uri
 
     hist = [
         {
@@ -454,7 +454,7 @@ def test_export_filtered_set(client, fmt, ctype, tmp_path):
         rows = list(csv.DictReader(io.StringIO(r.text)))
         assert [int(x["seq"]) for x in rows] == [1, 3, 4, 5]
     elif fmt == "jsonl":
-        from serving.audit_chain import record_hash
+        from adaptive_beta.models.audit.chain import record_hash
 
         lines = [json.loads(x) for x in r.text.splitlines()]
         assert [x["seq"] for x in lines] == [1, 3, 4, 5]

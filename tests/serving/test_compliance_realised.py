@@ -1,9 +1,9 @@
 """Forecast vs later realised beta on the model timeline, against an independent computation.
 
-A small simulated market is written as a dataset (models.sim_write); the tiny test bundle serves
+A small simulated market is written as a dataset (adaptive_beta.models.sim.write); the tiny test bundle serves
 real /forecast calls on histories cut from that market at five past bars; ABETA_REALISED_DATA (here
 the ComplianceConfig field) points the pages at the dataset.  Forecasts whose 30-day horizon ends
-inside the data must show the realised beta `models.targets.forward_betas` gives for that (bar,
+inside the data must show the realised beta `adaptive_beta.models.features.targets.forward_betas` gives for that (bar,
 asset, benchmark); later ones must be listed as pending, and assets not in the data counted apart.
 """
 
@@ -66,11 +66,11 @@ def request_at(sim, panel, pos: int, with_outside: bool = False) -> dict:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from models.loaders import load_dataset
-    from models.sim_write import write_simulation
-    from models.simulator import SimConfig, simulate
-    from serving.app_state import AppState, ServeConfig
-    from serving.schemas import ForecastRequest
+    from adaptive_beta.models.data.loaders import load_dataset
+    from adaptive_beta.models.sim.simulator import SimConfig, simulate
+    from adaptive_beta.models.sim.write import write_simulation
+    from adaptive_beta.serving.app_state import AppState, ServeConfig
+    from adaptive_beta.serving.schemas import ForecastRequest
 
     folder = tmp_path_factory.mktemp("realised")
     sim = simulate(SimConfig(seed=11, n_assets=4, days=N_DAYS, start="2024-01-01"))
@@ -95,9 +95,9 @@ def world(tmp_path_factory):
 def timeline_html(world) -> str:
     from starlette.testclient import TestClient
 
-    from serving.auth import KeyStore
-    from serving.compliance.app import ComplianceConfig, create_app
-    from serving.compliance.market import MarketConfig
+    from adaptive_beta.serving.auth import KeyStore
+    from adaptive_beta.serving.compliance.app import ComplianceConfig, create_app
+    from adaptive_beta.serving.compliance.market import MarketConfig
 
     cfg = ComplianceConfig(
         audit_db=str(world["db"]),
@@ -127,7 +127,7 @@ def test_forecasts_are_served_as_of_the_cut_bars(world):
 
 
 def test_realised_rows_equal_forward_betas_on_the_dataset(world):
-    from models.targets import forward_betas
+    from adaptive_beta.models.features.targets import forward_betas
 
     fwd = forward_betas(world["panel"], HORIZON)
     rows = table_rows(timeline_html(world), "realised")
@@ -179,7 +179,7 @@ def test_assets_outside_the_market_data_are_counted_not_compared(world):
 @given(pos=st.integers(0, N_DAYS - 1), symbol=st.sampled_from(["BTCUSDT", *ASSETS]))
 def test_outcome_is_pending_exactly_when_the_window_runs_past_the_data(world, pos, symbol):
     """Property on every bar: realised (= forward_betas) iff bar + 30 is inside the data, else pending."""
-    from serving.compliance.market import MarketConfig, MarketData
+    from adaptive_beta.serving.compliance.market import MarketConfig, MarketData
 
     md = _market(world)
     t = world["panel"].index[pos]
@@ -200,7 +200,7 @@ _MARKETS: dict[str, object] = {}
 
 def _forward(world) -> pd.DataFrame:
     """forward_betas on the dataset, computed here independently of the pages (once)."""
-    from models.targets import forward_betas
+    from adaptive_beta.models.features.targets import forward_betas
 
     if "fwd" not in world:
         world["fwd"] = forward_betas(world["panel"], HORIZON)
@@ -209,7 +209,7 @@ def _forward(world) -> pd.DataFrame:
 
 def _market(world):
     """One loaded MarketData per dataset (loading and forward betas once for all examples)."""
-    from serving.compliance.market import MarketConfig, MarketData
+    from adaptive_beta.serving.compliance.market import MarketConfig, MarketData
 
     key = str(world["data"])
     if key not in _MARKETS:

@@ -1,6 +1,6 @@
 """End-to-end with a REAL bundle: simulated market -> fit_model -> export_bundle -> `bentoml serve`.
 
-The request is built by `serving.client.forecast_request` from what GET /model says, exactly as a
+The request is built by `adaptive_beta.serving.client.forecast_request` from what GET /model says, exactly as a
 client (and the main job) does.  The served beta must equal the in-process ONNX Runtime
 prediction on features computed by the training code on the same bars (1e-5): request parsing,
 panel building and the feature pipeline are the training ones.  Against features computed on the
@@ -43,7 +43,7 @@ def card(real):
 
 @pytest.fixture(scope="module")
 def body(real, card):
-    from serving.client import forecast_request, raw_factor_series
+    from adaptive_beta.serving.client import forecast_request, raw_factor_series
 
     panel = real["panel"]
     symbols = [s for s in panel.symbols if s not in card["required_history"]["series"]][:3]
@@ -55,10 +55,10 @@ def _post(real, path, payload):
 
 
 def _in_process(real, body, panel):
-    """Training-code features (models.features via make_inputs) + ORT on `panel`, for the request's assets."""
-    from models.bundle import load_bundle
-    from models.inference import make_inputs
-    from models.predictor import Predictor
+    """Training-code features (adaptive_beta.models.features.compute via make_inputs) + ORT on `panel`, for the request's assets."""
+    from adaptive_beta.models.bundle.folder import load_bundle
+    from adaptive_beta.models.bundle.inference import make_inputs
+    from adaptive_beta.models.bundle.predictor import Predictor
 
     bundle = load_bundle(real["bundle"])
     symbols = [a["symbol"] for a in body["assets"]]
@@ -96,7 +96,7 @@ def test_served_beta_equals_in_process_prediction_on_the_same_bars(real, body):
 
 def test_served_inputs_are_close_to_full_history_training_features(real, body):
     """min_periods bars vs the whole history: base (Welch) betas within 1e-2, betas within 2e-2."""
-    from models.bundle import load_bundle
+    from adaptive_beta.models.bundle.folder import load_bundle
 
     bundle = load_bundle(real["bundle"])
     panel = real["panel"]
@@ -140,7 +140,7 @@ def test_hedge_residual_beta_reaches_target(real, body):
 
 
 def test_response_request_id_is_the_one_in_the_audit_log(real, body):
-    from serving.audit import AuditReader, verify_chain
+    from adaptive_beta.models.audit.log import AuditReader, verify_chain
 
     rid = _post(real, "/forecast", body).json()["request_id"]
     with AuditReader(real["server"].audit_db) as reader:
@@ -153,7 +153,7 @@ def test_response_request_id_is_the_one_in_the_audit_log(real, body):
 def test_client_command_writes_the_same_body_from_the_bundle_alone(real, body, tmp_path):
     import json
 
-    from serving.client import main
+    from adaptive_beta.serving.client import main
 
     out = tmp_path / "request.json"
     symbols = ",".join(a["symbol"] for a in body["assets"])

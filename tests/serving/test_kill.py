@@ -50,7 +50,7 @@ def _load(url: str, body: dict, stop: threading.Event, results: list, lock: thre
 
 
 def test_every_answered_forecast_survives_sigkill_of_the_process_group(tiny_bundle, tmp_path):
-    from serving.audit import AuditReader, verify_chain
+    from adaptive_beta.models.audit.log import AuditReader, verify_chain
 
     db = tmp_path / "audit" / "audit.db"
     srv = Server(tiny_bundle["path"], db, tmp_path / "server.log")

@@ -20,7 +20,7 @@ def body(tiny_bundle):
 
 
 def test_too_many_assets_is_a_400_naming_the_assets_field(server, tiny_bundle):
-    from serving.schemas import MAX_ASSETS
+    from adaptive_beta.serving.schemas import MAX_ASSETS
 
     one = request_body(tiny_bundle["assets"], tiny_bundle["spy"], tiny_bundle["composite"], ["SOLUSDT"], 3)
     asset = one["assets"][0]
@@ -31,7 +31,7 @@ def test_too_many_assets_is_a_400_naming_the_assets_field(server, tiny_bundle):
 
 
 def test_body_over_the_limit_is_413_before_parsing(server, body):
-    from serving.limits import DEFAULT_MAX_BODY_BYTES
+    from adaptive_beta.serving.limits import DEFAULT_MAX_BODY_BYTES
 
     big = copy.deepcopy(body)
     big["series"]["PAD"] = [{"timestamp": "2025-01-01", "close": 1.0}] * (DEFAULT_MAX_BODY_BYTES // 30)
@@ -44,7 +44,7 @@ def test_body_over_the_limit_is_413_before_parsing(server, body):
 
 
 def test_request_ids_are_unique_and_each_logged_once(server, body):
-    from serving.audit import AuditReader
+    from adaptive_beta.models.audit.log import AuditReader
 
     async def burst():
         async with httpx.AsyncClient(timeout=30) as c:
@@ -62,8 +62,8 @@ def test_request_ids_are_unique_and_each_logged_once(server, body):
 
 def test_a_colliding_request_id_is_redrawn_not_an_error(tiny_bundle, body, tmp_path):
     """The id source repeats an id: the second forecast is logged and answered under a fresh id."""
-    from serving.app_state import AppState, ServeConfig
-    from serving.schemas import ForecastRequest
+    from adaptive_beta.serving.app_state import AppState, ServeConfig
+    from adaptive_beta.serving.schemas import ForecastRequest
 
     state = AppState.load(ServeConfig(model=str(tiny_bundle["path"]), audit_db=str(tmp_path / "a.db")))
     ids = iter(["a" * 32, "a" * 32, "a" * 32, "b" * 32])
@@ -109,7 +109,7 @@ def test_beyond_max_concurrency_some_requests_get_429_and_none_a_5xx(narrow_serv
 
 
 def test_warm_up_forecasts_a_synthetic_window_without_logging_it(tiny_bundle, tmp_path):
-    from serving.app_state import AppState, ServeConfig
+    from adaptive_beta.serving.app_state import AppState, ServeConfig
 
     state = AppState.load(ServeConfig(model=str(tiny_bundle["path"]), audit_db=str(tmp_path / "w.db")))
     req = state.warm_up_request()

@@ -1,7 +1,7 @@
-"""GET /monitor on a real `bentoml serve` subprocess (127.0.0.1), checked against models.drift by hand.
+"""GET /monitor on a real `bentoml serve` subprocess (127.0.0.1), checked against adaptive_beta.models.monitoring.drift by hand.
 
 The tiny bundle's meta has no `data_source`, so the reference goes the documented route: built
-here from the bundle's own training market (`models.monitoring.reference_from_data`), saved with
+here from the bundle's own training market (`adaptive_beta.models.monitoring.monitor.reference_from_data`), saved with
 `save_reference`, and given to the server as ABETA_MONITOR_REFERENCE.  The plain `server` fixture
 (no reference) checks the 409 that says how to provide one.
 """
@@ -20,10 +20,10 @@ CUTS = (45, 50, 55, 60)  # /forecast calls on histories ending at these bars -> 
 
 @pytest.fixture(scope="module")
 def reference_file(tiny_bundle, tmp_path_factory):
-    from models.bundle import load_bundle
-    from models.monitoring import reference_from_data, save_reference
-    from models.schema import FactorSeries, build_panel
-    from serving.app_state import _publication_times
+    from adaptive_beta.models.bundle.folder import load_bundle
+    from adaptive_beta.models.data.schema import FactorSeries, build_panel
+    from adaptive_beta.models.monitoring.monitor import reference_from_data, save_reference
+    from adaptive_beta.serving.app_state import _publication_times
 
     bundle = load_bundle(tiny_bundle["path"])
     spy = FactorSeries(_publication_times(tiny_bundle["spy"]), "equity")
@@ -65,13 +65,13 @@ def get(server, role="compliance", **params):
 
 
 def expected_groups(server, tiny_bundle, reference_file):
-    """Group PSI by models.drift on the /forecast feature rows of the audit log."""
+    """Group PSI by adaptive_beta.models.monitoring.drift on the /forecast feature rows of the audit log."""
     from fnmatch import fnmatch
 
-    from models.bundle import load_bundle
-    from models.drift import feature_psi, group_psi
-    from models.monitoring import MonitorConfig, audit_features, load_reference
-    from serving.audit import AuditReader
+    from adaptive_beta.models.audit.log import AuditReader
+    from adaptive_beta.models.bundle.folder import load_bundle
+    from adaptive_beta.models.monitoring.drift import feature_psi, group_psi
+    from adaptive_beta.models.monitoring.monitor import MonitorConfig, audit_features, load_reference
 
     bundle = load_bundle(tiny_bundle["path"])
     cfg = MonitorConfig()
@@ -109,7 +109,7 @@ def test_group_psi_equals_models_drift_on_the_logged_forecast_features(
 
 @pytest.mark.slow
 def test_monitor_is_read_only_and_filters_by_time(monitored):
-    from serving.audit import AuditReader
+    from adaptive_beta.models.audit.log import AuditReader
 
     with AuditReader(monitored.audit_db) as reader:
         before = reader.count()

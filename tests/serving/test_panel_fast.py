@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.app_state import AppState
-from serving.panel_fast import panel_from_request, publication_ns, publication_ns_many
-from serving.schemas import ForecastRequest
+from adaptive_beta.serving.app_state import AppState
+from adaptive_beta.serving.panel_fast import panel_from_request, publication_ns, publication_ns_many
+from adaptive_beta.serving.schemas import ForecastRequest
 
 
 def _stamps(start: str, n: int, step: str, drop: tuple[int, ...] = ()) -> list[str]:

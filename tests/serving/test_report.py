@@ -17,7 +17,7 @@ def seeded(tmp_path_factory):
 
 
 def _app():
-    from serving.cmd_report import report
+    from adaptive_beta.cli.report import report
 
     app = typer.Typer()
     app.command()(report)
@@ -59,8 +59,8 @@ def test_report_renders_charts_sections_and_seeded_numbers(seeded, tmp_path):
 
 
 def test_report_largest_change_matches_the_seeded_forecasts(seeded):
-    from serving.audit import AuditReader
-    from serving.compliance.report import build_report
+    from adaptive_beta.models.audit.log import AuditReader
+    from adaptive_beta.serving.compliance.report import build_report
 
     calls = seeded["calls"]
     with AuditReader(seeded["db"]) as reader:
@@ -120,6 +120,6 @@ def test_missing_database_exits_2(tmp_path):
 
 
 def test_report_command_is_a_plain_typer_function():
-    from serving.cmd_report import report
+    from adaptive_beta.cli.report import report
 
     assert isinstance(_app(), typer.Typer) and report.__name__ == "report"

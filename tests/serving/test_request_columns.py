@@ -11,7 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serving.schemas import AssetHistory, Bar, ForecastRequest, Point, epoch_microseconds, history_columns
+from adaptive_beta.serving.schemas import (
+    AssetHistory,
+    Bar,
+    ForecastRequest,
+    Point,
+    epoch_microseconds,
+    history_columns,
+)
 
 
 def _reference_error(points: list, where: str, positive: bool = True) -> str | None:
@@ -94,7 +101,7 @@ def test_first_error_message_equals_the_per_point_loop(rows):
         )
     where = "asset XUSDT: history"
     want = _reference_error(points, where)
-    from serving.schemas import _check_history
+    from adaptive_beta.serving.schemas import _check_history
 
     if want is None:
         cols = _check_history(points, where)
@@ -141,7 +148,7 @@ def test_columns_built_on_demand_for_unvalidated_histories():
 
 
 def test_panel_frames_from_columns_equal_the_per_point_frames():
-    from serving.app_state import _us_index, _utc_index
+    from adaptive_beta.serving.app_state import _us_index, _utc_index
 
     req = ForecastRequest.model_validate(_body())
     a = req.assets[0]
@@ -163,7 +170,7 @@ def test_request_sha256_is_spelling_free_and_sees_every_value_and_field():
     import copy
     import hashlib
 
-    from serving.schemas import ExplainRequest, request_sha256
+    from adaptive_beta.serving.schemas import ExplainRequest, request_sha256
 
     body = _body()
     base = request_sha256(ForecastRequest.model_validate(body))

@@ -11,7 +11,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serving.app_state import AppState, _utc_index
+from adaptive_beta.serving.app_state import AppState, _utc_index
 
 OFFSETS = st.sampled_from(
     [None, UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))]

@@ -6,7 +6,13 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from serving.schemas import MAX_ASSETS, ForecastRequest, HedgeRequest, RequestError, check_against_model
+from adaptive_beta.serving.schemas import (
+    MAX_ASSETS,
+    ForecastRequest,
+    HedgeRequest,
+    RequestError,
+    check_against_model,
+)
 
 
 def _hist(n=5, start="2025-01-01", step="1D", close=100.0):

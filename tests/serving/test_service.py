@@ -25,7 +25,7 @@ def post(server, path, payload, role="trader", **kw):
 
 
 def audit_rows(server, **filters):
-    from serving.audit import AuditReader
+    from adaptive_beta.models.audit.log import AuditReader
 
     with AuditReader(server.audit_db) as r:
         return r.query(limit=1000, **filters)

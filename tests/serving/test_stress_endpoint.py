@@ -7,8 +7,8 @@ import copy
 import httpx
 import pytest
 
-from models.scenarios import default_scenarios_path, load_scenarios
-from serving.stress_api import scenario_error_field
+from adaptive_beta.models.portfolio.scenarios import default_scenarios_path, load_scenarios
+from adaptive_beta.serving.stress_api import scenario_error_field
 from tests.serving.conftest import auth, request_body
 
 POSITIONS = {"SOLUSDT": 1_000_000.0, "DOGEUSDT": -250_000.0, "ETHUSDT": 400_000.0}
@@ -192,7 +192,7 @@ def test_trader_and_admin_allowed_compliance_forbidden_no_key_unauthorised(serve
 
 @pytest.mark.slow
 def test_stress_call_is_in_the_audit_log_with_its_pnl(server, body):
-    from serving.audit import AuditReader
+    from adaptive_beta.models.audit.log import AuditReader
 
     r = post(server, "/stress", stress_body(body, scenarios=[BTC_SHOCK]))
     out = r.json()

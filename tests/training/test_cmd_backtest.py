@@ -10,14 +10,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from training.cmd_backtest import backtest
+from adaptive_beta.cli.backtest import backtest
 
 
 @pytest.fixture(scope="module")
 def sim_dir(tmp_path_factory):
-    from models.sim_config import SimConfig
-    from models.sim_write import write_simulation
-    from models.simulator import simulate
+    from adaptive_beta.models.sim.config import SimConfig
+    from adaptive_beta.models.sim.simulator import simulate
+    from adaptive_beta.models.sim.write import write_simulation
 
     out = tmp_path_factory.mktemp("sim") / "sim"
     write_simulation(simulate(SimConfig(seed=3, n_assets=5, days=420, freq="1d")), out)
@@ -77,17 +77,17 @@ def tiny_bundle(tmp_path_factory):
     """A small GRU bundle fitted on 2021 of a simulated market (as in tests/models/test_predictor.py)."""
     import torch
 
-    from models.bundle import load_bundle
-    from models.feat_spec import FeatureSpec
-    from models.features import compute_features
-    from models.loaders import load_dataset
-    from models.sim_config import SimConfig
-    from models.sim_write import write_simulation
-    from models.simulator import simulate
-    from models.targets import forward_betas, regime_labels
-    from training.export import export_bundle
-    from training.fit import fit_model
-    from training.model_config import ModelConfig
+    from adaptive_beta.models.bundle.folder import load_bundle
+    from adaptive_beta.models.data.loaders import load_dataset
+    from adaptive_beta.models.features.compute import compute_features
+    from adaptive_beta.models.features.spec import FeatureSpec
+    from adaptive_beta.models.features.targets import forward_betas, regime_labels
+    from adaptive_beta.models.sim.config import SimConfig
+    from adaptive_beta.models.sim.simulator import simulate
+    from adaptive_beta.models.sim.write import write_simulation
+    from adaptive_beta.training.export import export_bundle
+    from adaptive_beta.training.fit import fit_model
+    from adaptive_beta.training.model_config import ModelConfig
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("model")
@@ -110,9 +110,9 @@ def tiny_bundle(tmp_path_factory):
 
 
 def test_bundle_forecasts_equal_serving_on_truncated_history_and_only_after_training(tiny_bundle):
-    from models.bt_forecasts import bundle_forecasts, training_end
-    from models.inference import make_inputs
-    from models.predictor import Predictor
+    from adaptive_beta.models.bundle.inference import make_inputs
+    from adaptive_beta.models.bundle.predictor import Predictor
+    from adaptive_beta.models.portfolio.forecasts import bundle_forecasts, training_end
 
     _, panel, bundle = tiny_bundle
     after = training_end(bundle.meta)
@@ -148,7 +148,7 @@ def test_backtest_with_model_bundle_runs_beside_baselines(tiny_bundle, tmp_path)
 def test_mlflow_flag_logs_table_and_charts(sim_dir):
     import mlflow
 
-    from models.resolve import default_tracking_uri
+    from adaptive_beta.models.bundle.resolve import default_tracking_uri
 
     res = CliRunner().invoke(
         _app(), ["backtest", "--data", str(sim_dir), "--estimators", "rolling_ols_30d", "--mlflow"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from training.cli import app
+from adaptive_beta.cli.main import app
 
 
 def good_folder(root: Path) -> Path:

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from training.cli import app
-from training.cmd_evaluate import load_eval_config
-from training.scorecard import RECORD_KEYS
+from adaptive_beta.cli.evaluate import load_eval_config
+from adaptive_beta.cli.main import app
+from adaptive_beta.training.scorecard import RECORD_KEYS
 
 runner = CliRunner()
 
@@ -130,8 +130,8 @@ def stand_ins(monkeypatch):
 
     moments = pd.DataFrame({"var_b": 1e-4, "cov": beta["BTCUSDT"] * 1e-4, "var_i": 3e-4}, index=long_idx)
     fakes = {
-        "models.loaders": {"load_dataset": lambda path: P()},
-        "models.targets": {
+        "adaptive_beta.models.data.loaders": {"load_dataset": lambda path: P()},
+        "adaptive_beta.models.features.targets": {
             "forward_betas": lambda panel, horizon: beta,
             "forward_moments": lambda panel, horizon: {"BTCUSDT": moments},
             "true_forward_betas": lambda panel, horizon: None,
@@ -139,9 +139,11 @@ def stand_ins(monkeypatch):
     }
     for name, attrs in fakes.items():
         monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(**attrs))
-    import models.estimators
+    import adaptive_beta.models.estimators.baselines
 
-    monkeypatch.setattr(models.estimators, "baseline_forecasts", baseline_forecasts, raising=False)
+    monkeypatch.setattr(
+        adaptive_beta.models.estimators.baselines, "baseline_forecasts", baseline_forecasts, raising=False
+    )
 
 
 def test_cli_prints_the_table_and_writes_json_records(tmp_path, stand_ins):
@@ -182,16 +184,16 @@ def test_cli_data_too_short_exits_2(tmp_path, stand_ins):
 
 @pytest.mark.skipif(
     not (
-        _have("models.loaders")
-        and _have("models.targets")
-        and _have("models.estimators", "baseline_forecasts")
+        _have("adaptive_beta.models.data.loaders")
+        and _have("adaptive_beta.models.features.targets")
+        and _have("adaptive_beta.models.estimators.baselines", "baseline_forecasts")
     ),
-    reason="needs models.loaders, models.targets and models.estimators.baseline_forecasts (not merged yet)",
+    reason="needs adaptive_beta.models.data.loaders, adaptive_beta.models.features.targets and adaptive_beta.models.estimators.baselines.baseline_forecasts (not merged yet)",
 )
 def test_cli_end_to_end_on_a_small_simulated_folder(tmp_path):
-    from models.sim_config import SimConfig
-    from models.sim_write import write_simulation
-    from models.simulator import simulate
+    from adaptive_beta.models.sim.config import SimConfig
+    from adaptive_beta.models.sim.simulator import simulate
+    from adaptive_beta.models.sim.write import write_simulation
 
     data = write_simulation(simulate(SimConfig(n_assets=4, days=700, seed=3)), tmp_path / "sim")
     cfg = tmp_path / "eval.toml"

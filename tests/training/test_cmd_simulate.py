@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from training.cli import app
+from adaptive_beta.cli.main import app
 
 runner = CliRunner()
 

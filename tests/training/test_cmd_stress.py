@@ -8,14 +8,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from training.cmd_stress import stress
+from adaptive_beta.cli.stress import stress
 
 
 @pytest.fixture(scope="module")
 def sim_dir(tmp_path_factory):
-    from models.sim_config import SimConfig
-    from models.sim_write import write_simulation
-    from models.simulator import simulate
+    from adaptive_beta.models.sim.config import SimConfig
+    from adaptive_beta.models.sim.simulator import simulate
+    from adaptive_beta.models.sim.write import write_simulation
 
     out = tmp_path_factory.mktemp("sim") / "sim"
     write_simulation(simulate(SimConfig(seed=4, n_assets=5, days=560, freq="1d")), out)

@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from models.bundle import load_bundle
-from models.feat_spec import FeatureSpec
-from training.datasets import make_synthetic_task
-from training.export import ExportParityError, export_bundle, parity_check, warmup_bars
-from training.fit import fit_model, predict_torch
-from training.model_config import ModelConfig
+from adaptive_beta.models.bundle.folder import load_bundle
+from adaptive_beta.models.features.spec import FeatureSpec
+from adaptive_beta.training.datasets import make_synthetic_task
+from adaptive_beta.training.export import ExportParityError, export_bundle, parity_check, warmup_bars
+from adaptive_beta.training.fit import fit_model, predict_torch
+from adaptive_beta.training.model_config import ModelConfig
 
 torch.set_num_threads(1)
 

@@ -1,6 +1,6 @@
 """Windowing, the masked weighted loss, and fit_model on a learnable synthetic task.
 
-The synthetic task (training.datasets.make_synthetic_task) has a known answer: forward beta =
+The synthetic task (adaptive_beta.training.datasets.make_synthetic_task) has a known answer: forward beta =
 base + 0.5 tanh(x1) (BTC) or base - 0.4 x2 (composite) + N(0, 0.1^2) noise, so a good fit has
 RMSE near 0.1 while the base beta alone has RMSE ~0.35-0.45.
 """
@@ -15,17 +15,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from models.windowing import (
+from adaptive_beta.models.features.windows import (
     feature_cube,
     gather_windows,
     latest_windows,
     sample_index,
     window_geometry,
 )
-from training.datasets import make_synthetic_task, time_decay_weights
-from training.fit import calibration_scale, correction_scale, fit_model, predict_torch
-from training.lit_module import masked_gaussian_nll, weighted_regime_ce
-from training.model_config import ModelConfig
+from adaptive_beta.training.datasets import make_synthetic_task, time_decay_weights
+from adaptive_beta.training.fit import calibration_scale, correction_scale, fit_model, predict_torch
+from adaptive_beta.training.lit_module import masked_gaussian_nll, weighted_regime_ce
+from adaptive_beta.training.model_config import ModelConfig
 
 torch.set_num_threads(1)
 TRAIN = ("2021-01-01", "2021-10-31")

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from training.metrics import (
+from adaptive_beta.training.metrics import (
     block_bootstrap_ratio,
     diebold_mariano,
     excess_hedge_var,

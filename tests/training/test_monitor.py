@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from training.monitor import MonitorConfig, audit_features, audit_forecasts, error_summary
+from adaptive_beta.training.monitor import MonitorConfig, audit_features, audit_forecasts, error_summary
 
 
 def _record(as_of: str, beta: float, value: float, endpoint: str = "/forecast") -> dict:
@@ -65,7 +65,7 @@ def test_error_summary_rmse_ratio_coverage_and_alert():
 def test_cli_monitor_exits_2_on_bad_input(tmp_path):
     import typer
 
-    from training.cmd_monitor import monitor
+    from adaptive_beta.cli.monitor import monitor
 
     app = typer.Typer()
     app.command()(monitor)

@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from models.networks import OUTPUT_NAMES, BetaNet, sinusoidal_positions
+from adaptive_beta.models.networks import OUTPUT_NAMES, BetaNet, sinusoidal_positions
 
 torch.set_num_threads(1)
 ARCHS = ["gru", "transformer"]
@@ -97,7 +97,7 @@ def test_unknown_arch_and_bad_base_index_are_rejected():
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_onnx_export_matches_torch_for_batches_1_7_and_two_lengths(arch, tmp_path):
-    from training.export import _export_onnx
+    from adaptive_beta.training.export import _export_onnx
 
     net = _net(arch)
     with torch.no_grad():  # a non-trivial correction so the encoder matters
@@ -123,7 +123,7 @@ def test_repeated_gru_exports_in_one_process_keep_the_sequence_length_dynamic(tm
     """torch 2.13 bakes L into the second GRU export of a process unless aten.gru's dispatch cache is cleared."""
     import onnx
 
-    from training.export import _export_onnx
+    from adaptive_beta.training.export import _export_onnx
 
     for i, (f, hidden) in enumerate([(6, 16), (11, 13)]):
         net = BetaNet(f, [0, 1], arch="gru", hidden=hidden).eval()

@@ -12,8 +12,8 @@ import dataclasses
 
 import pytest
 
-from training.monitor import MonitorConfig, run_monitor
-from training.recalibrate import RecalibrationPolicy, decide, recalibrate
+from adaptive_beta.training.monitor import MonitorConfig, run_monitor
+from adaptive_beta.training.recalibrate import RecalibrationPolicy, decide, recalibrate
 
 HORIZON = "14d"
 
@@ -22,16 +22,16 @@ HORIZON = "14d"
 def market(tmp_path_factory):
     import torch
 
-    from models.feat_spec import FeatureSpec
-    from models.features import compute_features
-    from models.loaders import load_dataset
-    from models.sim_config import SimConfig, default_regimes
-    from models.sim_write import write_simulation
-    from models.simulator import simulate
-    from models.targets import forward_betas, regime_labels
-    from training.export import export_bundle
-    from training.fit import fit_model
-    from training.model_config import ModelConfig
+    from adaptive_beta.models.data.loaders import load_dataset
+    from adaptive_beta.models.features.compute import compute_features
+    from adaptive_beta.models.features.spec import FeatureSpec
+    from adaptive_beta.models.features.targets import forward_betas, regime_labels
+    from adaptive_beta.models.sim.config import SimConfig, default_regimes
+    from adaptive_beta.models.sim.simulator import simulate
+    from adaptive_beta.models.sim.write import write_simulation
+    from adaptive_beta.training.export import export_bundle
+    from adaptive_beta.training.fit import fit_model
+    from adaptive_beta.training.model_config import ModelConfig
 
     torch.set_num_threads(1)
     calm, volatile, crash = default_regimes()
@@ -123,10 +123,10 @@ def test_calm_window_after_training_triggers_no_retrain(market):
 def test_crash_window_triggers_retrain_challenger_and_logged_gate(market):
     import mlflow
 
-    from training.model_config import ModelConfig
-    from training.registry import _alias_version, _client
-    from training.splits import WalkForwardConfig
-    from training.train_config import TrainConfig
+    from adaptive_beta.training.model_config import ModelConfig
+    from adaptive_beta.training.registry import _alias_version, _client
+    from adaptive_beta.training.splits import WalkForwardConfig
+    from adaptive_beta.training.train_config import TrainConfig
 
     since, until = _window(market, 465, 545)
     rep = run_monitor(
@@ -173,7 +173,7 @@ def test_cli_monitor_prints_table_writes_json_and_exits_1_on_alert(market, tmp_p
     import typer
     from typer.testing import CliRunner
 
-    from training.cmd_monitor import monitor
+    from adaptive_beta.cli.monitor import monitor
 
     app = typer.Typer()
     app.command()(monitor)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from training.regime_baselines import HMMRegimeBaseline, persistence_probs, regime_scores
+from adaptive_beta.training.regime_baselines import HMMRegimeBaseline, persistence_probs, regime_scores
 
 
 def test_regime_scores_match_hand_computation():

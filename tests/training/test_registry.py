@@ -2,9 +2,16 @@
 
 import mlflow
 
-from models.resolve import resolve_bundle
-from training.registry import Headline, champion_history, decide, list_versions, promote, register_bundle
-from training.tracking import setup_mlflow
+from adaptive_beta.models.bundle.resolve import resolve_bundle
+from adaptive_beta.training.registry import (
+    Headline,
+    champion_history,
+    decide,
+    list_versions,
+    promote,
+    register_bundle,
+)
+from adaptive_beta.training.tracking import setup_mlflow
 
 
 def _run_with_bundle(tmp_path, tag):

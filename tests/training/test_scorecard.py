@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.scorecard import (
+from adaptive_beta.training.scorecard import (
     RECORD_KEYS,
     EvalConfig,
     Scorecard,
@@ -16,7 +16,7 @@ from training.scorecard import (
     moments_long,
     score_forecasts,
 )
-from training.splits import WalkForwardConfig, make_folds
+from adaptive_beta.training.splits import WalkForwardConfig, make_folds
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]
 BENCHES = ["BTCUSDT", "CRYPTO_EW"]
@@ -263,8 +263,8 @@ def test_flat_forward_moment_columns_of_models_targets_are_understood():
 def test_real_8h_perps_scorecard_has_fair_common_samples_and_smoothed_betas_beat_30d_ols(real_data_dir):
     from pathlib import Path
 
-    from models.loaders import load_dataset
-    from training.scorecard import evaluate_baselines
+    from adaptive_beta.models.data.loaders import load_dataset
+    from adaptive_beta.training.scorecard import evaluate_baselines
 
     manifest = Path(__file__).resolve().parents[2] / "docs" / "datasets" / "binance-perps-8h.toml"
     if not manifest.is_file():

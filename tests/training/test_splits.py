@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from models.durations import to_periods
-from training.splits import Fold, WalkForwardConfig, fold_masks, make_folds, pooled_test_mask
+from adaptive_beta.models.durations import to_periods
+from adaptive_beta.training.splits import Fold, WalkForwardConfig, fold_masks, make_folds, pooled_test_mask
 
 
 def _index(n: int, freq: str = "1D") -> pd.DatetimeIndex:

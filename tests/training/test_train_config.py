@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from models.schema import DataError
-from training.train_config import load_train_config
+from adaptive_beta.models.data.schema import DataError
+from adaptive_beta.training.train_config import load_train_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,13 +13,13 @@ import mlflow
 import pytest
 from typer.testing import CliRunner
 
-from models.sim_config import SimConfig
-from models.sim_write import write_simulation
-from models.simulator import simulate
-from training.cli import app
-from training.model_config import ModelConfig
-from training.splits import WalkForwardConfig
-from training.train_config import TrainConfig
+from adaptive_beta.cli.main import app
+from adaptive_beta.models.sim.config import SimConfig
+from adaptive_beta.models.sim.simulator import simulate
+from adaptive_beta.models.sim.write import write_simulation
+from adaptive_beta.training.model_config import ModelConfig
+from adaptive_beta.training.splits import WalkForwardConfig
+from adaptive_beta.training.train_config import TrainConfig
 
 REQUIRED = {"rmse", "mae", "r2", "hedge_error", "excess_hedge_var", "rmse_true"}
 
@@ -40,7 +40,7 @@ def trained(tmp_path_factory):
         attribution_windows=8,
         progress=False,
     )
-    from training.train_run import train
+    from adaptive_beta.training.train_run import train
 
     result = train(cfg, scorecard_out=root / "scorecard.json")
     yield {"root": root, "result": result, "cfg": cfg, "other": other, "uri": f"sqlite:///{root}/mlflow.db"}
@@ -100,8 +100,8 @@ def test_export_then_load_and_predict_without_torch(trained, tmp_path):
     code = textwrap.dedent(
         f"""
         import sys, numpy as np
-        from models.bundle import load_bundle
-        from models.predictor import Predictor
+        from adaptive_beta.models.bundle.folder import load_bundle
+        from adaptive_beta.models.bundle.predictor import Predictor
         b = load_bundle({str(out)!r})
         x = np.random.default_rng(0).normal(size=(3, 8, len(b.feature_columns))).astype("float32")
         o = Predictor(b).predict(x)

@@ -1,0 +1,463 @@
+"""Storage backends of the audit log: SQLite (stdlib sqlite3) and PostgreSQL (SQLAlchemy).
+
+Both store the same single table `audit_records`, refuse UPDATE/DELETE with triggers, and take
+the chain head *inside* the write transaction under a table-wide write lock (SQLite
+``BEGIN IMMEDIATE``, PostgreSQL ``LOCK TABLE ... SHARE ROW EXCLUSIVE``), so several processes
+appending to one database extend one chain instead of forking it.
+
+Records cross this module in their stored form: a dict with the columns of
+`audit_chain.COLUMNS`, `symbols` a list and `payload` a dict.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from adaptive_beta.models.audit.chain import COLUMNS, canonical_json
+
+TABLE = "audit_records"
+_COLS = ", ".join(COLUMNS)
+_INSERT = f"INSERT INTO {TABLE} ({_COLS}) VALUES ({', '.join(':' + c for c in COLUMNS)})"
+
+
+class StoreMissing(FileNotFoundError):
+    """The audit database does not exist (raised only when asked not to create it)."""
+
+
+@dataclass(frozen=True)
+class Head:
+    """The last stored record's position in the chain."""
+
+    seq: int
+    ts: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Row filters shared by query, count, export. Times are canonical UTC strings; until exclusive."""
+
+    since: str | None = None
+    until: str | None = None
+    symbol: str | None = None
+    endpoint: str | None = None
+    model_version: str | None = None
+    caller: str | None = None
+    request_id: str | None = None
+
+
+def to_row(record: dict[str, Any]) -> dict[str, Any]:
+    """Stored record -> database row (symbols and payload as canonical JSON text)."""
+    row = dict(record)
+    row["symbols"] = canonical_json(record["symbols"])
+    row["payload"] = canonical_json(record["payload"])
+    return row
+
+
+def from_row(row: Sequence[Any]) -> dict[str, Any]:
+    """Database row in COLUMNS order -> stored record. Unparseable JSON stays a string (verify flags it)."""
+    rec = dict(zip(COLUMNS, row, strict=True))
+    for key in ("symbols", "payload"):
+        try:
+            rec[key] = json.loads(rec[key])
+        except (TypeError, ValueError):
+            pass
+    rec["seq"] = int(rec["seq"])
+    return rec
+
+
+def _where(f: Filters, symbol_sql: str) -> tuple[str, dict[str, Any]]:
+    clauses, params = [], {}
+    if f.since is not None:
+        clauses.append("ts >= :since")
+        params["since"] = f.since
+    if f.until is not None:
+        clauses.append("ts < :until")
+        params["until"] = f.until
+    for key in ("endpoint", "model_version", "caller", "request_id"):
+        value = getattr(f, key)
+        if value is not None:
+            clauses.append(f"{key} = :{key}")
+            params[key] = value
+    if f.symbol is not None:
+        clauses.append(symbol_sql)
+        params["symbol"] = f.symbol
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+class Store:
+    """Common reads; subclasses provide `_fetch(sql, params)`, `write_transaction()` and DDL."""
+
+    symbol_sql = ""
+    description = ""
+
+    def _fetch(self, sql: str, params: dict[str, Any]) -> list[Sequence[Any]]:
+        raise NotImplementedError
+
+    def head(self) -> Head | None:
+        rows = self._fetch(f"SELECT seq, ts, hash FROM {TABLE} ORDER BY seq DESC LIMIT 1", {})
+        return Head(int(rows[0][0]), rows[0][1], rows[0][2]) if rows else None
+
+    def iter_chain(self, batch: int = 1000, start_after: int = -(2**62)) -> Iterator[dict[str, Any]]:
+        """Every record in seq order, fetched `batch` rows at a time (keyset paging, bounded memory)."""
+        last = start_after
+        while True:
+            rows = self._fetch(
+                f"SELECT {_COLS} FROM {TABLE} WHERE seq > :last ORDER BY seq LIMIT :n",
+                {"last": last, "n": batch},
+            )
+            for row in rows:
+                yield from_row(row)
+            if len(rows) < batch:
+                return
+            last = int(rows[-1][0])
+
+    def find_by_hash(self, digest: str) -> dict[str, Any] | None:
+        rows = self._fetch(f"SELECT {_COLS} FROM {TABLE} WHERE hash = :h LIMIT 1", {"h": digest})
+        return from_row(rows[0]) if rows else None
+
+    def count_all(self) -> int:
+        return int(self._fetch(f"SELECT COUNT(*) FROM {TABLE}", {})[0][0])
+
+    def select(self, f: Filters, limit: int, offset: int, newest_first: bool = True) -> list[dict[str, Any]]:
+        where, params = _where(f, self.symbol_sql)
+        order = "DESC" if newest_first else "ASC"
+        params.update(n=limit, o=offset)
+        sql = f"SELECT {_COLS} FROM {TABLE}{where} ORDER BY seq {order} LIMIT :n OFFSET :o"
+        return [from_row(r) for r in self._fetch(sql, params)]
+
+    def iter_select(self, f: Filters, batch: int = 1000) -> Iterator[dict[str, Any]]:
+        """Matching records oldest first, keyset-paged."""
+        where, params = _where(f, self.symbol_sql)
+        joiner = " AND " if where else " WHERE "
+        last = -(2**62)
+        while True:
+            sql = f"SELECT {_COLS} FROM {TABLE}{where}{joiner}seq > :last ORDER BY seq LIMIT :n"
+            rows = self._fetch(sql, {**params, "last": last, "n": batch})
+            for row in rows:
+                yield from_row(row)
+            if len(rows) < batch:
+                return
+            last = int(rows[-1][0])
+
+    def count(self, f: Filters) -> int:
+        where, params = _where(f, self.symbol_sql)
+        return int(self._fetch(f"SELECT COUNT(*) FROM {TABLE}{where}", params)[0][0])
+
+    def close(self) -> None:
+        pass
+
+
+class WriteTx:
+    """Operations available inside a write transaction (the table is locked for writers)."""
+
+    def head(self) -> Head | None: ...
+    def exists(self, request_id: str) -> bool: ...
+    def insert(self, records: list[dict[str, Any]]) -> None: ...
+
+
+# ----------------------------------------------------------------------------------- SQLite
+
+_SQLITE_DDL = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    seq INTEGER PRIMARY KEY,
+    ts TEXT NOT NULL,
+    request_id TEXT NOT NULL UNIQUE,
+    caller TEXT,
+    endpoint TEXT,
+    symbols TEXT NOT NULL,
+    model_name TEXT,
+    model_version TEXT,
+    bundle_sha256 TEXT,
+    run_id TEXT,
+    feature_spec_hash TEXT,
+    input_sha256 TEXT,
+    payload TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE
+);
+CREATE INDEX IF NOT EXISTS {TABLE}_ts ON {TABLE}(ts);
+CREATE TRIGGER IF NOT EXISTS {TABLE}_no_update BEFORE UPDATE ON {TABLE}
+BEGIN SELECT RAISE(ABORT, '{TABLE} is append-only: UPDATE is not allowed'); END;
+CREATE TRIGGER IF NOT EXISTS {TABLE}_no_delete BEFORE DELETE ON {TABLE}
+BEGIN SELECT RAISE(ABORT, '{TABLE} is append-only: DELETE is not allowed'); END;
+"""
+
+
+class _SqliteTx(WriteTx):
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def head(self) -> Head | None:
+        row = self.conn.execute(f"SELECT seq, ts, hash FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchone()
+        return Head(int(row[0]), row[1], row[2]) if row else None
+
+    def exists(self, request_id: str) -> bool:
+        sql = f"SELECT 1 FROM {TABLE} WHERE request_id = :r"
+        return self.conn.execute(sql, {"r": request_id}).fetchone() is not None
+
+    def insert(self, records: list[dict[str, Any]]) -> None:
+        self.conn.executemany(_INSERT, [to_row(r) for r in records])
+
+
+class SqliteStore(Store):
+    """One SQLite file in WAL mode with synchronous=FULL (each commit fsyncs the WAL).
+
+    The writer connection belongs to the log's writer thread; readers get one connection per
+    thread. `create=False` opens an existing file read-only and never creates one.
+    """
+
+    symbol_sql = "EXISTS (SELECT 1 FROM json_each(symbols) WHERE json_each.value = :symbol)"
+
+    def __init__(self, path: str | os.PathLike[str], busy_timeout_s: float = 5.0, create: bool = True):
+        self.path = Path(path).expanduser().absolute()
+        self.description = str(self.path)
+        self.busy_timeout_s = busy_timeout_s
+        self.readonly = not create
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        if not create:
+            if not self.path.is_file():
+                raise StoreMissing(f"audit database {self.path} does not exist")
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self.connect_writer()
+        try:
+            conn.executescript(_SQLITE_DDL)
+        finally:
+            conn.close()
+        self.identity = self.file_identity()
+
+    def file_identity(self) -> tuple[int, int] | None:
+        """(device, inode) of the database file, None if it is gone: detects deletion/replacement."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def connect_writer(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self.readonly:
+                conn = self._connect_readonly()
+            else:
+                conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """mode=ro; on read-only media (no -shm can be created) fall back to immutable=1, which is
+        exact only when no write-ahead log is pending, so refuse if a non-empty -wal exists."""
+        base = f"file:{quote(str(self.path))}"
+        conn = sqlite3.connect(
+            base + "?mode=ro", uri=True, timeout=self.busy_timeout_s, check_same_thread=False
+        )
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            wal = Path(f"{self.path}-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                raise
+        return sqlite3.connect(base + "?immutable=1", uri=True, check_same_thread=False)
+
+    def _fetch(self, sql: str, params: dict[str, Any]) -> list[Sequence[Any]]:
+        conn = self._reader()
+        cur = conn.execute(sql, params)
+        try:
+            return cur.fetchall()
+        finally:
+            cur.close()
+            if conn.in_transaction:
+                conn.rollback()
+
+    @contextmanager
+    def write_transaction(self, conn: sqlite3.Connection) -> Iterator[WriteTx]:
+        """BEGIN IMMEDIATE (waits up to busy_timeout for other writers) ... COMMIT, or ROLLBACK."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield _SqliteTx(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise
+
+    def probe(self, conn: sqlite3.Connection) -> None:
+        """Take and release the write lock: raises if another writer holds it beyond the timeout."""
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._conns:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._conns.clear()
+        self._local = threading.local()
+
+
+# ------------------------------------------------------------------------------- PostgreSQL
+
+_PG_DDL = [
+    "SELECT pg_advisory_xact_lock(7302114409)",  # two processes creating the schema at once
+    f"""CREATE TABLE IF NOT EXISTS {TABLE} (
+        seq BIGINT PRIMARY KEY,
+        ts TEXT NOT NULL,
+        request_id TEXT NOT NULL UNIQUE,
+        caller TEXT,
+        endpoint TEXT,
+        symbols TEXT NOT NULL,
+        model_name TEXT,
+        model_version TEXT,
+        bundle_sha256 TEXT,
+        run_id TEXT,
+        feature_spec_hash TEXT,
+        input_sha256 TEXT,
+        payload TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE
+    )""",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_ts ON {TABLE}(ts)",
+    f"""CREATE OR REPLACE FUNCTION {TABLE}_append_only() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+        RAISE EXCEPTION USING MESSAGE = '{TABLE} is append-only: ' || TG_OP || ' is not allowed';
+    END
+    $fn$""",
+    f"""CREATE OR REPLACE TRIGGER {TABLE}_no_update_delete BEFORE UPDATE OR DELETE ON {TABLE}
+        FOR EACH ROW EXECUTE FUNCTION {TABLE}_append_only()""",
+    f"""CREATE OR REPLACE TRIGGER {TABLE}_no_truncate BEFORE TRUNCATE ON {TABLE}
+        FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_append_only()""",
+]
+
+
+def postgres_driver() -> str | None:
+    """SQLAlchemy driver name for an installed PostgreSQL DB-API module, or None."""
+    import importlib.util
+
+    for module, driver in (("psycopg", "psycopg"), ("psycopg2", "psycopg2"), ("pg8000", "pg8000")):
+        if importlib.util.find_spec(module) is not None:
+            return driver
+    return None
+
+
+class _PgTx(WriteTx):
+    def __init__(self, conn: Any):
+        from sqlalchemy import text
+
+        self.conn, self.text = conn, text
+
+    def head(self) -> Head | None:
+        sql = f"SELECT seq, ts, hash FROM {TABLE} ORDER BY seq DESC LIMIT 1"
+        row = self.conn.execute(self.text(sql)).fetchone()
+        return Head(int(row[0]), row[1], row[2]) if row else None
+
+    def exists(self, request_id: str) -> bool:
+        sql = self.text(f"SELECT 1 FROM {TABLE} WHERE request_id = :r")
+        return self.conn.execute(sql, {"r": request_id}).fetchone() is not None
+
+    def insert(self, records: list[dict[str, Any]]) -> None:
+        self.conn.execute(self.text(_INSERT), [to_row(r) for r in records])
+
+
+class PostgresStore(Store):
+    """PostgreSQL through SQLAlchemy. Commits are durable with the server's default
+    synchronous_commit=on; the table lock serialises appenders across processes."""
+
+    symbol_sql = "jsonb_exists(symbols::jsonb, :symbol)"
+
+    def __init__(self, url: str, busy_timeout_s: float = 5.0, create: bool = True):
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        if parsed.drivername == "postgresql" or parsed.drivername == "postgres":
+            driver = postgres_driver()
+            if driver is None:
+                raise ModuleNotFoundError(
+                    "no PostgreSQL driver is installed for the audit log: pip install 'psycopg[binary]'"
+                )
+            parsed = parsed.set(drivername=f"postgresql+{driver}")
+        self.description = parsed.render_as_string(hide_password=True)
+        self.busy_timeout_s = busy_timeout_s
+        self.text = text
+        self.engine = create_engine(parsed, pool_pre_ping=True)
+        if create:
+            with self.engine.begin() as conn:
+                for stmt in _PG_DDL:
+                    conn.execute(text(stmt))
+        else:
+            with self.engine.connect() as conn:
+                found = conn.execute(text("SELECT to_regclass(:t)"), {"t": TABLE}).scalar()
+            if found is None:
+                raise StoreMissing(f"audit table {TABLE} does not exist in {self.description}")
+
+    def connect_writer(self) -> Any:
+        return self.engine
+
+    def _fetch(self, sql: str, params: dict[str, Any]) -> list[Sequence[Any]]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(self.text(sql), params).fetchall())
+
+    @contextmanager
+    def write_transaction(self, engine: Any) -> Iterator[WriteTx]:
+        with engine.begin() as conn:
+            ms = int(self.busy_timeout_s * 1000)
+            conn.execute(self.text(f"SET LOCAL lock_timeout = {ms}"))
+            conn.execute(self.text(f"LOCK TABLE {TABLE} IN SHARE ROW EXCLUSIVE MODE"))
+            yield _PgTx(conn)
+
+    def probe(self, engine: Any) -> None:
+        with engine.connect() as conn:
+            sql = "SELECT pg_is_in_recovery(), has_table_privilege(current_user, :t, 'INSERT')"
+            in_recovery, can_insert = conn.execute(self.text(sql), {"t": TABLE}).one()
+        if in_recovery or not can_insert:
+            raise PermissionError(f"PostgreSQL {self.description} does not accept inserts into {TABLE}")
+
+    def file_identity(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_store(url: str | os.PathLike[str], busy_timeout_s: float = 5.0, create: bool = True) -> Store:
+    """A path or sqlite:///path -> SqliteStore; postgresql://... -> PostgresStore."""
+    text = os.fspath(url)
+    if text.startswith(("postgresql:", "postgresql+", "postgres:")):
+        return PostgresStore(text, busy_timeout_s, create)
+    if text.startswith("sqlite:///"):
+        text = text[len("sqlite:///") :]
+        # sqlite:////abs/path (SQLAlchemy style) leaves "/abs/path"; sqlite:///rel leaves "rel".
+    elif "://" in text:
+        raise ValueError(f"audit log url {text!r}: expected a file path, sqlite:///path or postgresql://...")
+    return SqliteStore(text, busy_timeout_s, create)

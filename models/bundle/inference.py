@@ -1,0 +1,186 @@
+"""`make_inputs`: a request's panel -> the model's input windows, with the bundle's own feature spec.
+
+Torch-free.  Features are computed by the same `adaptive_beta.models.features.compute.compute_features` as in training
+(no training/serving skew); each asset's window ends at its latest bar.  History shortfalls and
+missing series are `DataError`s that name the asset or series and how much is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from adaptive_beta.models.bundle.folder import Bundle
+from adaptive_beta.models.data.schema import DataError, Panel
+from adaptive_beta.models.features.windows import gather_windows, window_ends
+
+
+@dataclass
+class ModelInputs:
+    """What the predictor consumes and what the audit log records."""
+
+    x: np.ndarray  # [N, L, F] float32 raw features, bundle column order
+    symbols: list[str]  # N assets, row order of x
+    as_of: list[pd.Timestamp]  # per asset: open time of the bar the window ends at
+    rows: pd.DataFrame  # the feature row at as_of per asset (index symbol, columns feature_columns)
+
+
+def check_history(panel: Panel, bundle: Bundle, symbols: list[str]) -> None:
+    """Raise DataError if a required series is absent or an asset has fewer bars than the model needs."""
+    req = bundle.meta["required_history"]
+    need = int(req["min_periods"])
+    have_series = set(panel.benchmark_names) | set(panel.factor_names)
+    missing = [s for s in req.get("series", []) if s not in have_series]
+    if missing:
+        raise DataError(
+            f"request lacks series {missing} required by the model (it has {sorted(have_series)})"
+        )
+    if panel.freq_label != bundle.meta["freq"]:
+        raise DataError(
+            f"data frequency is {panel.freq_label} but the model was trained on {bundle.meta['freq']} bars"
+        )
+    for sym in symbols:
+        close = panel.close[sym].to_numpy(dtype=float)
+        finite = np.nonzero(np.isfinite(close))[0]
+        have = 0 if finite.size == 0 else len(close) - int(finite[0])
+        if have < need:
+            raise DataError(
+                f"asset {sym}: {have} bars of {bundle.meta['freq']} history, the model needs {need} "
+                f"({need - have} missing)",
+                column=sym,
+            )
+
+
+def make_inputs(
+    panel: Panel, bundle: Bundle, symbols: list[str] | None = None, allow_stale: bool = False
+) -> ModelInputs:
+    """Latest window per asset of `panel` for `bundle` (all panel assets unless `symbols` is given).
+
+    A window must end at the asset's last bar with a close unless `allow_stale`: serving a
+    forecast built from older data while saying nothing would mislead the hedger.
+    """
+    from adaptive_beta.models.features.compute import compute_feature_arrays
+
+    symbols = list(symbols or panel.symbols)
+    check_history(panel, bundle, symbols)
+    fa = compute_feature_arrays(panel, bundle.spec)
+    columns = bundle.feature_columns
+    absent = [c for c in columns if c not in fa.arrays]
+    if absent:
+        raise DataError(f"feature pipeline did not produce column(s) {absent} the model expects")
+    base = [bundle.meta["base_columns"][b] for b in bundle.benchmarks]
+    try:
+        x, as_of, ends, values = _latest_windows(
+            fa, columns, int(bundle.meta["lookback_bars"]), int(bundle.meta["stride"]), symbols, base
+        )
+    except ValueError as exc:
+        raise DataError(str(exc)) from exc
+    if not allow_stale:
+        for sym, ts in zip(symbols, as_of, strict=True):
+            last = panel.close[sym].last_valid_index()
+            if last is not None and ts < last:
+                raise DataError(
+                    f"asset {sym}: base beta not available at its last bar {last} (latest usable bar {ts})",
+                    column=sym,
+                )
+    rows = pd.DataFrame(values, index=pd.Index(symbols, name="symbol"), columns=columns)
+    return ModelInputs(x=x.astype(np.float32), symbols=symbols, as_of=as_of, rows=rows)
+
+
+def _latest_windows(
+    fa, columns: list[str], lookback_bars: int, stride: int, symbols: list[str], require_finite: list[str]
+) -> tuple[np.ndarray, list[pd.Timestamp], list[int], np.ndarray]:
+    """`adaptive_beta.models.features.windows.latest_windows` on the wide feature arrays, without the long frame.
+
+    The same cube (float32, NaN where the asset has no close or is not in the panel), the same
+    end rule and messages (`window_ends`) and `gather_windows`; plus the
+    float64 feature row at each window end (what the long frame holds there).  Serving pays for
+    one [T, N, F] stack instead of a (T*N)-row DataFrame and its MultiIndex look-ups.
+    """
+    pos = {s: j for j, s in enumerate(fa.symbols)}
+    t_len, f_len = len(fa.index), len(columns)
+    cube64 = np.full((t_len, len(symbols), f_len), np.nan)
+    present = [(k, pos[s]) for k, s in enumerate(symbols) if s in pos]
+    if present:
+        ks, js = (list(v) for v in zip(*present, strict=True))
+        stacked = np.stack([fa.arrays[c][:, js] for c in columns], axis=-1)  # [T, n, F]
+        cube64[:, ks] = np.where(fa.rows[:, js][:, :, None], stacked, np.nan)
+    cube = cube64.astype(np.float32)
+    ends = window_ends(cube, fa.index, columns, lookback_bars, stride, symbols, require_finite)
+    pairs = np.stack([np.array(ends), np.arange(len(symbols))], axis=1).astype(np.int64)
+    x = gather_windows(cube, pairs, lookback_bars, stride)
+    values = cube64[ends, np.arange(len(symbols))] if symbols else np.empty((0, f_len))
+    return x, [fa.index[e] for e in ends], ends, values
+
+
+def predict_every_bar(
+    panel: Panel,
+    bundle: Bundle,
+    rows: np.ndarray | None = None,
+    *,
+    out_of_sample_after: pd.Timestamp | None = None,
+    require_history: bool = True,
+    allow_absent: bool = False,
+    features=None,
+    batch: int = 1024,
+) -> tuple[pd.DataFrame, list[str]]:
+    """The bundle's forecast at every bar (or at `rows`) of every asset with a full window.
+
+    One ONNX Runtime pass over windows cut from features computed once on the whole panel
+    (features are causal: a window ending at row t sees rows <= t only).  Used by the backtest
+    (`adaptive_beta.models.portfolio.forecasts.bundle_forecasts`) and by `abeta evaluate model`.
+
+    require_history: also demand the `required_history.min_periods` bars the service demands.
+    allow_absent: feature columns this panel cannot produce (e.g. a factor the dataset lacks) are
+        fed as NaN, i.e. the training mean; otherwise they are a DataError.
+    Returns (long frame indexed (timestamp, symbol) with `<bench>`, `<bench>_lo`, `<bench>_hi`,
+    the absent feature columns).
+    """
+    from adaptive_beta.models.bundle.predictor import Predictor
+    from adaptive_beta.models.features.compute import compute_features
+    from adaptive_beta.models.features.windows import feature_cube, gather_windows, n_steps
+
+    meta = bundle.meta
+    if panel.freq_label != meta["freq"]:
+        raise DataError(
+            f"data frequency is {panel.freq_label} but the model was trained on {meta['freq']} bars"
+        )
+    table = features if features is not None else compute_features(panel, bundle.spec)
+    columns = list(bundle.feature_columns)
+    absent = [c for c in columns if c not in table.frame.columns]
+    if absent and not allow_absent:
+        raise DataError(f"feature pipeline did not produce column(s) {absent} the model expects")
+    frame = table.frame.reindex(columns=columns) if absent else table.frame
+    cube, ts, syms = feature_cube(frame, columns, panel.index, panel.symbols)
+    lookback, stride = int(meta["lookback_bars"]), int(meta["stride"])
+    span = (n_steps(lookback, stride) - 1) * stride + 1
+    base = [columns.index(meta["base_columns"][b]) for b in bundle.benchmarks]
+    valid = np.isfinite(cube[:, :, base]).all(axis=2)
+    keep_rows = np.zeros(len(ts), dtype=bool)
+    keep_rows[np.arange(len(ts)) if rows is None else np.asarray(rows, dtype=np.int64)] = True
+    keep_rows[: span - 1] = False
+    if out_of_sample_after is not None:
+        keep_rows &= np.asarray(ts > out_of_sample_after)
+    valid &= keep_rows[:, None]
+    if require_history:  # the service refuses an asset with less history than the bundle needs
+        need = int(meta.get("required_history", {}).get("min_periods", span))
+        close = panel.close.reindex(columns=syms).to_numpy(dtype=float)
+        seen = np.cumsum(np.isfinite(close), axis=0) > 0
+        valid &= np.cumsum(seen, axis=0) >= need  # bars since the first close, inclusive
+    t_idx, n_idx = np.nonzero(valid)
+    pairs = np.stack([t_idx, n_idx], axis=1).astype(np.int64)
+    benches = list(bundle.benchmarks)
+    cols = [*benches, *(f"{b}_lo" for b in benches), *(f"{b}_hi" for b in benches)]
+    parts = []
+    if len(pairs):
+        pred = Predictor(bundle, intra_op_threads=1)
+        for lo in range(0, len(pairs), batch):
+            o = pred.predict(gather_windows(cube, pairs[lo : lo + batch], lookback, stride))
+            parts.append(np.concatenate([o["beta"], o["beta_lo"], o["beta_hi"]], axis=1))
+    data = np.concatenate(parts) if parts else np.empty((0, len(cols)), dtype=np.float32)
+    idx = pd.MultiIndex.from_arrays(
+        [ts[pairs[:, 0]], np.asarray(syms)[pairs[:, 1]]], names=["timestamp", "symbol"]
+    )
+    return pd.DataFrame(data, index=idx, columns=cols).sort_index(), absent

@@ -1,0 +1,390 @@
+"""The canonical in-memory market: a `Panel`, and the error every loader raises.
+
+Every loader ends here and nothing downstream reads raw files.  The panel is stored wide
+(timestamp × symbol matrices) because every estimator and feature is vectorised across
+assets; `Panel.to_long()` gives the tidy (timestamp, symbol) form.
+
+Time convention (documented once, used everywhere): a row's timestamp is the bar's *open*
+time in UTC, as in Binance and Yahoo files; its values are known at the bar's close,
+`timestamp + freq`.  A feature at row t may use rows <= t; a forward target at row t uses
+rows t+1 .. t+H.  A cross-market factor value is usable at row t only once it was
+published, i.e. its availability time <= t + freq (a US close at 16:00 New York informs only
+crypto bars that close after it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from adaptive_beta.models.durations import format_freq, parse_duration
+
+FACTOR_CATEGORIES = ("crypto_benchmark", "equity", "commodity", "fx", "rates", "volatility", "other")
+
+# Well-known names -> category (matched on the upper-cased symbol with punctuation removed).
+_CATEGORY_PATTERNS: list[tuple[str, str]] = [
+    (r"^(SPY|SPX|GSPC|\^GSPC|QQQ|NDX|IXIC|DJI|DIA|IWM|ES|NQ|EQUITY|SP500|STOXX|NIKKEI|N225)", "equity"),
+    (r"^(GLD|GOLD|XAU|SLV|SILVER|XAG|WTI|OIL|CL|BRENT|USO|COPPER|HG|DBC|GSG)", "commodity"),
+    (r"^(DXY|DX|USDX|EUR|USDEUR|EURUSD|JPY|USDJPY|GBP|GBPUSD|CNY|CHF|FX)", "fx"),
+    (r"^(VIX|VXN|VOL|MOVE|VSTOXX)", "volatility"),
+    (r"^(DGS|TNX|UST|US10Y|US2Y|TREASURY|RATE|YIELD|TYX|FVX|IRX|SOFR|FEDFUNDS)", "rates"),
+    (r"^(BTC|ETH|CRYPTO|TOTAL|CMC|BITW)", "crypto_benchmark"),
+]
+
+COMPOSITE_NAME = "CRYPTO_EW"
+REGIME_NAMES: tuple[str, ...] = ("calm", "volatile", "crash")  # regime codes 0, 1, 2 everywhere
+
+
+def infer_category(name: str) -> str:
+    """Category of a factor from its name (SPY -> equity, GLD -> commodity, DXY -> fx, ...)."""
+    key = re.sub(r"[^A-Z0-9]", "", name.upper())
+    for pattern, category in _CATEGORY_PATTERNS:
+        if re.match(pattern.replace("\\^", ""), key):
+            return category
+    return "other"
+
+
+class DataError(ValueError):
+    """A problem with input data, said for people: what is wrong and where (file, row, column)."""
+
+    def __init__(
+        self, message: str, file: str | None = None, row: int | None = None, column: str | None = None
+    ):
+        self.message = message
+        self.file = file
+        self.row = row
+        self.column = column
+        where = []
+        if file is not None:
+            where.append(f"file {file}")
+        if row is not None:
+            where.append(f"row {row}")
+        if column is not None:
+            where.append(f"column {column!r}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+@dataclass
+class FactorSeries:
+    """A cross-market series as published: values indexed by the UTC time they became known.
+
+    Loaders convert exchange-local daily closes to availability times (e.g. a US trading day
+    D becomes D 16:00 America/New_York in UTC), so alignment is a plain as-of join.
+    """
+
+    values: pd.Series
+    category: str = "other"
+
+    def __post_init__(self) -> None:
+        if self.category not in FACTOR_CATEGORIES:
+            raise ValueError(
+                f"unknown factor category {self.category!r}; expected one of {FACTOR_CATEGORIES}"
+            )
+
+
+@dataclass
+class Panel:
+    """Aligned market data on the asset clock (regular UTC grid of bar open times)."""
+
+    close: pd.DataFrame  # T x N asset closes (NaN before listing / on gaps)
+    volume: pd.DataFrame  # T x N, all-NaN where unknown
+    funding_rate: pd.DataFrame  # T x N, per funding interval, all-NaN where unknown
+    open_interest: pd.DataFrame  # T x N, all-NaN where unknown
+    factors: pd.DataFrame  # T x M factor levels as known at each bar's close (ffilled, bounded staleness)
+    factor_staleness: pd.DataFrame  # T x M days since the factor value was published (NaN if too stale)
+    factor_categories: dict[str, str]
+    benchmarks: pd.DataFrame  # T x K benchmark levels (e.g. BTCUSDT, CRYPTO_EW)
+    freq: pd.Timedelta
+    meta: dict = field(default_factory=dict)
+
+    # --- shape ---------------------------------------------------------------------------
+    @property
+    def index(self) -> pd.DatetimeIndex:
+        return self.close.index  # type: ignore[return-value]
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.close.columns)
+
+    @property
+    def benchmark_names(self) -> list[str]:
+        return list(self.benchmarks.columns)
+
+    @property
+    def factor_names(self) -> list[str]:
+        return list(self.factors.columns)
+
+    @property
+    def freq_label(self) -> str:
+        return format_freq(self.freq)
+
+    # --- returns -------------------------------------------------------------------------
+    def returns(self) -> pd.DataFrame:
+        """Simple returns of each asset per bar (NaN across gaps and before listing)."""
+        return self.close.pct_change(fill_method=None)
+
+    def benchmark_returns(self) -> pd.DataFrame:
+        return self.benchmarks.pct_change(fill_method=None)
+
+    def factor_returns(self) -> pd.DataFrame:
+        """Per-bar factor changes: differences for rates (in points), simple returns otherwise."""
+        out = {}
+        for name in self.factors.columns:
+            s = self.factors[name]
+            if self.factor_categories.get(name) == "rates":
+                out[name] = s.diff()
+            else:
+                out[name] = s.pct_change(fill_method=None)
+        return pd.DataFrame(out, index=self.index)
+
+    # --- views ---------------------------------------------------------------------------
+    def slice(self, start=None, end=None) -> Panel:
+        """Rows with start <= timestamp <= end (both optional)."""
+        sl = slice(start, end)
+        return Panel(
+            close=self.close.loc[sl],
+            volume=self.volume.loc[sl],
+            funding_rate=self.funding_rate.loc[sl],
+            open_interest=self.open_interest.loc[sl],
+            factors=self.factors.loc[sl],
+            factor_staleness=self.factor_staleness.loc[sl],
+            factor_categories=dict(self.factor_categories),
+            benchmarks=self.benchmarks.loc[sl],
+            freq=self.freq,
+            meta=dict(self.meta),
+        )
+
+    def select(self, symbols: list[str]) -> Panel:
+        """Only these assets (benchmarks and factors unchanged)."""
+        missing = [s for s in symbols if s not in self.close.columns]
+        if missing:
+            raise DataError(f"unknown symbol(s) {missing}; panel has {self.symbols}")
+        return Panel(
+            close=self.close[symbols],
+            volume=self.volume[symbols],
+            funding_rate=self.funding_rate[symbols],
+            open_interest=self.open_interest[symbols],
+            factors=self.factors,
+            factor_staleness=self.factor_staleness,
+            factor_categories=dict(self.factor_categories),
+            benchmarks=self.benchmarks,
+            freq=self.freq,
+            meta=dict(self.meta),
+        )
+
+    def to_long(self) -> pd.DataFrame:
+        """Tidy form: one row per (timestamp, symbol) with close, volume, funding_rate, open_interest."""
+        parts = {
+            "close": self.close,
+            "volume": self.volume,
+            "funding_rate": self.funding_rate,
+            "open_interest": self.open_interest,
+        }
+        long = pd.concat({k: v.stack(future_stack=True) for k, v in parts.items()}, axis=1)
+        long.index.names = ["timestamp", "symbol"]
+        return long.dropna(subset=["close"])
+
+    def fingerprint(self) -> str:
+        """sha256 over every value, label and the frequency: the data identity logged with a run."""
+        h = hashlib.sha256()
+        h.update(self.freq_label.encode())
+        for name, frame in [
+            ("close", self.close),
+            ("volume", self.volume),
+            ("funding_rate", self.funding_rate),
+            ("open_interest", self.open_interest),
+            ("factors", self.factors),
+            ("benchmarks", self.benchmarks),
+        ]:
+            h.update(name.encode())
+            h.update(",".join(map(str, frame.columns)).encode())
+            h.update(np.asarray(frame.index.asi8).tobytes())
+            h.update(np.ascontiguousarray(frame.to_numpy(dtype=np.float64)).tobytes())
+        h.update(repr(sorted(self.factor_categories.items())).encode())
+        return h.hexdigest()
+
+    def describe(self) -> str:
+        first, last = self.index[0], self.index[-1]
+        return (
+            f"{len(self.symbols)} assets x {len(self.index)} bars of {self.freq_label} "
+            f"({first:%Y-%m-%d} .. {last:%Y-%m-%d}); benchmarks {self.benchmark_names}; "
+            f"factors {self.factor_names}"
+        )
+
+
+def infer_freq(index: pd.DatetimeIndex) -> pd.Timedelta:
+    """Bar length: the most common spacing between timestamps."""
+    if len(index) < 2:
+        raise DataError("need at least two timestamps to infer the bar frequency")
+    diffs = pd.Series(index[1:] - index[:-1])
+    return pd.Timedelta(diffs.mode().iloc[0])
+
+
+def composite_index(
+    returns: pd.DataFrame, weights: pd.DataFrame | None = None, min_assets: int = 1
+) -> pd.Series:
+    """Crypto composite level from asset returns.
+
+    Equal-weighted by default: each bar the composite return is the mean simple return of the
+    assets that traded in both bars (a daily-rebalanced equal-weight index, so a newly listed
+    coin enters at the next bar).  With `weights` (T x N, e.g. market caps known at each
+    bar), it is the cap-weighted mean of the same returns, weights normalised over live assets.
+    """
+    r = returns
+    live = r.notna()
+    if weights is None:
+        w = live.astype(float)
+    else:
+        w = weights.reindex(index=r.index, columns=r.columns).ffill().fillna(0.0).where(live, 0.0)
+    total = w.sum(axis=1)
+    comp = (r.fillna(0.0) * w).sum(axis=1) / total.replace(0.0, np.nan)
+    comp[live.sum(axis=1) < min_assets] = np.nan
+    level = (1.0 + comp.fillna(0.0)).cumprod()
+    first_valid = comp.first_valid_index()
+    if first_valid is not None:
+        level[level.index < first_valid] = np.nan
+        # the bar before the first return is the base (level 1)
+        pos = level.index.get_loc(first_valid)
+        if pos > 0:
+            level.iloc[pos - 1] = 1.0
+    return level.rename(COMPOSITE_NAME)
+
+
+def align_factor(
+    series: pd.Series, bar_close: pd.DatetimeIndex, max_staleness: pd.Timedelta
+) -> tuple[np.ndarray, np.ndarray]:
+    """As-of join of a published series onto bar close times.
+
+    Returns (values, staleness_days) per bar: the last value published at or before the bar's
+    close, and how old it was; values older than `max_staleness` become NaN.
+    """
+    s = series.dropna().sort_index()
+    if s.empty:
+        n = len(bar_close)
+        return np.full(n, np.nan), np.full(n, np.nan)
+    pub = s.index.asi8
+    closes = bar_close.asi8
+    pos = np.searchsorted(pub, closes, side="right") - 1
+    ok = pos >= 0
+    vals = np.full(len(closes), np.nan)
+    stale = np.full(len(closes), np.nan)
+    vals[ok] = s.to_numpy(dtype=float)[pos[ok]]
+    age_ns = closes[ok] - pub[pos[ok]]
+    stale[ok] = age_ns / 86_400e9
+    too_old = np.zeros(len(closes), dtype=bool)
+    too_old[ok] = age_ns > max_staleness.value
+    vals[too_old] = np.nan
+    stale[too_old] = np.nan
+    return vals, stale
+
+
+def build_panel(
+    assets: Mapping[str, pd.DataFrame],
+    factors: Mapping[str, FactorSeries] | None = None,
+    *,
+    freq: pd.Timedelta | str | None = None,
+    btc_symbol: str | None = None,
+    composite: str = "equal",
+    composite_weights: pd.DataFrame | None = None,
+    benchmark_series: Mapping[str, pd.Series] | None = None,
+    max_staleness: str | pd.Timedelta = "5d",
+    meta: dict | None = None,
+) -> Panel:
+    """Align validated per-asset frames and factor series into a `Panel`.
+
+    assets: symbol -> frame indexed by UTC bar open time with `close` and optionally `volume`,
+        `funding_rate`, `open_interest` (already validated by a loader).
+    factors: name -> FactorSeries (values indexed by publication time).
+    benchmark_series: levels given directly (e.g. by a service client) for benchmarks that
+        would otherwise be computed (BTC from its asset, the composite from all assets).
+    Benchmarks: the asset whose symbol starts with BTC (or `btc_symbol`), and the crypto
+    composite `CRYPTO_EW` (equal-weighted; `composite="cap"` with `composite_weights`).
+    """
+    if not assets:
+        raise DataError("no assets: a panel needs at least one asset with a close series")
+    frames = {sym: df for sym, df in assets.items()}
+    for sym, df in frames.items():
+        if not isinstance(df.index, pd.DatetimeIndex) or df.index.tz is None:
+            raise DataError(f"asset {sym}: index must be a tz-aware UTC DatetimeIndex")
+        if "close" not in df.columns:
+            raise DataError(f"asset {sym}: missing required column", column="close")
+    if freq is None:
+        longest = max(frames.values(), key=len)
+        freq = infer_freq(longest.index)  # type: ignore[arg-type]
+    freq = parse_duration(freq) if isinstance(freq, str) else pd.Timedelta(freq)
+    start = min(df.index[0] for df in frames.values())
+    end = max(df.index[-1] for df in frames.values())
+    index = pd.date_range(
+        start.floor(freq) if freq <= pd.Timedelta("1D") else start, end, freq=freq, tz="UTC"
+    )
+    index = index.as_unit("ns")
+    symbols = list(frames)
+
+    def wide(col: str) -> pd.DataFrame:
+        data = {}
+        for sym, df in frames.items():
+            if col in df.columns:
+                s = df[col].astype(float)
+                s.index = s.index.as_unit("ns")
+                data[sym] = s.reindex(index)
+            else:
+                data[sym] = pd.Series(np.nan, index=index)
+        return pd.DataFrame(data, index=index, columns=symbols)
+
+    close = wide("close")
+    volume = wide("volume")
+    funding = wide("funding_rate")
+    oi = wide("open_interest")
+
+    bar_close = index + freq
+    staleness = pd.Timedelta(parse_duration(max_staleness))
+    fvals, fstale, cats = {}, {}, {}
+    for name, fs in (factors or {}).items():
+        s = fs.values.copy()
+        s.index = pd.DatetimeIndex(s.index).as_unit("ns")
+        v, st = align_factor(s, bar_close, staleness)
+        fvals[name], fstale[name], cats[name] = v, st, fs.category
+    factor_frame = pd.DataFrame(fvals, index=index, columns=list(fvals))
+    stale_frame = pd.DataFrame(fstale, index=index, columns=list(fstale))
+
+    # benchmarks
+    bench: dict[str, pd.Series] = {}
+    given = dict(benchmark_series or {})
+    btc = btc_symbol or next((s for s in symbols if s.upper().startswith("BTC")), None)
+    if btc is None:
+        btc = next((k for k in given if k.upper().startswith("BTC")), None)
+    if btc is not None:
+        if btc in given:
+            s = given.pop(btc).astype(float)
+            s.index = pd.DatetimeIndex(s.index).as_unit("ns")
+            bench[btc] = s.reindex(index)
+        elif btc in close.columns:
+            bench[btc] = close[btc]
+    if COMPOSITE_NAME in given:
+        s = given.pop(COMPOSITE_NAME).astype(float)
+        s.index = pd.DatetimeIndex(s.index).as_unit("ns")
+        bench[COMPOSITE_NAME] = s.reindex(index)
+    else:
+        weights = composite_weights if composite == "cap" else None
+        bench[COMPOSITE_NAME] = composite_index(close.pct_change(fill_method=None), weights)
+    benchmarks = pd.DataFrame(bench, index=index)
+    m = dict(meta or {})
+    m.setdefault("btc_symbol", btc)
+    m.setdefault("composite", composite)
+    return Panel(
+        close=close,
+        volume=volume,
+        funding_rate=funding,
+        open_interest=oi,
+        factors=factor_frame,
+        factor_staleness=stale_frame,
+        factor_categories=cats,
+        benchmarks=benchmarks,
+        freq=freq,
+        meta=m,
+    )

@@ -1,0 +1,426 @@
+"""Causal features per (bar, asset): the inputs of the beta network, the same in training and serving.
+
+`compute_features(panel, spec)` turns a `Panel` into a `FeatureTable`.  Every value at row t
+uses panel rows <= t only (factor values are already as-of joined on the bar close by the
+panel), so a feature never sees the future; `tests/models/test_causality.py` checks this by
+perturbing everything after a cut.  Everything is vectorised over assets and time (no loop
+over bars); torch-free.
+
+Columns (`<B>` a benchmark name such as `BTCUSDT` or `CRYPTO_EW`, `<F>` a factor name, windows
+as in the spec, e.g. `30d`):
+
+own_history        `ret_<h>` simple return over h; `vol_<w>` annualised realised vol;
+                   `drawdown_<w>` close / rolling high - 1; `volume_z_<w>` z-score of log volume.
+crypto_benchmark   `beta_welch_<B>` the base beta (Welch 2022, `base_columns[B]`);
+                   `beta_ols_<B>_<w>`, `corr_<B>_<w>` rolling OLS beta and correlation;
+                   `beta_ewma_<B>_<hl>`, `corr_ewma_<B>_<hl>`; `beta_down_<B>_<w>` downside beta
+                   (OLS on bars where the benchmark fell); `rel_ols_<B>_<w>`, `rel_ewma_<B>_<hl>`,
+                   `rel_down_<B>_<w>`: those betas minus the Welch beta (the correction signal);
+                   `mkt_<B>_ret_<h>`, `mkt_<B>_vol_<w>`: benchmark state, the same for every asset.
+funding_leverage   `funding_ann` funding per bar x bars per year; `funding_ann_mean_<w>`,
+                   `funding_ann_chg_<w>` (level minus level w ago); `oi_chg_<w>` log change of
+                   open interest.
+factor groups      `fac_<F>_ret_<w>`, `fac_<F>_vol_<w>`, `fac_<F>_stale` (days since the value
+                   was published): market-wide, broadcast to every asset; `beta_<F>_<w>`,
+                   `corr_<F>_<w>`: asset vs factor over overlapping `factor_return_horizon`
+                   changes (a daily factor and 8h bars line up over a day), counting only
+                   windows in which the factor printed (weekends and holidays are masked).
+                   Group by the factor's category: equity, commodity, fx_rates (fx, rates and
+                   `other`), volatility, crypto_benchmark.
+
+Missing inputs: funding, open interest and volume columns are always present (the schema
+depends only on the spec and the panel's benchmark and factor names) and are NaN where the
+panel has no such data; a panel without factors simply has no factor columns.  Per-bar factor
+changes are clipped to +-`factor_return_clip` (WTI settled at -36.98 on 2020-04-20, so oil
+returns explode around it); a return from or to a non-positive price is NaN.  Rates are in points and changes are differences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from adaptive_beta.models.data.schema import Panel
+from adaptive_beta.models.durations import parse_duration, to_periods
+from adaptive_beta.models.estimators.ewma import welch_beta_array
+from adaptive_beta.models.estimators.rolling import rolling_ols_beta_array
+from adaptive_beta.models.features.rolling import (
+    as_2d,
+    ewma_beta_and_corr,
+    realised_vol,
+    rolling_beta_and_corr,
+    rolling_corr,
+    rolling_count,
+    rolling_max,
+    rolling_mean,
+    rolling_std,
+    shift,
+)
+from adaptive_beta.models.features.spec import FeatureSpec
+
+GROUPS = (
+    "crypto_benchmark",
+    "equity",
+    "commodity",
+    "fx_rates",
+    "volatility",
+    "funding_leverage",
+    "own_history",
+)
+CATEGORY_GROUP = {
+    "crypto_benchmark": "crypto_benchmark",
+    "equity": "equity",
+    "commodity": "commodity",
+    "fx": "fx_rates",
+    "rates": "fx_rates",
+    "other": "fx_rates",  # macro series without a better home (documented in the module docstring)
+    "volatility": "volatility",
+}
+YEAR = pd.Timedelta(days=365)
+
+__all__ = [
+    "CATEGORY_GROUP",
+    "GROUPS",
+    "FeatureArrays",
+    "FeatureSpec",
+    "FeatureTable",
+    "compute_feature_arrays",
+    "compute_features",
+    "feature_rows",
+    "wide_to_long",
+]
+
+
+@dataclass
+class FeatureTable:
+    """Features in long form plus what a model needs to know about the columns."""
+
+    frame: pd.DataFrame  # indexed by (timestamp, symbol), sorted; float64 columns
+    groups: dict[str, str]  # column -> group (one of GROUPS)
+    base_columns: dict[str, str]  # benchmark -> column with the Welch beta the network corrects
+    spec_hash: str = ""
+    freq: pd.Timedelta | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.frame.columns)
+
+    def columns_in(self, group: str) -> list[str]:
+        """Columns of one group, in frame order."""
+        return [c for c in self.frame.columns if self.groups[c] == group]
+
+    def available_columns(self) -> list[str]:
+        """Columns with at least one finite value (e.g. funding is all-NaN on spot-only data)."""
+        finite = np.isfinite(self.frame.to_numpy(dtype=np.float64, na_value=np.nan)).any(axis=0)
+        return [c for c, ok in zip(self.frame.columns, finite, strict=True) if ok]
+
+
+def feature_rows(panel: Panel) -> np.ndarray:
+    """(T, N) mask of the (bar, asset) pairs that get a row: the asset has a close at that bar."""
+    return np.isfinite(panel.close.to_numpy(dtype=np.float64, na_value=np.nan))
+
+
+class _Builder:
+    """Collects (T, N) arrays by name and group; market-wide (T,) arrays are broadcast."""
+
+    def __init__(self, n_bars: int, n_assets: int):
+        self.t, self.n = n_bars, n_assets
+        self.arrays: dict[str, np.ndarray] = {}
+        self.groups: dict[str, str] = {}
+
+    def add(self, name: str, group: str, values) -> None:
+        if name in self.arrays:
+            raise ValueError(f"duplicate feature column {name!r} (two benchmarks or factors share a name?)")
+        a = as_2d(np.asarray(values, dtype=np.float64))
+        if a.ndim != 2 or a.shape[0] != self.t or a.shape[1] not in (1, self.n):
+            raise ValueError(
+                f"feature {name!r} has shape {a.shape}, expected ({self.t}, {self.n}) or ({self.t},)"
+            )
+        if a.shape[1] == 1 and self.n != 1:
+            a = np.broadcast_to(a, (a.shape[0], self.n))
+        self.arrays[name] = a
+        self.groups[name] = group
+
+
+@dataclass
+class FeatureArrays:
+    """Features in wide form: name -> (T, N) float64 array on the panel grid, assets sorted.
+
+    What `compute_features` builds before going long; serving cuts its windows straight from
+    these (no long frame), so both paths share every number by construction.  `rows` is the
+    (T, N) mask of pairs that get a row in the long frame (the asset has a close).
+    """
+
+    arrays: dict[str, np.ndarray]
+    groups: dict[str, str]
+    base_columns: dict[str, str]
+    index: pd.DatetimeIndex
+    symbols: list[str]
+    rows: np.ndarray
+    freq: pd.Timedelta
+
+
+def compute_feature_arrays(panel: Panel, spec: FeatureSpec | None = None) -> FeatureArrays:
+    """Every feature of `panel` as (T, N) arrays (assets sorted); `compute_features` in wide form."""
+    spec = spec or FeatureSpec()
+    symbols = sorted(panel.symbols)
+    p = panel.select(symbols) if symbols != panel.symbols else panel
+    freq = p.freq
+    bars = _Bars(freq)
+    b = _Builder(len(p.index), len(symbols))
+    rets = _pct_change(p.close.to_numpy(dtype=np.float64, na_value=np.nan))  # = p.returns(), bitwise
+
+    _own_history(b, p, rets, spec, bars)
+    base = _benchmark_features(b, p, rets, spec, bars)
+    _market_state(b, p, spec, bars)
+    _funding_leverage(b, p, spec, bars)
+    _factor_features(b, p, spec, bars)
+    return FeatureArrays(b.arrays, b.groups, base, p.index, symbols, feature_rows(p), freq)
+
+
+def compute_features(panel: Panel, spec: FeatureSpec | None = None) -> FeatureTable:
+    """All features of `panel` at every (bar, asset) with a close; see the module docstring."""
+    spec = spec or FeatureSpec()
+    fa = compute_feature_arrays(panel, spec)
+    frame = wide_to_long(fa.arrays, fa.index, fa.symbols, fa.rows)
+    return FeatureTable(
+        frame=frame, groups=fa.groups, base_columns=fa.base_columns, spec_hash=spec.hash(), freq=fa.freq
+    )
+
+
+class _Bars:
+    """Durations -> bars on this panel's clock (to_periods at the last moment).
+
+    Memoised per call of `compute_feature_arrays`: the spec names a few dozen durations but the
+    pipeline asks for them hundreds of times, and parsing one costs a pandas Timedelta.
+    """
+
+    def __init__(self, freq: pd.Timedelta):
+        self.freq = freq
+        self.per_year = YEAR / freq
+        self._periods: dict[str, int] = {}
+        self._halflives: dict[str, float] = {}
+
+    def __call__(self, duration: str) -> int:
+        n = self._periods.get(duration)
+        if n is None:
+            n = self._periods[duration] = to_periods(duration, self.freq)
+        return n
+
+    def halflife(self, duration: str) -> float:
+        h = self._halflives.get(duration)
+        if h is None:
+            h = self._halflives[duration] = max(1.0, parse_duration(duration) / self.freq)
+        return h
+
+
+def _pct_change(level: np.ndarray) -> np.ndarray:
+    """`DataFrame.pct_change(fill_method=None)` on a (T, N) array: level / level one row up - 1.
+
+    The same two IEEE operations pandas performs (x / x.shift(1) - 1), so bit-equal, without
+    building frames (tests/models/test_feat_shared_sums.py).
+    """
+    out = np.full(level.shape, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[1:] = level[1:] / level[:-1] - 1.0
+    return out
+
+
+def _minp(window: int, fraction: float = 0.5, least: int = 2) -> int:
+    return min(window, max(least, int(np.ceil(fraction * window))))
+
+
+def _horizon_return(level: np.ndarray, h: int) -> np.ndarray:
+    level = as_2d(level)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return level / shift(level, h) - 1.0
+
+
+def _own_history(b: _Builder, p: Panel, rets: np.ndarray, spec: FeatureSpec, bars: _Bars) -> None:
+    close = p.close.to_numpy(dtype=np.float64, na_value=np.nan)
+    r = rets
+    for h in spec.return_horizons:
+        b.add(f"ret_{h}", "own_history", _horizon_return(close, bars(h)))
+    for w in spec.vol_windows:
+        n = bars(w)
+        b.add(f"vol_{w}", "own_history", realised_vol(r, n, _minp(n), bars.per_year))
+    n = bars(spec.drawdown_window)
+    b.add(f"drawdown_{spec.drawdown_window}", "own_history", close / rolling_max(close, n) - 1.0)
+    vol = p.volume.to_numpy(dtype=np.float64, na_value=np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logv = np.where(vol > 0, np.log(np.where(vol > 0, vol, 1.0)), np.nan)
+    n = bars(spec.volume_z_window)
+    # z of the current bar against the window's mean/sd (the window includes the bar: still causal)
+    mean, sd = rolling_mean(logv, n, _minp(n)), rolling_std(logv, n, _minp(n))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(sd > 1e-12, (logv - mean) / sd, np.nan)
+    b.add(f"volume_z_{spec.volume_z_window}", "own_history", z)
+
+
+def _benchmark_features(
+    b: _Builder, p: Panel, rets: np.ndarray, spec: FeatureSpec, bars: _Bars
+) -> dict[str, str]:
+    g = "crypto_benchmark"
+    base: dict[str, str] = {}
+    levels = p.benchmarks if p.benchmarks.index.equals(p.index) else p.benchmarks.reindex(p.index)
+    bench_rets = _pct_change(levels.to_numpy(dtype=np.float64, na_value=np.nan))  # = benchmark_returns()
+    r = rets  # numpy estimators: no frame per call
+    for k, name in enumerate(p.benchmark_names):
+        x = bench_rets[:, k]
+        wv = welch_beta_array(r, x, bars.halflife(spec.welch_halflife), spec.welch_lower, spec.welch_upper)
+        base[name] = f"beta_welch_{name}"
+        b.add(base[name], g, wv)
+        for w in spec.beta_windows:
+            n = bars(w)
+            if n >= 3:  # same window: one set of sums for both (bit-equal, see rolling_beta_and_corr)
+                beta, corr = rolling_beta_and_corr(r, x, n, None, _minp(n, least=3))
+            else:
+                beta, corr = rolling_ols_beta_array(r, x, 3), rolling_corr(r, x, n, _minp(n, least=3))
+            b.add(f"beta_ols_{name}_{w}", g, beta)
+            b.add(f"corr_{name}_{w}", g, corr)
+            b.add(f"rel_ols_{name}_{w}", g, beta - wv)
+        for hl in spec.ewma_halflives:
+            h = bars.halflife(hl)
+            beta, corr = ewma_beta_and_corr(r, x, h)  # corr's min_periods max(3, ceil(h)): the same
+            b.add(f"beta_ewma_{name}_{hl}", g, beta)
+            b.add(f"corr_ewma_{name}_{hl}", g, corr)
+            b.add(f"rel_ewma_{name}_{hl}", g, beta - wv)
+        w = spec.downside_window
+        n = max(bars(w), 4)
+        down = rolling_ols_beta_array(r, np.where(x < 0, x, np.nan), n, min_periods=_minp(n, 0.25, 3))
+        b.add(f"beta_down_{name}_{w}", g, down)
+        b.add(f"rel_down_{name}_{w}", g, down - wv)
+    return base
+
+
+def _market_state(b: _Builder, p: Panel, spec: FeatureSpec, bars: _Bars) -> None:
+    levels = p.benchmarks.to_numpy(dtype=np.float64, na_value=np.nan)
+    br = _pct_change(levels)  # = p.benchmark_returns(), bitwise
+    for k, name in enumerate(p.benchmark_names):
+        for h in spec.return_horizons:
+            b.add(f"mkt_{name}_ret_{h}", "crypto_benchmark", _horizon_return(levels[:, k], bars(h))[:, 0])
+        for w in spec.vol_windows:
+            n = bars(w)
+            b.add(
+                f"mkt_{name}_vol_{w}",
+                "crypto_benchmark",
+                realised_vol(br[:, k], n, _minp(n), bars.per_year)[:, 0],
+            )
+
+
+def _funding_leverage(b: _Builder, p: Panel, spec: FeatureSpec, bars: _Bars) -> None:
+    g = "funding_leverage"
+    # funding_rate is what accrues over the bar (the sum of the prints in it), so per-bar x bars/year
+    fund = p.funding_rate.to_numpy(dtype=np.float64, na_value=np.nan) * bars.per_year
+    b.add("funding_ann", g, fund)
+    for w in spec.funding_windows:
+        n = bars(w)
+        b.add(f"funding_ann_mean_{w}", g, rolling_mean(fund, n, _minp(n)))
+        b.add(f"funding_ann_chg_{w}", g, fund - shift(fund, n))
+    oi = p.open_interest.to_numpy(dtype=np.float64, na_value=np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_oi = np.where(oi > 0, np.log(np.where(oi > 0, oi, 1.0)), np.nan)
+    for w in spec.oi_windows:
+        b.add(f"oi_chg_{w}", g, log_oi - shift(log_oi, bars(w)))
+
+
+def _factor_change(level: np.ndarray, is_rate, clip: float) -> np.ndarray:
+    """Per-bar change of a factor (difference for rates, simple return otherwise), clipped.
+
+    `level` is (T,) or (T, F) with `is_rate` a bool or an (F,) mask: the same elementwise
+    operations per column either way.  A return from or to a non-positive price (WTI on
+    2020-04-20/21) is undefined: NaN.
+    """
+    one = np.ndim(level) == 1
+    level = as_2d(level)
+    prev = shift(level, 1)
+    rate = np.broadcast_to(np.asarray(is_rate, dtype=bool), (level.shape[1],))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = np.where(rate, level - prev, np.where((level > 0) & (prev > 0), level / prev - 1.0, np.nan))
+    c = np.clip(c, -clip, clip)
+    return c[:, 0] if one else c
+
+
+def _sum_changes(c: np.ndarray, window: int, min_periods: int, is_rate) -> np.ndarray:
+    """Change over the last `window` bars from per-bar changes (compounded for returns).
+
+    `is_rate` a bool or an (F,) column mask (rates: plain sums; returns: log1p then expm1).
+    """
+    a = as_2d(c)
+    rate = np.broadcast_to(np.asarray(is_rate, dtype=bool), (a.shape[1],))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        core = a if rate.all() else np.where(rate, a, np.log1p(a))
+    s = rolling_mean(core, window, min_periods) * rolling_count(a, window)
+    return s if rate.all() else np.where(rate, s, np.expm1(s))
+
+
+# beta/corr of every asset against every factor at once while (T x assets x factors) stays below this
+_FACTOR_BATCH_NUMBERS = 2_000_000
+
+
+def _factor_features(b: _Builder, p: Panel, spec: FeatureSpec, bars: _Bars) -> None:
+    """Factor features, computed for all factors as columns of one (T, F) array (per-column
+    arithmetic is independent, so each column is bit-for-bit the one-factor computation) and
+    added in the per-factor column order."""
+    names = list(p.factor_names)
+    if not names:
+        return
+    close = p.close.to_numpy(dtype=np.float64, na_value=np.nan)
+    t_len, n_assets = close.shape
+    h = bars(spec.factor_return_horizon)
+    h_days = parse_duration(spec.factor_return_horizon) / pd.Timedelta(days=1)
+    asset_h = _horizon_return(close, h)
+    rate = np.array([p.factor_categories.get(name) == "rates" for name in names], dtype=bool)
+    levels = p.factors[names].to_numpy(dtype=np.float64, na_value=np.nan)
+    stale = p.factor_staleness[names].to_numpy(dtype=np.float64, na_value=np.nan)
+    c = _factor_change(levels, rate, spec.factor_return_clip)
+    window_feats = []
+    for w in spec.factor_windows:
+        n = bars(w)
+        window_feats.append(
+            (w, _sum_changes(c, n, _minp(n), rate), realised_vol(c, n, _minp(n), bars.per_year))
+        )
+    # overlapping h-bar changes, kept only where the factor printed within the last h
+    xh = _sum_changes(c, h, 1, rate)
+    with np.errstate(invalid="ignore"):
+        xh = np.where(stale < h_days, xh, np.nan)
+    betas = {}
+    batch = t_len * n_assets * len(names) <= _FACTOR_BATCH_NUMBERS
+    for w in spec.factor_beta_windows:
+        n = max(bars(w), 3)
+        mp = _minp(n, 1 / 3, 3)
+        if batch:  # column f * n_assets + i: asset i against factor f
+            y_all = np.tile(asset_h, (1, len(names)))
+            x_all = np.repeat(xh, n_assets, axis=1)
+            beta, corr = rolling_beta_and_corr(y_all, x_all, n, mp, mp)
+            betas[w] = [
+                (beta[:, f * n_assets : (f + 1) * n_assets], corr[:, f * n_assets : (f + 1) * n_assets])
+                for f in range(len(names))
+            ]
+        else:
+            betas[w] = [rolling_beta_and_corr(asset_h, xh[:, f], n, mp, mp) for f in range(len(names))]
+    for f, name in enumerate(names):
+        g = CATEGORY_GROUP.get(p.factor_categories.get(name, "other"), "fx_rates")
+        for w, ret, vol in window_feats:
+            b.add(f"fac_{name}_ret_{w}", g, ret[:, f])
+            b.add(f"fac_{name}_vol_{w}", g, vol[:, f])
+        b.add(f"fac_{name}_stale", g, stale[:, f])
+        for w in spec.factor_beta_windows:
+            beta, corr = betas[w][f]
+            b.add(f"beta_{name}_{w}", g, beta)
+            b.add(f"corr_{name}_{w}", g, corr)
+
+
+def wide_to_long(
+    arrays: dict[str, np.ndarray], index: pd.DatetimeIndex, symbols: list[str], rows: np.ndarray
+) -> pd.DataFrame:
+    """(T, N) arrays -> frame indexed by (timestamp, symbol) on the rows where `rows` holds."""
+    ti, si = np.nonzero(rows)  # row-major: sorted by time, then by (sorted) symbol
+    idx = pd.MultiIndex.from_arrays(
+        [index[ti], pd.Index(symbols, dtype=object)[si]], names=["timestamp", "symbol"]
+    )
+    data = {name: np.ascontiguousarray(a)[ti, si] for name, a in arrays.items()}
+    return pd.DataFrame(data, index=idx)

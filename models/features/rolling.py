@@ -1,0 +1,164 @@
+"""NaN-aware causal window statistics on (T, N) arrays, vectorised over assets and time.
+
+Each statistic at row t uses rows <= t only (cumulative sums differenced, or causal IIR
+filters), so perturbing rows after t cannot move it: the causality test checks this exactly.
+Missing values are masked out, and a value is given only where the window holds at least
+`min_periods` valid observations.  The beta estimators themselves live in `adaptive_beta.models.estimators.baselines`;
+this module has what the feature pipeline needs beyond them (means, vols, correlations).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from adaptive_beta.models.estimators.common import ewm_sum, halflife_decay, prepare_pair_arrays, rolling_sum
+
+
+def as_2d(a: np.ndarray) -> np.ndarray:
+    """A (T,) series as a (T, 1) column; (T, N) unchanged."""
+    a = np.asarray(a, dtype=np.float64)
+    return a[:, None] if a.ndim == 1 else a
+
+
+def shift(a: np.ndarray, k: int) -> np.ndarray:
+    """Rows moved down by k >= 0 (row t holds row t-k), NaN-filled at the top."""
+    a = as_2d(a)
+    out = np.full_like(a, np.nan)
+    if k == 0:
+        return a.copy()
+    if k < a.shape[0]:
+        out[k:] = a[:-k]
+    return out
+
+
+def _masked(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    m = np.isfinite(a)
+    return np.where(m, a, 0.0), m.astype(np.float64)
+
+
+def rolling_count(a: np.ndarray, window: int) -> np.ndarray:
+    """Number of finite values among the last `window` rows."""
+    return rolling_sum(np.isfinite(as_2d(a)).astype(np.float64), window)
+
+
+def rolling_mean(a: np.ndarray, window: int, min_periods: int) -> np.ndarray:
+    """Mean of the finite values among the last `window` rows."""
+    v, m = _masked(as_2d(a))
+    n = rolling_sum(m, window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n >= min_periods, rolling_sum(v, window) / n, np.nan)
+
+
+def rolling_std(a: np.ndarray, window: int, min_periods: int) -> np.ndarray:
+    """Sample standard deviation (ddof=1) of the finite values among the last `window` rows.
+
+    Each column is first shifted by its first finite value (a constant from the past, so still
+    causal) to keep the sum-of-squares formula accurate for series with a large mean (log volume).
+    """
+    a = as_2d(a)
+    first = np.argmax(np.isfinite(a), axis=0)
+    ref = a[first, np.arange(a.shape[1])]
+    ref = np.where(np.isfinite(ref), ref, 0.0)
+    v, m = _masked(a - ref)
+    n = rolling_sum(m, window)
+    s = rolling_sum(v, window)
+    ss = rolling_sum(v * v, window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = np.maximum(ss - s * s / n, 0.0) / (n - 1.0)
+        return np.where(n >= max(min_periods, 2), np.sqrt(var), np.nan)
+
+
+def realised_vol(r: np.ndarray, window: int, min_periods: int, bars_per_year: float) -> np.ndarray:
+    """Annualised realised volatility sqrt(mean(r^2) * bars_per_year) over the last `window` rows.
+
+    Uncentred (the usual realised-variance convention: a drift is part of the risk) and in
+    calendar time, so daily, 8h and hourly bars give comparable numbers.
+    """
+    return np.sqrt(rolling_mean(as_2d(r) ** 2, window, min_periods) * bars_per_year)
+
+
+def rolling_corr(y: np.ndarray, x: np.ndarray, window: int, min_periods: int) -> np.ndarray:
+    """Pearson correlation of each column of y with x over the valid pairs of the last `window` rows."""
+    y, x = as_2d(y), as_2d(x)
+    m = np.isfinite(y) & np.isfinite(x)
+    mf = m.astype(np.float64)
+    yv = np.where(m, y, 0.0)
+    xv = np.where(m, np.broadcast_to(x, y.shape), 0.0)
+    n = rolling_sum(mf, window)
+    sx, sy = rolling_sum(xv, window), rolling_sum(yv, window)
+    sxx, syy, sxy = rolling_sum(xv * xv, window), rolling_sum(yv * yv, window), rolling_sum(xv * yv, window)
+    return _corr(n, sx, sy, sxx, syy, sxy, n >= min_periods)
+
+
+def ewma_corr(y: np.ndarray, x: np.ndarray, halflife: float, min_periods: int) -> np.ndarray:
+    """Exponentially weighted correlation (weights decay^(t-s) on valid pairs, as `ewma_beta`)."""
+    y, x = as_2d(y), as_2d(x)
+    decay = halflife_decay(halflife)
+    m = np.isfinite(y) & np.isfinite(x)
+    mf = m.astype(np.float64)
+    yv = np.where(m, y, 0.0)
+    xv = np.where(m, np.broadcast_to(x, y.shape), 0.0)
+    sw = ewm_sum(mf, decay)
+    sx, sy = ewm_sum(xv, decay), ewm_sum(yv, decay)
+    sxx, syy, sxy = ewm_sum(xv * xv, decay), ewm_sum(yv * yv, decay), ewm_sum(xv * yv, decay)
+    return _corr(sw, sx, sy, sxx, syy, sxy, np.cumsum(mf, axis=0) >= min_periods)
+
+
+def rolling_beta_and_corr(
+    y: np.ndarray, x: np.ndarray, window: int, beta_min_periods: int | None, corr_min_periods: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(`rolling_ols_beta_array(y, x, window, beta_min_periods)`, `rolling_corr(y, x, window, corr_min_periods)`).
+
+    Both are functions of the same six masked window sums (the OLS moments include syy); the
+    sums are bit-for-bit those each function builds on its own (zero-filled invalid pairs, x*1.0
+    and x*x*1.0 are exact), so sharing them changes no number and halves the cumulative sums.
+    """
+    from adaptive_beta.models.estimators.common import check_window
+    from adaptive_beta.models.estimators.rolling import _moments, _slope
+
+    window, beta_min_periods = check_window(window, beta_min_periods, least=2)
+    Y, X, M = prepare_pair_arrays(as_2d(y), np.asarray(x, dtype=np.float64))
+    m = _moments(Y, X, M, window)
+    beta, _, _ = _slope(m, beta_min_periods)
+    n = m["n"]
+    corr = _corr(n, m["sx"], m["sy"], m["sxx"], m["syy"], m["sxy"], n >= corr_min_periods)
+    return beta, corr
+
+
+def ewma_beta_and_corr(
+    y: np.ndarray, x: np.ndarray, halflife: float, min_periods: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(`ewma_beta_array(y, x, halflife)`, `ewma_corr(y, x, halflife, min_periods)`) from shared sums.
+
+    min_periods defaults as in `ewma_beta` (ceil(halflife), at least 3) and applies to both.
+    The exponentially weighted sums are the ones each function builds on its own (bit-equal).
+    """
+    from adaptive_beta.models.estimators.ewma import _default_min_periods, _ewm_slope_from, _ewm_sums
+
+    min_periods = _default_min_periods(halflife, min_periods)
+    decay = halflife_decay(halflife)
+    Y, X, M = prepare_pair_arrays(as_2d(y), np.asarray(x, dtype=np.float64))
+    s = _ewm_sums(Y, X, M, decay)
+    count = np.cumsum(M, axis=0)
+    beta = _ewm_slope_from(s, count, min_periods)
+    syy = ewm_sum(Y * Y, decay)
+    sw, sx, sy, sxx, sxy = s["sw"], s["sx"], s["sy"], s["sxx"], s["sxy"]
+    ok = count >= min_periods
+    return beta, _corr(sw, sx, sy, sxx, syy, sxy, ok)
+
+
+def _corr(w, sx, sy, sxx, syy, sxy, ok) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vx = sxx * w - sx * sx
+        vy = syy * w - sy * sy
+        c = sxy * w - sx * sy
+        good = ok & (vx > 1e-10 * sxx * w) & (vy > 1e-10 * syy * w)
+        out = np.where(good, c / np.sqrt(np.where(good, vx * vy, 1.0)), np.nan)
+    return np.clip(out, -1.0, 1.0)
+
+
+def rolling_max(a: np.ndarray, window: int) -> np.ndarray:
+    """Max of the finite values among the last `window` rows (NaN if none); pandas' O(T) deque."""
+    a = as_2d(a)
+    return pd.DataFrame(np.where(np.isfinite(a), a, np.nan)).rolling(window, min_periods=1).max().to_numpy()

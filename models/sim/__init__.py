@@ -1,0 +1,1 @@
+"""The built-in regime-switching market simulator with known true betas."""

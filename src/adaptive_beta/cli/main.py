@@ -1,0 +1,69 @@
+"""The `abeta` command line: one entry point for data, evaluation, training, serving and audit.
+
+Each command lives in a small module of this package (`simulate.py`, `train.py`, `serve.py`, ...),
+which composes `models`, `training` and `serving` and keeps heavy imports (torch, mlflow, bentoml) inside the function, so `abeta data ...` starts fast.
+Errors for people (`DataError`, `ValueError` from configs) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from adaptive_beta.models.data.schema import DataError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Adaptive Beta: forward beta of crypto perps."
+)
+data_app = typer.Typer(no_args_is_help=True, help="Market data: simulate, validate, features.")
+evaluate_app = typer.Typer(no_args_is_help=True, help="Walk-forward scorecards: baselines and models.")
+models_app = typer.Typer(no_args_is_help=True, help="Registered models.")
+audit_app = typer.Typer(no_args_is_help=True, help="The audit log: verify, export, report.")
+app.add_typer(data_app, name="data")
+app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(models_app, name="models")
+app.add_typer(audit_app, name="audit")
+
+
+def _register() -> None:
+    """Attach commands from their modules (each module owns its command's options)."""
+    import importlib
+
+    table = [
+        (data_app, "simulate", "adaptive_beta.cli.simulate", "simulate"),
+        (data_app, "validate", "adaptive_beta.cli.data", "validate"),
+        (data_app, "features", "adaptive_beta.cli.features", "features"),
+        (evaluate_app, "baselines", "adaptive_beta.cli.evaluate", "baselines"),
+        (evaluate_app, "model", "adaptive_beta.cli.evaluate_model", "model"),
+        (app, "train", "adaptive_beta.cli.train", "train"),
+        (app, "export", "adaptive_beta.cli.train", "export"),
+        (app, "promote", "adaptive_beta.cli.train", "promote"),
+        (models_app, "list", "adaptive_beta.cli.train", "models_list"),
+        (app, "run", "adaptive_beta.cli.run", "run"),
+        (app, "backtest", "adaptive_beta.cli.backtest", "backtest"),
+        (app, "stress", "adaptive_beta.cli.stress", "stress"),
+        (app, "monitor", "adaptive_beta.cli.monitor", "monitor"),
+        (app, "recalibrate", "adaptive_beta.cli.monitor", "recalibrate"),
+        (app, "serve", "adaptive_beta.cli.serve", "serve"),
+        (audit_app, "verify", "adaptive_beta.cli.audit", "verify"),
+        (audit_app, "export", "adaptive_beta.cli.audit", "export"),
+        (audit_app, "report", "adaptive_beta.cli.report", "report"),
+    ]
+    for sub, name, module, func in table:
+        sub.command(name)(getattr(importlib.import_module(module), func))
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        app()
+    except DataError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

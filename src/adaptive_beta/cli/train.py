@@ -1,0 +1,116 @@
+"""`abeta train`, `abeta export`, `abeta promote`, `abeta models list`."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import typer
+
+
+def train(
+    config: Path | None = typer.Option(
+        None, "--config", help="TOML/YAML/JSON TrainConfig (defaults run as is)."
+    ),
+    data: str | None = typer.Option(
+        None, "--data", help="Dataset folder or manifest; default: the built-in simulated market."
+    ),
+    scorecard_out: Path | None = typer.Option(
+        None, "--scorecard-out", help="Write the walk-forward scorecard (JSON records) here."
+    ),
+    arch: str | None = typer.Option(None, "--arch", help="Override model.arch: gru | transformer."),
+    max_folds: int | None = typer.Option(None, "--max-folds", help="Override walk_forward.max_folds."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+) -> None:
+    """Walk-forward train and score vs every baseline, fit the final model, export, log, register."""
+    from adaptive_beta.training.train_config import load_train_config
+    from adaptive_beta.training.train_run import train as run_train
+
+    cfg = load_train_config(config, data=data)
+    raw = cfg.model_dump(mode="json")
+    if arch:
+        raw["model"]["arch"] = arch
+    if max_folds:
+        raw["walk_forward"]["max_folds"] = max_folds
+    if quiet:
+        raw["progress"] = False
+    cfg = type(cfg).model_validate(raw)
+    result = run_train(cfg, scorecard_out=scorecard_out)
+    typer.echo(result.scorecard.table())
+    typer.echo(f"run id: {result.run_id}")
+    if result.version:
+        typer.echo(f"registered {cfg.model_name} v{result.version} (challenger)")
+    if result.promotion is not None:
+        typer.echo(
+            ("champion: " if result.promotion.promoted else "not promoted: ") + result.promotion.reason
+        )
+    typer.echo(
+        f"took {result.timings.get('total_s', 0):.0f}s; look at it with: mlflow ui --backend-store-uri {_uri()}"
+    )
+
+
+def _uri() -> str:
+    from adaptive_beta.models.bundle.resolve import default_tracking_uri
+
+    return default_tracking_uri()
+
+
+def export(
+    model: str = typer.Option(
+        "models:/adaptive-beta@champion", "--model", help="models:/NAME@ALIAS, runs:/ or a folder."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder to write the bundle into (must not exist or be empty)."
+    ),
+) -> None:
+    """Copy a registered bundle to a folder (verified against its sha256 manifest)."""
+    from adaptive_beta.models.bundle.folder import load_bundle
+    from adaptive_beta.models.bundle.resolve import resolve_bundle
+
+    src = resolve_bundle(model)
+    load_bundle(src)  # verifies hashes before anything is written
+    if out.exists() and any(out.iterdir()):
+        typer.secho(f"error: {out} exists and is not empty", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    if out.exists():
+        out.rmdir()
+    tmp.rename(out)
+    typer.echo(f"bundle {model} -> {out}")
+
+
+def promote(
+    name: str = typer.Option("adaptive-beta", "--name"),
+    version: str | None = typer.Option(None, "--version", help="Default: the challenger alias."),
+) -> None:
+    """Move `champion` to the challenger only if it beats the champion and the best baseline."""
+    from adaptive_beta.training.registry import promote as run_promote
+
+    d = run_promote(name, version)
+    typer.echo(("promoted" if d.promoted else "not promoted") + f" v{d.challenger}: {d.reason}")
+    if d.challenger is None:
+        raise typer.Exit(1)
+
+
+def models_list(name: str = typer.Option("adaptive-beta", "--name")) -> None:
+    """Registered versions with aliases and headline metrics, newest first."""
+    from adaptive_beta.training.registry import champion_history, list_versions
+
+    rows = list_versions(name)
+    if not rows:
+        typer.echo(f"no versions registered under {name!r}")
+        return
+    typer.echo(f"{'version':>7}  {'aliases':<22} {'created':<26} headline MSE (model / best baseline)")
+    for r in rows:
+        head = ", ".join(
+            f"{b} {m:.5f}/{r['best_baseline_mse'].get(b, float('nan')):.5f}"
+            for b, m in r["model_mse"].items()
+        )
+        typer.echo(f"{r['version']:>7}  {','.join(r['aliases']):<22} {r['created']:<26} {head}")
+    hist = champion_history(name)
+    if hist:
+        typer.echo("champion history:")
+        for h in hist:
+            typer.echo(f"  v{h['version']}: {h['from']} .. {h['until'] or 'now'}  ({h['reason']})")
