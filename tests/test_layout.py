@@ -7,6 +7,7 @@ cannot hide an upward dependency.
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -162,7 +163,13 @@ def test_serving_never_imports_torch_or_training():
 @pytest.mark.slow
 def test_pip_install_next_to_a_models_folder_imports_ours(tmp_path):
     """`pip install .` installs only `adaptive_beta`; a user's own `models/` does not shadow it."""
-    target = tmp_path / "site"
+    target, src = tmp_path / "site", tmp_path / "src"
+    # build from a copy of the tracked files, so the build leaves nothing in the work tree
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for rel in tracked.split():
+        if (ROOT / rel).is_file():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, src / rel)
     subprocess.run(
         [
             sys.executable,
@@ -174,13 +181,13 @@ def test_pip_install_next_to_a_models_folder_imports_ours(tmp_path):
             "--no-build-isolation",
             "--target",
             str(target),
-            str(ROOT),
+            str(src),
         ],
         check=True,
         capture_output=True,
         timeout=600,
     )
-    top = sorted(p.name for p in target.iterdir() if not p.name.endswith((".dist-info", ".egg-info")))
+    top = sorted(p.name for p in target.iterdir() if not p.name.endswith((".dist-info", ".egg-info", "bin")))
     assert top == ["adaptive_beta"]
     # package data travels with the wheel
     assert (target / "adaptive_beta/models/portfolio/default_scenarios.toml").is_file()

@@ -55,7 +55,6 @@ __all__ = [
     "simulate",
     "simulate_regimes",
     "us_trading_dates",
-    "write_simulation",
     "REGIME_NAMES",
     "FACTOR_NAMES",
 ]
@@ -359,6 +358,3 @@ def _truth_frames(index, symbols, regime, truth) -> tuple[pd.DataFrame, pd.DataF
         index=index,
     )
     return betas, market
-
-
-from adaptive_beta.models.sim.write import write_simulation  # noqa: E402  (re-exported: one import for users)

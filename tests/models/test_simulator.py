@@ -18,7 +18,8 @@ from adaptive_beta.models.sim.config import (
     SimConfig,
     stationary_shares,
 )
-from adaptive_beta.models.sim.simulator import simulate, simulate_regimes, us_trading_dates, write_simulation
+from adaptive_beta.models.sim.simulator import simulate, simulate_regimes, us_trading_dates
+from adaptive_beta.models.sim.write import write_simulation
 
 
 def _driftless_regimes():

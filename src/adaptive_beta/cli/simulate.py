@@ -39,7 +39,7 @@ def simulate(
     from adaptive_beta.models.data.schema import COMPOSITE_NAME
     from adaptive_beta.models.sim.config import REGIME_NAMES, SimConfig
     from adaptive_beta.models.sim.simulator import simulate as run_simulation
-    from adaptive_beta.models.sim.simulator import write_simulation
+    from adaptive_beta.models.sim.write import write_simulation
 
     cfg = SimConfig(seed=seed, n_assets=assets, days=days, freq=freq)
     t0 = time.perf_counter()
