@@ -15,6 +15,36 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("ABETA_REAL_DATA", ROOT.parent / "shared" / "data" / "real"))
 
 
+# Modules whose fixtures train networks, run the walk-forward or execute notebooks: the end-to-end
+# lane. Everything else is the fast lane (`pytest -m "not slow"`, under 90 s on 2 cores).
+SLOW_MODULES = {
+    "tests/test_notebooks.py",
+    "tests/training/test_train_e2e.py",
+    "tests/training/test_recalibrate.py",
+    "tests/training/test_cmd_backtest.py",
+    "tests/training/test_export.py",
+    "tests/training/test_fit.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if Path(item.path).resolve().relative_to(ROOT).as_posix() in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_configure(config):
+    """Refuse to test another checkout's code (an editable install of a sibling work tree)."""
+    import adaptive_beta.models
+
+    imported = Path(adaptive_beta.models.__file__).resolve().parents[1]
+    if imported != ROOT:
+        raise pytest.UsageError(
+            f"adaptive_beta is imported from {imported}, not from this checkout ({ROOT}): "
+            f"install this checkout into the interpreter that runs the tests (pip install -e .)"
+        )
+
+
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     if not (REAL_DATA / "pietroc21_binance_perps").is_dir():
