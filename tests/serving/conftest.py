@@ -222,6 +222,9 @@ class Server:
                 "ABETA_API_KEYS": API_KEYS_ENV,
                 "ABETA_MAX_BODY_BYTES": str(2 * 1024 * 1024),
                 "BENTOML_DO_NOT_TRACK": "true",
+                # BentoML keeps Prometheus' multiprocess files under BENTOML_HOME: servers sharing
+                # one home mix their /metrics (seen as another test server's model_version label)
+                "BENTOML_HOME": str(log.parent / f"bentoml-home-{self.port}"),
                 **(extra_env or {}),
             }
         )
