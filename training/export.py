@@ -24,6 +24,7 @@ import numpy as np
 
 from adaptive_beta.models.bundle.folder import REQUIRED_FILES, load_bundle, write_manifest
 from adaptive_beta.models.durations import parse_duration, to_periods
+from adaptive_beta.models.features.windows import window_span
 
 PARITY_ATOL = 1e-5
 DEFAULT_REGIMES = ("calm", "volatile", "crash")
@@ -241,7 +242,7 @@ def export_bundle(
         shutil.rmtree(out)
     freq = fit.freq
     warm = warmup_bars(spec, freq)
-    span = (fit.steps - 1) * fit.stride + 1
+    span = window_span(fit.lookback_bars, fit.stride)
     factor_names = list(meta.pop("factor_names", []) or getattr(spec, "factors", None) or [])
     series = list(dict.fromkeys([*fit.benchmarks, *factor_names]))
     metrics = {**fit.metrics, **dict(meta.pop("metrics", {}) or {})}
