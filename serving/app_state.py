@@ -13,8 +13,6 @@ log is `AuditUnavailable` (503, no forecast is returned).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import time
@@ -39,6 +37,7 @@ from adaptive_beta.models.data.schema import (
     build_panel,
     infer_category,
 )
+from adaptive_beta.models.features.spec import feature_spec_hash
 from adaptive_beta.models.portfolio.hedge import hedge_overlay
 from adaptive_beta.serving.schemas import (
     ExplainRequest,
@@ -225,10 +224,7 @@ class AppState:
     @property
     def feature_spec_hash(self) -> str:
         meta_hash = self.bundle.meta.get("feature_spec_hash")
-        if meta_hash:
-            return str(meta_hash)
-        spec = self.bundle.spec
-        return spec.hash() if hasattr(spec, "hash") else hashlib.sha256(json.dumps(spec).encode()).hexdigest()
+        return str(meta_hash) if meta_hash else feature_spec_hash(self.bundle.spec)
 
     def model_info(self) -> dict:
         return {

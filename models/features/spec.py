@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import pandas as pd
@@ -113,3 +114,13 @@ class FeatureSpec(BaseModel):
         longest = max(parse_duration(d) / freq for d in (*self.ewma_halflives, self.welch_halflife))
         return max(self.min_history(freq), int(math.ceil(longest * math.log2(1.0 / tolerance))))
 
+
+def feature_spec_hash(spec: FeatureSpec | Mapping[str, Any]) -> str:
+    """The one feature-spec identity (`FeatureSpec.hash`): sha256 of the canonical JSON.
+
+    A plain dict (e.g. a bundle's `feature_spec.json` as read) is validated into a `FeatureSpec`
+    first, so the same spec hashes the same whatever form it arrives in.
+    """
+    if not isinstance(spec, FeatureSpec):
+        spec = FeatureSpec.from_dict(dict(spec))
+    return spec.hash()
