@@ -66,6 +66,19 @@ def test_the_btc_rule_is_written_once():
     assert _where(btc_prefix) == [f"models/data/schema.py:{_line('models/data/schema.py', 'is_btc')}"]
 
 
+def test_the_default_benchmark_rule_is_written_once():
+    """`meta.get("btc_symbol") or ...` (the benchmark hedges default to) only in `schema.btc_benchmark`."""
+
+    def default_bench(node) -> bool:
+        return isinstance(node, ast.BoolOp) and 'get("btc_symbol")' in ast.unparse(node.values[0]).replace(
+            "'", '"'
+        )
+
+    assert _where(default_bench) == [
+        f"models/data/schema.py:{_line('models/data/schema.py', 'btc_benchmark')}"
+    ]
+
+
 def _line(file: str, function: str) -> int:
     for node in ast.walk(SOURCES[file]):
         if isinstance(node, ast.FunctionDef) and node.name == function:
@@ -173,6 +186,7 @@ def test_each_unified_helper_is_defined_once_and_the_old_copies_are_gone():
     for name in (
         "is_btc",
         "find_btc",
+        "btc_benchmark",
         "is_bar_series",
         "window_span",
         "feature_spec_hash",

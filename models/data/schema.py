@@ -59,6 +59,12 @@ def find_btc(names: Iterable[str]) -> str | None:
     return next((n for n in names if is_btc(n)), None)
 
 
+def btc_benchmark(panel: Panel) -> str | None:
+    """The benchmark hedges default to: the panel's BTC benchmark (`meta["btc_symbol"]`, chosen
+    by `build_panel`), else its first benchmark; None if it has none."""
+    return panel.meta.get("btc_symbol") or next(iter(panel.benchmark_names), None)
+
+
 def is_bar_series(name: str, benchmarks: Collection[str] = ()) -> bool:
     """A series given on the asset bar grid (a benchmark level), not a cross-market factor.
 

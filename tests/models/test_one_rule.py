@@ -14,7 +14,7 @@ from adaptive_beta.models.audit.chain import COLUMNS
 from adaptive_beta.models.audit.store import SqliteStore
 from adaptive_beta.models.bundle.inference import forecast_windows
 from adaptive_beta.models.data.manifest import FactorSpec, Manifest
-from adaptive_beta.models.data.schema import build_panel, find_btc, is_bar_series, is_btc
+from adaptive_beta.models.data.schema import btc_benchmark, build_panel, find_btc, is_bar_series, is_btc
 from adaptive_beta.models.durations import Duration, ZeroOrDuration, parse_duration_or_zero
 from adaptive_beta.models.features.spec import FeatureSpec, feature_spec_hash
 from adaptive_beta.models.features.windows import (
@@ -60,6 +60,13 @@ def test_build_panel_takes_btc_from_the_assets_then_from_given_series():
     np.testing.assert_allclose(p.benchmarks["BTCUSDT"].to_numpy(), given["BTCUSDT"].to_numpy())
     p = build_panel({"ETHUSDT": _asset(), "SOLUSDT": _asset()}, btc_symbol="SOLUSDT")  # a manifest's choice
     assert p.meta["btc_symbol"] == "SOLUSDT"
+
+
+def test_btc_benchmark_is_the_panels_btc_else_its_first_benchmark():
+    p = build_panel({"ETHUSDT": _asset(), "BTCUSDT": _asset()})
+    assert btc_benchmark(p) == "BTCUSDT"
+    p = build_panel({"ETHUSDT": _asset(), "SOLUSDT": _asset()})  # no BTC: the composite
+    assert p.meta["btc_symbol"] is None and btc_benchmark(p) == "CRYPTO_EW"
 
 
 def test_default_hedges_and_core_book_use_the_same_btc_rule():

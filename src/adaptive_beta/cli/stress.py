@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from adaptive_beta.models.data.schema import DataError
+from adaptive_beta.models.data.schema import DataError, btc_benchmark
 
 
 def _fail(message: str) -> None:
@@ -122,7 +122,7 @@ def stress(
                 )
             else:
                 keep.append(sc)
-        btc = panel.meta.get("btc_symbol") or panel.benchmark_names[0]
+        btc = btc_benchmark(panel)
         report = run_scenarios(
             positions, betas, None, keep, panel, hedge_instruments=hedges, target={btc: 0.0}, nav=None
         )
