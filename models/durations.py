@@ -8,8 +8,10 @@ string, converted to a number of bars only here.
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
 import pandas as pd
+from pydantic import AfterValidator
 
 _UNITS = {"m": "min", "min": "min", "h": "h", "d": "D", "w": "W"}
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(min|m|h|d|w)\s*$", re.IGNORECASE)
@@ -29,6 +31,30 @@ def parse_duration(text: str | pd.Timedelta) -> pd.Timedelta:
     if td <= pd.Timedelta(0):
         raise ValueError(f"invalid duration {text!r}: must be positive")
     return td
+
+
+def check_duration(text: str) -> str:
+    """`text` unchanged if it parses as a duration; else the ValueError of `parse_duration`."""
+    parse_duration(text)
+    return text
+
+
+def parse_duration_or_zero(text: str) -> pd.Timedelta:
+    """Like `parse_duration`, but `"0d"`/`"0"` (any unit) mean an empty period: Timedelta(0)."""
+    if str(text).strip().rstrip("dhmwinDHMWIN") in ("0", "0.0", ""):
+        return pd.Timedelta(0)
+    return parse_duration(text)
+
+
+def check_duration_or_zero(text: str) -> str:
+    parse_duration_or_zero(text)
+    return text
+
+
+# The one duration validator of every config class (pydantic names the field in its error):
+# `window: Duration = "90d"`, `step: Duration | None = None`, `windows: tuple[Duration, ...]`.
+Duration = Annotated[str, AfterValidator(check_duration)]
+ZeroOrDuration = Annotated[str, AfterValidator(check_duration_or_zero)]  # "0d" allowed: none
 
 
 def to_periods(duration: str | pd.Timedelta, freq: pd.Timedelta, minimum: int = 1) -> int:

@@ -13,8 +13,6 @@ log is `AuditUnavailable` (503, no forecast is returned).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import time
@@ -33,12 +31,14 @@ from adaptive_beta.models.bundle.shapley import (
     shapley_from_values,
 )
 from adaptive_beta.models.data.schema import (
-    COMPOSITE_NAME,
     DataError,
     FactorSeries,
     build_panel,
+    find_btc,
     infer_category,
+    is_bar_series,
 )
+from adaptive_beta.models.features.spec import feature_spec_hash
 from adaptive_beta.models.portfolio.hedge import hedge_overlay
 from adaptive_beta.serving.schemas import (
     ExplainRequest,
@@ -169,7 +169,7 @@ class AppState:
         series = {}
         days = pd.date_range(idx[0].normalize() - pd.Timedelta("7D"), idx[-1].normalize(), freq="1D")
         for name in self.required.get("series", []):
-            if _is_bar_name(name, self.bundle.meta["benchmarks"]):
+            if is_bar_series(name, self.bundle.meta["benchmarks"]):
                 closes = walk(1.0, 0.002)
                 series[name] = [
                     {"timestamp": t, "close": float(c)} for t, c in zip(stamps, closes, strict=True)
@@ -225,10 +225,7 @@ class AppState:
     @property
     def feature_spec_hash(self) -> str:
         meta_hash = self.bundle.meta.get("feature_spec_hash")
-        if meta_hash:
-            return str(meta_hash)
-        spec = self.bundle.spec
-        return spec.hash() if hasattr(spec, "hash") else hashlib.sha256(json.dumps(spec).encode()).hexdigest()
+        return str(meta_hash) if meta_hash else feature_spec_hash(self.bundle.spec)
 
     def model_info(self) -> dict:
         return {
@@ -266,7 +263,7 @@ class AppState:
         from adaptive_beta.serving.panel_fast import panel_from_request as fast
 
         bench_names = set(self.bundle.meta["benchmarks"])
-        btc = next((b for b in self.bundle.meta["benchmarks"] if b.upper().startswith("BTC")), None)
+        btc = find_btc(self.bundle.meta["benchmarks"])
         panel = fast(req, bench_names, self.freq, btc)
         return panel if panel is not None else self._panel_slow(req)
 
@@ -284,12 +281,11 @@ class AppState:
         for name, pts in req.series.items():
             cols = history_columns(pts)
             values = pd.Series(cols.close, index=_us_index(cols.us), dtype=float)
-            category = infer_category(name)
-            if name in bench_names or name == COMPOSITE_NAME or category == "crypto_benchmark":
+            if is_bar_series(name, bench_names):
                 benchmarks[name] = values
             else:
-                factors[name] = FactorSeries(_publication_times(values), category=category)
-        btc = next((b for b in self.bundle.meta["benchmarks"] if b.upper().startswith("BTC")), None)
+                factors[name] = FactorSeries(_publication_times(values), category=infer_category(name))
+        btc = find_btc(self.bundle.meta["benchmarks"])
         try:
             return build_panel(assets, factors, freq=self.freq, btc_symbol=btc, benchmark_series=benchmarks)
         except DataError as exc:
@@ -303,7 +299,11 @@ class AppState:
         from adaptive_beta.models.bundle.inference import make_inputs
 
         check_against_model(
-            req, self.freq, int(self.required["min_periods"]), list(self.required.get("series", []))
+            req,
+            self.freq,
+            int(self.required["min_periods"]),
+            list(self.required.get("series", [])),
+            benchmarks=self.bundle.meta["benchmarks"],
         )
         panel = self.panel_from_request(req)
         try:
@@ -658,10 +658,6 @@ def _us_index(us: np.ndarray) -> pd.DatetimeIndex:
 
 def _nan_like(a: np.ndarray) -> np.ndarray:
     return np.full(a.shape, np.nan)
-
-
-def _is_bar_name(name: str, benchmarks) -> bool:
-    return name in benchmarks or name == COMPOSITE_NAME or infer_category(name) == "crypto_benchmark"
 
 
 def _publication_times(values: pd.Series) -> pd.Series:

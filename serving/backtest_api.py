@@ -27,7 +27,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from adaptive_beta.models.data.schema import DataError
+from adaptive_beta.models.data.schema import DataError, btc_benchmark
 from adaptive_beta.serving.backtest_schemas import DEFAULT_ESTIMATORS, BacktestRequest
 from adaptive_beta.serving.schemas import RequestError
 
@@ -177,7 +177,7 @@ def backtest(state, req: BacktestRequest, caller: str) -> dict:
     if panel is None:  # the model could not read the request: build the panel for the baselines
         panel = state.panel_from_request(req)
     model_benches = list(state.bundle.meta["benchmarks"])
-    default_bench = panel.meta.get("btc_symbol") or (panel.benchmark_names or [None])[0]
+    default_bench = btc_benchmark(panel)
     benches = list(dict.fromkeys(req.benchmarks or ([default_bench] if default_bench else [])))
     if not benches:
         raise RequestError("no benchmark to hedge: send the BTC perp in assets or series", "benchmarks")

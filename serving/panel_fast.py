@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from adaptive_beta.models.data.schema import COMPOSITE_NAME, Panel
+from adaptive_beta.models.data.schema import COMPOSITE_NAME, Panel, find_btc
 from adaptive_beta.models.durations import parse_duration
 
 COLUMNS = ("close", "volume", "funding_rate", "open_interest")
@@ -101,9 +101,9 @@ def panel_from_columns(
 
     # benchmarks: BTC (given, else the asset's close), then the given composite
     given = dict(benchmark_series)
-    btc = btc_symbol or next((s for s in symbols if s.upper().startswith("BTC")), None)
+    btc = btc_symbol or find_btc(symbols)
     if btc is None:
-        btc = next((k for k in given if k.upper().startswith("BTC")), None)
+        btc = find_btc(given)
     bench: dict[str, pd.Series] = {}
 
     def on_grid(us: np.ndarray, levels: np.ndarray) -> np.ndarray:
@@ -165,7 +165,7 @@ def panel_from_request(req, bench_names, freq: pd.Timedelta, btc: str | None) ->
     Classifies series as `AppState.panel_from_request` does: the model's benchmarks, the
     composite and crypto-benchmark names are bar series; everything else is a factor.
     """
-    from adaptive_beta.models.data.schema import infer_category
+    from adaptive_beta.models.data.schema import infer_category, is_bar_series
     from adaptive_beta.serving.schemas import history_columns
 
     assets = {}
@@ -176,11 +176,10 @@ def panel_from_request(req, bench_names, freq: pd.Timedelta, btc: str | None) ->
     benchmarks, raw = {}, {}
     for name, pts in req.series.items():
         cols = history_columns(pts)
-        category = infer_category(name)
-        if name in bench_names or name == COMPOSITE_NAME or category == "crypto_benchmark":
+        if is_bar_series(name, bench_names):
             benchmarks[name] = (cols.us, cols.close)
         else:
-            raw[name] = (cols, category)
+            raw[name] = (cols, infer_category(name))
     pubs = publication_ns_many([cols.us for cols, _ in raw.values()])
     factors = {
         name: (pub, cols.close, category)

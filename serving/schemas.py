@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -436,9 +437,19 @@ class HedgeResponse(BaseModel):
 
 
 def check_against_model(
-    req: ForecastRequest, freq: pd.Timedelta, min_periods: int, required_series: list[str]
+    req: ForecastRequest,
+    freq: pd.Timedelta,
+    min_periods: int,
+    required_series: list[str],
+    benchmarks: Collection[str] = (),
 ) -> None:
-    """Raise RequestError (field path + asset) if the request cannot feed the model; see module docstring."""
+    """Raise RequestError (field path + asset) if the request cannot feed the model; see module docstring.
+
+    A required bar series (`is_bar_series`: one of the model's `benchmarks`, the composite or a
+    crypto-benchmark name) must sit on the model's bar grid, as the panel builder aligns it so.
+    """
+    from adaptive_beta.models.data.schema import is_bar_series
+
     symbols = {a.symbol for a in req.assets}
     for name in required_series:
         if name not in req.series and name not in symbols:
@@ -454,14 +465,8 @@ def check_against_model(
             )
         _check_grid(history_columns(a).us, freq, f"asset {a.symbol}", where)
     for name, pts in req.series.items():
-        if name in required_series and _is_bar_series(name):
+        if name in required_series and is_bar_series(name, benchmarks):
             _check_grid(history_columns(pts).us, freq, f"series {name}", f"series.{name}")
-
-
-def _is_bar_series(name: str) -> bool:
-    from adaptive_beta.models.data.schema import COMPOSITE_NAME, infer_category
-
-    return name == COMPOSITE_NAME or infer_category(name) == "crypto_benchmark"
 
 
 def _check_grid(us: np.ndarray, freq: pd.Timedelta, what: str, where: str) -> None:

@@ -22,13 +22,12 @@ import re
 from functools import lru_cache
 
 import numpy as np
-import pandas as pd
 
 from adaptive_beta.models.data.schema import DataError
+from adaptive_beta.models.portfolio.stress import FACTOR_BETA_WINDOW, factor_betas, replay_covered
 from adaptive_beta.serving.schemas import RequestError
 from adaptive_beta.serving.stress_schemas import StressRequest
 
-FACTOR_BETA_WINDOW = "90d"  # as src/adaptive_beta/cli/stress.py
 _KINDS = ("benchmark_shock", "correlation_breakdown", "beta_shift", "historical")
 
 
@@ -66,31 +65,6 @@ def parse_request_scenarios(items: list[dict]) -> list:
         raise RequestError(exc.message.removeprefix("scenarios: "), field) from exc
 
 
-def factor_betas(panel, symbols: list[str], window: str = FACTOR_BETA_WINDOW) -> dict[str, dict[str, float]]:
-    """symbol -> factor -> latest rolling OLS beta of per-bar returns (NaN when too little history)."""
-    from adaptive_beta.models.durations import to_periods
-    from adaptive_beta.models.estimators.baselines import rolling_ols_beta
-
-    n = to_periods(window, panel.freq)
-    rets = panel.returns()[symbols]
-    out: dict[str, dict[str, float]] = {s: {} for s in symbols}
-    for f, series in panel.factor_returns().items():
-        last = rolling_ols_beta(rets, series, n, n // 2).ffill()
-        row = last.iloc[-1] if len(last) else pd.Series(np.nan, index=symbols)
-        for s in symbols:
-            out[s][f] = float(row[s])
-    return out
-
-
-def _covers(index: pd.DatetimeIndex, start, end) -> bool:
-    """True if `index` has a bar before `start` and bars through `end` (a replay can run)."""
-    if len(index) < 2:
-        return False
-    lo = pd.Timestamp(start).tz_localize("UTC")
-    hi = pd.Timestamp(end).tz_localize("UTC") + pd.Timedelta("1D")
-    return bool(index[0] < lo and index[-1] >= hi - (index[1] - index[0]))
-
-
 def _why_not(sc, betas: dict[str, dict[str, float]], symbols: list[str], index) -> str | None:
     """Why scenario `sc` cannot run on this request (None if it can)."""
     shocks = getattr(sc, "shocks", None)
@@ -103,7 +77,7 @@ def _why_not(sc, betas: dict[str, dict[str, float]], symbols: list[str], index) 
                 f"{FACTOR_BETA_WINDOW} of history) or give betas.<symbol>.{drv}"
             )
         return None
-    if not _covers(index, sc.start, sc.end):
+    if not replay_covered(index, sc.start, sc.end):
         return f"the request's history ({index[0]:%Y-%m-%d}..{index[-1]:%Y-%m-%d}) does not cover {sc.start}..{sc.end}"
     return None
 

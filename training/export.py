@@ -24,6 +24,8 @@ import numpy as np
 
 from adaptive_beta.models.bundle.folder import REQUIRED_FILES, load_bundle, write_manifest
 from adaptive_beta.models.durations import parse_duration, to_periods
+from adaptive_beta.models.features.spec import feature_spec_hash
+from adaptive_beta.models.features.windows import window_span
 
 PARITY_ATOL = 1e-5
 DEFAULT_REGIMES = ("calm", "volatile", "crash")
@@ -93,11 +95,6 @@ def warmup_bars(spec, freq) -> int:
 
 def _spec_dict(spec) -> dict:
     return spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
-
-
-def _spec_hash(spec) -> str | None:
-    h = getattr(spec, "hash", None)
-    return h() if callable(h) else None
 
 
 def _export_onnx(net, n_features: int, steps: int, path: Path) -> None:
@@ -241,7 +238,7 @@ def export_bundle(
         shutil.rmtree(out)
     freq = fit.freq
     warm = warmup_bars(spec, freq)
-    span = (fit.steps - 1) * fit.stride + 1
+    span = window_span(fit.lookback_bars, fit.stride)
     factor_names = list(meta.pop("factor_names", []) or getattr(spec, "factors", None) or [])
     series = list(dict.fromkeys([*fit.benchmarks, *factor_names]))
     metrics = {**fit.metrics, **dict(meta.pop("metrics", {}) or {})}
@@ -280,7 +277,7 @@ def export_bundle(
             "best_epoch": int(fit.best_epoch),
             "history": fit.history,
             "model_config": fit.cfg.model_dump(),
-            "feature_spec_hash": _spec_hash(spec),
+            "feature_spec_hash": feature_spec_hash(spec),
             "metrics": metrics,
             "onnx": {"opset": OPSET, "input": "x", "outputs": ["beta", "beta_lo", "beta_hi", "regime_prob"]},
             "parity_max_abs_diff": worst,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from adaptive_beta.models.durations import parse_duration
+from adaptive_beta.models.durations import Duration
 
 
 class ModelConfig(BaseModel):
@@ -30,7 +30,7 @@ class ModelConfig(BaseModel):
     n_regimes: int = Field(3, ge=2)  # classes of the regime head (REGIME_NAMES: calm, volatile, crash)
 
     # --- window geometry ----------------------------------------------------------------------
-    lookback: str = "64d"  # history each forecast sees, as a DURATION (bars = lookback / freq)
+    lookback: Duration = "64d"  # history each forecast sees, as a DURATION (bars = lookback / freq)
     max_steps: int = Field(
         32, ge=2, le=512
     )  # longest sequence fed to the net; a stride subsamples longer lookbacks
@@ -47,7 +47,7 @@ class ModelConfig(BaseModel):
     regime_loss_weight: float = Field(
         0.2, ge=0
     )  # weight of the forward-regime cross-entropy next to the beta NLL
-    decay_halflife: str | None = (
+    decay_halflife: Duration | None = (
         "365d"  # time-decay of sample weights (recent years weigh more); None = equal weights
     )
     max_train_samples: int = Field(20_000, ge=1)  # random subsample of training windows, for speed
@@ -60,19 +60,6 @@ class ModelConfig(BaseModel):
         0.9, gt=0.5, lt=1.0
     )  # central coverage of [beta_lo, beta_hi], calibrated on validation
     num_threads: int = Field(1, ge=1)  # torch intra-op threads during the fit (machines are shared)
-
-    @field_validator("lookback")
-    @classmethod
-    def _lookback_is_duration(cls, v: str) -> str:
-        parse_duration(v)
-        return v
-
-    @field_validator("decay_halflife")
-    @classmethod
-    def _halflife_is_duration(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_duration(v)
-        return v
 
     def model_post_init(self, __context) -> None:
         if self.arch == "transformer" and self.hidden % self.heads != 0:

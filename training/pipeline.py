@@ -132,28 +132,23 @@ def predict_range(
     Returns a long frame indexed (timestamp, symbol): `<bench>`, `<bench>_lo`, `<bench>_hi`,
     `regime_<name>` columns.
     """
+    from adaptive_beta.models.bundle.inference import forecast_windows
     from adaptive_beta.models.features.targets import REGIME_NAMES
-    from adaptive_beta.models.features.windows import gather_windows, sample_index
     from adaptive_beta.training.fit import predict_torch
 
     base_idx = [fit.feature_columns.index(fit.base_columns[b]) for b in fit.benchmarks]
-    valid = np.isfinite(cube[:, :, base_idx]).all(axis=2)
-    in_range = np.asarray((timestamps >= lo) & (timestamps <= hi))
-    valid &= in_range[:, None]
-    pairs = sample_index(valid, fit.lookback_bars, fit.stride)
-    cols = [*fit.benchmarks, *(f"{b}_lo" for b in fit.benchmarks), *(f"{b}_hi" for b in fit.benchmarks)]
-    cols += [f"regime_{r}" for r in REGIME_NAMES]
-    if len(pairs) == 0:
-        return pd.DataFrame(
-            columns=cols, index=pd.MultiIndex.from_arrays([[], []], names=["timestamp", "symbol"])
-        )
-    x = gather_windows(cube, pairs, fit.lookback_bars, fit.stride)
-    out = predict_torch(fit.net, x)
-    idx = pd.MultiIndex.from_arrays(
-        [timestamps[pairs[:, 0]], np.asarray(symbols)[pairs[:, 1]]], names=["timestamp", "symbol"]
+    return forecast_windows(
+        cube,
+        timestamps,
+        symbols,
+        base_idx,
+        fit.lookback_bars,
+        fit.stride,
+        lambda x: predict_torch(fit.net, x),
+        fit.benchmarks,
+        keep=np.asarray((timestamps >= lo) & (timestamps <= hi)),
+        regimes=REGIME_NAMES,
     )
-    data = np.concatenate([out["beta"], out["beta_lo"], out["beta_hi"], out["regime_prob"]], axis=1)
-    return pd.DataFrame(data, index=idx, columns=cols).sort_index()
 
 
 def _coverage_records(

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from adaptive_beta.models.durations import parse_duration, to_periods
+from adaptive_beta.models.durations import Duration, to_periods
 from adaptive_beta.training import metrics as M
 from adaptive_beta.training.splits import Fold, WalkForwardConfig, make_folds
 
@@ -81,9 +81,9 @@ class EvalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    horizon: str = "30d"  # forward window of the realised beta (also forced onto splits.horizon)
+    horizon: Duration = "30d"  # forward window of the realised beta (also forced onto splits.horizon)
     splits: WalkForwardConfig = Field(default_factory=WalkForwardConfig)
-    bootstrap_block: str = "60d"  # block length (over time) of the MSE-ratio bootstrap
+    bootstrap_block: Duration = "60d"  # block length (over time) of the MSE-ratio bootstrap
     n_boot: int = 1000  # bootstrap replications
     alpha: float = 0.10  # 1 - confidence of the MSE-ratio interval
     seed: int = 0  # bootstrap seed
@@ -91,12 +91,6 @@ class EvalConfig(BaseModel):
     baselines: dict[str, Any] | None = (
         None  # keyword arguments of adaptive_beta.models.estimators.baselines.BaselineConfig
     )
-
-    @field_validator("horizon", "bootstrap_block")
-    @classmethod
-    def _duration(cls, v: str) -> str:
-        parse_duration(v)
-        return v
 
     @field_validator("alpha", "min_coverage")
     @classmethod

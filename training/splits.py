@@ -24,16 +24,16 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from adaptive_beta.models.data.schema import infer_freq
-from adaptive_beta.models.durations import format_freq, parse_duration, to_periods
+from adaptive_beta.models.durations import (
+    Duration,
+    ZeroOrDuration,
+    format_freq,
+    parse_duration,
+    parse_duration_or_zero,
+    to_periods,
+)
 
 PARTS = ("train", "val", "test")
-
-
-def _zero_or_duration(value: str) -> pd.Timedelta:
-    """`"0d"`/`"0"` mean an empty period (no validation block); anything else must parse."""
-    if str(value).strip().rstrip("dhmwinDHMWIN") in ("0", "0.0", ""):
-        return pd.Timedelta(0)
-    return parse_duration(value)
 
 
 class WalkForwardConfig(BaseModel):
@@ -41,36 +41,17 @@ class WalkForwardConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    horizon: str = "30d"  # forward window of the target; the embargo must be at least this long
+    horizon: Duration = "30d"  # forward window of the target; the embargo must be at least this long
     mode: Literal["expanding", "rolling"] = "expanding"  # training grows from the start, or slides
-    train_min: str = "365d"  # shortest training period (the first fold's)
-    train_max: str = "730d"  # longest training period in rolling mode (ignored when expanding)
-    val: str = "90d"  # validation block for early stopping / model selection ("0d": none)
-    test: str = "180d"  # each fold's test block
-    step: str | None = None  # distance between consecutive test starts; default = test
-    embargo: str | None = None  # gap after train and after val; default = horizon; must be >= horizon
+    train_min: Duration = "365d"  # shortest training period (the first fold's)
+    train_max: Duration = "730d"  # longest training period in rolling mode (ignored when expanding)
+    val: ZeroOrDuration = "90d"  # validation block for early stopping / model selection ("0d": none)
+    test: Duration = "180d"  # each fold's test block
+    step: Duration | None = None  # distance between consecutive test starts; default = test
+    embargo: Duration | None = None  # gap after train and after val; default = horizon; must be >= horizon
     max_folds: int | None = None  # keep only the most recent folds
     start: str | None = None  # first timestamp used (ISO, UTC); default: first row of the data
     end: str | None = None  # last timestamp used; default: last row of the data
-
-    @field_validator("horizon", "train_min", "train_max", "test")
-    @classmethod
-    def _positive_duration(cls, v: str) -> str:
-        parse_duration(v)
-        return v
-
-    @field_validator("val")
-    @classmethod
-    def _val_duration(cls, v: str) -> str:
-        _zero_or_duration(v)
-        return v
-
-    @field_validator("step", "embargo")
-    @classmethod
-    def _optional_duration(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_duration(v)
-        return v
 
     @field_validator("max_folds")
     @classmethod
@@ -114,7 +95,7 @@ class WalkForwardConfig(BaseModel):
     def bars(self, freq: pd.Timedelta) -> dict[str, int]:
         """Every length in bars of `freq` (embargo never fewer bars than the horizon)."""
         h = to_periods(self.horizon, freq)
-        val_td = _zero_or_duration(self.val)
+        val_td = parse_duration_or_zero(self.val)
         return {
             "horizon": h,
             "embargo": max(h, to_periods(self.embargo_td, freq)),

@@ -11,10 +11,10 @@ import json
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adaptive_beta.models.data.schema import DataError
-from adaptive_beta.models.durations import parse_duration
+from adaptive_beta.models.durations import Duration
 from adaptive_beta.models.features.spec import FeatureSpec
 from adaptive_beta.training.model_config import ModelConfig
 from adaptive_beta.training.splits import WalkForwardConfig
@@ -37,8 +37,8 @@ class TrainConfig(BaseModel):
 
     data: str | None = None  # folder or manifest; None = the built-in simulator (written to data/)
     sim: SimDefaults = SimDefaults()
-    horizon: str = "30d"  # forward-beta horizon H
-    regime_horizon: str = "7d"  # window of the forward-regime label
+    horizon: Duration = "30d"  # forward-beta horizon H
+    regime_horizon: Duration = "7d"  # window of the forward-regime label
     features: FeatureSpec = FeatureSpec()
     model: ModelConfig = ModelConfig()
     walk_forward: WalkForwardConfig = Field(default_factory=WalkForwardConfig)
@@ -50,12 +50,6 @@ class TrainConfig(BaseModel):
     plot_assets: int = Field(3, ge=1)  # assets shown in the forecast-vs-realised plots
     attribution_windows: int = Field(256, ge=8)  # test windows used for captum global attributions
     progress: bool = True
-
-    @field_validator("horizon", "regime_horizon")
-    @classmethod
-    def _duration(cls, v: str) -> str:
-        parse_duration(v)
-        return v
 
     def model_post_init(self, __context) -> None:
         if self.walk_forward.horizon != self.horizon:

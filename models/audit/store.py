@@ -27,6 +27,25 @@ from adaptive_beta.models.audit.chain import COLUMNS, canonical_json
 TABLE = "audit_records"
 _COLS = ", ".join(COLUMNS)
 _INSERT = f"INSERT INTO {TABLE} ({_COLS}) VALUES ({', '.join(':' + c for c in COLUMNS)})"
+# Constraints of the stored columns (`COLUMNS` is the one list; every other column is plain TEXT).
+_CONSTRAINTS = {
+    "ts": "NOT NULL",
+    "request_id": "NOT NULL UNIQUE",
+    "symbols": "NOT NULL",
+    "payload": "NOT NULL",
+    "prev_hash": "NOT NULL",
+    "hash": "NOT NULL UNIQUE",
+}
+assert set(_CONSTRAINTS) <= set(COLUMNS), "a constraint names a column COLUMNS does not have"
+
+
+def _column_ddl(seq_type: str, indent: str) -> str:
+    """The table's column definitions, in COLUMNS order: `seq` the integer key, the rest TEXT."""
+    defs = [
+        f"seq {seq_type} PRIMARY KEY" if c == "seq" else f"{c} TEXT {_CONSTRAINTS.get(c, '')}".rstrip()
+        for c in COLUMNS
+    ]
+    return (",\n" + indent).join(defs)
 
 
 class StoreMissing(FileNotFoundError):
@@ -169,21 +188,7 @@ class WriteTx:
 
 _SQLITE_DDL = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
-    seq INTEGER PRIMARY KEY,
-    ts TEXT NOT NULL,
-    request_id TEXT NOT NULL UNIQUE,
-    caller TEXT,
-    endpoint TEXT,
-    symbols TEXT NOT NULL,
-    model_name TEXT,
-    model_version TEXT,
-    bundle_sha256 TEXT,
-    run_id TEXT,
-    feature_spec_hash TEXT,
-    input_sha256 TEXT,
-    payload TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL UNIQUE
+    {_column_ddl("INTEGER", "    ")}
 );
 CREATE INDEX IF NOT EXISTS {TABLE}_ts ON {TABLE}(ts);
 CREATE TRIGGER IF NOT EXISTS {TABLE}_no_update BEFORE UPDATE ON {TABLE}
@@ -331,21 +336,7 @@ class SqliteStore(Store):
 _PG_DDL = [
     "SELECT pg_advisory_xact_lock(7302114409)",  # two processes creating the schema at once
     f"""CREATE TABLE IF NOT EXISTS {TABLE} (
-        seq BIGINT PRIMARY KEY,
-        ts TEXT NOT NULL,
-        request_id TEXT NOT NULL UNIQUE,
-        caller TEXT,
-        endpoint TEXT,
-        symbols TEXT NOT NULL,
-        model_name TEXT,
-        model_version TEXT,
-        bundle_sha256 TEXT,
-        run_id TEXT,
-        feature_spec_hash TEXT,
-        input_sha256 TEXT,
-        payload TEXT NOT NULL,
-        prev_hash TEXT NOT NULL,
-        hash TEXT NOT NULL UNIQUE
+        {_column_ddl("BIGINT", "        ")}
     )""",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_ts ON {TABLE}(ts)",
     f"""CREATE OR REPLACE FUNCTION {TABLE}_append_only() RETURNS trigger LANGUAGE plpgsql AS $fn$

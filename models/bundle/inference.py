@@ -7,6 +7,7 @@ missing series are `DataError`s that name the asset or series and how much is mi
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,7 @@ import pandas as pd
 
 from adaptive_beta.models.bundle.folder import Bundle
 from adaptive_beta.models.data.schema import DataError, Panel
-from adaptive_beta.models.features.windows import gather_windows, window_ends
+from adaptive_beta.models.features.windows import gather_windows, sample_index, window_ends, window_span
 
 
 @dataclass
@@ -140,7 +141,7 @@ def predict_every_bar(
     """
     from adaptive_beta.models.bundle.predictor import Predictor
     from adaptive_beta.models.features.compute import compute_features
-    from adaptive_beta.models.features.windows import feature_cube, gather_windows, n_steps
+    from adaptive_beta.models.features.windows import feature_cube
 
     meta = bundle.meta
     if panel.freq_label != meta["freq"]:
@@ -154,33 +155,82 @@ def predict_every_bar(
         raise DataError(f"feature pipeline did not produce column(s) {absent} the model expects")
     frame = table.frame.reindex(columns=columns) if absent else table.frame
     cube, ts, syms = feature_cube(frame, columns, panel.index, panel.symbols)
-    lookback, stride = int(meta["lookback_bars"]), int(meta["stride"])
-    span = (n_steps(lookback, stride) - 1) * stride + 1
-    base = [columns.index(meta["base_columns"][b]) for b in bundle.benchmarks]
-    valid = np.isfinite(cube[:, :, base]).all(axis=2)
-    keep_rows = np.zeros(len(ts), dtype=bool)
-    keep_rows[np.arange(len(ts)) if rows is None else np.asarray(rows, dtype=np.int64)] = True
-    keep_rows[: span - 1] = False
+    keep = np.zeros((len(ts), len(syms)), dtype=bool)
+    keep[np.arange(len(ts)) if rows is None else np.asarray(rows, dtype=np.int64)] = True
     if out_of_sample_after is not None:
-        keep_rows &= np.asarray(ts > out_of_sample_after)
-    valid &= keep_rows[:, None]
+        keep &= np.asarray(ts > out_of_sample_after)[:, None]
     if require_history:  # the service refuses an asset with less history than the bundle needs
+        span = window_span(int(meta["lookback_bars"]), int(meta["stride"]))
         need = int(meta.get("required_history", {}).get("min_periods", span))
         close = panel.close.reindex(columns=syms).to_numpy(dtype=float)
         seen = np.cumsum(np.isfinite(close), axis=0) > 0
-        valid &= np.cumsum(seen, axis=0) >= need  # bars since the first close, inclusive
-    t_idx, n_idx = np.nonzero(valid)
-    pairs = np.stack([t_idx, n_idx], axis=1).astype(np.int64)
-    benches = list(bundle.benchmarks)
+        keep &= np.cumsum(seen, axis=0) >= need  # bars since the first close, inclusive
+    predictor = None
+
+    def predict(x: np.ndarray) -> dict[str, np.ndarray]:
+        nonlocal predictor  # the ORT session is built only if some window qualifies
+        if predictor is None:
+            predictor = Predictor(bundle, intra_op_threads=1)
+        return predictor.predict(x)
+
+    base = [columns.index(meta["base_columns"][b]) for b in bundle.benchmarks]
+    long = forecast_windows(
+        cube,
+        ts,
+        syms,
+        base,
+        int(meta["lookback_bars"]),
+        int(meta["stride"]),
+        predict,
+        bundle.benchmarks,
+        keep=keep,
+        batch=batch,
+    )
+    return long, absent
+
+
+def forecast_windows(
+    cube: np.ndarray,
+    timestamps: pd.DatetimeIndex,
+    symbols: list[str],
+    base_idx: list[int],
+    lookback_bars: int,
+    stride: int,
+    predict: Callable[[np.ndarray], dict[str, np.ndarray]],
+    benchmarks: Sequence[str],
+    *,
+    keep: np.ndarray | None = None,
+    regimes: Sequence[str] | None = None,
+    batch: int | None = None,
+) -> pd.DataFrame:
+    """The forecast at every window end: each (t, asset) of `cube` [T, N, F] where the base-beta
+    columns `base_idx` are finite, a full window fits on the grid and `keep` [T, N] (or [T]) holds.
+
+    The one rule of "where a model forecasts", for the ONNX bundle (`predict_every_bar`) and the
+    eager net in the walk-forward (`adaptive_beta.training.pipeline.predict_range`).  `predict`
+    maps windows [B, L, F] to the network outputs (`beta`, `beta_lo`, `beta_hi`, `regime_prob`),
+    called on `batch` windows at a time (None: all at once).  Returns a long frame indexed
+    (timestamp, symbol), sorted, with `<bench>`, `<bench>_lo`, `<bench>_hi` and, when `regimes` is
+    given, `regime_<name>` columns (float32).
+    """
+    valid = np.isfinite(cube[:, :, base_idx]).all(axis=2)
+    if keep is not None:
+        keep = np.asarray(keep, dtype=bool)
+        valid &= keep if keep.ndim == 2 else keep[:, None]
+    pairs = sample_index(valid, lookback_bars, stride)
+    benches = list(benchmarks)
     cols = [*benches, *(f"{b}_lo" for b in benches), *(f"{b}_hi" for b in benches)]
+    outputs = ["beta", "beta_lo", "beta_hi"]
+    if regimes is not None:
+        cols += [f"regime_{r}" for r in regimes]
+        outputs.append("regime_prob")
+    step = batch or max(len(pairs), 1)
     parts = []
-    if len(pairs):
-        pred = Predictor(bundle, intra_op_threads=1)
-        for lo in range(0, len(pairs), batch):
-            o = pred.predict(gather_windows(cube, pairs[lo : lo + batch], lookback, stride))
-            parts.append(np.concatenate([o["beta"], o["beta_lo"], o["beta_hi"]], axis=1))
+    for lo in range(0, len(pairs), step):
+        o = predict(gather_windows(cube, pairs[lo : lo + step], lookback_bars, stride))
+        parts.append(np.concatenate([o[k] for k in outputs], axis=1))
     data = np.concatenate(parts) if parts else np.empty((0, len(cols)), dtype=np.float32)
     idx = pd.MultiIndex.from_arrays(
-        [ts[pairs[:, 0]], np.asarray(syms)[pairs[:, 1]]], names=["timestamp", "symbol"]
+        [timestamps[pairs[:, 0]], np.asarray(symbols)[pairs[:, 1]]], names=["timestamp", "symbol"]
     )
-    return pd.DataFrame(data, index=idx, columns=cols).sort_index(), absent
+    return pd.DataFrame(data, index=idx, columns=cols).sort_index()

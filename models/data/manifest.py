@@ -33,7 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from adaptive_beta.models.data.schema import FACTOR_CATEGORIES, DataError
-from adaptive_beta.models.durations import parse_duration
+from adaptive_beta.models.durations import Duration
 
 MANIFEST_SUFFIXES = (".toml", ".yaml", ".yml")
 FOLDER_MANIFEST = "dataset.toml"
@@ -75,7 +75,7 @@ class FactorSpec(_Strict):
     calendar: Literal["us_close", "utc_close", "bar_open", "timestamp"] | None = None  # publication rule
     column: str | None = None  # the value column when not one of the usual names
     transform: Literal["invert"] | None = None  # invert: 1/x, e.g. EUR per USD -> EURUSD
-    lag: str | None = None  # extra publication delay, e.g. "1d" for next-day releases
+    lag: Duration | None = None  # extra publication delay, e.g. "1d" for next-day releases
     drop_missing: bool = False  # skip empty/non-numeric cells (FRED "." holidays) instead of reporting them
 
     @field_validator("category")
@@ -83,13 +83,6 @@ class FactorSpec(_Strict):
     def _known_category(cls, v: str | None) -> str | None:
         if v is not None and v not in FACTOR_CATEGORIES:
             raise ValueError(f"unknown category {v!r}; expected one of {list(FACTOR_CATEGORIES)}")
-        return v
-
-    @field_validator("lag")
-    @classmethod
-    def _lag_is_duration(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_duration(v)
         return v
 
 
@@ -112,21 +105,14 @@ class Manifest(_Strict):
 
     name: str = "dataset"
     root: str = "."  # relative to the manifest file
-    freq: str | None = None  # bar length, e.g. "8h"; default: inferred from the longest asset
+    freq: Duration | None = None  # bar length, e.g. "8h"; default: inferred from the longest asset
     btc: str | None = None  # the BTC benchmark asset; default: first symbol starting with BTC
     composite: Literal["equal", "cap"] = "equal"
     weights: CapWeights | None = None  # required for composite = "cap"
-    max_staleness: str = "5d"  # a factor value older than this at a bar close is missing
+    max_staleness: Duration = "5d"  # a factor value older than this at a bar close is missing
     assets: list[AssetSpec] = Field(default_factory=list)
     assets_glob: AssetGlob | None = None
     factors: list[FactorSpec] = Field(default_factory=list)
-
-    @field_validator("freq", "max_staleness")
-    @classmethod
-    def _duration(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_duration(v)
-        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,6 +47,32 @@ def infer_category(name: str) -> str:
         if re.match(pattern.replace("\\^", ""), key):
             return category
     return "other"
+
+
+def is_btc(symbol: str) -> bool:
+    """A BTC contract or index: the symbol starts with BTC (any case: BTCUSDT, btc-usd, BTC/USDT)."""
+    return symbol.upper().startswith("BTC")
+
+
+def find_btc(names: Iterable[str]) -> str | None:
+    """The BTC benchmark among `names` (symbols, benchmark names): the first `is_btc` one, or None."""
+    return next((n for n in names if is_btc(n)), None)
+
+
+def btc_benchmark(panel: Panel) -> str | None:
+    """The benchmark hedges default to: the panel's BTC benchmark (`meta["btc_symbol"]`, chosen
+    by `build_panel`), else its first benchmark; None if it has none."""
+    return panel.meta.get("btc_symbol") or next(iter(panel.benchmark_names), None)
+
+
+def is_bar_series(name: str, benchmarks: Collection[str] = ()) -> bool:
+    """A series given on the asset bar grid (a benchmark level), not a cross-market factor.
+
+    One of the model's `benchmarks`, the composite, or a crypto-benchmark name (BTC..., ETH...,
+    TOTAL...).  Bar series are aligned bar for bar like an asset; factors are published values
+    joined as of their publication time.
+    """
+    return name in benchmarks or name == COMPOSITE_NAME or infer_category(name) == "crypto_benchmark"
 
 
 class DataError(ValueError):
@@ -355,9 +381,9 @@ def build_panel(
     # benchmarks
     bench: dict[str, pd.Series] = {}
     given = dict(benchmark_series or {})
-    btc = btc_symbol or next((s for s in symbols if s.upper().startswith("BTC")), None)
+    btc = btc_symbol or find_btc(symbols)
     if btc is None:
-        btc = next((k for k in given if k.upper().startswith("BTC")), None)
+        btc = find_btc(given)
     if btc is not None:
         if btc in given:
             s = given.pop(btc).astype(float)

@@ -11,14 +11,22 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
 
-from adaptive_beta.models.durations import parse_duration, to_periods
+from adaptive_beta.models.durations import Duration, parse_duration, to_periods
 
-Durations = tuple[str, ...]
+
+def _distinct(value: tuple[str, ...]) -> tuple[str, ...]:
+    if len(set(value)) != len(value):
+        raise ValueError(f"durations must be distinct, got {list(value)}")
+    return tuple(value)
+
+
+Durations = Annotated[tuple[Duration, ...], AfterValidator(_distinct)]
 
 
 class FeatureSpec(BaseModel):
@@ -31,44 +39,18 @@ class FeatureSpec(BaseModel):
     vol_windows: Durations = ("7d", "30d", "90d")  # realised vol (annualised) windows
     beta_windows: Durations = ("30d", "90d", "180d")  # rolling OLS beta / correlation to benchmarks
     ewma_halflives: Durations = ("30d", "90d")  # EWMA beta half-lives
-    welch_halflife: str = "60d"  # the base beta (Welch 2022) the network corrects
+    welch_halflife: Duration = "60d"  # the base beta (Welch 2022) the network corrects
     welch_lower: float = -2.0  # Welch band: asset return clipped to [lower, upper] x benchmark return
     welch_upper: float = 4.0
-    downside_window: str = "90d"  # beta on bars where the benchmark fell
-    volume_z_window: str = "30d"  # z-score of log volume
+    downside_window: Duration = "90d"  # beta on bars where the benchmark fell
+    volume_z_window: Duration = "30d"  # z-score of log volume
     funding_windows: Durations = ("1d", "7d", "30d")  # mean annualised funding and its change
     oi_windows: Durations = ("1d", "7d")  # log change of open interest
     factor_windows: Durations = ("7d", "30d")  # factor returns and realised vols (market-wide)
     factor_beta_windows: Durations = ("30d", "90d")  # betas / correlations of assets to each factor
-    factor_return_horizon: str = "1d"  # factor betas use overlapping returns over this span
+    factor_return_horizon: Duration = "1d"  # factor betas use overlapping returns over this span
     factor_return_clip: float = 0.5  # per-bar factor change clipped to +-this (WTI printed -36.98)
-    drawdown_window: str = "90d"  # drawdown from the rolling high
-
-    @field_validator(
-        "return_horizons",
-        "vol_windows",
-        "beta_windows",
-        "ewma_halflives",
-        "funding_windows",
-        "oi_windows",
-        "factor_windows",
-        "factor_beta_windows",
-    )
-    @classmethod
-    def _durations(cls, value: Durations) -> Durations:
-        for text in value:
-            parse_duration(text)  # raises ValueError naming the text
-        if len(set(value)) != len(value):
-            raise ValueError(f"durations must be distinct, got {list(value)}")
-        return tuple(value)
-
-    @field_validator(
-        "welch_halflife", "downside_window", "volume_z_window", "factor_return_horizon", "drawdown_window"
-    )
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
+    drawdown_window: Duration = "90d"  # drawdown from the rolling high
 
     @field_validator("factor_return_clip")
     @classmethod
@@ -131,3 +113,14 @@ class FeatureSpec(BaseModel):
         freq = parse_duration(freq)
         longest = max(parse_duration(d) / freq for d in (*self.ewma_halflives, self.welch_halflife))
         return max(self.min_history(freq), int(math.ceil(longest * math.log2(1.0 / tolerance))))
+
+
+def feature_spec_hash(spec: FeatureSpec | Mapping[str, Any]) -> str:
+    """The one feature-spec identity (`FeatureSpec.hash`): sha256 of the canonical JSON.
+
+    A plain dict (e.g. a bundle's `feature_spec.json` as read) is validated into a `FeatureSpec`
+    first, so the same spec hashes the same whatever form it arrives in.
+    """
+    if not isinstance(spec, FeatureSpec):
+        spec = FeatureSpec.from_dict(dict(spec))
+    return spec.hash()

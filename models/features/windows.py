@@ -28,7 +28,7 @@ class WindowGeometry:
     @property
     def span(self) -> int:
         """Bars from the oldest to the newest row of a window, inclusive."""
-        return (self.steps - 1) * self.stride + 1
+        return window_span(self.lookback_bars, self.stride)
 
 
 def window_geometry(lookback: str | pd.Timedelta, freq: pd.Timedelta, max_steps: int = 32) -> WindowGeometry:
@@ -41,6 +41,15 @@ def window_geometry(lookback: str | pd.Timedelta, freq: pd.Timedelta, max_steps:
 def n_steps(lookback_bars: int, stride: int) -> int:
     """Sequence length of a window of `lookback_bars` bars sampled every `stride` bars."""
     return max(1, math.ceil(lookback_bars / stride))
+
+
+def window_span(lookback_bars: int, stride: int) -> int:
+    """Bars from the oldest to the newest row of a window, inclusive: (L - 1) * stride + 1.
+
+    The one span rule: a window ending at row t needs t >= span - 1, and a request needs `span`
+    bars on the grid after the feature warm-up.
+    """
+    return (n_steps(lookback_bars, stride) - 1) * stride + 1
 
 
 def feature_cube(
@@ -77,7 +86,7 @@ def sample_index(valid: np.ndarray, lookback_bars: int, stride: int) -> np.ndarr
 
     `valid` is a [T, N] bool mask, typically "base beta finite and some target finite".
     """
-    span = (n_steps(lookback_bars, stride) - 1) * stride + 1
+    span = window_span(lookback_bars, stride)
     ok = np.asarray(valid, dtype=bool).copy()
     ok[: span - 1] = False
     t, n = np.nonzero(ok)
@@ -86,11 +95,11 @@ def sample_index(valid: np.ndarray, lookback_bars: int, stride: int) -> np.ndarr
 
 def gather_windows(cube: np.ndarray, pairs: np.ndarray, lookback_bars: int, stride: int) -> np.ndarray:
     """Windows [B, L, F] (oldest step first) ending at each (t, n) of `pairs` [B, 2]."""
-    steps = n_steps(lookback_bars, stride)
-    offsets = np.arange(-(steps - 1) * stride, 1, stride)  # [L]
+    first = window_span(lookback_bars, stride) - 1  # rows before the end the window starts
+    offsets = np.arange(-first, 1, stride)  # [L]
     t = pairs[:, 0:1] + offsets[None, :]  # [B, L]
     if t.size and t.min() < 0:
-        raise ValueError(f"a window starts before the first bar: need t >= {(steps - 1) * stride}")
+        raise ValueError(f"a window starts before the first bar: need t >= {first}")
     n = np.broadcast_to(pairs[:, 1:2], t.shape)
     return np.ascontiguousarray(cube[t, n])  # [B, L, F]
 
@@ -107,7 +116,7 @@ def window_ends(
     """Row of each asset's latest window on the grid: its last row with finite `require_finite`
     columns (the base betas).  ValueError naming the asset when no row qualifies or the window
     would start before the grid.  The one end rule for serving (`latest_windows`, `make_inputs`)."""
-    span = (n_steps(lookback_bars, stride) - 1) * stride + 1
+    span = window_span(lookback_bars, stride)
     need = [columns.index(c) for c in (require_finite or [])]
     ends: list[int] = []
     for j, sym in enumerate(symbols):

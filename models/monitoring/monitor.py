@@ -36,10 +36,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from adaptive_beta.models.data.schema import DataError, Panel
-from adaptive_beta.models.durations import parse_duration
+from adaptive_beta.models.durations import Duration, parse_duration
 from adaptive_beta.models.monitoring.drift import (
     FeatureReference,
     beta_shift_runs,
@@ -57,21 +57,15 @@ class MonitorConfig(BaseModel):
     n_bins: int = Field(10, ge=2)  # quantile bins of each training feature (plus a missing bin)
     psi_warn: float = Field(0.1, gt=0)  # conventional "watch" level
     psi_alert: float = Field(0.25, gt=0)  # conventional "material shift": a group mean above it alerts
-    window: str = "90d"  # recent window when --since is not given (ends at --until or the last bar)
-    shift_period: str = "7d"  # calendar period of the beta-shift count
+    window: Duration = "90d"  # recent window when --since is not given (ends at --until or the last bar)
+    shift_period: Duration = "7d"  # calendar period of the beta-shift count
     shift_consecutive: int = Field(3, ge=1)  # periods in a row outside the interval to flag a series
-    error_window: str = "60d"  # completed forecasts (by as_of) in the rolling RMSE
+    error_window: Duration = "60d"  # completed forecasts (by as_of) in the rolling RMSE
     rmse_ratio_alert: float = Field(1.5, gt=0)  # alert when rolling RMSE > this x scorecard RMSE
     min_completed: int = Field(20, ge=1)  # fewer completed forecasts: no RMSE verdict
     # left out of PSI (fnmatch patterns): staleness is calendar bookkeeping, and its values move
     # with daylight saving (a 16:00 New York close is 20:00 or 21:00 UTC), not with the market
     exclude_features: tuple[str, ...] = ("*_stale",)
-
-    @field_validator("window", "shift_period", "error_window")
-    @classmethod
-    def _duration(cls, v: str) -> str:
-        parse_duration(v)
-        return v
 
 
 # ------------------------------------------------------------------------------- bundle facts

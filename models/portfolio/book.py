@@ -23,7 +23,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from adaptive_beta.models.data.schema import DataError
+from adaptive_beta.models.data.schema import DataError, find_btc, is_btc
 
 UNITS = ("weight", "notional")
 
@@ -62,8 +62,7 @@ class Portfolio:
 
 def is_core_default(symbol: str) -> bool:
     """Altcoins: every asset that is not a BTC or ETH contract (those are the default hedge perps)."""
-    up = symbol.upper()
-    return not (up.startswith("BTC") or up.startswith("ETH"))
+    return not (is_btc(symbol) or symbol.upper().startswith("ETH"))
 
 
 def default_portfolio(symbols: list[str]) -> Portfolio:
@@ -76,12 +75,8 @@ def default_portfolio(symbols: list[str]) -> Portfolio:
 
 def default_hedges(symbols: list[str]) -> list[str]:
     """The BTC and ETH perps of the panel (first symbol starting with BTC, then ETH)."""
-    out = []
-    for prefix in ("BTC", "ETH"):
-        sym = next((s for s in symbols if s.upper().startswith(prefix)), None)
-        if sym is not None:
-            out.append(sym)
-    return out
+    eth = next((s for s in symbols if s.upper().startswith("ETH")), None)
+    return [s for s in (find_btc(symbols), eth) if s is not None]
 
 
 def _number(value, file: str, sym: str) -> float:

@@ -26,6 +26,8 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from adaptive_beta.models.data.schema import Panel
+from adaptive_beta.models.durations import to_periods
+from adaptive_beta.models.estimators.rolling import rolling_ols_beta
 from adaptive_beta.models.portfolio.book import is_core_default
 from adaptive_beta.models.portfolio.hedge import hedge_overlay
 from adaptive_beta.models.portfolio.scenarios import BetaShift, HistoricalReplay
@@ -104,6 +106,35 @@ def _beta(betas, sym: str, series: str, scenario: str) -> float:
     if not np.isfinite(v):
         raise ValueError(f"scenario {scenario!r}: beta of {sym!r} to {series!r} is not finite")
     return v
+
+
+FACTOR_BETA_WINDOW = "90d"  # the rolling OLS window of betas to cross-market factors
+
+
+def factor_betas(
+    panel: Panel, symbols: list[str], window: str = FACTOR_BETA_WINDOW
+) -> dict[str, dict[str, float]]:
+    """symbol -> factor -> latest rolling OLS beta of per-bar returns over `window` (at least half
+    of it; NaN when too little history).  The factor betas of `abeta stress` and POST /stress."""
+    n = to_periods(window, panel.freq)
+    rets = panel.returns()[symbols]
+    out: dict[str, dict[str, float]] = {s: {} for s in symbols}
+    for f, series in panel.factor_returns().items():
+        last = rolling_ols_beta(rets, series, n, n // 2).ffill()
+        row = last.iloc[-1] if len(last) else pd.Series(np.nan, index=symbols)
+        for s in symbols:
+            out[s][f] = float(row[s])
+    return out
+
+
+def replay_covered(index: pd.DatetimeIndex, start, end) -> bool:
+    """True if `index` has a bar before `start` and bars through `end` (inclusive dates): a
+    historical replay over start..end can run on it."""
+    if len(index) < 2:
+        return False
+    lo = pd.Timestamp(start).tz_localize("UTC")
+    hi = pd.Timestamp(end).tz_localize("UTC") + pd.Timedelta("1D")
+    return bool(index[0] < lo and index[-1] >= hi - (index[1] - index[0]))
 
 
 def replay_returns(history: Panel, start, end, symbols: Sequence[str], scenario: str) -> dict[str, float]:

@@ -89,6 +89,38 @@ def test_model_checks_history_gaps_and_series():
         check_against_model(r, freq, 5, ["CRYPTO_EW"])
 
 
+def test_a_model_benchmark_series_off_the_grid_is_refused_whatever_its_name():
+    """Bar series are the model's benchmarks, the composite and crypto names (`is_bar_series`).
+
+    The request check once left the model's benchmarks out, so a benchmark whose name is not a
+    crypto name (e.g. XBTUSD, chosen with a manifest's `btc`) skipped the grid check while the
+    panel builder aligned it bar for bar: gaps became silent NaN instead of a 422 naming them.
+    """
+    freq = pd.Timedelta("1D")
+    gap = _hist(6)
+    del gap[2]
+    r = ForecastRequest.model_validate(_req(series={"CRYPTO_EW": _hist(), "XBTUSD": gap}))
+    with pytest.raises(RequestError) as exc:
+        check_against_model(r, freq, 5, ["XBTUSD"], benchmarks=["XBTUSD", "CRYPTO_EW"])
+    assert exc.value.field == "series.XBTUSD[2].timestamp" and "missing bar" in exc.value.message
+    check_against_model(r, freq, 5, ["XBTUSD"])  # not a benchmark of this model: a factor, any stamps
+
+
+def test_app_state_feature_spec_hash_prefers_the_recorded_one_else_the_canonical_hash():
+    from types import SimpleNamespace
+
+    from adaptive_beta.models.features.spec import FeatureSpec
+    from adaptive_beta.serving.app_state import AppState
+
+    spec = FeatureSpec()
+    prop = AppState.feature_spec_hash.fget
+    assert (
+        prop(SimpleNamespace(bundle=SimpleNamespace(meta={"feature_spec_hash": "abc"}, spec=spec))) == "abc"
+    )
+    assert prop(SimpleNamespace(bundle=SimpleNamespace(meta={}, spec=spec))) == spec.hash()
+    assert prop(SimpleNamespace(bundle=SimpleNamespace(meta={}, spec=spec.to_dict()))) == spec.hash()
+
+
 def test_hedge_request_must_have_histories_for_positions_and_instruments():
     base = _req(positions={"SOLUSDT": 1e6}, target={"BTCUSDT": 0.0}, instruments=[{"symbol": "BTCUSDT"}])
     with pytest.raises(ValidationError, match="instruments\\[0\\].symbol BTCUSDT"):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from adaptive_beta.models.data.schema import DataError
+from adaptive_beta.models.data.schema import DataError, btc_benchmark
 
 FULL_COLUMNS = ("vol_ann", "max_drawdown", "total_return", "turnover_ann", "fees", "funding")
 
@@ -261,7 +261,7 @@ def _run(
     for h in hedges:
         if h not in panel.symbols:
             raise DataError(f"hedge instrument {h!r} is not in the data (assets: {', '.join(panel.symbols)})")
-    benches = list(cfg.benchmarks or [panel.meta.get("btc_symbol") or panel.benchmark_names[0]])
+    benches = list(cfg.benchmarks or [btc_benchmark(panel)])
     from dataclasses import replace
 
     cfg = replace(cfg, benchmarks=tuple(benches))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from adaptive_beta.models.data.schema import DataError
+from adaptive_beta.models.data.schema import DataError, btc_benchmark
 
 
 def _fail(message: str) -> None:
@@ -22,11 +22,12 @@ def _fail(message: str) -> None:
 
 
 def latest_betas(panel, estimator: str, model: str | None, symbols: list[str]) -> tuple[dict, str]:
-    """symbol -> series -> latest beta (benchmarks from the estimator or model, factors from 90d OLS)."""
+    """symbol -> series -> latest beta (benchmarks from the estimator or model, factors from
+    `factor_betas`: the 90d rolling OLS, as POST /stress)."""
     import numpy as np
 
-    from adaptive_beta.models.durations import to_periods
-    from adaptive_beta.models.estimators.baselines import baseline_forecasts, rolling_ols_beta
+    from adaptive_beta.models.estimators.baselines import baseline_forecasts
+    from adaptive_beta.models.portfolio.stress import factor_betas
 
     out: dict[str, dict[str, float]] = {s: {} for s in symbols}
     if model is not None:
@@ -53,25 +54,13 @@ def latest_betas(panel, estimator: str, model: str | None, symbols: list[str]) -
             for s in symbols:
                 out[s][b] = float(last[s])
         source = f"baseline {estimator} at {panel.index[-1]:%Y-%m-%d %H:%M}"
-    window = to_periods("90d", panel.freq)
-    rets = panel.returns()[symbols]
-    for f, series in panel.factor_returns().items():
-        beta = rolling_ols_beta(rets, series, window, window // 2).ffill().iloc[-1]
-        for s in symbols:
-            out[s][f] = float(beta[s])
+    for s, fb in factor_betas(panel, symbols).items():
+        out[s].update(fb)
     for s in symbols:
         for b, v in out[s].items():
             if not np.isfinite(v) and b in panel.benchmark_names:
                 raise DataError(f"no finite {b} beta for {s} at the end of the data ({source})", column=s)
     return out, source
-
-
-def _covers(index, start, end) -> bool:
-    import pandas as pd
-
-    lo = pd.Timestamp(start).tz_localize("UTC")
-    hi = pd.Timestamp(end).tz_localize("UTC") + pd.Timedelta("1D")
-    return bool(index[0] < lo and index[-1] >= hi - (index[1] - index[0]))
 
 
 def stress(
@@ -102,7 +91,7 @@ def stress(
     from adaptive_beta.models.data.loaders import load_dataset
     from adaptive_beta.models.portfolio.book import default_hedges, default_portfolio, load_portfolio
     from adaptive_beta.models.portfolio.scenarios import default_scenarios_path, load_scenarios
-    from adaptive_beta.models.portfolio.stress import run_scenarios
+    from adaptive_beta.models.portfolio.stress import replay_covered, run_scenarios
 
     try:
         scs = load_scenarios(scenarios or default_scenarios_path())
@@ -126,14 +115,14 @@ def stress(
             start = getattr(sc, "start", None)
             if missing:
                 typer.secho(f"note: skipped scenario {sc.name!r}: the data has no series {missing}", err=True)
-            elif start is not None and not _covers(panel.index, sc.start, sc.end):
+            elif start is not None and not replay_covered(panel.index, sc.start, sc.end):
                 typer.secho(
                     f"note: skipped scenario {sc.name!r}: the data does not cover {sc.start}..{sc.end}",
                     err=True,
                 )
             else:
                 keep.append(sc)
-        btc = panel.meta.get("btc_symbol") or panel.benchmark_names[0]
+        btc = btc_benchmark(panel)
         report = run_scenarios(
             positions, betas, None, keep, panel, hedge_instruments=hedges, target={btc: 0.0}, nav=None
         )
