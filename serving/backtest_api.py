@@ -154,29 +154,16 @@ def _audit_inputs(state, req: BacktestRequest, include_model: bool):
         ), None
 
 
-def backtest(state, req: BacktestRequest, caller: str) -> dict:
-    """The /backtest response body (also logged); raises RequestError (422) or AuditUnavailable (503)."""
-    from adaptive_beta.models.estimators.baselines import baseline_forecasts
-    from adaptive_beta.models.portfolio.backtest import (
-        BacktestConfig,
-        first_common_row,
-        rebalance_rows,
-        run_backtest,
-    )
-    from adaptive_beta.models.portfolio.forecasts import bundle_forecasts, training_end
-    from adaptive_beta.models.portfolio.metrics import ratios_vs_reference, summary_table
-
-    request_id = state.new_request_id()
+def _check_portfolio(req: BacktestRequest) -> None:
+    """422 naming `portfolio.<sym>` for a position without history in `assets`."""
     have = {a.symbol for a in req.assets}
     for sym in req.portfolio:
         if sym not in have:
             raise RequestError(f"portfolio.{sym}: no history for {sym} in assets", f"portfolio.{sym}")
-    instruments = hedge_instruments(req)
-    names = request_estimators(req)
-    inputs, panel = _audit_inputs(state, req, req.include_model)
-    if panel is None:  # the model could not read the request: build the panel for the baselines
-        panel = state.panel_from_request(req)
-    model_benches = list(state.bundle.meta["benchmarks"])
+
+
+def _request_benchmarks(req: BacktestRequest, panel, model_benches: list[str]) -> list[str]:
+    """The hedged benchmarks: the request's, else the BTC benchmark; each in the data (and the model)."""
     default_bench = btc_benchmark(panel)
     benches = list(dict.fromkeys(req.benchmarks or ([default_bench] if default_bench else [])))
     if not benches:
@@ -192,13 +179,16 @@ def backtest(state, req: BacktestRequest, caller: str) -> dict:
                 f"the model forecasts betas to {model_benches}, not {b!r}; drop it or set include_model false",
                 f"benchmarks[{i}]",
             )
-    notes: list[str] = []
-    returns, bench_returns = panel.returns(), panel.benchmark_returns()
-    forecasts = baseline_forecasts(
-        returns, bench_returns, panel.factor_returns(), panel.freq, baseline_config_for(names)
-    )
-    forecasts = {n: forecasts[n] for n in names}
-    syms = list(req.portfolio) + [h for h in instruments if h not in req.portfolio]
+    return benches
+
+
+def _rebalance_rows(req: BacktestRequest, panel, forecasts, syms: list[str], benches, names) -> list:
+    """Rebalance rows from the first bar every estimator has a beta for every asset; capped.
+
+    The cap (MAX_REBALANCES) bounds the work one request can ask for.
+    """
+    from adaptive_beta.models.portfolio.backtest import first_common_row, rebalance_rows
+
     try:
         first = first_common_row(forecasts, syms, benches, len(panel.index))
     except ValueError as exc:
@@ -210,34 +200,54 @@ def backtest(state, req: BacktestRequest, caller: str) -> dict:
             "period or send less history",
             "rebalance",
         )
-    if req.include_model:
-        if len(rows) * len(panel.symbols) > MAX_MODEL_WINDOWS:
-            raise RequestError(
-                f"{len(rows)} rebalances x {len(panel.symbols)} assets = {len(rows) * len(panel.symbols)} "
-                f"model forecasts, more than the limit {MAX_MODEL_WINDOWS}: use a longer rebalance period, "
-                "fewer assets or include_model false",
-                "include_model",
-            )
-        try:
-            fc = bundle_forecasts(panel, state.bundle, rows)
-        except DataError as exc:
-            raise RequestError(exc.message, "include_model") from exc
-        ok = np.ones(len(panel.index), dtype=bool)
-        for b in benches:
-            ok &= np.isfinite(fc[b].reindex(columns=syms).to_numpy(dtype=float)).all(axis=1)
-        if not ok.any():
-            raise RequestError(
-                "the model has no forecast for every portfolio and hedge asset at any rebalance bar: "
-                f"each needs {state.required['min_periods']} bars of history; send more or set include_model false",
-                "include_model",
-            )
-        forecasts[MODEL] = {b: fc[b] for b in benches}
-        after = training_end(state.bundle.meta)
-        if after is not None and panel.index[int(np.argmax(ok))] <= after:
-            notes.append(
-                f"model: the backtest overlaps the model's training/validation period (ends {after:%Y-%m-%d}); "
-                "its forecasts there are in sample"
-            )
+    return rows
+
+
+def _model_forecasts(state, panel, rows, benches: list[str], syms: list[str]) -> tuple[dict, list[str]]:
+    """(benchmark -> T x N model betas at the rebalance rows, notes); 422 on `include_model`.
+
+    The model is the expensive part, so the window count is capped (MAX_MODEL_WINDOWS) before
+    it runs; a note says when the backtest overlaps the model's own training period.
+    """
+    from adaptive_beta.models.portfolio.forecasts import bundle_forecasts, training_end
+
+    if len(rows) * len(panel.symbols) > MAX_MODEL_WINDOWS:
+        raise RequestError(
+            f"{len(rows)} rebalances x {len(panel.symbols)} assets = {len(rows) * len(panel.symbols)} "
+            f"model forecasts, more than the limit {MAX_MODEL_WINDOWS}: use a longer rebalance period, "
+            "fewer assets or include_model false",
+            "include_model",
+        )
+    try:
+        fc = bundle_forecasts(panel, state.bundle, rows)
+    except DataError as exc:
+        raise RequestError(exc.message, "include_model") from exc
+    ok = np.ones(len(panel.index), dtype=bool)
+    for b in benches:
+        ok &= np.isfinite(fc[b].reindex(columns=syms).to_numpy(dtype=float)).all(axis=1)
+    if not ok.any():
+        raise RequestError(
+            "the model has no forecast for every portfolio and hedge asset at any rebalance bar: "
+            f"each needs {state.required['min_periods']} bars of history; send more or set include_model false",
+            "include_model",
+        )
+    notes: list[str] = []
+    after = training_end(state.bundle.meta)
+    if after is not None and panel.index[int(np.argmax(ok))] <= after:
+        notes.append(
+            f"model: the backtest overlaps the model's training/validation period (ends {after:%Y-%m-%d}); "
+            "its forecasts there are in sample"
+        )
+    return {b: fc[b] for b in benches}, notes
+
+
+def _run_overlay(
+    req: BacktestRequest, panel, returns, bench_returns, forecasts, benches: list[str], instruments: list[str]
+):
+    """(BacktestResult, summary table): the CLI's engine on the request; its ValueError is a 422."""
+    from adaptive_beta.models.portfolio.backtest import BacktestConfig, run_backtest
+    from adaptive_beta.models.portfolio.metrics import summary_table
+
     cfg = BacktestConfig(
         target_beta=req.target_beta,
         benchmarks=tuple(benches),
@@ -260,11 +270,16 @@ def backtest(state, req: BacktestRequest, caller: str) -> dict:
             table = summary_table(result, panel.freq, None)
     except ValueError as exc:
         raise RequestError(str(exc), "portfolio") from exc
+    return result, table
+
+
+def _result_fields(req: BacktestRequest, result, table, benches, instruments, notes) -> dict:
+    """The response body after request_id and model: period, settings, one row per estimator."""
+    from adaptive_beta.models.portfolio.metrics import ratios_vs_reference
+
     ratios = ratios_vs_reference(table)
     n_rebal = int(next(iter(result.paths.values())).frame["rebalanced"].sum())
-    body = {
-        "request_id": request_id,
-        "model": state.model_info(),
+    return {
         "start": result.start.isoformat(),
         "end": result.end.isoformat(),
         "n_rebalances": n_rebal,
@@ -279,6 +294,40 @@ def backtest(state, req: BacktestRequest, caller: str) -> dict:
             str(est): {str(c): _finite(v) for c, v in r.items()} for est, r in ratios.iterrows()
         },
         "notes": notes,
+    }
+
+
+def backtest(state, req: BacktestRequest, caller: str) -> dict:
+    """The /backtest response body (also logged); raises RequestError (422) or AuditUnavailable (503).
+
+    Steps: check the request, build its panel, pick benchmarks, baseline forecasts, rebalance
+    rows, model forecasts, run the overlay, log and answer.
+    """
+    from adaptive_beta.models.estimators.baselines import baseline_forecasts
+
+    request_id = state.new_request_id()
+    _check_portfolio(req)
+    instruments = hedge_instruments(req)
+    names = request_estimators(req)
+    inputs, panel = _audit_inputs(state, req, req.include_model)
+    if panel is None:  # the model could not read the request: build the panel for the baselines
+        panel = state.panel_from_request(req)
+    benches = _request_benchmarks(req, panel, list(state.bundle.meta["benchmarks"]))
+    returns, bench_returns = panel.returns(), panel.benchmark_returns()
+    forecasts = baseline_forecasts(
+        returns, bench_returns, panel.factor_returns(), panel.freq, baseline_config_for(names)
+    )
+    forecasts = {n: forecasts[n] for n in names}
+    syms = list(req.portfolio) + [h for h in instruments if h not in req.portfolio]
+    rows = _rebalance_rows(req, panel, forecasts, syms, benches, names)
+    notes: list[str] = []
+    if req.include_model:
+        forecasts[MODEL], notes = _model_forecasts(state, panel, rows, benches, syms)
+    result, table = _run_overlay(req, panel, returns, bench_returns, forecasts, benches, instruments)
+    body = {
+        "request_id": request_id,
+        "model": state.model_info(),
+        **_result_fields(req, result, table, benches, instruments, notes),
     }
     output = {k: v for k, v in body.items() if k not in ("request_id", "model")}
     state.log_unique(body, "/backtest", caller, req, inputs, output, None)

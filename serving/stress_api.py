@@ -96,12 +96,8 @@ def _instruments(req: StressRequest, benches: list[str]) -> list[str]:
     return perps[:1]
 
 
-def stress(state, req: StressRequest, caller: str) -> dict:
-    """The /stress response body (also logged); raises RequestError (422) or AuditUnavailable (503)."""
-    from adaptive_beta.models.portfolio.stress import run_scenarios
-
-    request_id = state.new_request_id()
-    benches = list(state.bundle.meta["benchmarks"])
+def _check_book(req: StressRequest, benches: list[str]) -> None:
+    """422 for a target on a benchmark the model does not forecast, or notionals that overflow."""
     for b in req.target or {}:
         if b not in benches:
             raise RequestError(
@@ -109,27 +105,25 @@ def stress(state, req: StressRequest, caller: str) -> dict:
             )
     if not np.isfinite(sum(abs(v) for v in req.positions.values())):
         raise RequestError("the gross notional overflows a float: notionals are too large", "positions")
-    given = req.scenarios is not None
-    if given:
-        scenarios = parse_request_scenarios(req.scenarios)
-    else:
-        try:
-            scenarios = list(default_scenarios())
-        except DataError as exc:  # a deployment without docs/scenarios: the caller can still send some
-            raise RequestError(
-                f"the server has no default scenarios ({exc}); send scenarios", "scenarios"
-            ) from exc
-    instruments = _instruments(req, benches)
-    symbols = list(dict.fromkeys([*req.positions, *instruments]))
 
-    inputs, out, panel = state.forecast_core_with_panel(req)  # every asset, exactly as /forecast
-    row = {s: i for i, s in enumerate(inputs.symbols)}
-    betas = {s: {b: float(out["beta"][row[s], k]) for k, b in enumerate(benches)} for s in symbols}
-    sources = {b: "model forecast" for b in benches}
-    for s, fb in factor_betas(panel, symbols).items():
-        betas[s].update(fb)
-    for f in panel.factor_names:
-        sources[f] = f"rolling OLS over the last {FACTOR_BETA_WINDOW} of the request's history"
+
+def _request_scenarios(req: StressRequest) -> tuple[list, bool]:
+    """(scenarios, given): the request's own, or the documented defaults (given False).
+
+    Whether the caller chose them decides later whether one that cannot run is a 422 or a skip.
+    """
+    if req.scenarios is not None:
+        return parse_request_scenarios(req.scenarios), True
+    try:
+        return list(default_scenarios()), False
+    except DataError as exc:  # a deployment without docs/scenarios: the caller can still send some
+        raise RequestError(
+            f"the server has no default scenarios ({exc}); send scenarios", "scenarios"
+        ) from exc
+
+
+def _apply_overrides(req: StressRequest, betas: dict[str, dict[str, float]]) -> dict[str, list[str]]:
+    """Write the request's `betas` over the estimated ones (in place); series -> symbols overridden."""
     overrides: dict[str, list[str]] = {}
     for s, given_row in (req.betas or {}).items():
         if s not in betas:
@@ -137,6 +131,25 @@ def stress(state, req: StressRequest, caller: str) -> dict:
         for series, v in given_row.items():
             betas[s][series] = float(v)
             overrides.setdefault(series, []).append(s)
+    return overrides
+
+
+def _betas_and_sources(
+    req: StressRequest, inputs, out, panel, symbols: list[str], benches: list[str]
+) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    """(symbol -> series -> beta, series -> where its betas came from); see the module docstring.
+
+    Model forecasts for benchmarks, rolling OLS for factors, then the request's overrides, then
+    beta 1 of a benchmark or factor series to itself.
+    """
+    row = {s: i for i, s in enumerate(inputs.symbols)}
+    betas = {s: {b: float(out["beta"][row[s], k]) for k, b in enumerate(benches)} for s in symbols}
+    sources = {b: "model forecast" for b in benches}
+    for s, fb in factor_betas(panel, symbols).items():
+        betas[s].update(fb)
+    for f in panel.factor_names:
+        sources[f] = f"rolling OLS over the last {FACTOR_BETA_WINDOW} of the request's history"
+    overrides = _apply_overrides(req, betas)
     for (
         s
     ) in symbols:  # a perp that is itself a benchmark has beta 1 to it (as models/portfolio/stress.py uses)
@@ -145,10 +158,14 @@ def stress(state, req: StressRequest, caller: str) -> dict:
     for series, syms in overrides.items():
         base = sources.get(series, "")
         sources[series] = (base + "; " if base else "") + f"request for {', '.join(syms)}"
+    return betas, sources
 
+
+def _runnable(scenarios: list, given: bool, betas, symbols: list[str], index) -> tuple[list, list[dict]]:
+    """(scenarios that can run, skipped defaults with a reason); a given one that cannot run is a 422."""
     runnable, skipped = [], []
     for i, sc in enumerate(scenarios):
-        reason = _why_not(sc, betas, symbols, panel.index)
+        reason = _why_not(sc, betas, symbols, index)
         if reason is None:
             runnable.append(sc)
         elif given:
@@ -159,6 +176,39 @@ def stress(state, req: StressRequest, caller: str) -> dict:
         raise RequestError(
             "none of the default scenarios can run on this request; give scenarios", "scenarios"
         )
+    return runnable, skipped
+
+
+def _check_finite(report) -> None:
+    """422 when any P&L, notional or residual beta overflowed (a JSON body cannot carry inf)."""
+    totals = [
+        x
+        for sc in report.scenarios
+        for part in (sc.hedge_after_shift, sc.residual_beta_after_shift, sc.position_pnl, sc.hedge_pnl)
+        for x in (sc.pnl_unhedged, sc.pnl_hedged, *part.values())
+    ]
+    if not np.isfinite(totals).all():
+        raise RequestError("the P&L overflows a float: notionals or betas are too large", "positions")
+
+
+def stress(state, req: StressRequest, caller: str) -> dict:
+    """The /stress response body (also logged); raises RequestError (422) or AuditUnavailable (503).
+
+    Steps: check the book, pick scenarios and instruments, forecast, assemble betas, keep the
+    runnable scenarios, run them, check the numbers, log and answer.
+    """
+    from adaptive_beta.models.portfolio.stress import run_scenarios
+
+    request_id = state.new_request_id()
+    benches = list(state.bundle.meta["benchmarks"])
+    _check_book(req, benches)
+    scenarios, given = _request_scenarios(req)
+    instruments = _instruments(req, benches)
+    symbols = list(dict.fromkeys([*req.positions, *instruments]))
+
+    inputs, out, panel = state.forecast_core_with_panel(req)  # every asset, exactly as /forecast
+    betas, sources = _betas_and_sources(req, inputs, out, panel, symbols, benches)
+    runnable, skipped = _runnable(scenarios, given, betas, symbols, panel.index)
     try:
         report = run_scenarios(
             req.positions,
@@ -172,14 +222,7 @@ def stress(state, req: StressRequest, caller: str) -> dict:
         )
     except ValueError as exc:
         raise RequestError(str(exc), "positions") from exc
-    totals = [
-        x
-        for sc in report.scenarios
-        for part in (sc.hedge_after_shift, sc.residual_beta_after_shift, sc.position_pnl, sc.hedge_pnl)
-        for x in (sc.pnl_unhedged, sc.pnl_hedged, *part.values())
-    ]
-    if not np.isfinite(totals).all():
-        raise RequestError("the P&L overflows a float: notionals or betas are too large", "positions")
+    _check_finite(report)
     finite = {s: {k: v for k, v in row_.items() if np.isfinite(v)} for s, row_ in betas.items()}
     body = {
         "request_id": request_id,

@@ -28,6 +28,7 @@ with batched (N x d x d) algebra.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -47,27 +48,15 @@ def _ewm_mean_square(Z: np.ndarray, halflife: float) -> np.ndarray:
         return np.where(den > 0, num / den, np.nan)
 
 
-def _kalman_core(
-    Y: np.ndarray,
-    H: np.ndarray,
-    *,
-    delta: float,
-    alpha_delta: float,
-    intercept: bool,
-    obs_var: float | None,
-    x_var: np.ndarray | float | None,
-    var_halflife: float,
-    prior_mean: np.ndarray,
-    prior_var: np.ndarray,
-    alpha_var0: float | None,
-    min_periods: int,
-) -> np.ndarray:
-    """Filtered slopes (T, N, P) for Y (T, N) on regressors H (T, P); NaN before min_periods valid rows."""
-    T, N = Y.shape
-    P = H.shape[1]
-    d = P + int(intercept)
-    if obs_var is not None and not obs_var > 0:
-        raise ValueError(f"kalman obs_var must be a positive variance or None (estimated), got {obs_var!r}")
+def _regressor_scales(
+    H: np.ndarray, x_var: np.ndarray | float | None, var_halflife: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(inv_V (T, P), r_floor (T,)): the per-bar inverse regressor variances and the floor of R.
+
+    Kept apart from the filter because both are known before the loop starts (vectorised over
+    time), and because the two floors below are the numerically delicate part of the model.
+    """
+    T, P = H.shape
     if x_var is None:
         V = _ewm_mean_square(H, var_halflife)  # (T, P)
     else:
@@ -79,17 +68,39 @@ def _kalman_core(
     # an estimated R is floored at 1e-10 of the regressors' mean square: an asset that *is* the
     # benchmark has zero innovations, and a zero R would make the update 0/0
     r_floor = np.maximum(1e-10 * np.nan_to_num(V, nan=0.0).max(axis=1), _TINY)  # (T,)
+    return inv_V, r_floor
+
+
+def _masked_observations(
+    Y: np.ndarray, H: np.ndarray, intercept: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Hz (T, d), Yz (T, N), valid (T, N)): regressors with the intercept column, zero-filled.
+
+    Zero-filling plus a validity mask lets the loop treat every asset alike (the gain is zero
+    where a row is invalid) instead of branching per asset.
+    """
+    T = Y.shape[0]
     h_all = np.concatenate([np.ones((T, 1)), H], axis=1) if intercept else H  # (T, d)
     row_ok = np.isfinite(H).all(axis=1)
     valid = np.isfinite(Y) & row_ok[:, None]  # (T, N)
     Hz = np.where(row_ok[:, None], h_all, 0.0)  # (T, d) regressors, zero where missing
     Yz = np.where(valid, Y, 0.0)
-    okf = valid.astype(np.float64)
+    return Hz, Yz, valid
+
+
+def _state_noise_shape(inv_V: np.ndarray, delta: float, alpha_delta: float, intercept: bool) -> np.ndarray:
+    """qv (T, d): the state-noise variances per bar as multiples of R (Q_t = R_t * diag(qv[t]))."""
+    T, P = inv_V.shape
     q_shape = np.concatenate([[alpha_delta] if intercept else [], np.full(P, delta)])  # (d,)
-    qv = q_shape[None, :] * (np.concatenate([np.ones((T, 1)), inv_V], axis=1) if intercept else inv_V)
-    lam = halflife_decay(var_halflife)
-    decay = 1.0 - okf * (1.0 - lam)  # (T, N): innovation-variance decay on valid rows only
-    # bookkeeping known in advance: each asset's first valid row, who has started, who shows
+    return q_shape[None, :] * (np.concatenate([np.ones((T, 1)), inv_V], axis=1) if intercept else inv_V)
+
+
+def _start_schedule(valid: np.ndarray, min_periods: int):
+    """(first (N,), old (T, N), show (T, N), starts (T,)): who starts, predicts and shows, when.
+
+    This bookkeeping is known in advance, so it is computed once here rather than per bar.
+    """
+    T = valid.shape[0]
     any_valid = valid.any(axis=0)
     first = np.where(any_valid, valid.argmax(axis=0), T)  # (N,)
     rows = np.arange(T)[:, None]
@@ -97,14 +108,82 @@ def _kalman_core(
     show = (rows >= first[None, :]) & (np.cumsum(valid, axis=0) >= min_periods)
     starts = np.zeros(T, dtype=bool)
     starts[first[any_valid]] = True
+    return first, old, show, starts
 
+
+class _Prior(NamedTuple):
+    """The state prior at an asset's first valid row (alpha_var0 None: R at that row)."""
+
+    mean: np.ndarray  # (d,)
+    var: np.ndarray  # slope variances (P,)
+    alpha_var0: float | None
+    intercept: bool  # state [alpha, slopes] rather than [slopes]
+
+
+class _FilterInputs(NamedTuple):
+    """Everything the time loop reads, precomputed (see the helpers above)."""
+
+    Hz: np.ndarray  # (T, d)
+    Yz: np.ndarray  # (T, N)
+    okf: np.ndarray  # (T, N) 1.0 where the observation is valid
+    qv: np.ndarray  # (T, d)
+    decay: np.ndarray  # (T, N)
+    r_floor: np.ndarray  # (T,)
+    first: np.ndarray  # (N,)
+    old: np.ndarray  # (T, N)
+    starts: np.ndarray  # (T,)
+
+
+def _start_from_prior(
+    new: np.ndarray,
+    y_new: np.ndarray,
+    h: np.ndarray,
+    R: np.ndarray,
+    r_floor_t: float,
+    a: np.ndarray,
+    Pm: np.ndarray,
+    r_num: np.ndarray,
+    r_den: np.ndarray,
+    prior: _Prior,
+    estimate_R: bool,
+) -> np.ndarray:
+    """Start the assets `new` from the prior (in place on a, Pm, r_num, r_den); returns R for the bar.
+
+    Runs only on the few bars where some asset starts, so it lives outside the hot loop body.
+    With an estimated R, a starting asset's R is its squared prior innovation (floored) and its
+    innovation EWMA restarts with this row.
+    """
+    d = a.shape[1]
+    s0 = int(prior.intercept)  # state index of the first slope
+    di = np.arange(d)
+    a[new] = prior.mean
+    if estimate_R:
+        v0 = y_new - prior.mean @ h
+        R = R.copy()
+        R[new] = np.maximum(v0 * v0, r_floor_t)
+        r_num[new], r_den[new] = 0.0, 0.0  # the innovation EWMA starts with this row
+    p0 = np.zeros((int(new.sum()), d, d))
+    if prior.intercept:
+        p0[:, 0, 0] = R[new] if prior.alpha_var0 is None else prior.alpha_var0
+    p0[:, di[s0:], di[s0:]] = prior.var[None, :]
+    Pm[new] = p0
+    return R
+
+
+def _filter_loop(f: _FilterInputs, prior: _Prior, obs_var: float | None) -> np.ndarray:
+    """Filtered states (T, N, d): the time loop, all assets advancing together.
+
+    The hot numeric loop: everything that can be computed before it is (see `_FilterInputs`);
+    per bar it is one predict and one update in batched (N x d x d) algebra.
+    """
+    Hz, Yz, okf, qv, decay, r_floor, first, old, starts = f
+    T, N = Yz.shape
+    d = Hz.shape[1]
     a = np.zeros((N, d))
     Pm = np.zeros((N, d, d))
     r_num = np.zeros(N)
     r_den = np.ones(N)  # r_num / r_den: the innovation EWMA (0 before an asset starts, then floored)
     out = np.empty((T, N, d))
-    di = np.arange(d)
-    s0 = int(intercept)  # state index of the first slope
     fixed_R = None if obs_var is None else np.full(N, float(obs_var))
 
     diag = Pm.reshape(N, d * d)[:, :: d + 1]  # a view on the diagonals of every P
@@ -114,17 +193,9 @@ def _kalman_core(
         R = fixed_R if fixed_R is not None else np.maximum(r_num / r_den, r_floor[t])
         if starts[t]:  # assets whose first valid row is t start from the prior (no predict)
             new = first == t
-            a[new] = prior_mean
-            if fixed_R is None:
-                v0 = Yz[t, new] - prior_mean @ h
-                R = R.copy()
-                R[new] = np.maximum(v0 * v0, r_floor[t])
-                r_num[new], r_den[new] = 0.0, 0.0  # the innovation EWMA starts with this row
-            p0 = np.zeros((int(new.sum()), d, d))
-            if intercept:
-                p0[:, 0, 0] = R[new] if alpha_var0 is None else alpha_var0
-            p0[:, di[s0:], di[s0:]] = prior_var[None, :]
-            Pm[new] = p0
+            R = _start_from_prior(
+                new, Yz[t, new], h, R, r_floor[t], a, Pm, r_num, r_den, prior, fixed_R is None
+            )
         # predict: random-walk state noise Q = R * diag(qv) for assets that started before t
         diag += (old[t] * R)[:, None] * qv[t]
         # update where the observation is valid (gain zero elsewhere); S >= R > 0.  Writing the
@@ -140,7 +211,41 @@ def _kalman_core(
             r_num = r_num * decay[t] + okf[t] * v * v
             r_den = r_den * decay[t] + okf[t]
         out[t] = a
-    return np.where(show[:, :, None], out[:, :, s0:], np.nan)
+    return out
+
+
+def _kalman_core(
+    Y: np.ndarray,
+    H: np.ndarray,
+    *,
+    delta: float,
+    alpha_delta: float,
+    intercept: bool,
+    obs_var: float | None,
+    x_var: np.ndarray | float | None,
+    var_halflife: float,
+    prior_mean: np.ndarray,
+    prior_var: np.ndarray,
+    alpha_var0: float | None,
+    min_periods: int,
+) -> np.ndarray:
+    """Filtered slopes (T, N, P) for Y (T, N) on regressors H (T, P); NaN before min_periods valid rows.
+
+    Named steps: regressor scales and the R floor, masked observations, state-noise shape, the
+    start schedule (all vectorised over time), then the time loop.
+    """
+    if obs_var is not None and not obs_var > 0:
+        raise ValueError(f"kalman obs_var must be a positive variance or None (estimated), got {obs_var!r}")
+    inv_V, r_floor = _regressor_scales(H, x_var, var_halflife)
+    Hz, Yz, valid = _masked_observations(Y, H, intercept)
+    okf = valid.astype(np.float64)
+    lam = halflife_decay(var_halflife)
+    decay = 1.0 - okf * (1.0 - lam)  # (T, N): innovation-variance decay on valid rows only
+    first, old, show, starts = _start_schedule(valid, min_periods)
+    qv = _state_noise_shape(inv_V, delta, alpha_delta, intercept)
+    inputs = _FilterInputs(Hz, Yz, okf, qv, decay, r_floor, first, old, starts)
+    out = _filter_loop(inputs, _Prior(prior_mean, prior_var, alpha_var0, intercept), obs_var)
+    return np.where(show[:, :, None], out[:, :, int(intercept) :], np.nan)
 
 
 def kalman_beta(

@@ -59,6 +59,103 @@ def _beta(betas: Mapping[str, Mapping[str, float]], sym: str, bench: str, what: 
     return value
 
 
+def _check_request(
+    positions: Mapping[str, float], hedge_instruments: Sequence[str], target: Mapping[str, float]
+) -> None:
+    """Reject an empty book, no or repeated instruments, and an empty target, one sentence each."""
+    if not positions:
+        raise ValueError("positions: the portfolio is empty")
+    if not hedge_instruments:
+        raise ValueError("hedge_instruments: give at least one instrument for the overlay")
+    if len(set(hedge_instruments)) != len(hedge_instruments):
+        raise ValueError("hedge_instruments: an instrument is listed twice")
+    if not target:
+        raise ValueError("target: give a target beta for at least one benchmark")
+
+
+def _nav_of(positions: Mapping[str, float], nav: float | None) -> float:
+    """The NAV betas are measured against: the caller's, else the book's gross notional (must be > 0)."""
+    gross = float(sum(abs(float(v)) for v in positions.values()))
+    nav_value = float(nav) if nav is not None else gross
+    if not np.isfinite(nav_value) or nav_value <= 0:
+        raise ValueError(
+            f"nav: must be a positive number (got {nav_value}); a portfolio of zero notional has no beta"
+        )
+    return nav_value
+
+
+def _limit_bounds(
+    hedge_instruments: Sequence[str], limits: Mapping[str, Interval] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) notional bounds per instrument (+-inf where unlimited); a limit on anything else is an error."""
+    lo = np.full(len(hedge_instruments), -np.inf)
+    hi = np.full(len(hedge_instruments), np.inf)
+    for j, h in enumerate(hedge_instruments):
+        if limits and h in limits:
+            lo[j], hi[j] = float(limits[h][0]), float(limits[h][1])
+            if lo[j] > hi[j]:
+                raise ValueError(f"limits[{h!r}]: minimum {lo[j]} is above maximum {hi[j]}")
+    for h in limits or {}:
+        if h not in hedge_instruments:
+            raise ValueError(f"limits[{h!r}]: not one of the hedge instruments {list(hedge_instruments)}")
+    return lo, hi
+
+
+def _solve_overlay(
+    C: np.ndarray, rhs: np.ndarray, lo: np.ndarray, hi: np.ndarray, nav_value: float, tol: float
+) -> tuple[np.ndarray, str, list[str]]:
+    """(notionals, method, notes): the closed form, or bounded least squares if it breaks a limit.
+
+    The closed form (minimum-norm least squares of C^T h = rhs) is exact and cheap, so the
+    bounded solver (scipy, imported lazily) runs only when a limit is actually binding.
+    """
+    h_vec = np.linalg.pinv(C.T) @ rhs
+    method = "closed_form"
+    notes: list[str] = []
+    if np.any(h_vec < lo - tol * max(1.0, nav_value)) or np.any(h_vec > hi + tol * max(1.0, nav_value)):
+        from scipy.optimize import lsq_linear
+
+        res = lsq_linear(C.T / nav_value, rhs / nav_value, bounds=(lo, hi), method="bvls")
+        h_vec = res.x
+        method = "bounded_lsq"
+        notes.append("the unconstrained hedge broke an instrument limit; solved with bounds")
+    return h_vec, method, notes
+
+
+def _benchmark_interval(
+    merged: Mapping[str, float],
+    point_beta: Mapping[str, np.ndarray],
+    k: int,
+    b: str,
+    beta_intervals: Mapping[str, Mapping[str, Interval]] | None,
+    interval_method: str,
+) -> Interval:
+    """Interval of the residual beta to benchmark `b` (column k): worst case or independent errors.
+
+    `merged` is weight (notional / NAV) per symbol, a symbol held and hedged counted once.
+    """
+    lo_sum, hi_sum, var = 0.0, 0.0, 0.0
+    centre = 0.0
+    for s, wi in merged.items():
+        beta = float(point_beta[s][k])
+        iv = (beta_intervals or {}).get(s, {}).get(b)
+        blo, bhi = (beta, beta) if iv is None else (float(iv[0]), float(iv[1]))
+        if blo > bhi:
+            raise ValueError(f"beta_intervals[{s!r}][{b!r}]: lower bound {blo} is above upper bound {bhi}")
+        centre += wi * beta
+        if wi >= 0:
+            lo_sum += wi * blo
+            hi_sum += wi * bhi
+        else:
+            lo_sum += wi * bhi
+            hi_sum += wi * blo
+        var += (wi * (bhi - blo) / 2.0) ** 2
+    if interval_method == "independent":
+        half = float(np.sqrt(var))
+        return (centre - half, centre + half)
+    return (lo_sum, hi_sum)
+
+
 def hedge_overlay(
     positions: Mapping[str, float],
     betas: Mapping[str, Mapping[str, float]],
@@ -78,23 +175,12 @@ def hedge_overlay(
     (lo, hi) for positions and instruments (None or missing: a point, zero width).  target: benchmark
     -> target portfolio beta; the benchmarks hedged are exactly the keys of `target`.
     limits: instrument -> (min notional, max notional), either side may be +-inf.
+    Steps: check the request, NAV, beta matrices, limit bounds, solve, residual and its interval.
     """
-    if not positions:
-        raise ValueError("positions: the portfolio is empty")
-    if not hedge_instruments:
-        raise ValueError("hedge_instruments: give at least one instrument for the overlay")
-    if len(set(hedge_instruments)) != len(hedge_instruments):
-        raise ValueError("hedge_instruments: an instrument is listed twice")
-    if not target:
-        raise ValueError("target: give a target beta for at least one benchmark")
+    _check_request(positions, hedge_instruments, target)
     benches = list(target)
     inst_betas = instrument_betas if instrument_betas is not None else betas
-    gross = float(sum(abs(float(v)) for v in positions.values()))
-    nav_value = float(nav) if nav is not None else gross
-    if not np.isfinite(nav_value) or nav_value <= 0:
-        raise ValueError(
-            f"nav: must be a positive number (got {nav_value}); a portfolio of zero notional has no beta"
-        )
+    nav_value = _nav_of(positions, nav)
 
     syms = list(positions)
     n = np.array([float(positions[s]) for s in syms])
@@ -105,75 +191,28 @@ def hedge_overlay(
     T = np.array([float(target[b]) for b in benches])
     D = n @ A  # dollar beta [K]
     rhs = T * nav_value - D  # what the overlay must add, in dollar beta
+    lo, hi = _limit_bounds(hedge_instruments, limits)
+    h_vec, method, notes = _solve_overlay(C, rhs, lo, hi, nav_value, tol)
 
-    lo = np.full(len(hedge_instruments), -np.inf)
-    hi = np.full(len(hedge_instruments), np.inf)
-    for j, h in enumerate(hedge_instruments):
-        if limits and h in limits:
-            lo[j], hi[j] = float(limits[h][0]), float(limits[h][1])
-            if lo[j] > hi[j]:
-                raise ValueError(f"limits[{h!r}]: minimum {lo[j]} is above maximum {hi[j]}")
-    for h in limits or {}:
-        if h not in hedge_instruments:
-            raise ValueError(f"limits[{h!r}]: not one of the hedge instruments {list(hedge_instruments)}")
-
-    # closed form: minimum-norm least squares of C^T h = rhs
-    h_vec = np.linalg.pinv(C.T) @ rhs
-    method = "closed_form"
-    notes: list[str] = []
-    if np.any(h_vec < lo - tol * max(1.0, nav_value)) or np.any(h_vec > hi + tol * max(1.0, nav_value)):
-        from scipy.optimize import lsq_linear
-
-        res = lsq_linear(C.T / nav_value, rhs / nav_value, bounds=(lo, hi), method="bvls")
-        h_vec = res.x
-        method = "bounded_lsq"
-        notes.append("the unconstrained hedge broke an instrument limit; solved with bounds")
-
-    residual_dollar = D + h_vec @ C
-    residual = residual_dollar / nav_value
+    residual = (D + h_vec @ C) / nav_value
     reachable = bool(np.all(np.abs(residual - T) <= 1e-6))
     if not reachable:
         notes.append(
             "the target is not reachable with these instruments and limits; residual minimises the gap"
         )
 
-    # residual interval
-    all_syms = syms + list(hedge_instruments)
     w = np.concatenate([n, h_vec]) / nav_value
     merged: dict[str, float] = {}
-    for s, wi in zip(all_syms, w, strict=True):
+    for s, wi in zip(syms + list(hedge_instruments), w, strict=True):
         merged[s] = merged.get(s, 0.0) + wi
     point_beta = {
         **{s: A[i] for i, s in enumerate(syms)},
         **{h: C[j] for j, h in enumerate(hedge_instruments)},
     }
-    intervals: dict[str, Interval] = {}
-    for k, b in enumerate(benches):
-        lo_sum, hi_sum, var = 0.0, 0.0, 0.0
-        centre = 0.0
-        for s, wi in merged.items():
-            beta = float(point_beta[s][k])
-            iv = (beta_intervals or {}).get(s, {}).get(b)
-            blo, bhi = (beta, beta) if iv is None else (float(iv[0]), float(iv[1]))
-            if blo > bhi:
-                raise ValueError(
-                    f"beta_intervals[{s!r}][{b!r}]: lower bound {blo} is above upper bound {bhi}"
-                )
-            centre += wi * beta
-            if wi >= 0:
-                lo_sum += wi * blo
-                hi_sum += wi * bhi
-            else:
-                lo_sum += wi * bhi
-                hi_sum += wi * blo
-            var += (wi * (bhi - blo) / 2.0) ** 2
-        if interval_method == "independent":
-            half = float(np.sqrt(var))
-            intervals[b] = (centre - half, centre + half)
-        else:
-            intervals[b] = (lo_sum, hi_sum)
-
-    betas_used = {s: {b: float(point_beta[s][k]) for k, b in enumerate(benches)} for s in point_beta}
+    intervals: dict[str, Interval] = {
+        b: _benchmark_interval(merged, point_beta, k, b, beta_intervals, interval_method)
+        for k, b in enumerate(benches)
+    }
     return HedgeResult(
         orders={h: float(h_vec[j]) for j, h in enumerate(hedge_instruments)},
         residual_beta={b: float(residual[k]) for k, b in enumerate(benches)},
@@ -181,7 +220,7 @@ def hedge_overlay(
         portfolio_beta={b: float(D[k] / nav_value) for k, b in enumerate(benches)},
         target={b: float(T[k]) for k, b in enumerate(benches)},
         nav=nav_value,
-        betas_used=betas_used,
+        betas_used={s: {b: float(point_beta[s][k]) for k, b in enumerate(benches)} for s in point_beta},
         reachable=reachable,
         method=method,
         notes=notes,

@@ -173,6 +173,94 @@ def _default_instruments(betas: Mapping[str, Mapping[str, float]]) -> list[str]:
     return found[:1]
 
 
+def _with_identity(
+    betas: Mapping[str, Mapping[str, float]],
+    symbols: Sequence[str],
+    target: Mapping[str, float],
+    benches_all: Sequence[str],
+) -> dict[str, dict[str, float]]:
+    """A copy of `betas` with a row for every symbol, and beta 1 of a benchmark perp to itself.
+
+    The BTC perp is both a position/instrument and a benchmark; the forecasts do not carry its
+    (trivial) beta to itself, but the overlay and the shocks need it.
+    """
+    out = {s: dict(v) for s, v in betas.items()}
+    for s in symbols:
+        out.setdefault(s, {})
+        if s in target or s in benches_all:
+            out[s][s] = 1.0
+    return out
+
+
+def _scenario_moves(
+    sc, eff: Mapping[str, Mapping[str, float]], everyone: Sequence[str], history: Panel | None
+) -> dict[str, float]:
+    """Step 1 of the module docstring: each symbol's return under scenario `sc` (replay or shock)."""
+    if isinstance(sc, HistoricalReplay):
+        if history is None:
+            raise ValueError(f"scenario {sc.name!r}: a historical replay needs a history panel")
+        return replay_returns(history, sc.start, sc.end, everyone, sc.name)
+    drv = sc.driver_name
+    moves = {}
+    for s in everyone:
+        moves[s] = sc.shocks[s] if s in sc.shocks else _beta(eff, s, drv, sc.name) * sc.shocks[drv]
+    return moves
+
+
+def _residual_betas(
+    positions: Mapping[str, float],
+    held: Mapping[str, float],
+    eff: Mapping[str, Mapping[str, float]],
+    target: Mapping[str, float],
+    nav_value: float,
+    scenario: str,
+) -> dict[str, float]:
+    """Beta of book + held overlay to each target benchmark under the scenario's betas (per NAV)."""
+    resid = {}
+    for b in target:
+        dollar = sum(float(positions[s]) * _beta(eff, s, b, scenario) for s in positions)
+        dollar += sum(float(v) * _beta(eff, h, b, scenario) for h, v in held.items())
+        resid[b] = dollar / nav_value
+    return resid
+
+
+def _run_one(
+    sc,
+    positions: Mapping[str, float],
+    base: Mapping[str, Mapping[str, float]],
+    held: Mapping[str, float],
+    everyone: Sequence[str],
+    history: Panel | None,
+    instruments: Sequence[str],
+    target: Mapping[str, float],
+    nav_value: float,
+) -> ScenarioResult:
+    """One scenario: realised betas, moves, P&L per leg, the re-hedge and the residual beta."""
+    notes: list[str] = []
+    eff = shifted_betas(base, sc, list(positions), everyone)
+    moves = _scenario_moves(sc, eff, everyone, history)
+    pos_pnl = {s: float(positions[s]) * moves[s] for s in positions}
+    hedge_pnl = {h: float(v) * moves[h] for h, v in held.items()}
+    unhedged = float(sum(pos_pnl.values()))
+    after = hedge_overlay(positions, eff, None, instruments, None, target, nav=nav_value)
+    resid = _residual_betas(positions, held, eff, target, nav_value, sc.name)
+    notes += after.notes
+    return ScenarioResult(
+        name=sc.name,
+        kind=sc.kind,
+        description=sc.description,
+        asset_returns={s: float(moves[s]) for s in everyone},
+        position_pnl=pos_pnl,
+        hedge_pnl=hedge_pnl,
+        pnl_unhedged=unhedged,
+        pnl_hedged=unhedged + float(sum(hedge_pnl.values())),
+        hedge=dict(held),
+        hedge_after_shift=dict(after.orders),
+        residual_beta_after_shift=resid,
+        notes=notes,
+    )
+
+
 def run_scenarios(
     positions: Mapping[str, float],
     betas: Mapping[str, Mapping[str, float]],
@@ -191,6 +279,7 @@ def run_scenarios(
     hedge_instruments: default the keys of `hedge`, else the first symbol that is itself a benchmark
     (the BTC perp).  target: benchmark -> target beta (default 0 on each instrument's own benchmark,
     else on the first benchmark).  nav: default gross notional of the positions.
+    Steps: defaults, the overlay held, then `_run_one` per scenario.
     """
     if not positions:
         raise ValueError("positions: the portfolio is empty")
@@ -203,15 +292,7 @@ def run_scenarios(
     gross = float(sum(abs(v) for v in positions.values()))
     nav_value = float(nav) if nav is not None else gross
 
-    def ensure_identity(bs: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
-        out = {s: dict(v) for s, v in bs.items()}
-        for s in list(positions) + instruments:
-            out.setdefault(s, {})
-            if s in target or s in benches_all:
-                out[s][s] = 1.0
-        return out
-
-    base = ensure_identity(betas)
+    base = _with_identity(betas, list(positions) + instruments, target, benches_all)
     if hedge is not None:
         held = {h: float(v) for h, v in hedge.items()}
         source = "given"
@@ -219,46 +300,10 @@ def run_scenarios(
         held = hedge_overlay(positions, base, None, instruments, None, target, nav=nav_value).orders
         source = "overlay"
     everyone = list(dict.fromkeys(list(positions) + list(held)))
-
-    results = []
-    for sc in scenarios:
-        notes: list[str] = []
-        eff = shifted_betas(base, sc, list(positions), everyone)
-        if isinstance(sc, HistoricalReplay):
-            if history is None:
-                raise ValueError(f"scenario {sc.name!r}: a historical replay needs a history panel")
-            moves = replay_returns(history, sc.start, sc.end, everyone, sc.name)
-        else:
-            drv = sc.driver_name
-            moves = {}
-            for s in everyone:
-                moves[s] = sc.shocks[s] if s in sc.shocks else _beta(eff, s, drv, sc.name) * sc.shocks[drv]
-        pos_pnl = {s: float(positions[s]) * moves[s] for s in positions}
-        hedge_pnl = {h: float(v) * moves[h] for h, v in held.items()}
-        unhedged = float(sum(pos_pnl.values()))
-        after = hedge_overlay(positions, eff, None, instruments, None, target, nav=nav_value)
-        resid = {}
-        for b in target:
-            dollar = sum(float(positions[s]) * _beta(eff, s, b, sc.name) for s in positions)
-            dollar += sum(float(v) * _beta(eff, h, b, sc.name) for h, v in held.items())
-            resid[b] = dollar / nav_value
-        notes += after.notes
-        results.append(
-            ScenarioResult(
-                name=sc.name,
-                kind=sc.kind,
-                description=sc.description,
-                asset_returns={s: float(moves[s]) for s in everyone},
-                position_pnl=pos_pnl,
-                hedge_pnl=hedge_pnl,
-                pnl_unhedged=unhedged,
-                pnl_hedged=unhedged + float(sum(hedge_pnl.values())),
-                hedge=dict(held),
-                hedge_after_shift=dict(after.orders),
-                residual_beta_after_shift=resid,
-                notes=notes,
-            )
-        )
+    results = [
+        _run_one(sc, positions, base, held, everyone, history, instruments, target, nav_value)
+        for sc in scenarios
+    ]
     return StressReport(
         nav=nav_value,
         target=target,

@@ -116,9 +116,12 @@ def _corr(base: dict, **over: float) -> dict[tuple[str, str], float]:
     return out
 
 
-def default_regimes() -> tuple[RegimeParams, RegimeParams, RegimeParams]:
-    """Calm risk-on, volatile risk-off, crash with BTC/altcoin decoupling."""
-    calm = RegimeParams(
+def _calm_regime() -> RegimeParams:
+    """Calm risk-on: long sojourns, low volatility, positive drift, modest cross-market coupling.
+
+    One function per regime so each regime's economics read (and review) as one block.
+    """
+    return RegimeParams(
         duration_days=120.0,
         exit_probs=(0.0, 0.70, 0.30),
         mkt_vol=0.022,
@@ -145,7 +148,11 @@ def default_regimes() -> tuple[RegimeParams, RegimeParams, RegimeParams]:
         oi_level=0.0,
         volume_level=0.0,
     )
-    volatile = RegimeParams(
+
+
+def _volatile_regime() -> RegimeParams:
+    """Volatile risk-off: shorter sojourns, higher vol, crypto moves with equities and against the dollar."""
+    return RegimeParams(
         duration_days=45.0,
         exit_probs=(0.50, 0.0, 0.50),
         mkt_vol=0.040,
@@ -174,7 +181,11 @@ def default_regimes() -> tuple[RegimeParams, RegimeParams, RegimeParams]:
         oi_level=-0.15,
         volume_level=0.3,
     )
-    crash = RegimeParams(
+
+
+def _crash_regime() -> RegimeParams:
+    """Crash: brief, violent, negative funding, and altcoins decouple from BTC (low alt_btc_mult)."""
+    return RegimeParams(
         duration_days=12.0,
         exit_probs=(0.30, 0.70, 0.0),
         mkt_vol=0.065,
@@ -205,7 +216,11 @@ def default_regimes() -> tuple[RegimeParams, RegimeParams, RegimeParams]:
         oi_level=-0.5,
         volume_level=0.8,
     )
-    return calm, volatile, crash
+
+
+def default_regimes() -> tuple[RegimeParams, RegimeParams, RegimeParams]:
+    """Calm risk-on, volatile risk-off, crash with BTC/altcoin decoupling (REGIME_NAMES order)."""
+    return _calm_regime(), _volatile_regime(), _crash_regime()
 
 
 @dataclass(frozen=True)

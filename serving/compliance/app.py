@@ -116,349 +116,451 @@ def _same_origin(request: Request) -> bool:
     return urlparse(origin).netloc in hosts
 
 
-def create_app(cfg: ComplianceConfig | None = None, store=None) -> Starlette:
-    """The ASGI app. `store` (a adaptive_beta.serving.auth.KeyStore) defaults to the service's keys from the env."""
+def _templates() -> Jinja2Templates:
+    """The page templates, with the number filters they use (blank for a missing value)."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["num"] = lambda v, d=3: "" if v is None else f"{float(v):.{d}f}"
     templates.env.filters["signed"] = lambda v, d=3: "" if v is None else f"{float(v):+.{d}f}"
     templates.env.filters["pct"] = lambda v: "" if v is None else f"{100 * float(v):.1f}%"
-    rt_holder: dict[str, _Runtime] = {}
-    rt_lock = threading.Lock()
+    return templates
 
-    def runtime() -> _Runtime:
-        with rt_lock:
-            if "rt" not in rt_holder:
+
+def _base(request: Request) -> str:
+    """The mount point (e.g. /compliance), so links and redirects work wherever the app is mounted."""
+    return request.scope.get("root_path", "").rstrip("/")
+
+
+def _filters_of(request: Request) -> dict[str, str]:
+    """The record filters in the query string (blank ones dropped)."""
+    return {k: request.query_params[k].strip() for k in FILTERS if request.query_params.get(k, "").strip()}
+
+
+class _Pages:
+    """What every page handler shares: the templates and the runtime, built on first use.
+
+    The runtime is lazy so that importing the module (which builds `compliance_app`) reads no
+    environment, keys or database; the first request does.
+    """
+
+    def __init__(self, cfg: ComplianceConfig | None, store) -> None:
+        self.templates = _templates()
+        self._cfg = cfg
+        self._store = store
+        self._rt: _Runtime | None = None
+        self._lock = threading.Lock()
+
+    def runtime(self) -> _Runtime:
+        with self._lock:
+            if self._rt is None:
                 from adaptive_beta.serving.auth import KeyStore
 
-                c = (cfg or ComplianceConfig()).resolve()
-                rt_holder["rt"] = _Runtime(
+                c = (self._cfg or ComplianceConfig()).resolve()
+                self._rt = _Runtime(
                     cfg=c,
-                    sessions=Sessions(store if store is not None else KeyStore.from_env(), c.session),
+                    sessions=Sessions(
+                        self._store if self._store is not None else KeyStore.from_env(), c.session
+                    ),
                     models=ModelInfo(c.model or ""),
                     market=MarketData(c.market),
                 )
-            return rt_holder["rt"]
+            return self._rt
 
-    def base(request: Request) -> str:
-        return request.scope.get("root_path", "").rstrip("/")
-
-    def render(request: Request, name: str, status: int = 200, **ctx: Any) -> Response:
+    def render(self, request: Request, name: str, status: int = 200, **ctx: Any) -> Response:
+        """A template response with the common context and the no-cache / no-frame headers."""
         ctx.setdefault("caller", request.scope.get("abeta.session"))
-        ctx.update(base=base(request), request=request, now=_now())
-        resp = templates.TemplateResponse(request, name, ctx, status_code=status)
+        ctx.update(base=_base(request), request=request, now=_now())
+        resp = self.templates.TemplateResponse(request, name, ctx, status_code=status)
         resp.headers["cache-control"] = "no-store"
         resp.headers["x-frame-options"] = "DENY"
         resp.headers["referrer-policy"] = "no-referrer"
         return resp
 
-    def session_of(request: Request):
-        rt = runtime()
+    def session_of(self, request: Request):
+        """The caller of a valid session cookie whose role may review, else None."""
+        rt = self.runtime()
         caller = rt.sessions.check(request.cookies.get(rt.sessions.cfg.cookie))
         return caller if may_review(caller) else None
 
-    def guarded(fn):
-        """No session -> redirect to the login page; the caller goes into the scope for templates."""
-
-        def endpoint(request: Request) -> Response:
-            caller = session_of(request)
-            if caller is None:
-                return RedirectResponse(f"{base(request)}/login", status_code=303)
-            if request.method == "POST" and not _same_origin(request):
-                return render(request, "error.html", 403, message="cross-site form submission refused")
-            request.scope["abeta.session"] = caller
-            return fn(request)
-
-        endpoint.__name__ = fn.__name__
-        return endpoint
-
-    # ------------------------------------------------------------------ session
-    async def login(request: Request) -> Response:
-        rt = runtime()
-        if request.method == "GET":
-            if session_of(request) is not None:
-                return RedirectResponse(f"{base(request)}/", status_code=303)
-            return render(request, "login.html", caller=None)
-        if not _same_origin(request):
-            return render(request, "login.html", 403, caller=None, error="cross-site login refused")
-        form = await request.form()
-        caller = rt.sessions.login(str(form.get("api_key", "")))
-        if caller is None:
-            return render(request, "login.html", 401, caller=None, error="Unknown API key.")
-        if not may_review(caller):
-            return render(
-                request,
-                "error.html",
-                403,
-                caller=None,
-                message=f"Role {caller.role!r} may not open the compliance pages (compliance or admin only).",
-            )
-        resp = RedirectResponse(f"{base(request)}/", status_code=303)
-        resp.set_cookie(
-            rt.sessions.cfg.cookie,
-            rt.sessions.issue(caller),
-            max_age=rt.sessions.cfg.max_age_s,
-            path=base(request) or "/",
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-        )
-        log.info("compliance login: %s (%s)", caller.key_id, caller.role)
-        return resp
-
-    async def logout(request: Request) -> Response:
-        rt = runtime()
-        resp = RedirectResponse(f"{base(request)}/login", status_code=303)
-        resp.delete_cookie(rt.sessions.cfg.cookie, path=base(request) or "/")
-        return resp
-
-    # ------------------------------------------------------------------ helpers
-    def filters_of(request: Request) -> dict[str, str]:
-        return {
-            k: request.query_params[k].strip() for k in FILTERS if request.query_params.get(k, "").strip()
-        }
-
-    def no_log(request: Request) -> Response:
-        return render(
+    def no_log(self, request: Request) -> Response:
+        """The page shown while the audit database does not exist yet."""
+        return self.render(
             request,
             "error.html",
             200,
-            message=f"No audit log at {runtime().cfg.audit_db} yet: it is created by the first served request.",
+            message=f"No audit log at {self.runtime().cfg.audit_db} yet: it is created by the first served request.",
         )
 
-    # ------------------------------------------------------------------ pages
-    def records(request: Request) -> Response:
-        reader = runtime().audit()
-        if reader is None:
-            return no_log(request)
-        f = filters_of(request)
-        try:
-            size = int(request.query_params.get("n", PAGE_SIZES[0]))
-            page = max(1, int(request.query_params.get("page", 1)))
-        except ValueError:
-            size, page = PAGE_SIZES[0], 1
-        size = size if size in PAGE_SIZES else PAGE_SIZES[0]
-        try:
-            total = reader.count(**f)
-            rows = reader.query(**f, limit=size, offset=(page - 1) * size)
-        except ValueError as exc:
-            return render(
-                request,
-                "records.html",
-                400,
-                error=str(exc),
-                rows=[],
-                filters=f,
-                total=0,
-                page=1,
-                pages=1,
-                size=size,
-                qs="",
-                sizes=PAGE_SIZES,
-            )
-        pages = max(1, -(-total // size))
-        for r in rows:
-            r["headline"] = views.headline(r)
-        qs = urlencode({**f, "n": size})
-        return render(
+
+# ---------------------------------------------------------------------- session
+async def login(pages: _Pages, request: Request) -> Response:
+    """GET: the login form (or home when already in); POST: check the key, issue the session cookie."""
+    rt = pages.runtime()
+    if request.method == "GET":
+        if pages.session_of(request) is not None:
+            return RedirectResponse(f"{_base(request)}/", status_code=303)
+        return pages.render(request, "login.html", caller=None)
+    if not _same_origin(request):
+        return pages.render(request, "login.html", 403, caller=None, error="cross-site login refused")
+    form = await request.form()
+    caller = rt.sessions.login(str(form.get("api_key", "")))
+    if caller is None:
+        return pages.render(request, "login.html", 401, caller=None, error="Unknown API key.")
+    if not may_review(caller):
+        return pages.render(
+            request,
+            "error.html",
+            403,
+            caller=None,
+            message=f"Role {caller.role!r} may not open the compliance pages (compliance or admin only).",
+        )
+    resp = RedirectResponse(f"{_base(request)}/", status_code=303)
+    resp.set_cookie(
+        rt.sessions.cfg.cookie,
+        rt.sessions.issue(caller),
+        max_age=rt.sessions.cfg.max_age_s,
+        path=_base(request) or "/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    log.info("compliance login: %s (%s)", caller.key_id, caller.role)
+    return resp
+
+
+async def logout(pages: _Pages, request: Request) -> Response:
+    """Drop the session cookie and go to the login page."""
+    rt = pages.runtime()
+    resp = RedirectResponse(f"{_base(request)}/login", status_code=303)
+    resp.delete_cookie(rt.sessions.cfg.cookie, path=_base(request) or "/")
+    return resp
+
+
+# ---------------------------------------------------------------------- records list
+def _page_size_and_number(request: Request) -> tuple[int, int]:
+    """(page size, page number) from the query string; anything unreadable falls back to page 1 of 25."""
+    try:
+        size = int(request.query_params.get("n", PAGE_SIZES[0]))
+        page = max(1, int(request.query_params.get("page", 1)))
+    except ValueError:
+        size, page = PAGE_SIZES[0], 1
+    size = size if size in PAGE_SIZES else PAGE_SIZES[0]
+    return size, page
+
+
+def records(pages: _Pages, request: Request) -> Response:
+    """GET /: the filtered, paged records list (a bad filter is a 400 with the form kept)."""
+    reader = pages.runtime().audit()
+    if reader is None:
+        return pages.no_log(request)
+    f = _filters_of(request)
+    size, page = _page_size_and_number(request)
+    try:
+        total = reader.count(**f)
+        rows = reader.query(**f, limit=size, offset=(page - 1) * size)
+    except ValueError as exc:
+        return pages.render(
             request,
             "records.html",
-            rows=rows,
+            400,
+            error=str(exc),
+            rows=[],
             filters=f,
-            total=total,
-            page=page,
-            pages=pages,
+            total=0,
+            page=1,
+            pages=1,
             size=size,
-            qs=qs,
-            export_qs=urlencode(f),
+            qs="",
             sizes=PAGE_SIZES,
-            error=None,
         )
+    for r in rows:
+        r["headline"] = views.headline(r)
+    return pages.render(
+        request,
+        "records.html",
+        rows=rows,
+        filters=f,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // size)),
+        size=size,
+        qs=urlencode({**f, "n": size}),
+        export_qs=urlencode(f),
+        sizes=PAGE_SIZES,
+        error=None,
+    )
 
-    def record(request: Request) -> Response:
-        rt = runtime()
-        reader = rt.audit()
-        if reader is None:
-            return no_log(request)
-        rid = request.path_params["request_id"]
-        rec = reader.get(rid)
-        if rec is None:
-            return render(request, "error.html", 404, message=f"No audit record with request id {rid!r}.")
-        baselines = views.logged_baselines(rec)  # logged with the record: no bundle needed
-        baseline_source = "logged" if baselines else None
-        if baselines is None:
-            try:
-                baselines = rt.models.baselines(rec.get("bundle_sha256"))
-                baseline_source = "bundle" if baselines else None
-            except Exception as exc:  # informational: the waterfall then starts at "baseline + other groups"
-                log.warning("baseline for %s not computed: %s", rec.get("bundle_sha256"), exc)
-                baselines = None
-        forecasts = views.forecasts_of(rec)
-        expls = views.explanations_of(rec, baselines)
-        for e in expls:
-            title = f"{e['symbol']}: beta to {e['benchmark']}"
-            e["chart"] = charts.to_json(charts.waterfall_config(e["steps"], title))
-        inputs = views.feature_summary(rec)
-        history = views.price_history(rec)
-        for item in inputs:
-            item["prices"] = _prices(item, history.get(item["symbol"]), rt.market)
-            if item["prices"] is not None:
-                p = item["prices"]
-                item["chart"] = charts.to_json(
-                    charts.line_config(
-                        [label for label, _ in p["rows"]],
-                        {item["symbol"]: [c for _, c in p["rows"]]},
-                        "close",
-                    )
-                )
-        status_cls, status_text = views.chain_status_for(int(rec["seq"]), rt.last_verify)
-        return render(
-            request,
-            "record.html",
-            rec=rec,
-            forecasts=forecasts,
-            explanations=expls,
-            baseline_source=baseline_source,
-            inputs=inputs,
-            market_configured=rt.market.configured,
-            market_error=rt.market.error,
-            card=rt.models.card(rec),
-            own_hash_ok=views.own_hash_ok(rec),
-            chain_cls=status_cls,
-            chain_text=status_text,
-            hedge=rec.get("output") if rec.get("endpoint") == "/hedge" else None,
-        )
 
-    def timeline(request: Request) -> Response:
-        rt = runtime()
-        reader = rt.audit()
-        hist = champion_history(rt.cfg.registry_name, rt.cfg.tracking_uri)
-        counts: dict[str, int] = {}
-        comparisons: list[dict] = []
-        pending: list[dict] = []
-        unavailable = 0
-        if reader is not None:
-            versions = {str(h.get("version")) for h in hist or []}
-            recent = reader.query(limit=2000)
-            versions |= {r["model_version"] for r in recent if r.get("model_version")}
-            counts = {v: reader.count(model_version=v) for v in sorted(versions, key=_version_key)}
-            if rt.market.configured:
-                for r in recent:
-                    for fc in views.forecasts_of(r) if r.get("endpoint") == "/forecast" else []:
-                        for b in fc["betas"]:
-                            if b["beta"] is None:
-                                continue
-                            res = rt.market.outcome(fc["symbol"], fc["as_of"], b["benchmark"])
-                            row = {
-                                "rec": r,
-                                "symbol": fc["symbol"],
-                                "as_of": fc["as_of"],
-                                "benchmark": b["benchmark"],
-                                "forecast": b["beta"],
-                                "lo": b["lo"],
-                                "hi": b["hi"],
-                                "realised": res.value,
-                                "due": res.due.strftime("%Y-%m-%d %H:%M") if res.due is not None else "",
-                            }
-                            if res.status == "realised":
-                                comparisons.append(row)
-                            elif res.status == "pending":
-                                pending.append(row)
-                            else:
-                                unavailable += 1
-        summary = None
-        if comparisons:
-            errs = [c["forecast"] - c["realised"] for c in comparisons]
-            inside = [c for c in comparisons if c["lo"] is not None and c["lo"] <= c["realised"] <= c["hi"]]
-            summary = {
-                "n": len(errs),
-                "mae": sum(abs(e) for e in errs) / len(errs),
-                "bias": sum(errs) / len(errs),
-                "coverage": len(inside) / len(comparisons),
-            }
-        chart = (
-            charts.to_json(charts.bar_config(list(counts), list(counts.values()), "forecasts served"))
-            if counts
-            else None
-        )
-        return render(
-            request,
-            "timeline.html",
-            history=hist,
-            counts=counts,
-            chart=chart,
-            comparisons=comparisons[:200],
-            pending=pending[:200],
-            n_pending=len(pending),
-            unavailable=unavailable,
-            summary=summary,
-            market_configured=rt.market.configured,
-            market_error=rt.market.error,
-            horizon=rt.market.cfg.horizon,
-        )
+# ---------------------------------------------------------------------- one record
+def _record_baselines(rt: _Runtime, rec: dict) -> tuple[dict | None, str | None]:
+    """(baselines, "logged" | "bundle" | None): the Shapley baselines the waterfall starts from.
 
-    def verify(request: Request) -> Response:
-        rt = runtime()
-        reader = rt.audit()
-        if reader is None:
-            return no_log(request)
-        if request.method == "POST":
-            from adaptive_beta.models.audit.log import verify_chain
-
-            res = verify_chain(reader)
-            rt.last_verify = {
-                "ok": res.ok,
-                "n_records": res.n_records,
-                "first_bad_seq": res.first_bad_seq,
-                "problem": res.problem,
-                "kind": res.kind,
-                "head_hash": res.head_hash,
-                "at": _now(),
-                "by": request.scope["abeta.session"].key_id,
-            }
-            log.info("chain verified by %s: %s", rt.last_verify["by"], "ok" if res.ok else res.problem)
-            return RedirectResponse(f"{base(request)}/verify", status_code=303)
-        return render(request, "verify.html", result=rt.last_verify)
-
-    def export(request: Request) -> Response:
-        reader = runtime().audit()
-        if reader is None:
-            return no_log(request)
-        fmt = request.query_params.get("fmt", "csv")
-        if fmt not in EXPORT_TYPES:
-            return render(
-                request, "error.html", 400, message=f"export format {fmt!r} is not one of csv, parquet, jsonl"
-            )
-        f = filters_of(request)
-        fd, tmp = tempfile.mkstemp(prefix="abeta-export-", suffix=f".{fmt}")
-        os.close(fd)
+    Logged with the record when possible (no bundle needed); else recomputed from the bundle,
+    which is informational only, so a failure there degrades the chart instead of the page.
+    """
+    baselines = views.logged_baselines(rec)
+    baseline_source = "logged" if baselines else None
+    if baselines is None:
         try:
-            n = reader.export(tmp, fmt=fmt, **f)
-        except ValueError as exc:
-            os.unlink(tmp)
-            return render(request, "error.html", 400, message=str(exc))
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        resp = FileResponse(
-            tmp,
-            media_type=EXPORT_TYPES[fmt],
-            filename=f"audit-{stamp}.{fmt}",
-            background=BackgroundTask(os.unlink, tmp),
-        )
-        resp.headers["x-abeta-records"] = str(n)
-        resp.headers["cache-control"] = "no-store"
-        return resp
+            baselines = rt.models.baselines(rec.get("bundle_sha256"))
+            baseline_source = "bundle" if baselines else None
+        except Exception as exc:  # informational: the waterfall then starts at "baseline + other groups"
+            log.warning("baseline for %s not computed: %s", rec.get("bundle_sha256"), exc)
+            baselines = None
+    return baselines, baseline_source
 
+
+def _record_explanations(rec: dict, baselines: dict | None) -> list[dict]:
+    """The record's explanations, each with its waterfall chart config."""
+    expls = views.explanations_of(rec, baselines)
+    for e in expls:
+        title = f"{e['symbol']}: beta to {e['benchmark']}"
+        e["chart"] = charts.to_json(charts.waterfall_config(e["steps"], title))
+    return expls
+
+
+def _record_inputs(rec: dict, market: MarketData) -> list[dict]:
+    """The record's input summary per asset, each with its closes and price chart (when known)."""
+    inputs = views.feature_summary(rec)
+    history = views.price_history(rec)
+    for item in inputs:
+        item["prices"] = _prices(item, history.get(item["symbol"]), market)
+        if item["prices"] is not None:
+            p = item["prices"]
+            item["chart"] = charts.to_json(
+                charts.line_config(
+                    [label for label, _ in p["rows"]],
+                    {item["symbol"]: [c for _, c in p["rows"]]},
+                    "close",
+                )
+            )
+    return inputs
+
+
+def record(pages: _Pages, request: Request) -> Response:
+    """GET /records/{request_id}: inputs, betas, regimes, waterfall, model card and chain status."""
+    rt = pages.runtime()
+    reader = rt.audit()
+    if reader is None:
+        return pages.no_log(request)
+    rid = request.path_params["request_id"]
+    rec = reader.get(rid)
+    if rec is None:
+        return pages.render(request, "error.html", 404, message=f"No audit record with request id {rid!r}.")
+    baselines, baseline_source = _record_baselines(rt, rec)
+    forecasts = views.forecasts_of(rec)
+    expls = _record_explanations(rec, baselines)
+    inputs = _record_inputs(rec, rt.market)
+    status_cls, status_text = views.chain_status_for(int(rec["seq"]), rt.last_verify)
+    return pages.render(
+        request,
+        "record.html",
+        rec=rec,
+        forecasts=forecasts,
+        explanations=expls,
+        baseline_source=baseline_source,
+        inputs=inputs,
+        market_configured=rt.market.configured,
+        market_error=rt.market.error,
+        card=rt.models.card(rec),
+        own_hash_ok=views.own_hash_ok(rec),
+        chain_cls=status_cls,
+        chain_text=status_text,
+        hedge=rec.get("output") if rec.get("endpoint") == "/hedge" else None,
+    )
+
+
+# ---------------------------------------------------------------------- timeline
+def _outcomes(market: MarketData, recent: list[dict]) -> tuple[list[dict], list[dict], int]:
+    """(realised comparisons, pending ones, count unavailable) for the recent /forecast betas.
+
+    Each forecast beta is matched with the beta realised over its horizon in the configured
+    market data; one whose horizon has not ended yet is pending.
+    """
+    comparisons: list[dict] = []
+    pending: list[dict] = []
+    unavailable = 0
+    for r in recent:
+        for fc in views.forecasts_of(r) if r.get("endpoint") == "/forecast" else []:
+            for b in fc["betas"]:
+                if b["beta"] is None:
+                    continue
+                res = market.outcome(fc["symbol"], fc["as_of"], b["benchmark"])
+                row = {
+                    "rec": r,
+                    "symbol": fc["symbol"],
+                    "as_of": fc["as_of"],
+                    "benchmark": b["benchmark"],
+                    "forecast": b["beta"],
+                    "lo": b["lo"],
+                    "hi": b["hi"],
+                    "realised": res.value,
+                    "due": res.due.strftime("%Y-%m-%d %H:%M") if res.due is not None else "",
+                }
+                if res.status == "realised":
+                    comparisons.append(row)
+                elif res.status == "pending":
+                    pending.append(row)
+                else:
+                    unavailable += 1
+    return comparisons, pending, unavailable
+
+
+def _outcome_summary(comparisons: list[dict]) -> dict | None:
+    """Mean absolute error, bias and interval coverage of the realised comparisons (None if none)."""
+    if not comparisons:
+        return None
+    errs = [c["forecast"] - c["realised"] for c in comparisons]
+    inside = [c for c in comparisons if c["lo"] is not None and c["lo"] <= c["realised"] <= c["hi"]]
+    return {
+        "n": len(errs),
+        "mae": sum(abs(e) for e in errs) / len(errs),
+        "bias": sum(errs) / len(errs),
+        "coverage": len(inside) / len(comparisons),
+    }
+
+
+def timeline(pages: _Pages, request: Request) -> Response:
+    """GET /timeline: champion history, forecasts served per version, forecast vs realised."""
+    rt = pages.runtime()
+    reader = rt.audit()
+    hist = champion_history(rt.cfg.registry_name, rt.cfg.tracking_uri)
+    counts: dict[str, int] = {}
+    comparisons: list[dict] = []
+    pending: list[dict] = []
+    unavailable = 0
+    if reader is not None:
+        versions = {str(h.get("version")) for h in hist or []}
+        recent = reader.query(limit=2000)
+        versions |= {r["model_version"] for r in recent if r.get("model_version")}
+        counts = {v: reader.count(model_version=v) for v in sorted(versions, key=_version_key)}
+        if rt.market.configured:
+            comparisons, pending, unavailable = _outcomes(rt.market, recent)
+    chart = (
+        charts.to_json(charts.bar_config(list(counts), list(counts.values()), "forecasts served"))
+        if counts
+        else None
+    )
+    return pages.render(
+        request,
+        "timeline.html",
+        history=hist,
+        counts=counts,
+        chart=chart,
+        comparisons=comparisons[:200],
+        pending=pending[:200],
+        n_pending=len(pending),
+        unavailable=unavailable,
+        summary=_outcome_summary(comparisons),
+        market_configured=rt.market.configured,
+        market_error=rt.market.error,
+        horizon=rt.market.cfg.horizon,
+    )
+
+
+# ---------------------------------------------------------------------- verify, export
+def verify(pages: _Pages, request: Request) -> Response:
+    """GET: the last verification; POST: verify the whole hash chain now, then show it."""
+    rt = pages.runtime()
+    reader = rt.audit()
+    if reader is None:
+        return pages.no_log(request)
+    if request.method == "POST":
+        from adaptive_beta.models.audit.log import verify_chain
+
+        res = verify_chain(reader)
+        rt.last_verify = {
+            "ok": res.ok,
+            "n_records": res.n_records,
+            "first_bad_seq": res.first_bad_seq,
+            "problem": res.problem,
+            "kind": res.kind,
+            "head_hash": res.head_hash,
+            "at": _now(),
+            "by": request.scope["abeta.session"].key_id,
+        }
+        log.info("chain verified by %s: %s", rt.last_verify["by"], "ok" if res.ok else res.problem)
+        return RedirectResponse(f"{_base(request)}/verify", status_code=303)
+    return pages.render(request, "verify.html", result=rt.last_verify)
+
+
+def export(pages: _Pages, request: Request) -> Response:
+    """GET /export?fmt=csv|parquet|jsonl: the filtered records as a download (temp file, then deleted)."""
+    reader = pages.runtime().audit()
+    if reader is None:
+        return pages.no_log(request)
+    fmt = request.query_params.get("fmt", "csv")
+    if fmt not in EXPORT_TYPES:
+        return pages.render(
+            request, "error.html", 400, message=f"export format {fmt!r} is not one of csv, parquet, jsonl"
+        )
+    f = _filters_of(request)
+    fd, tmp = tempfile.mkstemp(prefix="abeta-export-", suffix=f".{fmt}")
+    os.close(fd)
+    try:
+        n = reader.export(tmp, fmt=fmt, **f)
+    except ValueError as exc:
+        os.unlink(tmp)
+        return pages.render(request, "error.html", 400, message=str(exc))
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    resp = FileResponse(
+        tmp,
+        media_type=EXPORT_TYPES[fmt],
+        filename=f"audit-{stamp}.{fmt}",
+        background=BackgroundTask(os.unlink, tmp),
+    )
+    resp.headers["x-abeta-records"] = str(n)
+    resp.headers["cache-control"] = "no-store"
+    return resp
+
+
+# ---------------------------------------------------------------------- wiring
+def _open(pages: _Pages, page):
+    """A Starlette endpoint for a page anyone may reach (login, logout)."""
+
+    async def endpoint(request: Request) -> Response:
+        return await page(pages, request)
+
+    endpoint.__name__ = page.__name__
+    return endpoint
+
+
+def _guarded(pages: _Pages, page):
+    """A Starlette endpoint for a review page: no session -> the login page; cross-site POST -> 403.
+
+    The caller goes into the scope for the templates (and for verify's "by").
+    """
+
+    def endpoint(request: Request) -> Response:
+        caller = pages.session_of(request)
+        if caller is None:
+            return RedirectResponse(f"{_base(request)}/login", status_code=303)
+        if request.method == "POST" and not _same_origin(request):
+            return pages.render(request, "error.html", 403, message="cross-site form submission refused")
+        request.scope["abeta.session"] = caller
+        return page(pages, request)
+
+    endpoint.__name__ = page.__name__
+    return endpoint
+
+
+def create_app(cfg: ComplianceConfig | None = None, store=None) -> Starlette:
+    """The ASGI app. `store` (a adaptive_beta.serving.auth.KeyStore) defaults to the service's keys from the env.
+
+    Wires the page functions above to their routes; every page gets the same `_Pages`.
+    """
+    pages = _Pages(cfg, store)
     routes = [
-        Route("/login", login, methods=["GET", "POST"]),
-        Route("/logout", logout, methods=["POST"]),
-        Route("/", guarded(records), methods=["GET"]),
-        Route("/records/{request_id:str}", guarded(record), methods=["GET"]),
-        Route("/timeline", guarded(timeline), methods=["GET"]),
-        Route("/verify", guarded(verify), methods=["GET", "POST"]),
-        Route("/export", guarded(export), methods=["GET"]),
+        Route("/login", _open(pages, login), methods=["GET", "POST"]),
+        Route("/logout", _open(pages, logout), methods=["POST"]),
+        Route("/", _guarded(pages, records), methods=["GET"]),
+        Route("/records/{request_id:str}", _guarded(pages, record), methods=["GET"]),
+        Route("/timeline", _guarded(pages, timeline), methods=["GET"]),
+        Route("/verify", _guarded(pages, verify), methods=["GET", "POST"]),
+        Route("/export", _guarded(pages, export), methods=["GET"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     app = Starlette(routes=routes)
-    app.state.runtime = runtime
+    app.state.runtime = pages.runtime
     return app
 
 

@@ -175,3 +175,42 @@ def test_kalman_beta_of_the_benchmark_on_itself_is_exactly_one_without_warnings(
         got = kalman_beta(frame, pd.Series(x), 1e-3)
     np.testing.assert_allclose(got["bench"].iloc[9:], 1.0, atol=1e-9)
     assert got["other"].iloc[9:].notna().all()
+
+
+@pytest.mark.parametrize(
+    ("intercept", "obs_var", "alpha_var0"),
+    [(True, None, None), (False, None, None), (True, None, 0.2), (True, 1e-4, None), (False, 1e-4, None)],
+)
+def test_assets_listed_at_different_bars_filter_as_if_each_were_alone(intercept, obs_var, alpha_var0):
+    """Assets share the time loop but not their state: each starts from the prior at its own first bar."""
+    rng = np.random.default_rng(11)
+    T = 250
+    x = rng.normal(0, 0.02, T)
+    Y = np.column_stack([_series(T, s)[1] for s in (21, 22, 23, 24)])
+    Y[:40, 1] = np.nan  # listed at bar 40
+    Y[:41, 2] = np.nan  # and the bar after
+    Y[rng.choice(T, 25, replace=False), 3] = np.nan
+    kw = dict(intercept=intercept, obs_var=obs_var, alpha_var0=alpha_var0, var_halflife=20.0, min_periods=3)
+    together = kalman_beta(pd.DataFrame(Y), pd.Series(x), 1e-3, beta0=0.7, beta_var0=0.4, **kw)
+    for i in range(Y.shape[1]):
+        alone = kalman_beta(pd.DataFrame({i: Y[:, i]}), pd.Series(x), 1e-3, beta0=0.7, beta_var0=0.4, **kw)
+        np.testing.assert_allclose(together[i].to_numpy(), alone[i].to_numpy(), rtol=1e-12, atol=1e-15)
+    assert together[1].iloc[:42].isna().all() and together[1].iloc[42:].notna().all()
+
+
+def test_multifactor_assets_listed_at_different_bars_filter_as_if_each_were_alone():
+    rng = np.random.default_rng(12)
+    T = 200
+    X = pd.DataFrame({"m": rng.normal(0, 0.02, T), "f": rng.normal(0, 0.01, T)})
+    Y = 0.9 * X["m"].to_numpy()[:, None] - 0.5 * X["f"].to_numpy()[:, None] + rng.normal(0, 0.01, (T, 3))
+    Y[:30, 1] = np.nan
+    Y[:75, 2] = np.nan
+    kw = dict(beta0={"m": 1.0}, var_halflife=25.0, min_periods=5)
+    together = kalman_multifactor_beta(pd.DataFrame(Y), X, 1e-3, **kw)
+    for i in range(3):
+        alone = kalman_multifactor_beta(pd.DataFrame({i: Y[:, i]}), X, 1e-3, **kw)
+        for c in X.columns:
+            np.testing.assert_allclose(
+                together[c][i].to_numpy(), alone[c][i].to_numpy(), rtol=1e-12, atol=1e-15
+            )
+    assert together["f"][2].iloc[:79].isna().all() and abs(together["f"][2].iloc[-1] + 0.5) < 0.2

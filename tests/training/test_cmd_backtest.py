@@ -72,6 +72,30 @@ def test_bad_rebalance_option_exits_2(sim_dir):
     assert "weekly" in res.output
 
 
+def test_unknown_estimator_exits_2_naming_it_and_the_known_ones(sim_dir):
+    res = CliRunner().invoke(
+        _app(), ["backtest", "--data", str(sim_dir), "--estimators", "rolling_ols_30d,nope_hl9d"]
+    )
+    assert res.exit_code == 2
+    assert "--estimators" in res.output and "nope_hl9d" in res.output and "ewma_hl30d" in res.output
+
+
+def test_model_and_forecasts_together_exit_2(sim_dir, tmp_path):
+    res = CliRunner().invoke(
+        _app(),
+        ["backtest", "--data", str(sim_dir), "--estimators", "rolling_ols_30d"]
+        + ["--model", str(tmp_path / "bundle"), "--forecasts", str(tmp_path / "p.parquet")],
+    )
+    assert res.exit_code == 2
+    assert "--model and --forecasts" in res.output
+
+
+def test_hedge_not_in_the_data_exits_2_naming_it(sim_dir):
+    res = CliRunner().invoke(_app(), ["backtest", "--data", str(sim_dir), "--hedge", "NOPEUSDT"])
+    assert res.exit_code == 2
+    assert "NOPEUSDT" in res.output
+
+
 @pytest.fixture(scope="module")
 def tiny_bundle(tmp_path_factory):
     """A small GRU bundle fitted on 2021 of a simulated market (as in tests/models/test_predictor.py)."""

@@ -124,28 +124,11 @@ def backtest(
     mlflow_flag: bool = typer.Option(False, "--mlflow", help="Log the table and charts to MLflow."),
 ) -> None:
     """Overlay backtest: core book + BTC/ETH perp hedge sized from each estimator; table, files, charts."""
-    import json
-
-    from adaptive_beta.models.durations import to_periods
-
     if walk_forward:
         _fail(
             "option --walk-forward: not supported by abeta backtest; train with abeta train and pass --model"
         )
-    try:
-        from adaptive_beta.models.portfolio.backtest import BacktestConfig
-
-        cfg = BacktestConfig(
-            target_beta=target_beta,
-            benchmarks=tuple(benchmark) if benchmark else None,
-            rebalance=rebalance,
-            fee_bps=fee_bps,
-            funding=not no_funding,
-            start=start,
-            end=end,
-        )
-    except ValueError as exc:
-        _fail(f"options: {exc}")
+    cfg = _config_from_options(target_beta, benchmark, rebalance, fee_bps, no_funding, start, end)
     try:
         result, table, ratios, notes = _run(data, portfolio, cfg, model, hedge, estimators, forecasts_file)
     except DataError as exc:
@@ -159,29 +142,65 @@ def backtest(
         import tempfile
 
         folder = out or Path(tempfile.mkdtemp(prefix="abeta-backtest-"))
-        folder.mkdir(parents=True, exist_ok=True)
-        table.reset_index().to_csv(folder / "summary.csv", index=False)
-        records = table.reset_index().to_dict(orient="records")
-        meta = {
-            "data": data,
-            "start": str(result.start),
-            "end": str(result.end),
-            "benchmarks": result.benchmarks,
-            "config": cfg.__dict__,
-            "notes": notes,
-        }
-        (folder / "summary.json").write_text(
-            json.dumps({"meta": meta, "rows": records}, indent=1, default=str)
-        )
-        import pandas as pd
-
-        pd.DataFrame({k: p.frame["ret"] for k, p in result.paths.items()}).to_csv(folder / "returns.csv")
-        freq = next(iter(result.paths.values())).frame.index.to_series().diff().mode().iloc[0]
-        charts = write_charts(result, table, folder, to_periods(cfg.rolling_window, freq))
-        typer.secho(
-            f"wrote summary.json, summary.csv, returns.csv and {len(charts)} charts to {folder}", err=True
-        )
+        _write_outputs(folder, data, cfg, result, table, notes)
         _log_mlflow(folder, mlflow_flag, table)
+
+
+def _config_from_options(
+    target_beta: float,
+    benchmark: list[str] | None,
+    rebalance: str,
+    fee_bps: float,
+    no_funding: bool,
+    start: str | None,
+    end: str | None,
+):
+    """The BacktestConfig the options describe; a bad option is one line and exit 2, not a traceback."""
+    try:
+        from adaptive_beta.models.portfolio.backtest import BacktestConfig
+
+        return BacktestConfig(
+            target_beta=target_beta,
+            benchmarks=tuple(benchmark) if benchmark else None,
+            rebalance=rebalance,
+            fee_bps=fee_bps,
+            funding=not no_funding,
+            start=start,
+            end=end,
+        )
+    except ValueError as exc:
+        _fail(f"options: {exc}")
+
+
+def _write_outputs(folder: Path, data: str, cfg, result, table, notes: list[str]) -> None:
+    """summary.csv, summary.json (rows + run metadata), returns.csv and the charts, into `folder`.
+
+    The files are what --out promises and what --mlflow logs, so both paths write them here.
+    """
+    import json
+
+    import pandas as pd
+
+    from adaptive_beta.models.durations import to_periods
+
+    folder.mkdir(parents=True, exist_ok=True)
+    table.reset_index().to_csv(folder / "summary.csv", index=False)
+    records = table.reset_index().to_dict(orient="records")
+    meta = {
+        "data": data,
+        "start": str(result.start),
+        "end": str(result.end),
+        "benchmarks": result.benchmarks,
+        "config": cfg.__dict__,
+        "notes": notes,
+    }
+    (folder / "summary.json").write_text(json.dumps({"meta": meta, "rows": records}, indent=1, default=str))
+    pd.DataFrame({k: p.frame["ret"] for k, p in result.paths.items()}).to_csv(folder / "returns.csv")
+    freq = next(iter(result.paths.values())).frame.index.to_series().diff().mode().iloc[0]
+    charts = write_charts(result, table, folder, to_periods(cfg.rolling_window, freq))
+    typer.secho(
+        f"wrote summary.json, summary.csv, returns.csv and {len(charts)} charts to {folder}", err=True
+    )
 
 
 def _log_mlflow(folder: Path, force: bool, table) -> None:
@@ -231,41 +250,23 @@ def walk_forward_forecasts(path: Path, panel) -> dict:
     return out
 
 
-def _run(
-    data: str,
-    portfolio: Path | None,
-    cfg,
-    model: str | None,
-    hedge,
-    estimators: str | None,
-    forecasts_file: Path | None = None,
-):
-    """Load, forecast, backtest, summarise; returns (result, table, ratios, notes)."""
-    from adaptive_beta.models.data.loaders import load_dataset
-    from adaptive_beta.models.estimators.baselines import baseline_forecasts
-    from adaptive_beta.models.portfolio.backtest import run_backtest
+def _book_and_hedges(panel, portfolio: Path | None, hedge) -> tuple:
+    """(the core book, the hedge perps): the given ones or the defaults, each checked against the data."""
     from adaptive_beta.models.portfolio.book import default_hedges, default_portfolio, load_portfolio
-    from adaptive_beta.models.portfolio.forecasts import (
-        ORACLE,
-        bundle_forecasts,
-        training_end,
-        truth_forecasts,
-    )
-    from adaptive_beta.models.portfolio.metrics import episodes_for, ratios_vs_reference, summary_table
 
-    panel = load_dataset(data)
-    typer.secho(f"data: {panel.describe()}", err=True)
     book = load_portfolio(portfolio) if portfolio is not None else default_portfolio(panel.symbols)
     book.check_symbols(panel.symbols)
     hedges = list(hedge) if hedge else default_hedges(panel.symbols)
     for h in hedges:
         if h not in panel.symbols:
             raise DataError(f"hedge instrument {h!r} is not in the data (assets: {', '.join(panel.symbols)})")
-    benches = list(cfg.benchmarks or [btc_benchmark(panel)])
-    from dataclasses import replace
+    return book, hedges
 
-    cfg = replace(cfg, benchmarks=tuple(benches))
-    notes: list[str] = []
+
+def _baselines(panel, estimators: str | None) -> dict:
+    """Every classical baseline's forecasts, or only those --estimators names (unknown: ValueError)."""
+    from adaptive_beta.models.estimators.baselines import baseline_forecasts
+
     forecasts = baseline_forecasts(
         panel.returns(), panel.benchmark_returns(), panel.factor_returns(), panel.freq
     )
@@ -275,6 +276,31 @@ def _run(
         if unknown:
             raise ValueError(f"option --estimators: unknown {unknown}; known: {sorted(forecasts)}")
         forecasts = {k: forecasts[k] for k in wanted}
+    return forecasts
+
+
+def _bundle_model(model: str, panel, benches: list[str]) -> tuple[dict, str]:
+    """(benchmark -> model betas, note): the bundle run causally, only after its training period."""
+    from adaptive_beta.models.bundle.folder import load_bundle
+    from adaptive_beta.models.bundle.resolve import resolve_bundle
+    from adaptive_beta.models.portfolio.forecasts import bundle_forecasts, training_end
+
+    bundle = load_bundle(resolve_bundle(model))
+    after = training_end(bundle.meta)
+    fc = bundle_forecasts(panel, bundle, None, out_of_sample_after=after)
+    missing = [b for b in benches if b not in fc]
+    if missing:
+        raise DataError(f"model {model} forecasts {list(fc)}, not the hedged benchmark(s) {missing}")
+    note = f"model {model} ({bundle.sha256[:12]}): forecasts only after its training period end {after}"
+    return fc, note
+
+
+def _add_model_forecasts(
+    forecasts: dict, notes: list[str], panel, benches, model: str | None, forecasts_file: Path | None
+) -> None:
+    """Add the oracle (simulated data), and the model from one source: --forecasts or --model (in place)."""
+    from adaptive_beta.models.portfolio.forecasts import ORACLE, truth_forecasts
+
     if "truth_betas" in panel.meta:
         forecasts[ORACLE] = truth_forecasts(panel)
         notes.append(f"{ORACLE}: true beta of the next bar (simulation only; looks one bar ahead by design)")
@@ -286,27 +312,44 @@ def _run(
             f"model: walk-forward test-fold predictions from {forecasts_file} (out of sample per fold)"
         )
     if model is not None:
-        from adaptive_beta.models.bundle.folder import load_bundle
-        from adaptive_beta.models.bundle.resolve import resolve_bundle
+        forecasts["model"], note = _bundle_model(model, panel, benches)
+        notes.append(note)
 
-        bundle = load_bundle(resolve_bundle(model))
-        after = training_end(bundle.meta)
-        fc = bundle_forecasts(panel, bundle, None, out_of_sample_after=after)
-        missing = [b for b in benches if b not in fc]
-        if missing:
-            raise DataError(f"model {model} forecasts {list(fc)}, not the hedged benchmark(s) {missing}")
-        forecasts["model"] = fc
-        notes.append(
-            f"model {model} ({bundle.sha256[:12]}): forecasts only after its training period end {after}"
-        )
+
+def _run(
+    data: str,
+    portfolio: Path | None,
+    cfg,
+    model: str | None,
+    hedge,
+    estimators: str | None,
+    forecasts_file: Path | None = None,
+):
+    """Load, forecast, backtest, summarise; returns (result, table, ratios, notes).
+
+    Steps: load the panel, book and hedges, benchmarks, baselines, oracle and model, run, summarise.
+    """
+    from dataclasses import replace
+
+    from adaptive_beta.models.data.loaders import load_dataset
+    from adaptive_beta.models.portfolio.backtest import run_backtest
+    from adaptive_beta.models.portfolio.metrics import episodes_for, ratios_vs_reference, summary_table
+
+    panel = load_dataset(data)
+    typer.secho(f"data: {panel.describe()}", err=True)
+    book, hedges = _book_and_hedges(panel, portfolio, hedge)
+    benches = list(cfg.benchmarks or [btc_benchmark(panel)])
+    cfg = replace(cfg, benchmarks=tuple(benches))
+    notes: list[str] = []
+    forecasts = _baselines(panel, estimators)
+    _add_model_forecasts(forecasts, notes, panel, benches, model, forecasts_file)
     result = run_backtest(
         panel.returns(), panel.benchmark_returns(), panel.funding_rate, book.weights(), forecasts,
         panel.freq, cfg, hedges,
     )  # fmt: skip
     table = summary_table(result, panel.freq, episodes_for(panel.meta, panel.index))
-    ref = "model" if "model" in forecasts else None
     ratios = ratios_vs_reference(table)
-    if ref is None:
+    if "model" not in forecasts:
         notes.append("no model: pass --model to compare it with the rolling-OLS overlay")
     notes.append(
         f"backtest {result.start:%Y-%m-%d} .. {result.end:%Y-%m-%d}; hedges {hedges}; benchmarks {benches}"
