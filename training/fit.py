@@ -69,6 +69,8 @@ def _target_cube(targets: pd.DataFrame, benchmarks, timestamps, symbols) -> np.n
     if missing:
         raise ValueError(f"targets lack benchmark column(s) {missing}; have {list(targets.columns)}")
     y, _, _ = feature_cube(targets, list(benchmarks), timestamps, symbols)
+    for k, b in enumerate(benchmarks):  # the asset IS the benchmark (BTC vs BTC): beta 1, no target
+        y[:, [s == b for s in symbols], k] = np.nan
     return y  # [T, N, K]
 
 

@@ -227,3 +227,16 @@ def test_fit_rejects_empty_ranges_and_unknown_benchmarks(task):
         fit_model(f, y, r, ("2030-01-01", "2030-02-01"), VAL, _cfg(), progress=False)
     with pytest.raises(ValueError, match="no base beta column for benchmark"):
         fit_model(f, y, r, TRAIN, VAL, _cfg(), benchmarks=["ETHUSDT"], progress=False)
+
+
+def test_target_cube_drops_the_asset_against_itself():
+    """Even when a caller's targets hold BTC-vs-BTC = 1, fit_model never sees them."""
+    from training.fit import _target_cube
+
+    ts = pd.date_range("2021-01-01", periods=3, freq="D", tz="UTC")
+    idx = pd.MultiIndex.from_product([ts, ["BTCUSDT", "ETHUSDT"]], names=["timestamp", "symbol"])
+    targets = pd.DataFrame({"BTCUSDT": 1.0, "CRYPTO_EW": 0.9}, index=idx)
+    y = _target_cube(targets, ["BTCUSDT", "CRYPTO_EW"], ts, ["BTCUSDT", "ETHUSDT"])
+    assert np.isnan(y[:, 0, 0]).all()
+    np.testing.assert_array_equal(y[:, 1, 0], 1.0)
+    np.testing.assert_allclose(y[:, :, 1], 0.9, rtol=1e-6)
