@@ -12,11 +12,11 @@ from scipy import stats
 from training.metrics import (
     block_bootstrap_ratio,
     diebold_mariano,
-    newey_west_lrv,
     excess_hedge_var,
     hedge_error,
     loss_differential,
     mae,
+    newey_west_lrv,
     r2_oos,
     rmse,
 )
