@@ -164,6 +164,60 @@ class BetaNet(nn.Module):
         self.std.copy_(std_t)
 
 
+class BetaEnsemble(nn.Module):
+    """The average of several `BetaNet`s trained with different seeds, as ONE exportable graph.
+
+    Same interface as `BetaNet` (`heads`, `forward`, `corr_scale`, `calib_scale`, `z`, `mean`,
+    `std`, `base_index`): the beta is base + corr_scale * mean of the members' corrections, sigma
+    the root mean of the members' variances, the regime probabilities the mean of the members'
+    (returned as log-probabilities, so softmax gives them back).  Averaging seeds removes the
+    part of each correction that is optimisation noise; the shrinkage and the interval are then
+    fitted on the ensemble, not the members.
+    """
+
+    def __init__(self, members: list[BetaNet]):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        first = members[0]
+        self.members = nn.ModuleList(members)
+        self.arch, self.n_features, self.n_bench = first.arch, first.n_features, first.n_bench
+        for name in ("base_index", "mean", "std", "z"):
+            self.register_buffer(name, getattr(first, name).clone())
+        self.register_buffer("calib_scale", torch.ones(self.n_bench))
+        self.register_buffer("corr_scale", torch.ones(self.n_bench))
+        for m in members:  # members give their raw correction; the ensemble shrinks the average
+            m.corr_scale.fill_(1.0)
+            m.calib_scale.fill_(1.0)
+
+    @property
+    def delta_head(self) -> nn.Linear:  # sizes for the exporter
+        return self.members[0].delta_head
+
+    @property
+    def regime_head(self) -> nn.Linear:
+        return self.members[0].regime_head
+
+    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        base = x[:, -1].index_select(1, self.base_index)  # [B, K]
+        deltas, variances, probs = [], [], []
+        for m in self.members:
+            b, ls, logits = m.heads(x)
+            deltas.append(b - base)
+            variances.append(torch.exp(2.0 * ls))
+            probs.append(torch.softmax(logits, dim=-1))
+        n = float(len(self.members))
+        delta = torch.stack(deltas).sum(0) / n
+        log_sigma = 0.5 * torch.log(torch.stack(variances).sum(0) / n)
+        log_p = torch.log((torch.stack(probs).sum(0) / n).clamp_min(1e-12))
+        return base + self.corr_scale * delta, log_sigma, log_p
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        beta, log_sigma, logits = self.heads(x)
+        half = self.z * torch.exp(log_sigma) * self.calib_scale  # [B, K]
+        return beta, beta - half, beta + half, torch.softmax(logits, dim=-1)
+
+
 def build_net(cfg, n_features: int, base_index: list[int]) -> BetaNet:
     """A `BetaNet` from a `adaptive_beta.training.model_config.ModelConfig` (duck-typed to keep models/ free of training/)."""
     return BetaNet(

@@ -98,7 +98,9 @@ def evaluate_model(
         (preds.index.get_level_values("timestamp") >= first)
         & (preds.index.get_level_values("timestamp") <= last)
     ]
-    card.records += _coverage_records(in_period, targets, list(bundle.meta["benchmarks"]), "pooled", name)
+    card.records += _coverage_records(
+        in_period, targets, list(bundle.meta["benchmarks"]), "pooled", name, card.samples
+    )
     card.meta.update(
         {
             "model": model,

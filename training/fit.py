@@ -69,6 +69,8 @@ def _target_cube(targets: pd.DataFrame, benchmarks, timestamps, symbols) -> np.n
     if missing:
         raise ValueError(f"targets lack benchmark column(s) {missing}; have {list(targets.columns)}")
     y, _, _ = feature_cube(targets, list(benchmarks), timestamps, symbols)
+    for k, b in enumerate(benchmarks):  # the asset IS the benchmark (BTC vs BTC): beta 1, no target
+        y[:, [s == b for s in symbols], k] = np.nan
     return y  # [T, N, K]
 
 
@@ -244,38 +246,55 @@ def fit_model(
         torch.is_deterministic_algorithms_warn_only_enabled(),
     )
     torch.set_num_threads(cfg.num_threads)
+    members, modules = [], []
     try:
-        with _quiet_lightning(), tempfile.TemporaryDirectory(prefix="abeta-fit-") as tmp:
-            pl.seed_everything(cfg.seed, workers=True, verbose=False)
-            net = build_net(cfg, len(columns), base_index)
-            net.set_normalization(mean, std)
-            module = BetaLitModule(
-                net, cfg.lr, cfg.weight_decay, cfg.regime_loss_weight if regimes is not None else 0.0
-            )
-            dm = WindowDataModule(train_ds, val_ds, cfg.batch_size, cfg.seed)
-            trainer = pl.Trainer(
-                max_epochs=cfg.epochs,
-                accelerator="cpu",
-                devices=1,
-                deterministic=True,
-                logger=False,
-                enable_checkpointing=False,
-                enable_model_summary=False,
-                enable_progress_bar=progress,
-                num_sanity_val_steps=0,
-                gradient_clip_val=cfg.grad_clip,
-                default_root_dir=tmp,
-                callbacks=[
-                    EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min", verbose=False)
-                ],
-            )
-            trainer.fit(module, datamodule=dm)
+        for m in range(cfg.n_members):
+            seed = cfg.seed + m
+            with _quiet_lightning(), tempfile.TemporaryDirectory(prefix="abeta-fit-") as tmp:
+                pl.seed_everything(seed, workers=True, verbose=False)
+                net = build_net(cfg, len(columns), base_index)
+                net.set_normalization(mean, std)
+                module = BetaLitModule(
+                    net,
+                    cfg.lr,
+                    cfg.weight_decay,
+                    cfg.regime_loss_weight if regimes is not None else 0.0,
+                    loss=cfg.loss,
+                )
+                dm = WindowDataModule(train_ds, val_ds, cfg.batch_size, seed)
+                trainer = pl.Trainer(
+                    max_epochs=cfg.epochs,
+                    accelerator="cpu",
+                    devices=1,
+                    deterministic=True,
+                    logger=False,
+                    enable_checkpointing=False,
+                    enable_model_summary=False,
+                    enable_progress_bar=progress,
+                    num_sanity_val_steps=0,
+                    gradient_clip_val=cfg.grad_clip,
+                    default_root_dir=tmp,
+                    callbacks=[
+                        EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min", verbose=False)
+                    ],
+                )
+                trainer.fit(module, datamodule=dm)
+            if module.best_state is not None:
+                net.load_state_dict(module.best_state)
+            net.eval()
+            members.append(net)
+            modules.append(module)
     finally:  # Trainer(deterministic=True) flips a process-wide flag: give the caller its own back
         torch.set_num_threads(prev_threads)
         torch.use_deterministic_algorithms(prev_det[0], warn_only=prev_det[1])
-    if module.best_state is not None:
-        net.load_state_dict(module.best_state)
-    net.eval()
+    module = modules[0]
+    if len(members) == 1:
+        net = members[0]
+    else:
+        from models.networks import BetaEnsemble
+
+        net = BetaEnsemble(members)
+        net.eval()
 
     # shrink the correction, then calibrate the interval, on validation
     xv = gather_windows(cube, val_pairs, geo.lookback_bars, geo.stride)
@@ -289,7 +308,11 @@ def fit_model(
     scale = calibration_scale(yv, beta_v, sigma_v, float(net.z), cfg.interval_level)
     net.calib_scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
     half = float(net.z) * sigma_v * scale
-    metrics: dict[str, float] = {"val_loss": float(module.best_val), "best_epoch": float(module.best_epoch)}
+    metrics: dict[str, float] = {
+        "val_loss": float(np.mean([md.best_val for md in modules])),
+        "best_epoch": float(module.best_epoch),
+        "best_epoch_mean": float(np.mean([md.best_epoch for md in modules])),
+    }
     for k, b in enumerate(benchmarks):
         ok = np.isfinite(yv[:, k])
         base = xv[ok, -1, base_index[k]]

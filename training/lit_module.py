@@ -4,6 +4,11 @@ loss = sum_i w_i * sum_k m_ik * [log sigma_ik + (y_ik - beta_ik)^2 / (2 sigma_ik
      + regime_loss_weight * sum_i w_i * CE_i / sum_i w_i       (over samples with a known regime)
 where m_ik = 1 if the target is finite.  Validation uses unit weights so early stopping compares
 epochs on the plain out-of-sample likelihood.
+
+loss="mse" (the scored metric): the mean is trained on the masked weighted squared error alone,
+and the scale head on the Gaussian NLL of the DETACHED residuals (so a wide sigma can never
+excuse a bad mean); the monitored validation quantity is then the plain beta MSE only (no
+regime term): the early-stopping epoch is chosen on what the scorecard measures.
 """
 
 from __future__ import annotations
@@ -41,10 +46,16 @@ def weighted_regime_ce(
 class BetaLitModule(LightningModule):
     """Trains a BetaNet; keeps per-epoch history and the best-validation weights in memory."""
 
-    def __init__(self, net: BetaNet, lr: float, weight_decay: float, regime_loss_weight: float):
+    def __init__(
+        self, net: BetaNet, lr: float, weight_decay: float, regime_loss_weight: float, loss: str = "nll"
+    ):
         super().__init__()
+        if loss not in ("nll", "mse"):
+            raise ValueError(f"loss must be 'nll' or 'mse', got {loss!r}")
         self.net = net
         self.lr, self.weight_decay, self.regime_loss_weight = lr, weight_decay, regime_loss_weight
+        self.loss = loss
+        self._mse = {"train": [0.0, 0.0], "val": [0.0, 0.0]}
         self.history: list[dict] = []
         self.best_state: dict | None = None
         self.best_val = float("inf")
@@ -57,11 +68,24 @@ class BetaLitModule(LightningModule):
     def _step(self, batch, split: str) -> torch.Tensor:
         beta, log_sigma, logits = self.net.heads(batch["x"])
         w = batch["w"] if split == "train" else torch.ones_like(batch["w"])
-        nll_sum, nll_n = masked_gaussian_nll(batch["y"], beta, log_sigma, w)
+        y = batch["y"]
+        mask = torch.isfinite(y)
+        err2 = torch.where(mask, y - beta, torch.zeros_like(beta)) ** 2  # [B, K]
+        wm = w.unsqueeze(1) * mask.to(beta.dtype)
+        mse_sum = (err2 * wm).sum()
+        if self.loss == "mse":
+            nll_sum, nll_n = masked_gaussian_nll(y, beta.detach(), log_sigma, w)  # scale only
+        else:
+            nll_sum, nll_n = masked_gaussian_nll(y, beta, log_sigma, w)
         ce_sum, ce_n = weighted_regime_ce(logits, batch["regime"], w)
         nll = nll_sum / nll_n.clamp(min=1e-8)
         ce = ce_sum / ce_n.clamp(min=1e-8)
         loss = nll + self.regime_loss_weight * ce
+        if self.loss == "mse":
+            loss = loss + mse_sum / nll_n.clamp(min=1e-8)
+        m = self._mse[split]
+        m[0] += float(mse_sum.detach())
+        m[1] += float(nll_n)
         s = self._sums[split]
         s[0] += float(nll_sum.detach())
         s[1] += float(nll_n)
@@ -80,11 +104,16 @@ class BetaLitModule(LightningModule):
         nll = s[0] / s[1] if s[1] > 0 else float("nan")
         ce = s[2] / s[3] if s[3] > 0 else 0.0
         self._sums[split] = [0.0, 0.0, 0.0, 0.0]
-        return {f"{split}_nll": nll, f"{split}_ce": ce, f"{split}_loss": nll + self.regime_loss_weight * ce}
+        m = self._mse[split]
+        mse = m[0] / m[1] if m[1] > 0 else float("nan")
+        self._mse[split] = [0.0, 0.0]
+        total = mse if self.loss == "mse" else nll + self.regime_loss_weight * ce
+        return {f"{split}_nll": nll, f"{split}_ce": ce, f"{split}_mse": mse, f"{split}_loss": total}
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             self._sums["val"] = [0.0, 0.0, 0.0, 0.0]
+            self._mse["val"] = [0.0, 0.0]
             return
         val = self._epoch_losses("val")
         self.log("val_loss", val["val_loss"], prog_bar=True, logger=False)

@@ -53,6 +53,11 @@ class ModelConfig(BaseModel):
     max_train_samples: int = Field(20_000, ge=1)  # random subsample of training windows, for speed
     grad_clip: float = Field(1.0, gt=0)  # gradient-norm clip; NLL gradients spike when sigma is small
 
+    # "nll": Gaussian NLL for mean and scale, early stopping on NLL + regime CE (the old default);
+    # "mse": squared error for the mean, scale fitted on detached residuals, early stopping on
+    # validation beta MSE only (the scored metric)
+    loss: Literal["nll", "mse"] = "nll"
+    n_members: int = Field(1, ge=1, le=16)  # seeds averaged into one ensemble (one ONNX graph)
     shrink_correction: bool = True  # fit a [0, 1] scale of the correction on validation (least squares)
 
     # --- calibration and runtime --------------------------------------------------------------

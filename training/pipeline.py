@@ -152,12 +152,24 @@ def predict_range(
 
 
 def _coverage_records(
-    preds: pd.DataFrame, realised: pd.DataFrame, benchmarks, split: str, name: str
+    preds: pd.DataFrame,
+    realised: pd.DataFrame,
+    benchmarks,
+    split: str,
+    name: str,
+    samples: dict | None = None,
 ) -> list[dict]:
+    """Coverage and mean width of the model's interval per benchmark.
+
+    samples: benchmark -> index of the scorecard's common sample (`Scorecard.samples`): when
+    given, only those rows count, so coverage and width describe the same rows as the MSE.
+    """
     out = []
     for b in benchmarks:
         y = realised[b].reindex(preds.index).to_numpy()
         ok = np.isfinite(y) & ~preds.index.get_level_values("symbol").isin([b])
+        if samples is not None:
+            ok &= preds.index.isin(samples.get(b, preds.index[:0]))
         if ok.sum() == 0:
             continue
         inside = (y[ok] >= preds[f"{b}_lo"].to_numpy()[ok]) & (y[ok] <= preds[f"{b}_hi"].to_numpy()[ok])

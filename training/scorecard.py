@@ -157,6 +157,9 @@ class Scorecard:
 
     records: list[dict]
     meta: dict = field(default_factory=dict)
+    # benchmark -> (timestamp, symbol) index of the common sample every metric was computed on
+    # (in memory only, not written by `to_json`): interval metrics are scored on the same rows
+    samples: dict = field(default_factory=dict, repr=False, compare=False)
 
     def to_json(self, path: str | Path) -> Path:
         """Write the record list as JSON atomically (temp file in the same folder, then rename)."""
@@ -483,6 +486,7 @@ def score_forecasts(
         "block_bars": block_bars,
     }
     benches = list(realised.columns)
+    samples: dict[str, pd.Index] = {}
     bar = tqdm(
         total=len(benches) * (len(folds) + 1), desc="scoring", disable=None if progress else True, leave=False
     )
@@ -501,6 +505,7 @@ def score_forecasts(
                 float
             )
         data, kept = _common_sample(have, series, base, min_coverage, bench)
+        samples[bench] = data.index
         meta["left_out"][bench] = sorted(set(names) - set(kept))
         if data.empty:
             log.warning(
@@ -522,7 +527,7 @@ def score_forecasts(
                 sub, kept, kinds, bench, split, ref, horizon_bars, block_bars, n_boot, alpha, seed
             )
     bar.close()
-    return Scorecard(records, meta)
+    return Scorecard(records, meta, samples)
 
 
 def _score_split(

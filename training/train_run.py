@@ -53,8 +53,8 @@ def score_all(prep: Prepared, cfg: TrainConfig, folds, preds: dict[int, pd.DataF
     for fold in folds:
         p = preds.get(fold.k)
         if p is not None and not p.empty:
-            extra += _coverage_records(p, prep.targets, prep.benchmarks, fold.name, name)
-    extra += _coverage_records(model_long, prep.targets, prep.benchmarks, "pooled", name)
+            extra += _coverage_records(p, prep.targets, prep.benchmarks, fold.name, name, card.samples)
+    extra += _coverage_records(model_long, prep.targets, prep.benchmarks, "pooled", name, card.samples)
     regime_records, regime_extra = regime_evaluation(prep, folds, preds, name)
     card.records.extend(extra + regime_records)
     return card, model_long, regime_extra

@@ -52,7 +52,8 @@ class BaselineConfig:
     rolling_windows: tuple[str, ...] = ("30d", "60d", "90d", "180d", "365d")  # rolling OLS windows
     min_frac: float = 0.5  # valid pairs needed in a rolling window, as a fraction of it
     ewma_halflives: tuple[str, ...] = ("30d", "90d")  # EWMA cov/var half-lives
-    welch_halflives: tuple[str, ...] = ("60d", "120d")  # Welch BSW half-lives (60d: Welch's default scale)
+    # Welch BSW half-lives; Welch (2022) recommends about four months (120d), 60d is the shorter variant
+    welch_halflives: tuple[str, ...] = ("60d", "120d")
     welch_lower: float = -2.0  # winsorising band: [min(lower*x, upper*x), max(...)]
     welch_upper: float = 4.0
     kalman: bool = True  # random-walk Kalman beta on the benchmark alone (`kalman_rw`)

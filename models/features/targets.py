@@ -102,7 +102,10 @@ def forward_betas_wide(
     """Benchmark -> T x N frame of forward OLS betas (with intercept) over rows t+1..t+H.
 
     NaN where fewer than min_fraction * H valid (asset, benchmark) return pairs, where the
-    benchmark does not move, or where the window runs past the end.
+    benchmark does not move, or where the window runs past the end; NaN also where the asset IS
+    the benchmark (BTCUSDT against BTCUSDT: 1 by construction, not a forecast target: kept in,
+    it would enter training, validation, the correction's shrinkage and the interval
+    calibration as a free, perfectly predicted row).
     """
     _check_fraction(min_fraction)
     h = to_periods(horizon, panel.freq)
@@ -114,6 +117,7 @@ def forward_betas_wide(
         with np.errstate(invalid="ignore", divide="ignore"):
             degenerate = ~(m["var_bench"] > 1e-20)
             beta = np.where(degenerate, np.nan, m["cov"] / m["var_bench"])
+        beta[:, [s == name for s in panel.symbols]] = np.nan  # self-pair: identically 1
         out[name] = pd.DataFrame(beta, index=panel.index, columns=panel.symbols)
     return out
 

@@ -212,3 +212,14 @@ def test_forward_multifactor_betas_match_statsmodels():
         got = fmb.loc[(p.index[t], "SOLUSDT")].to_numpy()
         np.testing.assert_allclose(got, fit.params[1:], rtol=1e-8)
     assert fmb.xs(p.index[-60], level="timestamp").isna().all().all()
+
+
+def test_forward_beta_of_the_benchmark_asset_to_itself_is_not_a_target(panel):
+    """BTCUSDT vs BTCUSDT is identically 1: it must not enter training, alpha or calibration."""
+    fb = forward_betas(panel, "30d")
+    btc = fb.xs("BTCUSDT", level="symbol")
+    assert btc["BTCUSDT"].isna().all()
+    assert btc["CRYPTO_EW"].iloc[:-30].notna().all()  # BTC against the composite stays a target
+    eth = fb.xs("ETHUSDT", level="symbol")["BTCUSDT"]
+    assert eth.iloc[:40].notna().all()
+    assert forward_betas_wide(panel, "30d")["BTCUSDT"]["BTCUSDT"].isna().all()

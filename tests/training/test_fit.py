@@ -227,3 +227,62 @@ def test_fit_rejects_empty_ranges_and_unknown_benchmarks(task):
         fit_model(f, y, r, ("2030-01-01", "2030-02-01"), VAL, _cfg(), progress=False)
     with pytest.raises(ValueError, match="no base beta column for benchmark"):
         fit_model(f, y, r, TRAIN, VAL, _cfg(), benchmarks=["ETHUSDT"], progress=False)
+
+
+def test_target_cube_drops_the_asset_against_itself():
+    """Even when a caller's targets hold BTC-vs-BTC = 1, fit_model never sees them."""
+    from training.fit import _target_cube
+
+    ts = pd.date_range("2021-01-01", periods=3, freq="D", tz="UTC")
+    idx = pd.MultiIndex.from_product([ts, ["BTCUSDT", "ETHUSDT"]], names=["timestamp", "symbol"])
+    targets = pd.DataFrame({"BTCUSDT": 1.0, "CRYPTO_EW": 0.9}, index=idx)
+    y = _target_cube(targets, ["BTCUSDT", "CRYPTO_EW"], ts, ["BTCUSDT", "ETHUSDT"])
+    assert np.isnan(y[:, 0, 0]).all()
+    np.testing.assert_array_equal(y[:, 1, 0], 1.0)
+    np.testing.assert_allclose(y[:, :, 1], 0.9, rtol=1e-6)
+
+
+def test_mse_loss_trains_the_mean_on_squared_error_and_the_scale_on_detached_residuals():
+    from models.networks import BetaNet
+    from training.lit_module import BetaLitModule
+
+    torch.manual_seed(0)
+    net = BetaNet(4, [0], hidden=8, dropout=0.0)
+    with torch.no_grad():
+        net.delta_head.weight.normal_(std=0.3)
+    x = torch.randn(32, 5, 4)
+    y = x[:, -1, :1] + 0.5 * torch.randn(32, 1)
+    y[3] = float("nan")
+    batch = {"x": x, "y": y, "w": torch.ones(32), "regime": torch.full((32,), -1)}
+    grads = []
+    for log_sigma_bias in (-2.0, 1.0):  # the scale must not change the mean's gradient
+        with torch.no_grad():
+            net.log_sigma_head.bias.fill_(log_sigma_bias)
+        module = BetaLitModule(net, 1e-3, 0.0, 0.0, loss="mse")
+        net.zero_grad()
+        module._step(batch, "train").backward()
+        grads.append(net.delta_head.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+    beta, _, _ = net.heads(x)
+    ok = torch.isfinite(y)
+    expected = ((y[ok] - beta[ok]) ** 2).mean()
+    net.zero_grad()
+    expected.backward()
+    torch.testing.assert_close(grads[1], net.delta_head.weight.grad)
+    # the monitored validation loss is the plain beta MSE
+    module = BetaLitModule(net, 1e-3, 0.0, 0.2, loss="mse")
+    with torch.no_grad():
+        module._step(batch, "val")
+    assert module._epoch_losses("val")["val_loss"] == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_fit_with_an_ensemble_of_seeds_beats_the_base_and_calibrates(task):
+    f, y, r = task
+    cfg = _cfg(epochs=4, loss="mse", n_members=3)
+    fit = fit_model(f, y, r, TRAIN, VAL, cfg, progress=False)
+    from models.networks import BetaEnsemble
+
+    assert isinstance(fit.net, BetaEnsemble) and len(fit.net.members) == 3
+    for b in fit.benchmarks:
+        assert fit.metrics[f"val_rmse_{b}"] < fit.metrics[f"val_rmse_base_{b}"]
+        assert 0.8 <= fit.metrics[f"val_coverage90_{b}"] <= 1.0

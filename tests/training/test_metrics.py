@@ -16,6 +16,7 @@ from adaptive_beta.training.metrics import (
     hedge_error,
     loss_differential,
     mae,
+    newey_west_lrv,
     r2_oos,
     rmse,
 )
@@ -71,13 +72,26 @@ def test_dm_raw_statistic_equals_statsmodels_hac_t_value_and_pvalue_uses_hln(h):
     rng = np.random.default_rng(h)
     n = 250
     d = _ma_series(rng, n, max(h - 1, 0), 0.15)
-    res = sm.OLS(d, np.ones(n)).fit(cov_type="HAC", cov_kwds={"maxlags": h, "use_correction": False})
+    res = sm.OLS(d, np.ones(n)).fit(cov_type="HAC", cov_kwds={"maxlags": 2 * h, "use_correction": False})
     out = diebold_mariano(d, np.zeros(n), h=h)
     assert out.stat_raw == pytest.approx(res.tvalues[0], rel=1e-10)
     hln = np.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
     assert out.stat == pytest.approx(res.tvalues[0] * hln, rel=1e-10)
     assert out.pvalue == pytest.approx(2 * stats.t.sf(abs(res.tvalues[0] * hln), n - 1), rel=1e-10)
-    assert out.n == n and out.lags == h
+    assert out.n == n and out.lags == 2 * h
+
+
+@pytest.mark.parametrize("h", [10, 30, 90])
+def test_dm_default_bandwidth_captures_most_of_the_long_run_variance(h):
+    """Overlapping h-bar losses are MA(h-1); a Bartlett bandwidth of h captures ~2/3 of their LRV."""
+    rng = np.random.default_rng(h)
+    n = 400_000
+    d = _ma_series(rng, n, h - 1, 0.0)  # mean of h iid N(0, 1): MA(h-1) with true LRV = 1
+    out = diebold_mariano(d, np.zeros(n), h=h)
+    lrv = (out.mean_diff / out.stat_raw) ** 2 * n
+    assert out.lags == 2 * h
+    assert 0.78 <= lrv <= 0.9
+    assert newey_west_lrv(d, h) < 0.7  # the old default
 
 
 def test_dm_averages_the_cross_section_per_timestamp_before_the_hac_variance():
@@ -87,7 +101,7 @@ def test_dm_averages_the_cross_section_per_timestamp_before_the_hac_variance():
     la[0, :3] = np.nan  # row 0 averages the two assets with both losses
     d = loss_differential(la, lb)
     assert d[0] == pytest.approx(np.mean(la[0, 3:] - lb[0, 3:]))
-    res = sm.OLS(d, np.ones(120)).fit(cov_type="HAC", cov_kwds={"maxlags": 10, "use_correction": False})
+    res = sm.OLS(d, np.ones(120)).fit(cov_type="HAC", cov_kwds={"maxlags": 20, "use_correction": False})
     assert diebold_mariano(la, lb, h=10).stat_raw == pytest.approx(res.tvalues[0], rel=1e-10)
 
 

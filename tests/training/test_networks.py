@@ -134,3 +134,56 @@ def test_repeated_gru_exports_in_one_process_keep_the_sequence_length_dynamic(tm
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         x = torch.randn(2, 5, f)
         assert np.max(np.abs(sess.run(None, {"x": x.numpy()})[0] - net(x)[0].detach().numpy())) <= 1e-5
+
+
+def test_ensemble_averages_member_corrections_variances_and_regime_probabilities():
+    from models.networks import BetaEnsemble
+
+    members = []
+    for seed, w in ((0, 0.3), (1, 0.1), (2, 0.4)):
+        torch.manual_seed(seed)
+        m = BetaNet(6, [0, 1], hidden=8, dropout=0.0).eval()
+        with torch.no_grad():
+            m.delta_head.weight.normal_(std=w)
+        members.append(m)
+    x = _x(9, 7)
+    outs = [m.heads(x) for m in members]
+    ens = BetaEnsemble(members).eval()
+    with torch.no_grad():
+        ens.corr_scale.copy_(torch.tensor([0.5, 1.0]))
+        beta, log_sigma, log_p = ens.heads(x)
+    base = x[:, -1, :2]
+    delta = torch.stack([o[0] - base for o in outs]).mean(0)
+    torch.testing.assert_close(beta, base + torch.tensor([0.5, 1.0]) * delta)
+    var = torch.stack([torch.exp(2 * o[1]) for o in outs]).mean(0)
+    torch.testing.assert_close(torch.exp(2 * log_sigma), var)
+    prob = torch.stack([torch.softmax(o[2], -1) for o in outs]).mean(0)
+    torch.testing.assert_close(torch.softmax(log_p, -1), prob)
+    # one member: exactly that member
+    single = BetaEnsemble([members[0]]).eval()
+    torch.testing.assert_close(single(x)[0], members[0](x)[0])
+
+
+def test_ensemble_exports_as_one_onnx_graph_matching_torch(tmp_path):
+    from models.networks import BetaEnsemble
+    from training.export import _export_onnx
+
+    members = []
+    for seed in range(5):
+        torch.manual_seed(seed)
+        m = BetaNet(6, [0, 1], hidden=8, dropout=0.0).eval()
+        with torch.no_grad():
+            m.delta_head.weight.normal_(std=0.5)
+        m.set_normalization(np.full(6, 0.1), np.full(6, 1.5))
+        members.append(m)
+    ens = BetaEnsemble(members).eval()
+    ens.calib_scale.copy_(torch.tensor([0.8, 1.3]))
+    path = tmp_path / "e.onnx"
+    _export_onnx(ens, 6, 8, path)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for b, length in ((1, 8), (7, 21)):
+        x = _x(b, length, seed=b + length)
+        ref = [t.detach().numpy() for t in ens(x)]
+        got = sess.run(None, {"x": x.numpy()})
+        for r, g in zip(ref, got, strict=True):
+            assert g.shape == r.shape and np.max(np.abs(r - g)) <= 1e-5

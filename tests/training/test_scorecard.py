@@ -295,3 +295,29 @@ def test_real_8h_perps_scorecard_has_fair_common_samples_and_smoothed_betas_beat
         # on the 8h perps tested 2024-05 .. 2026-02, 30-day OLS is the noisiest forecaster of the 30-day forward beta
         assert card.value("rolling_ols_30d", bench, "rmse") > card.value("welch_hl60d", bench, "rmse")
         assert card.value("welch_hl60d", bench, "r2") > 0
+
+
+def test_interval_coverage_and_width_use_the_scorecards_common_sample(card):
+    """Rows the MSE leaves out (a baseline still warming up) must not count for coverage either."""
+    from training.pipeline import _coverage_records
+
+    _, realised, _, _, folds = _synthetic()
+    test = np.zeros(len(realised), bool)
+    for f in folds:
+        test |= f.mask(realised.index, "test")
+    preds = pd.DataFrame(index=realised.index[test])
+    rows = card.samples["BTCUSDT"]
+    assert len(rows) == card.value("far_off", "BTCUSDT", "n")
+    for b in BENCHES:
+        y = realised[b].reindex(preds.index).to_numpy()
+        inside = preds.index.isin(card.samples[b])
+        # the interval holds the target (width 0.2) on the common sample, misses it (width 2) elsewhere
+        preds[f"{b}_lo"] = np.where(inside, y - 0.1, y + 1.0)
+        preds[f"{b}_hi"] = np.where(inside, y + 0.1, y + 3.0)
+    recs = _coverage_records(preds, realised, BENCHES, "pooled", "m", card.samples)
+    got = {(r["benchmark"], r["metric"]): r["value"] for r in recs}
+    assert got[("BTCUSDT", "coverage90")] == 1.0
+    assert got[("BTCUSDT", "interval_width")] == pytest.approx(0.2)
+    everything = _coverage_records(preds, realised, BENCHES, "pooled", "m")
+    cov_all = [r["value"] for r in everything if r["metric"] == "coverage90" and r["benchmark"] == "BTCUSDT"]
+    assert cov_all[0] < 1.0  # the old rule counted the warm-up rows
