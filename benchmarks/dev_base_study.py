@@ -42,13 +42,13 @@ def main() -> None:
     ap.add_argument("--train-min", default="365d")
     args = ap.parse_args()
 
-    from models.estimators import baseline_forecasts
-    from models.loaders import load_dataset
-    from models.sim_config import SimConfig
-    from models.simulator import simulate
-    from models.targets import forward_betas_wide
-    from training.metrics import block_bootstrap_ratio
-    from training.splits import WalkForwardConfig, make_folds
+    from adaptive_beta.models.data.loaders import load_dataset
+    from adaptive_beta.models.estimators.baselines import baseline_forecasts
+    from adaptive_beta.models.features.targets import forward_betas_wide
+    from adaptive_beta.models.sim.config import SimConfig
+    from adaptive_beta.models.sim.simulator import simulate
+    from adaptive_beta.training.metrics import block_bootstrap_ratio
+    from adaptive_beta.training.splits import WalkForwardConfig, make_folds
 
     t0 = time.perf_counter()
     if args.data:
@@ -56,7 +56,7 @@ def main() -> None:
     else:
         import tempfile
 
-        from models.sim_write import write_simulation
+        from adaptive_beta.models.sim.write import write_simulation
 
         d = tempfile.mkdtemp()
         write_simulation(simulate(SimConfig(seed=args.sim_seed)), d)
@@ -71,7 +71,7 @@ def main() -> None:
     tgt = forward_betas_wide(panel, "30d")
     truth = None
     if "truth_betas" in panel.meta:
-        from models.targets import true_forward_betas
+        from adaptive_beta.models.features.targets import true_forward_betas
 
         truth = true_forward_betas(panel, "30d")
     folds = make_folds(panel.index, WalkForwardConfig(test=args.test, val="90d", train_min=args.train_min))

@@ -28,14 +28,14 @@ def main() -> None:
     ap.add_argument("--max-folds", type=int, default=None)
     args = ap.parse_args()
 
-    from models.feat_spec import FeatureSpec
-    from models.loaders import load_dataset
-    from training.metrics import block_bootstrap_ratio
-    from training.model_config import ModelConfig
-    from training.pipeline import prepare, walk_forward
-    from training.splits import WalkForwardConfig
-    from training.train_config import SimDefaults, TrainConfig
-    from training.train_run import score_all
+    from adaptive_beta.models.data.loaders import load_dataset
+    from adaptive_beta.models.features.spec import FeatureSpec
+    from adaptive_beta.training.metrics import block_bootstrap_ratio
+    from adaptive_beta.training.model_config import ModelConfig
+    from adaptive_beta.training.pipeline import prepare, walk_forward
+    from adaptive_beta.training.splits import WalkForwardConfig
+    from adaptive_beta.training.train_config import SimDefaults, TrainConfig
+    from adaptive_beta.training.train_run import score_all
 
     t0 = time.perf_counter()
     wf = WalkForwardConfig(**({"max_folds": args.max_folds} | json.loads(args.wf)))
@@ -54,7 +54,7 @@ def main() -> None:
         if args.end:
             panel = panel.slice(None, pd.Timestamp(args.end, tz="UTC"))
     else:
-        from training.pipeline import ensure_simulated
+        from adaptive_beta.training.pipeline import ensure_simulated
 
         panel = load_dataset(str(ensure_simulated(cfg, False)))
     prep = prepare(cfg, panel)

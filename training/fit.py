@@ -291,7 +291,7 @@ def fit_model(
     if len(members) == 1:
         net = members[0]
     else:
-        from models.networks import BetaEnsemble
+        from adaptive_beta.models.networks import BetaEnsemble
 
         net = BetaEnsemble(members)
         net.eval()

@@ -231,7 +231,7 @@ def test_fit_rejects_empty_ranges_and_unknown_benchmarks(task):
 
 def test_target_cube_drops_the_asset_against_itself():
     """Even when a caller's targets hold BTC-vs-BTC = 1, fit_model never sees them."""
-    from training.fit import _target_cube
+    from adaptive_beta.training.fit import _target_cube
 
     ts = pd.date_range("2021-01-01", periods=3, freq="D", tz="UTC")
     idx = pd.MultiIndex.from_product([ts, ["BTCUSDT", "ETHUSDT"]], names=["timestamp", "symbol"])
@@ -243,8 +243,8 @@ def test_target_cube_drops_the_asset_against_itself():
 
 
 def test_mse_loss_trains_the_mean_on_squared_error_and_the_scale_on_detached_residuals():
-    from models.networks import BetaNet
-    from training.lit_module import BetaLitModule
+    from adaptive_beta.models.networks import BetaNet
+    from adaptive_beta.training.lit_module import BetaLitModule
 
     torch.manual_seed(0)
     net = BetaNet(4, [0], hidden=8, dropout=0.0)
@@ -280,7 +280,7 @@ def test_fit_with_an_ensemble_of_seeds_beats_the_base_and_calibrates(task):
     f, y, r = task
     cfg = _cfg(epochs=4, loss="mse", n_members=3)
     fit = fit_model(f, y, r, TRAIN, VAL, cfg, progress=False)
-    from models.networks import BetaEnsemble
+    from adaptive_beta.models.networks import BetaEnsemble
 
     assert isinstance(fit.net, BetaEnsemble) and len(fit.net.members) == 3
     for b in fit.benchmarks:

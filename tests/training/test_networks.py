@@ -137,7 +137,7 @@ def test_repeated_gru_exports_in_one_process_keep_the_sequence_length_dynamic(tm
 
 
 def test_ensemble_averages_member_corrections_variances_and_regime_probabilities():
-    from models.networks import BetaEnsemble
+    from adaptive_beta.models.networks import BetaEnsemble
 
     members = []
     for seed, w in ((0, 0.3), (1, 0.1), (2, 0.4)):
@@ -165,8 +165,8 @@ def test_ensemble_averages_member_corrections_variances_and_regime_probabilities
 
 
 def test_ensemble_exports_as_one_onnx_graph_matching_torch(tmp_path):
-    from models.networks import BetaEnsemble
-    from training.export import _export_onnx
+    from adaptive_beta.models.networks import BetaEnsemble
+    from adaptive_beta.training.export import _export_onnx
 
     members = []
     for seed in range(5):

@@ -299,7 +299,7 @@ def test_real_8h_perps_scorecard_has_fair_common_samples_and_smoothed_betas_beat
 
 def test_interval_coverage_and_width_use_the_scorecards_common_sample(card):
     """Rows the MSE leaves out (a baseline still warming up) must not count for coverage either."""
-    from training.pipeline import _coverage_records
+    from adaptive_beta.training.pipeline import _coverage_records
 
     _, realised, _, _, folds = _synthetic()
     test = np.zeros(len(realised), bool)
