@@ -60,7 +60,7 @@ class TrainResult:
 
 def default_sim_dir(cfg: TrainConfig) -> Path:
     s = cfg.sim
-    return Path("data") / f"sim-seed{s.seed}-{s.assets}a-{s.days}d-{s.freq}"
+    return Path("data") / f"sim-{s.preset}-seed{s.seed}-{s.assets}a-{s.days}d-{s.freq}"
 
 
 def ensure_simulated(cfg: TrainConfig, progress: bool = True) -> Path:
@@ -74,7 +74,8 @@ def ensure_simulated(cfg: TrainConfig, progress: bool = True) -> Path:
         return out
     say(f"simulating the default market into {out} ...", progress)
     s = cfg.sim
-    write_simulation(simulate(SimConfig(seed=s.seed, n_assets=s.assets, days=s.days, freq=s.freq)), out)
+    cfg_sim = SimConfig.from_preset(s.preset, seed=s.seed, n_assets=s.assets, days=s.days, freq=s.freq)
+    write_simulation(simulate(cfg_sim), out)
     return out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -18,6 +19,8 @@ from adaptive_beta.models.durations import Duration
 from adaptive_beta.models.features.spec import FeatureSpec
 from adaptive_beta.training.model_config import ModelConfig
 from adaptive_beta.training.splits import WalkForwardConfig
+
+SimPreset = Literal["calibrated", "legacy"]  # = models.sim.config.PRESETS (a test checks)
 
 
 class SimDefaults(BaseModel):
@@ -28,6 +31,7 @@ class SimDefaults(BaseModel):
     assets: int = 12
     days: int = 1460
     freq: str = "1d"
+    preset: SimPreset = "calibrated"  # simulator dynamics (models/sim/config.py PRESETS)
 
 
 class TrainConfig(BaseModel):

@@ -4,6 +4,15 @@ All rates are stated per *day* (volatilities as daily standard deviations, drift
 means, durations in days) and converted to the bar length inside the simulator, so the same
 config gives the same economics at 1d, 8h or 1h bars.
 
+Two presets (`SimConfig.from_preset(name)`, `abeta data simulate --preset NAME`):
+- `calibrated` (the defaults of SimConfig): loadings = regime level + a slowly moving long-run
+  mean (1-year half-life, started from its stationary law) + a fast OU drift (5-day half-life) +
+  one common swing of every altcoin's MKT loading (3-day half-life); BTC-specific, MKT and each
+  asset's idiosyncratic vol cluster (log-OU); regime spells are shorter and crashes rarer.  Fitted
+  to statistics of the real 8h perps before 2021-05 (CALIBRATION_TARGETS below).
+- `legacy`: the simulator before that calibration (fixed base loadings plus a 30-day OU drift,
+  MKT-only vol clustering), reproduced draw for draw.
+
 The latent drivers are `DRIVERS = (MKT, BTC_SPEC, SPX, GOLD, WTI, DXY, DGS10, VIX)`: the crypto
 market factor, a BTC-specific factor, and the six observed cross-market factors.  Factor
 "returns" are simple returns except DGS10, whose per-bar change is in percentage points (the
@@ -12,7 +21,7 @@ panel differences rates).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -57,6 +66,74 @@ FACTOR_START: dict[str, float] = {
     "VIX": 22.7,
 }
 SUPPORTED_FREQS: tuple[str, ...] = ("1d", "8h", "1h")
+
+# --- calibration targets --------------------------------------------------------------------------
+# The default (`calibrated`) preset is fitted so that `models.sim.stats.market_statistics` of
+# simulated markets shaped like the real sample (CALIBRATION_SHAPE) matches the same statistics of
+# the real Binance USD-M perps, 8h bars, 2020-01-01 .. 2021-04-30 (bars before 2021-05-01 only:
+# the first reported test block starts 2021-05), measured by
+#     python benchmarks/bench_sim_calibration.py --real docs/datasets/binance-perps-8h.toml
+# i.e. market_statistics(load_dataset("docs/datasets/binance-perps-8h.toml"), until="2021-05-01").
+# Fitted on simulator seeds 101..116 (never 7); checked on the held-out seeds 201..208 (CHECK_SEEDS)
+# by tests/models/test_sim_calibration.py and benchmarks/bench_sim_calibration.py.
+# The tolerance of each statistic is twice its sd across simulated samples of that shape (rounded
+# up): the real number is one such sample, so the check is "real within 2 sampling sds of the
+# simulated mean".  Definitions of every statistic: models/sim/stats.py.
+CALIBRATION_SHAPE: dict = {"n_assets": 11, "days": 486, "freq": "8h", "start": "2020-01-01"}
+CALIBRATION_SEEDS: tuple[int, ...] = tuple(range(101, 117))
+CHECK_SEEDS: tuple[int, ...] = tuple(range(201, 209))
+CALIBRATION_TARGETS: dict[str, float] = {
+    "acf30_btc": -0.0605,  # autocorrelation of the 30d beta to BTC at lag 30d (within asset)
+    "acf90_btc": -0.0324,
+    "acf180_btc": -0.0639,
+    "acf30_ew": 0.2326,  # same, beta to CRYPTO_EW
+    "acf90_ew": -0.1602,
+    "acf180_ew": -0.1091,
+    "disp_btc": 0.2445,  # mean cross-sectional sd of 30d betas to BTC
+    "disp_ew": 0.3075,
+    "wsd_btc": 0.3537,  # within-asset sd over time of the 30d beta to BTC
+    "wsd_ew": 0.2479,
+    "level_btc": 0.9922,  # mean 30d beta to BTC
+    "common_sd_btc": 0.2792,  # sd over time of the cross-sectional mean 30d beta to BTC
+    "volvol_btc": 0.4999,  # sd of 30d changes of log 30d realised vol, BTC
+    "volvol_ew": 0.3741,
+    "volvol_assets": 0.4402,  # same, averaged over the altcoins
+    "vol_btc": 0.7512,  # annualised realised vol
+    "vol_ew": 0.8895,
+    "share_calm": 0.6388,  # share of bars by the 7d rule label on CRYPTO_EW
+    "share_volatile": 0.2811,
+    "share_crash": 0.08,
+    "dur_calm": 12.75,  # mean spell of the 7d rule label, days
+    "dur_volatile": 4.6437,
+    "dur_crash": 3.4848,
+}
+# 2 x the sd of each statistic across simulated samples of CALIBRATION_SHAPE (calibrated preset,
+# seeds 101..116), rounded up to 0.01 (0.1 day for durations)
+CALIBRATION_TOLERANCES: dict[str, float] = {
+    "acf30_btc": 0.34,
+    "acf90_btc": 0.36,
+    "acf180_btc": 0.42,
+    "acf30_ew": 0.17,
+    "acf90_ew": 0.21,
+    "acf180_ew": 0.22,
+    "disp_btc": 0.07,
+    "disp_ew": 0.11,
+    "wsd_btc": 0.07,
+    "wsd_ew": 0.11,
+    "level_btc": 0.23,
+    "common_sd_btc": 0.08,
+    "volvol_btc": 0.19,
+    "volvol_ew": 0.15,
+    "volvol_assets": 0.12,
+    "vol_btc": 0.22,
+    "vol_ew": 0.21,
+    "share_calm": 0.25,
+    "share_volatile": 0.18,
+    "share_crash": 0.08,
+    "dur_calm": 19.9,
+    "dur_volatile": 2.2,
+    "dur_crash": 2.7,
+}
 
 
 def symbols_for(n_assets: int) -> list[str]:
@@ -218,9 +295,21 @@ def _crash_regime() -> RegimeParams:
     )
 
 
-def default_regimes() -> tuple[RegimeParams, RegimeParams, RegimeParams]:
-    """Calm risk-on, volatile risk-off, crash with BTC/altcoin decoupling (REGIME_NAMES order)."""
+def legacy_regimes() -> tuple[RegimeParams, RegimeParams, RegimeParams]:
+    """Calm risk-on, volatile risk-off, crash with BTC/altcoin decoupling (REGIME_NAMES order):
+    the regimes of the `legacy` preset."""
     return _calm_regime(), _volatile_regime(), _crash_regime()
+
+
+def default_regimes() -> tuple[RegimeParams, RegimeParams, RegimeParams]:
+    """The calibrated regimes: the legacy economics with shorter spells, rarer crashes and a larger,
+    clustering BTC-specific factor (see CALIBRATION_TARGETS for what they were fitted to)."""
+    calm, volatile, crash = legacy_regimes()
+    return (
+        replace(calm, duration_days=60.0, exit_probs=(0.0, 0.75, 0.25), btc_spec_vol=0.016),
+        replace(volatile, duration_days=25.0, exit_probs=(0.75, 0.0, 0.25), btc_spec_vol=0.024),
+        replace(crash, duration_days=6.0, exit_probs=(0.4, 0.6, 0.0)),
+    )
 
 
 @dataclass(frozen=True)
@@ -235,10 +324,22 @@ class SimConfig:
     regimes: tuple[RegimeParams, ...] = field(default_factory=default_regimes)
     pin_regime: str | None = None  # hold the chain in one regime (for tests and studies)
     initial_regime: str | None = None  # None: draw from the stationary distribution
-    loading_halflife_days: float = 30.0  # OU half-life of loading drift around the regime level
-    loading_drift_sd: tuple[float, float, float] = (0.12, 0.08, 0.04)  # stationary sd: MKT, BTC_SPEC, factors
-    mkt_logvol_halflife_days: float = 10.0  # within-regime volatility clustering of MKT
-    mkt_logvol_sd: float = 0.25  # stationary sd of log MKT vol around the regime level
+    # loadings = regime level + slow long-run drift + fast OU drift (+ the altcoins' common swing)
+    loading_halflife_days: float = 5.0  # OU half-life of the fast loading drift
+    loading_drift_sd: tuple[float, float, float] = (0.35, 0.2, 0.04)  # stationary sd: MKT, BTC_SPEC, factors
+    mkt_logvol_halflife_days: float = 5.0  # within-regime volatility clustering of MKT
+    mkt_logvol_sd: float = 0.2  # stationary sd of log MKT vol around the regime level
+    alt_mkt_range: tuple[float, float] = (0.95, 1.15)  # altcoin base loading on MKT ~ U(lo, hi)
+    alt_btc_range: tuple[float, float] = (0.3, 0.8)  # altcoin base loading on BTC_SPEC ~ U(lo, hi)
+    idio_range: tuple[float, float] = (0.02, 0.04)  # altcoin daily idiosyncratic sd in calm ~ U(lo, hi)
+    loading_slow_halflife_days: float = 365.0  # half-life of the moving long-run loading means
+    loading_slow_sd: tuple[float, float, float] = (0.25, 0.15, 0.03)  # stationary sd: MKT, BTC_SPEC, factors
+    alt_common_halflife_days: float = 3.0  # common OU swing of all altcoins' MKT loadings
+    alt_common_sd: float = 0.5  # its stationary sd (0: none)
+    btc_spec_logvol_halflife_days: float = 5.0  # clustering of BTC-specific vol (0 sd: none)
+    btc_spec_logvol_sd: float = 1.0
+    idio_logvol_halflife_days: float = 60.0  # clustering of each asset's idiosyncratic vol (0 sd: none)
+    idio_logvol_sd: float = 0.9
     idio_df: float = 4.0  # Student-t degrees of freedom of idiosyncratic shocks (scaled to unit variance)
     vix_halflife_days: float = 5.0  # mean reversion of log VIX to the regime target
     dgs10_mean: float = 2.5  # long-run 10y yield, percent
@@ -282,9 +383,40 @@ class SimConfig:
                 raise ValueError(
                     f"{where}.corr is not positive definite (smallest eigenvalue {eig.min():.3g})"
                 )
+        for name in ("alt_mkt_range", "alt_btc_range", "idio_range"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"{name} must be (lo, hi) with 0 <= lo <= hi, got {(lo, hi)}")
+        for name in (
+            "loading_drift_sd",
+            "loading_slow_sd",
+            "alt_common_sd",
+            "btc_spec_logvol_sd",
+            "idio_logvol_sd",
+        ):
+            value = getattr(self, name)
+            if min(np.atleast_1d(value)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        for name in (
+            "loading_halflife_days",
+            "loading_slow_halflife_days",
+            "alt_common_halflife_days",
+            "mkt_logvol_halflife_days",
+            "btc_spec_logvol_halflife_days",
+            "idio_logvol_halflife_days",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         bar = parse_duration(self.freq)
         if pd_days(bar) * 4 > min(rp.duration_days for rp in self.regimes):
             raise ValueError("bars are too long for the shortest regime duration")
+
+    @classmethod
+    def from_preset(cls, preset: str = "calibrated", **overrides) -> SimConfig:
+        """A config of a named preset (PRESETS), with any field overridden: `from_preset("legacy", seed=3)`."""
+        if preset not in PRESETS:
+            raise ValueError(f"unknown simulator preset {preset!r}; use one of {', '.join(PRESETS)}")
+        return cls(**{**preset_fields(preset), **overrides})
 
     @property
     def bar_days(self) -> float:
@@ -333,3 +465,44 @@ def stationary_shares(regimes: tuple[RegimeParams, ...]) -> np.ndarray:
     nu = nu / nu.sum()
     shares = nu * np.array([rp.duration_days for rp in regimes])
     return shares / shares.sum()
+
+
+# --- presets ------------------------------------------------------------------------------------
+
+PRESETS: tuple[str, ...] = ("calibrated", "legacy")
+
+
+def preset_fields(preset: str) -> dict:
+    """Field values a preset sets (on top of SimConfig's defaults, which are `calibrated`)."""
+    if preset == "calibrated":
+        return {}
+    if preset == "legacy":
+        # the simulator as it was before the calibration (commit 210f6b0): fixed base loadings
+        # plus a small 30-day OU drift, MKT-only vol clustering; same draws, same files
+        return {
+            "regimes": legacy_regimes(),
+            "loading_halflife_days": 30.0,
+            "loading_drift_sd": (0.12, 0.08, 0.04),
+            "mkt_logvol_halflife_days": 10.0,
+            "mkt_logvol_sd": 0.25,
+            "alt_mkt_range": (1.0, 1.7),
+            "alt_btc_range": (0.4, 0.8),
+            "idio_range": (0.015, 0.030),
+            "loading_slow_sd": (0.0, 0.0, 0.0),
+            "alt_common_sd": 0.0,
+            "btc_spec_logvol_sd": 0.0,
+            "idio_logvol_sd": 0.0,
+        }
+    raise ValueError(f"unknown simulator preset {preset!r}; use one of {', '.join(PRESETS)}")
+
+
+_SAMPLE_FIELDS = ("seed", "n_assets", "days", "freq", "start", "pin_regime", "initial_regime")
+
+
+def matching_preset(cfg: SimConfig) -> str | None:
+    """The preset `cfg` is (whatever its seed, size, length, bars, start and pinned regime), else None."""
+    sample = {name: getattr(cfg, name) for name in _SAMPLE_FIELDS}
+    for preset in PRESETS:
+        if SimConfig.from_preset(preset, **sample) == cfg:
+            return preset
+    return None

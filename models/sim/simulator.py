@@ -12,8 +12,11 @@ Model (per bar t of length dt days; see models/sim/config.py for every number):
   Omega_t = S_t C_k S_t with regime correlations C_k (crypto-equity correlation rises in
   risk-off) and vols scaled by sqrt(dt); MKT vol also clusters within a regime (log-OU);
 - asset simple returns r_t = B_t g_t + d_t * eps_t with Student-t(4) eps scaled to unit
-  variance; loadings B_t = regime level + a slow OU deviation (altcoins load more on MKT in
-  volatile and decouple from BTC_SPEC in crash, where idiosyncratic vol spikes);
+  variance; loadings B_t = regime level + a fast OU deviation (altcoins load more on MKT in
+  volatile and decouple from BTC_SPEC in crash, where idiosyncratic vol spikes); the default
+  `calibrated` preset adds a slowly moving long-run mean per asset and loading, a common OU
+  swing of every altcoin's MKT loading, and log-OU clustering of BTC_SPEC vol and of each
+  asset's idiosyncratic vol d_t (`legacy` = none of these: the simulator before calibration);
 - funding per 8h interval: regime level + OU + trailing-return momentum, clamped; a bar's
   `funding_rate` is the sum of the 00/08/16 UTC prints in (open, close] (the loaders'
   convention for real data); open interest and volume respond to regime and |returns|;
@@ -115,6 +118,14 @@ def _phi(halflife_days: float, bar_days: float) -> float:
     return math.exp(-math.log(2.0) * bar_days / halflife_days)
 
 
+def _logvol_multiplier(rng: np.random.Generator, shape: tuple[int, ...], sd: float, phi: float) -> np.ndarray:
+    """exp(x - sd^2) for a stationary log-OU x (sd `sd`, AR coefficient phi): mean square 1, so the
+    regime's vol stays the long-run vol."""
+    u = rng.standard_normal(shape) * sd * math.sqrt(1 - phi**2)
+    u[0] = rng.standard_normal(shape[1:]) * sd
+    return np.exp(ou_path(u, phi) - sd**2)
+
+
 def us_trading_dates(first: pd.Timestamp, last: pd.Timestamp) -> pd.DatetimeIndex:
     """Weekdays from `first` to `last` minus fixed-date US holidays (Jan 1, Jun 19, Jul 4, Dec 25)."""
     days = pd.bdate_range(first.normalize(), last.normalize())
@@ -151,10 +162,11 @@ class _AssetParams:
     start_price: np.ndarray  # (N,)
 
 
-def _asset_params(symbols: list[str], rng: np.random.Generator) -> _AssetParams:
+def _asset_params(cfg: SimConfig, rng: np.random.Generator) -> _AssetParams:
+    symbols = cfg.symbols
     n = len(symbols)
-    mkt = rng.uniform(1.0, 1.7, n)
-    btc = rng.uniform(0.4, 0.8, n)
+    mkt = rng.uniform(*cfg.alt_mkt_range, n)
+    btc = rng.uniform(*cfg.alt_btc_range, n)
     factors = np.column_stack(
         [
             rng.normal(0.15, 0.10, n),  # SPX
@@ -165,7 +177,7 @@ def _asset_params(symbols: list[str], rng: np.random.Generator) -> _AssetParams:
             rng.normal(-0.02, 0.02, n),  # VIX
         ]
     )
-    idio = rng.uniform(0.015, 0.030, n)
+    idio = rng.uniform(*cfg.idio_range, n)
     funding_scale = rng.uniform(0.8, 1.6, n)
     oi_usd = 1e9 * rng.uniform(0.1, 1.0, n)
     volume_usd = 2e9 * rng.uniform(0.1, 1.0, n)
@@ -198,17 +210,31 @@ def simulate(cfg: SimConfig | None = None) -> SimResult:
     n, m, d = len(symbols), len(FACTOR_NAMES), len(DRIVERS)
     index = pd.date_range(pd.Timestamp(cfg.start, tz="UTC"), periods=n_bars, freq=bar).as_unit("ns")
     index.name = "timestamp"
-    rng_regime, rng_assets, rng_load, rng_drv, rng_idio, rng_micro = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(6)
+    # streams 0-5 are the legacy simulator's; 6-8 drive only the calibrated additions, so
+    # with those switched off (the legacy preset) every draw is what it always was
+    streams = np.random.SeedSequence(cfg.seed).spawn(9)
+    rng_regime, rng_assets, rng_load, rng_drv, rng_idio, rng_micro, rng_slow, rng_vol, rng_common = (
+        np.random.default_rng(s) for s in streams
     )
 
     regime = simulate_regimes(cfg, n_bars, rng_regime)
-    ap = _asset_params(symbols, rng_assets)
+    ap = _asset_params(cfg, rng_assets)
 
     # loadings: regime level + slow OU deviation (continuous across switches)
     phi_b = _phi(cfg.loading_halflife_days, dt)
     sd_b = np.array([cfg.loading_drift_sd[0], cfg.loading_drift_sd[1]] + [cfg.loading_drift_sd[2]] * m)
     dev = ou_path(rng_load.standard_normal((n_bars, n, d)) * sd_b * math.sqrt(1 - phi_b**2), phi_b)
+    if any(cfg.loading_slow_sd):  # moving long-run means: a slow OU started from its stationary law
+        phi_s = _phi(cfg.loading_slow_halflife_days, dt)
+        sd_s = np.array([cfg.loading_slow_sd[0], cfg.loading_slow_sd[1]] + [cfg.loading_slow_sd[2]] * m)
+        u = rng_slow.standard_normal((n_bars, n, d)) * sd_s * math.sqrt(1 - phi_s**2)
+        u[0] = rng_slow.standard_normal((n, d)) * sd_s
+        dev += ou_path(u, phi_s)
+    if cfg.alt_common_sd > 0:  # one market-wide swing of every altcoin's MKT loading (alt seasons)
+        phi_c = _phi(cfg.alt_common_halflife_days, dt)
+        u = rng_common.standard_normal(n_bars) * cfg.alt_common_sd * math.sqrt(1 - phi_c**2)
+        u[0] = rng_common.standard_normal() * cfg.alt_common_sd
+        dev[:, :, 0] += ou_path(u, phi_c)[:, None]
     dev[:, 0, :2] = 0.0  # BTC's unit loadings stay put
     loadings = _regime_loadings(cfg, ap)[regime] + dev  # (T, N, D)
 
@@ -217,6 +243,10 @@ def simulate(cfg: SimConfig | None = None) -> SimResult:
     logvol = ou_path(rng_drv.standard_normal(n_bars) * cfg.mkt_logvol_sd * math.sqrt(1 - phi_h**2), phi_h)
     vols = np.stack([driver_vols(rp) for rp in cfg.regimes])[regime] * math.sqrt(dt)  # (T, D)
     vols[:, 0] *= np.exp(logvol)
+    if cfg.btc_spec_logvol_sd > 0:  # BTC-specific vol clusters on its own: alt betas to BTC move together
+        vols[:, 1] *= _logvol_multiplier(
+            rng_vol, (n_bars,), cfg.btc_spec_logvol_sd, _phi(cfg.btc_spec_logvol_halflife_days, dt)
+        )
     chol = np.stack([np.linalg.cholesky(correlation_matrix(rp)) for rp in cfg.regimes])
     z = rng_drv.standard_normal((n_bars, d))
     shocks = vols * np.einsum("tij,tj->ti", chol[regime], z)
@@ -228,6 +258,10 @@ def simulate(cfg: SimConfig | None = None) -> SimResult:
     idio_sd = (
         ap.idio[None, :] * np.array([rp.idio_mult for rp in cfg.regimes])[regime][:, None] * math.sqrt(dt)
     )
+    if cfg.idio_logvol_sd > 0:  # each asset's idiosyncratic vol clusters (one-coin manias and crashes)
+        idio_sd = idio_sd * _logvol_multiplier(
+            rng_vol, (n_bars, n), cfg.idio_logvol_sd, _phi(cfg.idio_logvol_halflife_days, dt)
+        )
     df = cfg.idio_df
     eps = rng_idio.standard_t(df, (n_bars, n)) / math.sqrt(df / (df - 2.0))
     returns = np.einsum("tnd,td->tn", loadings, g) + idio_sd * eps

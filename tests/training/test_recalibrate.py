@@ -26,7 +26,7 @@ def market(tmp_path_factory):
     from adaptive_beta.models.features.compute import compute_features
     from adaptive_beta.models.features.spec import FeatureSpec
     from adaptive_beta.models.features.targets import forward_betas, regime_labels
-    from adaptive_beta.models.sim.config import SimConfig, default_regimes
+    from adaptive_beta.models.sim.config import SimConfig, legacy_regimes
     from adaptive_beta.models.sim.simulator import simulate
     from adaptive_beta.models.sim.write import write_simulation
     from adaptive_beta.training.export import export_bundle
@@ -34,13 +34,19 @@ def market(tmp_path_factory):
     from adaptive_beta.training.model_config import ModelConfig
 
     torch.set_num_threads(1)
-    calm, volatile, crash = default_regimes()
+    # the legacy simulator: this seed's regime path (calm, then a crash at bar 469) and its stable
+    # calm betas are the scenario the monitoring policy is tested on
+    calm, volatile, crash = legacy_regimes()
     regimes = (
         dataclasses.replace(calm, exit_probs=(0.0, 0.0, 1.0)),
         volatile,
         dataclasses.replace(crash, duration_days=60.0),
     )
-    sim = simulate(SimConfig(seed=157, n_assets=5, days=600, initial_regime="calm", regimes=regimes))
+    sim = simulate(
+        SimConfig.from_preset(
+            "legacy", seed=157, n_assets=5, days=600, initial_regime="calm", regimes=regimes
+        )
+    )
     data = write_simulation(sim, tmp_path_factory.mktemp("sim") / "market")
     panel = load_dataset(data)
     spec = FeatureSpec(

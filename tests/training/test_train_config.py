@@ -26,3 +26,21 @@ def test_unknown_key_and_bad_duration_name_the_field(tmp_path):
         load_train_config(bad)
     with pytest.raises(DataError, match="not found"):
         load_train_config(tmp_path / "missing.toml")
+
+
+def test_sim_preset_is_checked_and_names_the_cached_folder(tmp_path):
+    from typing import get_args
+
+    from adaptive_beta.models.sim.config import PRESETS
+    from adaptive_beta.training.pipeline import default_sim_dir
+    from adaptive_beta.training.train_config import SimPreset, TrainConfig
+
+    assert get_args(SimPreset) == PRESETS and TrainConfig().sim.preset == "calibrated"
+    assert str(default_sim_dir(TrainConfig())) == str(Path("data") / "sim-calibrated-seed7-12a-1460d-1d")
+    cfg_file = tmp_path / "legacy.toml"
+    cfg_file.write_text('[sim]\npreset = "legacy"\nseed = 3\n')
+    cfg = load_train_config(cfg_file)
+    assert str(default_sim_dir(cfg)) == str(Path("data") / "sim-legacy-seed3-12a-1460d-1d")
+    cfg_file.write_text('[sim]\npreset = "old"\n')
+    with pytest.raises(DataError, match="sim.preset"):
+        load_train_config(cfg_file)

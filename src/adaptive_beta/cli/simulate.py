@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from adaptive_beta.models.sim.config import SUPPORTED_FREQS
+from adaptive_beta.models.sim.config import PRESETS, SUPPORTED_FREQS
 
 
 def simulate(
@@ -16,6 +16,12 @@ def simulate(
     assets: int = typer.Option(12, "--assets", help="Number of perps (BTCUSDT first; at least 2)."),
     days: int = typer.Option(1460, "--days", help="Length of the sample in days."),
     freq: str = typer.Option("1d", "--freq", help="Bar length: 1d, 8h or 1h."),
+    preset: str = typer.Option(
+        "calibrated",
+        "--preset",
+        help="Dynamics: 'calibrated' (default; betas and vols move like the real perps') or 'legacy'"
+        " (the simulator before the calibration, file for file).",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out folder."),
 ) -> None:
     """Simulate a regime-switching crypto perps market with known true betas and write it to --out."""
@@ -29,6 +35,10 @@ def simulate(
         raise typer.BadParameter(
             f"unknown bar length {freq!r}; use one of {', '.join(SUPPORTED_FREQS)}", param_hint="--freq"
         )
+    if preset not in PRESETS:
+        raise typer.BadParameter(
+            f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}", param_hint="--preset"
+        )
     if out.exists() and not out.is_dir():
         raise typer.BadParameter(f"{out} exists and is not a folder", param_hint="--out")
     if out.is_dir() and any(out.iterdir()) and not force:
@@ -41,9 +51,9 @@ def simulate(
     from adaptive_beta.models.sim.simulator import simulate as run_simulation
     from adaptive_beta.models.sim.write import write_simulation
 
-    cfg = SimConfig(seed=seed, n_assets=assets, days=days, freq=freq)
+    cfg = SimConfig.from_preset(preset, seed=seed, n_assets=assets, days=days, freq=freq)
     t0 = time.perf_counter()
-    typer.echo(f"simulating {assets} assets x {cfg.n_bars} bars of {freq} (seed {seed}) ...")
+    typer.echo(f"simulating {assets} assets x {cfg.n_bars} bars of {freq} (seed {seed}, preset {preset}) ...")
     result = run_simulation(cfg)
     write_simulation(result, out, force=force)
     elapsed = time.perf_counter() - t0
