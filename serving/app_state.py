@@ -5,7 +5,7 @@ Kept apart from `service.py` so the logic is plain Python (testable, reusable by
 torch-free: only numpy, pandas, onnxruntime and the torch-free `models` modules are imported.
 
 Every request goes: pydantic shape checks (schemas.py) -> `check_against_model` (history length,
-gaps, required series) -> `build_panel` (models/data/schema.py, same as the loaders) -> `make_inputs`
+gaps, required series) -> `panel_from_observations` (models/data/, as training) -> `make_inputs`
 (models/bundle/inference.py: the training feature pipeline) -> ONNX Runtime -> audit append -> response.
 A problem with the request is a `RequestError` (422, names the field); a problem with the audit
 log is `AuditUnavailable` (503, no forecast is returned).
@@ -32,13 +32,10 @@ from adaptive_beta.models.bundle.shapley import (
 )
 from adaptive_beta.models.data.schema import (
     DataError,
-    FactorSeries,
-    build_panel,
     find_btc,
     infer_category,
     is_bar_series,
 )
-from adaptive_beta.models.features.spec import feature_spec_hash
 from adaptive_beta.models.portfolio.hedge import hedge_overlay
 from adaptive_beta.serving.schemas import (
     ExplainRequest,
@@ -50,7 +47,6 @@ from adaptive_beta.serving.schemas import (
     request_sha256,
 )
 
-_EXTRAS = ("volume", "funding_rate", "open_interest")  # optional bar fields, NaN where not sent
 MAX_ROWS_PER_CALL = 2048  # coalition rows per ORT call (bounds memory: rows x lookback x features)
 MAX_FEATURES_SHOWN = 10  # per detailed group, largest |contribution| first
 AUDIT_CLOSES = 120  # closes per asset kept in the audit entry's inputs summary (bounds record size)
@@ -128,17 +124,14 @@ class AppState:
         audit = AuditLog(audit_url)
         meta = bundle.meta
         groups: dict[str, list[int]] = {}
-        fg = meta.get("feature_groups") or {}
         for i, col in enumerate(bundle.feature_columns):
-            groups.setdefault(str(fg.get(col, "other")), []).append(i)
+            groups.setdefault(meta.feature_groups[col], []).append(i)
         return cls(
             bundle=bundle,
             predictor=predictor,
             audit=audit,
-            model_name=str(meta.get("model_name") or meta.get("name") or "adaptive-beta"),
-            model_version=str(
-                version or meta.get("model_version") or meta.get("version") or bundle.sha256[:12]
-            ),
+            model_name=meta.model_name,
+            model_version=str(version or meta.model_version or bundle.sha256[:12]),
             alias=alias,
             groups=groups,
         )
@@ -169,7 +162,7 @@ class AppState:
         series = {}
         days = pd.date_range(idx[0].normalize() - pd.Timedelta("7D"), idx[-1].normalize(), freq="1D")
         for name in self.required.get("series", []):
-            if is_bar_series(name, self.bundle.meta["benchmarks"]):
+            if self.bundle.meta.inputs[name].kind == "bar":
                 closes = walk(1.0, 0.002)
                 series[name] = [
                     {"timestamp": t, "close": float(c)} for t, c in zip(stamps, closes, strict=True)
@@ -216,16 +209,15 @@ class AppState:
     def freq(self) -> pd.Timedelta:
         from adaptive_beta.models.durations import parse_duration
 
-        return parse_duration(self.bundle.meta["freq"])
+        return parse_duration(self.bundle.meta.freq)
 
     @property
     def required(self) -> dict:
-        return dict(self.bundle.meta["required_history"])
+        return self.bundle.meta.required_history.model_dump()
 
     @property
     def feature_spec_hash(self) -> str:
-        meta_hash = self.bundle.meta.get("feature_spec_hash")
-        return str(meta_hash) if meta_hash else feature_spec_hash(self.bundle.spec)
+        return self.bundle.meta.feature_spec_hash  # load_bundle checked it equals the spec's hash
 
     def model_info(self) -> dict:
         return {
@@ -242,52 +234,49 @@ class AppState:
             **self.model_info(),
             "alias": self.alias,
             "model_card": self.bundle.model_card,
-            "training_period": meta.get("training_period"),
-            "benchmarks": list(meta["benchmarks"]),
-            "regimes": list(meta["regimes"]),
-            "interval_level": meta.get("interval_level", 0.9),
+            "training_period": meta.training_period.model_dump(),
+            "benchmarks": list(meta.benchmarks),
+            "regimes": list(meta.regimes),
+            "interval_level": meta.interval_level,
             "feature_groups": list(self.groups),
             "required_history": {
-                "frequency": req.get("frequency", meta["freq"]),
+                "frequency": req["frequency"],
                 "min_periods": int(req["min_periods"]),
-                "series": list(req.get("series", [])),
+                "series": list(req["series"]),
             },
             "explanation_baseline": BASELINE_DOC,
-            "metrics": meta.get("metrics", {}),
+            "metrics": meta.metrics,
         }
 
     # ---------------------------------------------------------------- request -> model inputs
     def panel_from_request(self, req: ForecastRequest):
-        """The request's Panel: numpy fast path (serving/panel_fast.py, equal to build_panel by
-        test) when the request has the usual shape, else `build_panel` (`_panel_slow`)."""
-        from adaptive_beta.serving.panel_fast import panel_from_request as fast
+        """The request's Panel, built by the data layer as training built its panel: each series
+        the model knows is a bar series or a factor published by its training calendar and lag
+        (bundle meta `inputs`), factors are as-of joined with the bundle's `max_staleness`
+        (`adaptive_beta.models.data.panel_columns.panel_from_observations`)."""
+        from adaptive_beta.models.data.panel_columns import panel_from_observations
+        from adaptive_beta.models.data.publication import default_calendar
 
-        bench_names = set(self.bundle.meta["benchmarks"])
-        btc = find_btc(self.bundle.meta["benchmarks"])
-        panel = fast(req, bench_names, self.freq, btc)
-        return panel if panel is not None else self._panel_slow(req)
-
-    def _panel_slow(self, req: ForecastRequest):
-        bench_names = set(self.bundle.meta["benchmarks"])
+        meta = self.bundle.meta
         assets = {}
         for a in req.assets:
             cols = history_columns(a)  # numpy columns built once while the request was validated
-            frame = pd.DataFrame(
-                {"close": cols.close, **{k: cols.extras.get(k, _nan_like(cols.close)) for k in _EXTRAS}},
-                index=_us_index(cols.us),
-            )
-            assets[a.symbol] = frame
-        benchmarks, factors = {}, {}
+            assets[a.symbol] = (cols.us, {"close": cols.close, **cols.extras})
+        bars, factors = {}, {}
         for name, pts in req.series.items():
             cols = history_columns(pts)
-            values = pd.Series(cols.close, index=_us_index(cols.us), dtype=float)
-            if is_bar_series(name, bench_names):
-                benchmarks[name] = values
-            else:
-                factors[name] = FactorSeries(_publication_times(values), category=infer_category(name))
-        btc = find_btc(self.bundle.meta["benchmarks"])
+            known = meta.inputs.get(name)
+            if known is not None and known.kind == "factor":
+                factors[name] = (cols.us, cols.close, known.category, known.calendar, known.lag)
+            elif known is not None or is_bar_series(name, meta.benchmarks):
+                bars[name] = (cols.us, cols.close)
+            else:  # a series the model does not use: the loaders' default rule
+                category = infer_category(name)
+                date_only = bool(len(cols.us)) and bool((cols.us % 86_400_000_000 == 0).all())
+                factors[name] = (cols.us, cols.close, category, default_calendar(category, date_only), None)
+        btc = find_btc(meta.benchmarks)
         try:
-            return build_panel(assets, factors, freq=self.freq, btc_symbol=btc, benchmark_series=benchmarks)
+            return panel_from_observations(assets, bars, factors, self.freq, btc, meta.max_staleness)
         except DataError as exc:
             raise RequestError(str(exc), "assets") from exc
 
@@ -303,7 +292,7 @@ class AppState:
             self.freq,
             int(self.required["min_periods"]),
             list(self.required.get("series", [])),
-            benchmarks=self.bundle.meta["benchmarks"],
+            benchmarks=self.bundle.meta.benchmarks,
         )
         panel = self.panel_from_request(req)
         try:
@@ -422,7 +411,7 @@ class AppState:
                 "model_name": self.model_name,
                 "model_version": self.model_version,
                 "bundle_sha256": self.bundle.sha256,
-                "run_id": self.bundle.meta.get("run_id"),
+                "run_id": self.bundle.meta.run_id,
                 "feature_spec_hash": self.feature_spec_hash,
                 "input_sha256": request_sha256(req),
                 "features": {
@@ -459,8 +448,8 @@ class AppState:
         request_id = self.new_request_id()
         inputs, out = self._forecast_core(req)
         phi, base, full = self.shapley(inputs.x)
-        benches = list(self.bundle.meta["benchmarks"])
-        regimes = list(self.bundle.meta["regimes"])
+        benches = list(self.bundle.meta.benchmarks)
+        regimes = list(self.bundle.meta.regimes)
         names = list(self.groups)
         forecasts = []
         for i, sym in enumerate(inputs.symbols):
@@ -505,7 +494,7 @@ class AppState:
         request_id = self.new_request_id()
         inputs, out = self._forecast_core(req)
         phi, base, full = self.shapley(inputs.x)
-        benches = list(self.bundle.meta["benchmarks"])
+        benches = list(self.bundle.meta.benchmarks)
         names = list(self.groups)
         means = baseline_from_means(self._means(), lookback=inputs.x.shape[1])
         explanations = []
@@ -557,7 +546,7 @@ class AppState:
 
     def hedge(self, req: HedgeRequest, caller: str) -> dict:
         request_id = self.new_request_id()
-        benches = list(self.bundle.meta["benchmarks"])
+        benches = list(self.bundle.meta.benchmarks)
         for b in req.target:
             if b not in benches:
                 raise RequestError(
@@ -649,24 +638,3 @@ def _utc_index(stamps: list) -> pd.DatetimeIndex:
 def _iso_utc(d: datetime) -> str:
     """A request datetime as UTC ISO 8601 (naive = UTC, as everywhere in the service)."""
     return (d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)).isoformat()
-
-
-def _us_index(us: np.ndarray) -> pd.DatetimeIndex:
-    """int64 microseconds since the epoch -> UTC DatetimeIndex[us]; the same index as `_utc_index`."""
-    return pd.DatetimeIndex(us.astype("datetime64[us]")).tz_localize("UTC")
-
-
-def _nan_like(a: np.ndarray) -> np.ndarray:
-    return np.full(a.shape, np.nan)
-
-
-def _publication_times(values: pd.Series) -> pd.Series:
-    """Date-only factor points (all at 00:00 UTC) -> that date's close, published 16:00 America/New_York."""
-    idx = values.index
-    utc = idx.tz_convert(None).to_numpy()
-    days = utc.astype("datetime64[D]")
-    if len(idx) and (utc == days).all():  # numpy, not DatetimeIndex.normalize (which infers a freq)
-        local = pd.DatetimeIndex(days.astype(utc.dtype)).tz_localize("America/New_York")
-        values = values.copy()
-        values.index = (local + pd.Timedelta(hours=16)).tz_convert(UTC)
-    return values

@@ -209,7 +209,7 @@ def _model_forecasts(state, panel, rows, benches: list[str], syms: list[str]) ->
     The model is the expensive part, so the window count is capped (MAX_MODEL_WINDOWS) before
     it runs; a note says when the backtest overlaps the model's own training period.
     """
-    from adaptive_beta.models.portfolio.forecasts import bundle_forecasts, training_end
+    from adaptive_beta.models.portfolio.forecasts import bundle_forecasts
 
     if len(rows) * len(panel.symbols) > MAX_MODEL_WINDOWS:
         raise RequestError(
@@ -232,7 +232,7 @@ def _model_forecasts(state, panel, rows, benches: list[str], syms: list[str]) ->
             "include_model",
         )
     notes: list[str] = []
-    after = training_end(state.bundle.meta)
+    after = state.bundle.meta.training_end()
     if after is not None and panel.index[int(np.argmax(ok))] <= after:
         notes.append(
             f"model: the backtest overlaps the model's training/validation period (ends {after:%Y-%m-%d}); "
@@ -312,7 +312,7 @@ def backtest(state, req: BacktestRequest, caller: str) -> dict:
     inputs, panel = _audit_inputs(state, req, req.include_model)
     if panel is None:  # the model could not read the request: build the panel for the baselines
         panel = state.panel_from_request(req)
-    benches = _request_benchmarks(req, panel, list(state.bundle.meta["benchmarks"]))
+    benches = _request_benchmarks(req, panel, list(state.bundle.meta.benchmarks))
     returns, bench_returns = panel.returns(), panel.benchmark_returns()
     forecasts = baseline_forecasts(
         returns, bench_returns, panel.factor_returns(), panel.freq, baseline_config_for(names)

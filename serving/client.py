@@ -141,15 +141,12 @@ def _points(series: pd.Series, date_only: bool = False) -> list[dict]:
     return [{"timestamp": t.isoformat(), "close": float(v)} for t, v in s.items()]
 
 
-def raw_factor_series(data_dir: str | Path) -> dict[str, pd.Series]:
-    """Factor closes as published (date -> close) from a convention folder's `factors/` files."""
-    out = {}
-    for f in sorted(Path(data_dir, "factors").glob("*.csv")):
-        df = pd.read_csv(f)
-        date_col = next(c for c in df.columns if c.lower() in ("date", "timestamp", "datetime"))
-        close_col = next(c for c in df.columns if c.lower() in ("close", "value", "price", "adj close"))
-        out[f.stem] = pd.Series(df[close_col].to_numpy(float), index=pd.to_datetime(df[date_col]))
-    return out
+def raw_factor_series(data: str | Path) -> dict[str, pd.Series]:
+    """Factor values as observed (date -> close, UTC; the loader's readers and transforms) of a
+    dataset folder or manifest: what a client sends; the service publishes them by the model's rule."""
+    from adaptive_beta.models.data.loaders import factor_observations
+
+    return {name: fs.values for name, fs in factor_observations(data).items()}
 
 
 def forecast_request(
@@ -163,7 +160,8 @@ def forecast_request(
     """A /forecast body with exactly the history `required` (`GET /model`'s required_history) asks for.
 
     Asset histories and benchmark series are the panel's last `min_periods` bars up to `end`;
-    factor series are the raw published closes over the same span (plus a week, for staleness).
+    factor series are the raw observations (`raw_factor_series`) made before the last bar's
+    close, from a week before the first bar (for staleness).
     """
     n = int(required["min_periods"]) + extra_periods
     idx = panel.index if end is None else panel.index[panel.index <= end]
@@ -184,14 +182,16 @@ def forecast_request(
                 row["open_interest"] = float(oi)
             hist.append(row)
         body["assets"].append({"symbol": sym, "history": hist})
-    start = window[0] - pd.Timedelta("7D")
+    start, close = window[0] - pd.Timedelta("7D"), window[-1] + panel.freq
     for name in required.get("series", []):
         if name in panel.benchmarks.columns:
             body["series"][name] = _points(panel.benchmarks[name].reindex(window))
         elif raw_factors and name in raw_factors:
             s = raw_factors[name]
-            s = s[(s.index >= start.tz_localize(None)) & (s.index <= window[-1].tz_localize(None))]
-            body["series"][name] = _points(s, date_only=True)
+            idx = pd.DatetimeIndex(s.index)
+            idx = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
+            dates = bool(len(idx)) and bool((idx == idx.normalize()).all())  # daily closes go as dates
+            body["series"][name] = _points(s[(idx >= start) & (idx < close)], date_only=dates)
         elif name in panel.close.columns:
             body["series"][name] = _points(panel.close[name].reindex(window))
         else:
@@ -213,7 +213,7 @@ def required_history_of(model: str | None = None, url: str | None = None, key: s
     from adaptive_beta.models.bundle.folder import load_bundle
     from adaptive_beta.models.bundle.resolve import resolve_bundle
 
-    return dict(load_bundle(resolve_bundle(model)).meta["required_history"])
+    return load_bundle(resolve_bundle(model)).meta.required_history.model_dump()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.end:
         end = pd.Timestamp(args.end)
         end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
-    factors = raw_factor_series(args.data) if Path(args.data).is_dir() else None
+    factors = raw_factor_series(args.data)
     body = forecast_request(panel, required, symbols, factors, end=end)
     Path(args.out).write_text(json.dumps(body))
     n = len(body["assets"][0]["history"]) if body["assets"] else 0

@@ -169,5 +169,5 @@ def monitor(state, params) -> dict:
     body = report.to_dict()
     body["model"] = {**body["model"], **state.model_info()}
     body["alert"] = bool(report.alerts)
-    body["reference"] = os.environ.get(REFERENCE_ENV) or f"rebuilt from {bundle.meta.get('data_source')}"
+    body["reference"] = os.environ.get(REFERENCE_ENV) or f"rebuilt from {bundle.meta.data_source}"
     return body

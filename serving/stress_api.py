@@ -200,7 +200,7 @@ def stress(state, req: StressRequest, caller: str) -> dict:
     from adaptive_beta.models.portfolio.stress import run_scenarios
 
     request_id = state.new_request_id()
-    benches = list(state.bundle.meta["benchmarks"])
+    benches = list(state.bundle.meta.benchmarks)
     _check_book(req, benches)
     scenarios, given = _request_scenarios(req)
     instruments = _instruments(req, benches)

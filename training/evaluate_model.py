@@ -20,7 +20,7 @@ def model_forecasts(panel, bundle, features=None) -> tuple[pd.DataFrame, list[st
     feature columns this dataset cannot produce: fed as the training mean)."""
     from adaptive_beta.models.bundle.inference import predict_every_bar
 
-    missing = [b for b in bundle.meta["benchmarks"] if b not in panel.benchmark_names]
+    missing = [b for b in bundle.benchmarks if b not in panel.benchmark_names]
     if missing:
         raise DataError(
             f"dataset lacks benchmark(s) {missing} the model forecasts (it has {panel.benchmark_names})"
@@ -69,11 +69,11 @@ def evaluate_model(
             f"no evaluation period: the model's first window ({first}) is after the last realised target ({last})"
         )
     fold = Fold(0, first, last, None, None, first, last)
-    name = f"{bundle.meta.get('model_name', 'adaptive-beta')}:{bundle.meta.get('model_version', bundle.sha256[:12])}"
+    name = f"{bundle.meta.model_name}:{bundle.meta.model_version or bundle.sha256[:12]}"
     forecasts = dict(
         baseline_forecasts(panel.returns(), panel.benchmark_returns(), panel.factor_returns(), panel.freq)
     )
-    forecasts[name] = preds[list(bundle.meta["benchmarks"])]
+    forecasts[name] = preds[list(bundle.benchmarks)]
     kinds = {k: "baseline" for k in forecasts} | {name: "model"}
     truth = true_forward_betas(panel, horizon) if "truth_betas" in panel.meta else None
     card = score_forecasts(
@@ -99,7 +99,7 @@ def evaluate_model(
         & (preds.index.get_level_values("timestamp") <= last)
     ]
     card.records += _coverage_records(
-        in_period, targets, list(bundle.meta["benchmarks"]), "pooled", name, card.samples
+        in_period, targets, list(bundle.benchmarks), "pooled", name, card.samples
     )
     card.meta.update(
         {

@@ -23,12 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from adaptive_beta.models.bundle.folder import REQUIRED_FILES, load_bundle, write_manifest
+from adaptive_beta.models.bundle.meta import SCHEMA_VERSION, BundleMeta, InputSeries
+from adaptive_beta.models.data.schema import REGIME_NAMES
 from adaptive_beta.models.durations import parse_duration, to_periods
 from adaptive_beta.models.features.spec import feature_spec_hash
 from adaptive_beta.models.features.windows import window_span
 
 PARITY_ATOL = 1e-5
-DEFAULT_REGIMES = ("calm", "volatile", "crash")
 OPSET = 18
 
 
@@ -37,13 +38,7 @@ class ExportParityError(RuntimeError):
 
 
 def _regime_names(n: int) -> list[str]:
-    try:
-        from adaptive_beta.models.features.targets import REGIME_NAMES
-
-        names = list(REGIME_NAMES)
-    except ImportError:
-        names = list(DEFAULT_REGIMES)
-    return names if len(names) == n else [f"regime_{i}" for i in range(n)]
+    return list(REGIME_NAMES) if len(REGIME_NAMES) == n else [f"regime_{i}" for i in range(n)]
 
 
 def _durations_in(obj) -> list[str]:
@@ -91,10 +86,6 @@ def warmup_bars(spec, freq) -> int:
     durations = _durations_in(spec_dict)
     longest = max((to_periods(d, freq) for d in durations), default=0)
     return longest + 1
-
-
-def _spec_dict(spec) -> dict:
-    return spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
 
 
 def _export_onnx(net, n_features: int, steps: int, path: Path) -> None:
@@ -221,70 +212,90 @@ def _write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default, allow_nan=True) + "\n")
 
 
+def _period(rng) -> dict:
+    start, end = (None if v in (None, "None") else str(v) for v in rng)
+    return {"start": start, "end": end}
+
+
+def bundle_meta(fit, spec, meta: dict, parity: float) -> BundleMeta:
+    """The typed meta.json of `fit`: geometry and calibration from the fit, `meta` on top.
+
+    meta: BundleMeta fields the fit does not know; `inputs` (the factor series with their
+    calendars and lags, see `adaptive_beta.models.bundle.meta.bundle_inputs`) and
+    `max_staleness` are required; the benchmarks are added as bar series.  An unknown key is
+    an error (pydantic), never a silent extra.
+    """
+    meta = dict(meta)
+    freq = fit.freq
+    warm = warmup_bars(spec, freq)
+    span = window_span(fit.lookback_bars, fit.stride)
+    bars = {b: InputSeries(kind="bar", category="crypto_benchmark") for b in fit.benchmarks}
+    inputs = {**bars, **{k: v for k, v in dict(meta.pop("inputs")).items() if k not in bars}}
+    metrics = {**fit.metrics, **dict(meta.pop("metrics", {}) or {})}
+    body = {
+        "schema_version": SCHEMA_VERSION,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "arch": fit.cfg.arch,
+        "benchmarks": list(fit.benchmarks),
+        "regimes": _regime_names(fit.cfg.n_regimes),
+        "interval_level": fit.cfg.interval_level,
+        "calib_scale": [float(v) for v in fit.calib_scale],
+        "inputs": inputs,
+        "feature_columns": list(fit.feature_columns),
+        "feature_groups": {c: fit.groups.get(c, "other") for c in fit.feature_columns},
+        "base_columns": dict(fit.base_columns),
+        "feature_spec_hash": feature_spec_hash(spec),
+        "lookback": fit.cfg.lookback,
+        "lookback_bars": int(fit.lookback_bars),
+        "stride": int(fit.stride),
+        "steps": int(fit.steps),
+        "freq": freq,
+        "required_history": {
+            "frequency": freq,
+            "min_periods": int(warm + span),
+            "feature_warmup_bars": int(warm),
+            "window_bars": int(span),
+            "series": list(inputs),
+        },
+        "training_period": _period(fit.train_range),
+        "validation_period": _period(fit.val_range),
+        "n_train_windows": int(fit.n_train),
+        "n_val_windows": int(fit.n_val),
+        "best_epoch": int(fit.best_epoch),
+        "history": json.loads(json.dumps(fit.history, default=_json_default)),
+        "fit_config": fit.cfg.model_dump(mode="json"),
+        "metrics": json.loads(json.dumps(metrics, default=_json_default)),
+        "onnx": {"opset": OPSET, "input": "x", "outputs": ["beta", "beta_lo", "beta_hi", "regime_prob"]},
+        "parity_max_abs_diff": parity,
+    }
+    body.update(meta)
+    return BundleMeta.model_validate(body)
+
+
 def export_bundle(
-    fit, spec, meta: dict | None, out_dir: str | Path, model_card: str, overwrite: bool = False
+    fit, spec, meta: dict, out_dir: str | Path, model_card: str, overwrite: bool = False
 ) -> Path:
     """Write the bundle for `fit` into `out_dir` and return its path (verified by `load_bundle`).
 
-    spec: the `FeatureSpec` the features were computed with.  meta: extra metadata merged into
-    meta.json (e.g. model name, run_id, data fingerprint, "metrics", "factor_names": the factor
-    series a request must carry).  Raises ExportParityError if ORT and torch disagree.
+    spec: the `FeatureSpec` the features were computed with.  meta: `BundleMeta` fields merged
+    into meta.json (`bundle_meta`): `inputs` and `max_staleness` are required (from the training
+    panel: `bundle_inputs(panel)`), plus e.g. model_name, run_id, training_period, metrics.
+    Raises ExportParityError if ORT and torch disagree, pydantic's ValidationError for a bad meta.
     """
-    meta = dict(meta or {})
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(f"bundle folder {out} is not empty; pass overwrite=True to replace it")
         shutil.rmtree(out)
-    freq = fit.freq
-    warm = warmup_bars(spec, freq)
-    span = window_span(fit.lookback_bars, fit.stride)
-    factor_names = list(meta.pop("factor_names", []) or getattr(spec, "factors", None) or [])
-    series = list(dict.fromkeys([*fit.benchmarks, *factor_names]))
-    metrics = {**fit.metrics, **dict(meta.pop("metrics", {}) or {})}
+    bundle_meta(fit, spec, meta, 0.0)  # a bad meta fails before the slow export
     with tempfile.TemporaryDirectory(prefix="abeta-export-") as tmp:
         stage = Path(tmp) / "bundle"
         stage.mkdir()
         onnx_path = stage / "model.onnx"
         _export_onnx(fit.net, len(fit.feature_columns), fit.steps, onnx_path)
         worst = parity_check(fit.net, onnx_path, parity_windows(fit))
-        body = {
-            "format": "adaptive-beta-bundle/1",
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "arch": fit.cfg.arch,
-            "benchmarks": list(fit.benchmarks),
-            "regimes": _regime_names(fit.cfg.n_regimes),
-            "feature_columns": list(fit.feature_columns),
-            "feature_groups": {c: fit.groups.get(c, "other") for c in fit.feature_columns},
-            "base_columns": dict(fit.base_columns),
-            "lookback": fit.cfg.lookback,
-            "lookback_bars": int(fit.lookback_bars),
-            "stride": int(fit.stride),
-            "steps": int(fit.steps),
-            "freq": freq,
-            "required_history": {
-                "frequency": freq,
-                "min_periods": int(warm + span),
-                "feature_warmup_bars": int(warm),
-                "window_bars": int(span),
-                "series": series,
-            },
-            "interval_level": fit.cfg.interval_level,
-            "calib_scale": [float(v) for v in fit.calib_scale],
-            "training_period": {"train": list(fit.train_range), "val": list(fit.val_range)},
-            "n_train_windows": int(fit.n_train),
-            "n_val_windows": int(fit.n_val),
-            "best_epoch": int(fit.best_epoch),
-            "history": fit.history,
-            "model_config": fit.cfg.model_dump(),
-            "feature_spec_hash": feature_spec_hash(spec),
-            "metrics": metrics,
-            "onnx": {"opset": OPSET, "input": "x", "outputs": ["beta", "beta_lo", "beta_hi", "regime_prob"]},
-            "parity_max_abs_diff": worst,
-        }
-        body.update(meta)
-        _write_json(stage / "meta.json", body)
-        _write_json(stage / "feature_spec.json", _spec_dict(spec))
+        (stage / "meta.json").write_text(bundle_meta(fit, spec, meta, worst).to_json())
+        _write_json(stage / "feature_spec.json", spec.to_dict())
         _write_json(
             stage / "normalization.json",
             {

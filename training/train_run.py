@@ -148,6 +148,7 @@ def train(cfg: TrainConfig, panel=None, scorecard_out: str | Path | None = None)
     """The whole `abeta train` job; returns run id, scorecard, bundle path and registry outcome."""
     import mlflow
 
+    from adaptive_beta.models.bundle.meta import bundle_inputs
     from adaptive_beta.training import tracking
     from adaptive_beta.training.attributions import integrated_gradients_by_group
     from adaptive_beta.training.export import export_bundle
@@ -210,15 +211,12 @@ def train(cfg: TrainConfig, panel=None, scorecard_out: str | Path | None = None)
     text = model_card(cfg, prep, card, head, fit, attributions)
     meta = {
         "model_name": cfg.model_name,
-        "architecture": cfg.model.arch,
         "horizon": cfg.horizon,
         "regime_horizon": cfg.regime_horizon,
         "data_fingerprint": prep.panel.fingerprint(),
         "data_source": prep.data_path,
-        "training_period": [str(prep.panel.index[0]), str(train_rng[1])],
-        "factor_names": prep.panel.factor_names,
-        "factor_categories": prep.panel.factor_categories,
-        "btc_symbol": prep.panel.meta.get("btc_symbol"),
+        "training_period": {"start": str(prep.panel.index[0]), "end": str(train_rng[1])},
+        **bundle_inputs(prep.panel),
         "metrics": {
             "model_mse": head.model_mse,
             "best_baseline_mse": head.best_baseline_mse,

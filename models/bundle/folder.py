@@ -13,10 +13,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from adaptive_beta.models.bundle.meta import BUNDLE_FORMAT, BundleMeta, BundleMetaError
 from adaptive_beta.models.data.schema import DataError
+from adaptive_beta.models.features.spec import FeatureSpec
 
 MANIFEST = "manifest.json"
-BUNDLE_FORMAT = "adaptive-beta-bundle/1"
 REQUIRED_FILES = ("model.onnx", "feature_spec.json", "normalization.json", "meta.json", "model_card.md")
 
 
@@ -44,23 +45,14 @@ def write_manifest(folder: Path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _load_spec(data: dict):
-    """`FeatureSpec.from_dict(data)`; the raw dict if the feature module is not importable."""
-    try:
-        from adaptive_beta.models.features.spec import FeatureSpec
-    except ImportError:  # feature pipeline absent (should not happen in a full install)
-        return data
-    return FeatureSpec.from_dict(data)
-
-
 @dataclass
 class Bundle:
-    """A verified bundle: paths, metadata and the feature spec (no torch, no ONNX session)."""
+    """A verified bundle: paths, the typed metadata and the feature spec (no torch, no ONNX session)."""
 
     path: Path
-    meta: dict
+    meta: BundleMeta
     normalization: dict
-    spec: object  # adaptive_beta.models.features.compute.FeatureSpec
+    spec: FeatureSpec
     model_card: str
     manifest: dict
     sha256: str  # sha256 of manifest.json: the bundle's identity in the audit log
@@ -72,11 +64,11 @@ class Bundle:
 
     @property
     def feature_columns(self) -> list[str]:
-        return list(self.meta["feature_columns"])
+        return list(self.meta.feature_columns)
 
     @property
     def benchmarks(self) -> list[str]:
-        return list(self.meta["benchmarks"])
+        return list(self.meta.benchmarks)
 
 
 def load_bundle(path: str | Path) -> Bundle:
@@ -113,23 +105,24 @@ def load_bundle(path: str | Path) -> Bundle:
         except ValueError as exc:
             raise BundleError(f"invalid JSON ({exc})", file=str(folder / name)) from exc
 
-    meta = read_json("meta.json")
-    for key in (
-        "feature_columns",
-        "benchmarks",
-        "regimes",
-        "lookback_bars",
-        "stride",
-        "freq",
-        "required_history",
-    ):
-        if key not in meta:
-            raise BundleError(f"meta.json lacks field {key!r}", file=str(folder / "meta.json"))
+    try:
+        meta = BundleMeta.from_json((folder / "meta.json").read_bytes())
+    except BundleMetaError as exc:
+        raise BundleError(str(exc), file=str(folder / "meta.json")) from exc
+    try:
+        spec = FeatureSpec.from_dict(read_json("feature_spec.json"))
+    except ValueError as exc:
+        raise BundleError(f"not a feature spec ({exc})", file=str(folder / "feature_spec.json")) from exc
+    if spec.hash() != meta.feature_spec_hash:
+        raise BundleError(
+            f"feature spec hash {spec.hash()[:12]}... differs from meta.json's {meta.feature_spec_hash[:12]}...",
+            file=str(folder / "feature_spec.json"),
+        )
     return Bundle(
         path=folder,
         meta=meta,
         normalization=read_json("normalization.json"),
-        spec=_load_spec(read_json("feature_spec.json")),
+        spec=spec,
         model_card=(folder / "model_card.md").read_text(),
         manifest=manifest,
         sha256=hashlib.sha256(raw).hexdigest(),

@@ -15,7 +15,7 @@ import pandas as pd
 
 from adaptive_beta.models.bundle.folder import Bundle
 from adaptive_beta.models.data.schema import DataError, Panel
-from adaptive_beta.models.features.windows import gather_windows, sample_index, window_ends, window_span
+from adaptive_beta.models.features.windows import gather_windows, sample_index, window_ends
 
 
 @dataclass
@@ -30,17 +30,17 @@ class ModelInputs:
 
 def check_history(panel: Panel, bundle: Bundle, symbols: list[str]) -> None:
     """Raise DataError if a required series is absent or an asset has fewer bars than the model needs."""
-    req = bundle.meta["required_history"]
-    need = int(req["min_periods"])
+    req = bundle.meta.required_history
+    need = req.min_periods
     have_series = set(panel.benchmark_names) | set(panel.factor_names)
-    missing = [s for s in req.get("series", []) if s not in have_series]
+    missing = [s for s in req.series if s not in have_series]
     if missing:
         raise DataError(
             f"request lacks series {missing} required by the model (it has {sorted(have_series)})"
         )
-    if panel.freq_label != bundle.meta["freq"]:
+    if panel.freq_label != bundle.meta.freq:
         raise DataError(
-            f"data frequency is {panel.freq_label} but the model was trained on {bundle.meta['freq']} bars"
+            f"data frequency is {panel.freq_label} but the model was trained on {bundle.meta.freq} bars"
         )
     for sym in symbols:
         close = panel.close[sym].to_numpy(dtype=float)
@@ -48,7 +48,7 @@ def check_history(panel: Panel, bundle: Bundle, symbols: list[str]) -> None:
         have = 0 if finite.size == 0 else len(close) - int(finite[0])
         if have < need:
             raise DataError(
-                f"asset {sym}: {have} bars of {bundle.meta['freq']} history, the model needs {need} "
+                f"asset {sym}: {have} bars of {bundle.meta.freq} history, the model needs {need} "
                 f"({need - have} missing)",
                 column=sym,
             )
@@ -71,10 +71,10 @@ def make_inputs(
     absent = [c for c in columns if c not in fa.arrays]
     if absent:
         raise DataError(f"feature pipeline did not produce column(s) {absent} the model expects")
-    base = [bundle.meta["base_columns"][b] for b in bundle.benchmarks]
+    base = [bundle.meta.base_columns[b] for b in bundle.benchmarks]
     try:
         x, as_of, ends, values = _latest_windows(
-            fa, columns, int(bundle.meta["lookback_bars"]), int(bundle.meta["stride"]), symbols, base
+            fa, columns, bundle.meta.lookback_bars, bundle.meta.stride, symbols, base
         )
     except ValueError as exc:
         raise DataError(str(exc)) from exc
@@ -144,10 +144,8 @@ def predict_every_bar(
     from adaptive_beta.models.features.windows import feature_cube
 
     meta = bundle.meta
-    if panel.freq_label != meta["freq"]:
-        raise DataError(
-            f"data frequency is {panel.freq_label} but the model was trained on {meta['freq']} bars"
-        )
+    if panel.freq_label != meta.freq:
+        raise DataError(f"data frequency is {panel.freq_label} but the model was trained on {meta.freq} bars")
     table = features if features is not None else compute_features(panel, bundle.spec)
     columns = list(bundle.feature_columns)
     absent = [c for c in columns if c not in table.frame.columns]
@@ -160,8 +158,7 @@ def predict_every_bar(
     if out_of_sample_after is not None:
         keep &= np.asarray(ts > out_of_sample_after)[:, None]
     if require_history:  # the service refuses an asset with less history than the bundle needs
-        span = window_span(int(meta["lookback_bars"]), int(meta["stride"]))
-        need = int(meta.get("required_history", {}).get("min_periods", span))
+        need = meta.required_history.min_periods
         close = panel.close.reindex(columns=syms).to_numpy(dtype=float)
         seen = np.cumsum(np.isfinite(close), axis=0) > 0
         keep &= np.cumsum(seen, axis=0) >= need  # bars since the first close, inclusive
@@ -173,14 +170,14 @@ def predict_every_bar(
             predictor = Predictor(bundle, intra_op_threads=1)
         return predictor.predict(x)
 
-    base = [columns.index(meta["base_columns"][b]) for b in bundle.benchmarks]
+    base = [columns.index(meta.base_columns[b]) for b in bundle.benchmarks]
     long = forecast_windows(
         cube,
         ts,
         syms,
         base,
-        int(meta["lookback_bars"]),
-        int(meta["stride"]),
+        meta.lookback_bars,
+        meta.stride,
         predict,
         bundle.benchmarks,
         keep=keep,

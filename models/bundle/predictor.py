@@ -32,7 +32,7 @@ class Predictor:
         )
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.n_features = len(bundle.meta["feature_columns"])
+        self.n_features = len(bundle.meta.feature_columns)
 
     def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """x: raw features [B, L, F] -> {"beta", "beta_lo", "beta_hi": [B, K], "regime_prob": [B, R]}."""

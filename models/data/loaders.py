@@ -169,7 +169,6 @@ def inspect_dataset(path: str | Path, **overrides) -> DatasetReport:
             "source": str(Path(path).resolve()),
             "manifest_sha256": res.digest,
             "dataset": manifest.name,
-            "factor_calendars": {s.name: s.detail for s in report.files if s.role == "factor"},
             **truth,
         }
         if weights is not None:
@@ -399,7 +398,31 @@ def _attach_perp_series(
 
 
 # --- factors -------------------------------------------------------------------------------------
+def factor_observations(path: str | Path, **overrides) -> dict[str, FactorSeries]:
+    """Each factor of a dataset as observed (indexed by its observation date or time, transforms
+    applied) with its category, calendar and lag: what a client sends the service, which then
+    publishes it by the bundle's rule exactly as `load_dataset` does.  Raises `DataError`."""
+    report = DatasetReport(source=str(path))
+    problems = Problems()
+    out = _factor_observations(_resolve(Path(path), overrides), problems, report)
+    problems.raise_if_any()
+    return out
+
+
 def _read_factors(res: _Resolved, problems: Problems, report: DatasetReport) -> dict[str, FactorSeries]:
+    """The factors indexed by publication time (`publication_times` of their calendar and lag)."""
+    out = {}
+    for name, obs in _factor_observations(res, problems, report).items():
+        pub = publication_times(obs.values.index, obs.calendar, parse_duration(obs.lag) if obs.lag else None)
+        out[name] = FactorSeries(
+            pd.Series(obs.values.to_numpy(), index=pub, name=name), obs.category, obs.calendar, obs.lag
+        )
+    return out
+
+
+def _factor_observations(
+    res: _Resolved, problems: Problems, report: DatasetReport
+) -> dict[str, FactorSeries]:
     from adaptive_beta.models.data.manifest import FactorSpec
 
     specs = list(res.manifest.factors)
@@ -442,9 +465,9 @@ def _read_factors(res: _Resolved, problems: Problems, report: DatasetReport) -> 
             continue
         category = spec.category or infer_category(spec.name)
         calendar = spec.calendar or default_calendar(category, table.date_only)
-        lag = parse_duration(spec.lag) if spec.lag else None
-        pub = publication_times(s.index, calendar, lag)
-        out[spec.name] = FactorSeries(pd.Series(s.to_numpy(), index=pub, name=spec.name), category)
+        out[spec.name] = FactorSeries(
+            pd.Series(s.to_numpy(), index=s.index, name=spec.name), category, calendar, spec.lag
+        )
         _summarise(summary, s.index)
         summary.detail = f"{category}, published {calendar}" + (f" + {spec.lag}" if spec.lag else "")
     return out

@@ -101,10 +101,15 @@ class FactorSeries:
 
     Loaders convert exchange-local daily closes to availability times (e.g. a US trading day
     D becomes D 16:00 America/New_York in UTC), so alignment is a plain as-of join.
+    `calendar` and `lag` record the publication rule that produced the index
+    (`adaptive_beta.models.data.publication`); a model bundle stores them so that serving
+    publishes a client's raw observations by the same rule (None: not known).
     """
 
     values: pd.Series
     category: str = "other"
+    calendar: str | None = None
+    lag: str | None = None
 
     def __post_init__(self) -> None:
         if self.category not in FACTOR_CATEGORIES:
@@ -309,6 +314,28 @@ def align_factor(
     return vals, stale
 
 
+def panel_meta(
+    meta: dict | None,
+    btc: str | None,
+    composite: str,
+    max_staleness: str | pd.Timedelta,
+    rules: Mapping[str, tuple[str | None, str | None]],
+) -> dict:
+    """A Panel's `meta`: the caller's, plus the BTC symbol, the composite rule, the factor
+    staleness limit and each factor's publication rule ({name: {"calendar", "lag"}}, where known)."""
+    m = dict(meta or {})
+    m.setdefault("btc_symbol", btc)
+    m.setdefault("composite", composite)
+    if not isinstance(max_staleness, str):
+        max_staleness = format_freq(pd.Timedelta(max_staleness))
+    m.setdefault("max_staleness", max_staleness)
+    m.setdefault(
+        "factor_publication",
+        {n: {"calendar": cal, "lag": lag} for n, (cal, lag) in rules.items() if cal is not None},
+    )
+    return m
+
+
 def build_panel(
     assets: Mapping[str, pd.DataFrame],
     factors: Mapping[str, FactorSeries] | None = None,
@@ -399,9 +426,8 @@ def build_panel(
         weights = composite_weights if composite == "cap" else None
         bench[COMPOSITE_NAME] = composite_index(close.pct_change(fill_method=None), weights)
     benchmarks = pd.DataFrame(bench, index=index)
-    m = dict(meta or {})
-    m.setdefault("btc_symbol", btc)
-    m.setdefault("composite", composite)
+    rules = {n: (fs.calendar, fs.lag) for n, fs in (factors or {}).items()}
+    m = panel_meta(meta, btc, composite, max_staleness, rules)
     return Panel(
         close=close,
         volume=volume,

@@ -70,26 +70,19 @@ class MonitorConfig(BaseModel):
 
 # ------------------------------------------------------------------------------- bundle facts
 def training_window(bundle) -> tuple[pd.Timestamp | None, pd.Timestamp]:
-    """(start, end) of the rows the bundle was fitted on, from meta `training_period`.
-
-    `abeta train` writes [first bar, last training bar]; a bare export writes
-    {"train": [start or None, end], "val": [...]}.
-    """
-    tp = bundle.meta.get("training_period")
-    if isinstance(tp, dict):
-        tp = tp.get("train")
-    if not isinstance(tp, list | tuple) or len(tp) != 2 or tp[1] in (None, "None"):
+    """(start, end) of the rows the bundle was fitted on (meta `training_period`; start None = open)."""
+    start, end = bundle.meta.training_period.bounds()
+    if end is None:
         raise DataError(
-            f"bundle meta.json has no usable training_period ({tp!r}); pass a saved --reference",
+            "bundle meta.json training_period has no end; pass a saved --reference",
             file=str(Path(bundle.path) / "meta.json"),
         )
-    start = None if tp[0] in (None, "None") else _utc(tp[0])
-    return start, _utc(tp[1])
+    return start, end
 
 
 def scorecard_rmse(bundle) -> dict[str, float]:
     """Per benchmark, the pooled walk-forward RMSE (sqrt of meta.metrics.model_mse), else validation RMSE."""
-    metrics = bundle.meta.get("metrics") or {}
+    metrics = bundle.meta.metrics
     mse = metrics.get("model_mse") or {}
     out = {}
     for b in bundle.benchmarks:
@@ -101,7 +94,7 @@ def scorecard_rmse(bundle) -> dict[str, float]:
 
 
 def feature_groups(bundle) -> dict[str, str]:
-    fg = bundle.meta.get("feature_groups") or {}
+    fg = bundle.meta.feature_groups
     return {c: str(fg.get(c, "other")) for c in bundle.feature_columns}
 
 
@@ -174,7 +167,7 @@ def training_reference(
 
     if reference_file is not None:
         return load_reference(reference_file, bundle)
-    src = reference_data or bundle.meta.get("data_source")
+    src = reference_data or bundle.meta.data_source
     if not src:
         raise DataError(f"the bundle does not record its training data; {how}")
     if loaded is not None and Path(str(src)).resolve() == Path(str(loaded[0])).resolve():
@@ -190,7 +183,7 @@ def save_reference(reference: dict[str, FeatureReference], path: str | Path, bun
     """Write a reference as JSON, tagged with the bundle identity it belongs to."""
     body = {
         "bundle_sha256": bundle.sha256,
-        "feature_spec_hash": bundle.meta.get("feature_spec_hash"),
+        "feature_spec_hash": bundle.meta.feature_spec_hash,
         "features": {k: v.to_dict() for k, v in reference.items()},
     }
     Path(path).write_text(json.dumps(body, indent=1) + "\n")
@@ -206,7 +199,7 @@ def load_reference(path: str | Path, bundle) -> dict[str, FeatureReference]:
         raise DataError("reference file not found", file=str(p)) from exc
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"not a saved monitoring reference ({exc})", file=str(p)) from exc
-    want = bundle.meta.get("feature_spec_hash")
+    want = bundle.meta.feature_spec_hash
     if want and body.get("feature_spec_hash") not in (None, want):
         raise DataError(
             f"reference was built for feature spec {str(body['feature_spec_hash'])[:12]}..., "
@@ -476,7 +469,7 @@ def evaluate(
     kept = {k: v for k, v in reference.items() if not any(fnmatch(k, pat) for pat in cfg.exclude_features)}
     feats = feature_psi(kept, recent)
     groups = group_psi(feats, cfg.psi_warn, cfg.psi_alert)
-    horizon = str(bundle.meta.get("horizon", "30d"))
+    horizon = bundle.meta.horizon or "30d"  # a bare export does not state its target horizon
     completed = pd.DataFrame(columns=[*FORECAST_COLUMNS, "realised"])
     if realised_panel is None:
         notes.append("no market data given: forecast errors and beta shifts are not tracked")
@@ -509,12 +502,12 @@ def evaluate(
             f"x {cfg.shift_period}: " + ", ".join(f"{r.symbol}/{r.benchmark}" for r in flagged.itertuples())
         )
     model = {
-        "name": bundle.meta.get("model_name"),
+        "name": bundle.meta.model_name,
         "version": model_version,
         "bundle_sha256": bundle.sha256,
-        "run_id": bundle.meta.get("run_id"),
+        "run_id": bundle.meta.run_id,
         "horizon": horizon,
-        "training_period": bundle.meta.get("training_period"),
+        "training_period": bundle.meta.training_period.model_dump(),
     }
     return MonitorReport(
         model,

@@ -38,27 +38,6 @@ def truth_forecasts(panel: Panel) -> dict[str, pd.DataFrame]:
     return out
 
 
-def training_end(meta: dict) -> pd.Timestamp | None:
-    """Last date the bundle saw in training or validation (from meta `training_period`), if stated."""
-    period = meta.get("training_period")
-    if not period:
-        return None
-    values: list = []
-    if isinstance(period, dict):
-        for v in period.values():
-            values += list(v) if isinstance(v, list | tuple) else [v]
-    elif isinstance(period, list | tuple):
-        values = list(period)
-    stamps = []
-    for v in values:
-        try:
-            ts = pd.Timestamp(v)
-        except (TypeError, ValueError):
-            continue
-        stamps.append(ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC"))
-    return max(stamps) if stamps else None
-
-
 def bundle_forecasts(
     panel: Panel, bundle, rows: np.ndarray | None = None, out_of_sample_after: pd.Timestamp | None = None
 ) -> dict[str, pd.DataFrame]:

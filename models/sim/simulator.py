@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
+from adaptive_beta.models.data.publication import us_close_utc
 from adaptive_beta.models.data.schema import COMPOSITE_NAME
 from adaptive_beta.models.sim.config import (
     DRIVERS,
@@ -131,12 +132,6 @@ def us_trading_dates(first: pd.Timestamp, last: pd.Timestamp) -> pd.DatetimeInde
     days = pd.bdate_range(first.normalize(), last.normalize())
     keep = ~days.strftime("%m-%d").isin(_US_FIXED_HOLIDAYS)
     return days[keep]
-
-
-def us_close_times(dates: pd.DatetimeIndex) -> pd.DatetimeIndex:
-    """16:00 America/New_York of each date, in UTC (DST-correct)."""
-    local = (dates + pd.Timedelta(hours=16)).tz_localize("America/New_York")
-    return local.tz_convert("UTC")
 
 
 def funding_prints_per_bar(index: pd.DatetimeIndex, bar: pd.Timedelta) -> np.ndarray:
@@ -306,7 +301,7 @@ def _publish_factors(
     """Daily closes on US trading dates: the level at the first bar close at or after 16:00 NY."""
     closes = index + bar
     dates = us_trading_dates(index[0].tz_convert(None), closes[-1].tz_convert(None))
-    pub = us_close_times(dates).as_unit("ns")
+    pub = us_close_utc(dates)
     pos = np.searchsorted(closes.asi8, pub.asi8, side="left")
     ok = pos < len(index)
     dates, pos = dates[ok], pos[ok]

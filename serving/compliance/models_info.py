@@ -74,7 +74,7 @@ class ModelInfo:
             norm = bundle.normalization
             mean = dict(zip(norm.get("columns", bundle.feature_columns), norm["mean"], strict=True))
             means = np.array([mean[c] for c in bundle.feature_columns], dtype=np.float32)
-            x = baseline_from_means(means, lookback=int(bundle.meta["lookback_bars"]))[None]
+            x = baseline_from_means(means, lookback=bundle.meta.lookback_bars)[None]
             beta = self._predict(bundle, x.astype(np.float32))["beta"][0]
             self._baselines[bundle.sha256] = {
                 b: float(v) for b, v in zip(bundle.benchmarks, beta, strict=True)
@@ -97,12 +97,12 @@ class ModelInfo:
             info.update(
                 available=True,
                 card_markdown=bundle.model_card,
-                training_period=meta.get("training_period"),
-                benchmarks=list(meta.get("benchmarks", [])),
-                regimes=list(meta.get("regimes", [])),
-                freq=meta.get("freq"),
-                lookback_bars=meta.get("lookback_bars"),
-                interval_level=meta.get("interval_level", 0.9),
-                metrics=meta.get("metrics") or {},
+                training_period=meta.training_period.model_dump(),
+                benchmarks=list(meta.benchmarks),
+                regimes=list(meta.regimes),
+                freq=meta.freq,
+                lookback_bars=meta.lookback_bars,
+                interval_level=meta.interval_level,
+                metrics=meta.metrics,
             )
         return info

@@ -32,7 +32,9 @@ def bundle_dir(tmp_path_factory):
     cfg = ModelConfig(lookback="12d", max_steps=6, epochs=1, hidden=8, batch_size=64)
     fit = fit_model(f, y, r, ("2021-01-01", "2021-07-31"), ("2021-08-15", "2021-10-27"), cfg, progress=False)
     out = tmp_path_factory.mktemp("bundle") / "b"
-    return export_bundle(fit, FeatureSpec(), {"model_name": "test"}, out, "# Card\n")
+    return export_bundle(
+        fit, FeatureSpec(), {"model_name": "test", "inputs": {}, "max_staleness": "5d"}, out, "# Card\n"
+    )
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -44,8 +46,8 @@ def test_load_bundle_round_trips_meta_spec_and_identity(bundle_dir):
     b = load_bundle(bundle_dir)
     assert b.sha256 == hashlib.sha256((bundle_dir / "manifest.json").read_bytes()).hexdigest()
     assert isinstance(b.spec, FeatureSpec) and b.spec == FeatureSpec()
-    assert b.benchmarks == ["BTCUSDT", "CRYPTO_EW"] and b.meta["model_name"] == "test"
-    assert b.meta["stride"] == 2 and b.meta["lookback_bars"] == 12 and b.meta["steps"] == 6
+    assert b.benchmarks == ["BTCUSDT", "CRYPTO_EW"] and b.meta.model_name == "test"
+    assert b.meta.stride == 2 and b.meta.lookback_bars == 12 and b.meta.steps == 6
     assert set(b.files) == {
         "model.onnx",
         "feature_spec.json",
@@ -97,7 +99,7 @@ from adaptive_beta.models.bundle.predictor import Predictor
 import adaptive_beta.models.bundle.inference, adaptive_beta.models.features.windows, adaptive_beta.models.features.spec
 b = load_bundle({str(bundle_dir)!r})
 p = Predictor(b, intra_op_threads=1)
-x = np.random.default_rng(0).standard_normal((3, b.meta["steps"], len(b.feature_columns))).astype("float32")
+x = np.random.default_rng(0).standard_normal((3, b.meta.steps, len(b.feature_columns))).astype("float32")
 out = p.predict(x)
 assert out["beta"].shape == (3, 2) and out["regime_prob"].shape == (3, 3), out
 assert "torch" not in sys.modules, "torch was imported"

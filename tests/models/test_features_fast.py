@@ -41,25 +41,25 @@ def fake_bundle(panel, columns, lookback_bars=20, stride=3, min_periods=100):
         spec=SPEC,
         feature_columns=cols,
         benchmarks=panel.benchmark_names,
-        meta={
-            "required_history": {"min_periods": min_periods, "series": []},
-            "freq": panel.freq_label,
-            "base_columns": fa.base_columns,
-            "lookback_bars": lookback_bars,
-            "stride": stride,
-        },
+        meta=SimpleNamespace(  # the BundleMeta fields make_inputs reads
+            required_history=SimpleNamespace(min_periods=min_periods, series=[]),
+            freq=panel.freq_label,
+            base_columns=fa.base_columns,
+            lookback_bars=lookback_bars,
+            stride=stride,
+        ),
     )
 
 
 def reference_inputs(panel, bundle, symbols):
     """The pre-fast-path make_inputs: long frame, latest_windows, one .loc per asset."""
     table = compute_features(panel, bundle.spec)
-    base = [bundle.meta["base_columns"][b] for b in bundle.benchmarks]
+    base = [bundle.meta.base_columns[b] for b in bundle.benchmarks]
     x, as_of, _ = latest_windows(
         table.frame,
         bundle.feature_columns,
-        bundle.meta["lookback_bars"],
-        bundle.meta["stride"],
+        bundle.meta.lookback_bars,
+        bundle.meta.stride,
         symbols,
         timestamps=panel.index,
         require_finite=base,

@@ -21,6 +21,7 @@ SPEC = FeatureSpec()
 def served(tmp_path_factory):
     import torch
 
+    from adaptive_beta.models.bundle.meta import bundle_inputs
     from adaptive_beta.models.data.loaders import load_dataset
     from adaptive_beta.models.features.compute import compute_features
     from adaptive_beta.models.features.targets import forward_betas, regime_labels
@@ -47,13 +48,13 @@ def served(tmp_path_factory):
         freq=panel.freq,
         timestamps=panel.index,
     )
-    path = export_bundle(fit, SPEC, {"factor_names": panel.factor_names}, root / "bundle", "# card")
+    path = export_bundle(fit, SPEC, bundle_inputs(panel), root / "bundle", "# card")
     return panel, table, fit, load_bundle(path)
 
 
 def test_required_history_is_feature_warmup_plus_window_span(served):
     _, _, fit, bundle = served
-    rh = bundle.meta["required_history"]
+    rh = bundle.meta.required_history.model_dump()
     # EWMA/Welch betas weigh the whole past: 598 daily bars keep the lost weight < 1 % (FeatureSpec.serving_history)
     assert SPEC.serving_history("1d") == 598 and fit.steps == 8 and fit.stride == 2
     assert rh["min_periods"] == 598 + 15
@@ -113,6 +114,7 @@ def test_predictor_checks_input_shape_and_accepts_any_batch_and_length(served):
 def test_real_8h_perps_export_passes_parity_and_serves_the_latest_bar(real_data_dir, tmp_path):
     from pathlib import Path
 
+    from adaptive_beta.models.bundle.meta import bundle_inputs
     from adaptive_beta.models.data.loaders import load_dataset
     from adaptive_beta.models.features.compute import compute_features
     from adaptive_beta.models.features.targets import forward_betas, regime_labels
@@ -137,10 +139,10 @@ def test_real_8h_perps_export_passes_parity_and_serves_the_latest_bar(real_data_
         timestamps=panel.index,
     )
     assert (fit.freq, fit.lookback_bars, fit.stride, fit.steps) == ("8h", 192, 6, 32)
-    path = export_bundle(fit, spec, {"factor_names": panel.factor_names}, tmp_path / "b", "# real")
+    path = export_bundle(fit, spec, bundle_inputs(panel), tmp_path / "b", "# real")
     bundle = load_bundle(path)
-    assert bundle.meta["parity_max_abs_diff"] <= 1e-5  # includes 64 real validation windows
-    assert bundle.meta["required_history"]["min_periods"] == spec.serving_history("8h") + 187
+    assert bundle.meta.parity_max_abs_diff <= 1e-5  # includes 64 real validation windows
+    assert bundle.meta.required_history.min_periods == spec.serving_history("8h") + 187
     inp = make_inputs(panel, bundle)
     assert len(inp.symbols) == 11 and all(ts == panel.index[-1] for ts in inp.as_of)
     out = Predictor(bundle).predict(inp.x)

@@ -396,13 +396,13 @@ def test_regime_names_match_models_targets():
 
 
 def test_panel_built_from_a_simulation_has_synchronous_factors_and_usable_truth(default_result):
+    from adaptive_beta.models.data.publication import us_close_utc
     from adaptive_beta.models.data.schema import FactorSeries, build_panel
-    from adaptive_beta.models.sim.simulator import us_close_times
 
     res = default_result
     factors = {
         name: FactorSeries(
-            pd.Series(df["close"].to_numpy(), index=us_close_times(pd.DatetimeIndex(df["date"]))),
+            pd.Series(df["close"].to_numpy(), index=us_close_utc(pd.DatetimeIndex(df["date"]))),
             infer_category(name),
         )
         for name, df in res.factors.items()

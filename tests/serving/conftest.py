@@ -148,16 +148,25 @@ def _onnx_model(n_features: int, base_idx: list[int], n_regimes: int, seed: int 
     return model.SerializeToString()
 
 
+def published_spy(spy: pd.Series):
+    """SPY closes as the data layer publishes them (US close, 16:00 New York) for build_panel."""
+    from adaptive_beta.models.data.publication import publication_times
+    from adaptive_beta.models.data.schema import FactorSeries
+
+    values = pd.Series(spy.to_numpy(), index=publication_times(spy.index, "us_close"))
+    return FactorSeries(values, "equity", "us_close")
+
+
 def build_tiny_bundle(out: Path) -> dict:
     """Write the bundle into `out`; return facts the tests need (columns, composite, data)."""
     from adaptive_beta.models.bundle.folder import write_manifest
-    from adaptive_beta.models.data.schema import FactorSeries, build_panel
+    from adaptive_beta.models.bundle.meta import SCHEMA_VERSION, BundleMeta
+    from adaptive_beta.models.data.schema import build_panel
     from adaptive_beta.models.features.compute import FeatureSpec, compute_features
-    from adaptive_beta.serving.app_state import _publication_times
 
     assets, spy = synthetic_market()
     spec = FeatureSpec(**SPEC)
-    panel = build_panel(assets, {"SPY": FactorSeries(_publication_times(spy), "equity")}, freq="1d")
+    panel = build_panel(assets, {"SPY": published_spy(spy)}, freq="1d")
     table = compute_features(panel, spec)
     columns = list(table.frame.columns)
     benches = list(panel.benchmark_names)
@@ -177,22 +186,46 @@ def build_tiny_bundle(out: Path) -> dict:
     (out / "normalization.json").write_text(json.dumps(norm))
     warm = spec.min_history("1d")
     meta = {
+        "schema_version": SCHEMA_VERSION,
+        "created_at": "2025-03-02T00:00:00+00:00",
         "model_name": "adaptive-beta-test",
         "model_version": "test-1",
+        "arch": "hand-written-onnx",
+        "benchmarks": benches,
+        "regimes": ["calm", "volatile", "crash"],
+        "interval_level": 0.9,
+        "calib_scale": [1.0] * len(benches),
+        "inputs": {
+            **{b: {"kind": "bar", "category": "crypto_benchmark"} for b in benches},
+            "SPY": {"kind": "factor", "category": "equity", "calendar": "us_close"},
+        },
+        "max_staleness": "5d",
         "feature_columns": columns,
         "feature_groups": {c: table.groups[c] for c in columns},
         "base_columns": dict(table.base_columns),
-        "benchmarks": benches,
-        "regimes": ["calm", "volatile", "crash"],
+        "feature_spec_hash": spec.hash(),
+        "lookback": f"{LOOKBACK}d",
         "lookback_bars": LOOKBACK,
         "stride": 1,
+        "steps": LOOKBACK,
         "freq": "1d",
-        "required_history": {"frequency": "1d", "min_periods": warm + LOOKBACK, "series": [*benches, "SPY"]},
-        "training_period": {"train": ["2025-01-01", "2025-02-15"], "val": ["2025-02-16", "2025-03-01"]},
-        "feature_spec_hash": spec.hash(),
-        "interval_level": 0.9,
+        "required_history": {
+            "frequency": "1d",
+            "min_periods": warm + LOOKBACK,
+            "feature_warmup_bars": warm,
+            "window_bars": LOOKBACK,
+            "series": [*benches, "SPY"],
+        },
+        "training_period": {"start": "2025-01-01", "end": "2025-02-15"},
+        "validation_period": {"start": "2025-02-16", "end": "2025-03-01"},
+        "n_train_windows": 0,
+        "n_val_windows": 0,
+        "best_epoch": 0,
+        "fit_config": {},
+        "onnx": {"opset": 18, "input": "x", "outputs": ["beta", "beta_lo", "beta_hi", "regime_prob"]},
+        "parity_max_abs_diff": 0.0,
     }
-    (out / "meta.json").write_text(json.dumps(meta))
+    (out / "meta.json").write_text(BundleMeta.model_validate(meta).to_json())
     (out / "model_card.md").write_text("# tiny test model\n\nA hand-written ONNX graph for service tests.\n")
     write_manifest(out)
     return {
@@ -342,6 +375,7 @@ def build_real_bundle(
     """
     import torch
 
+    from adaptive_beta.models.bundle.meta import bundle_inputs
     from adaptive_beta.models.data.loaders import load_dataset
     from adaptive_beta.models.features.compute import FeatureSpec, compute_features
     from adaptive_beta.models.features.targets import forward_betas, regime_labels
@@ -385,9 +419,7 @@ def build_real_bundle(
     meta = {
         "model_name": "adaptive-beta-e2e",
         "model_version": "e2e-1",
-        "factor_names": panel.factor_names,
-        "factor_categories": panel.factor_categories,
-        "btc_symbol": panel.meta.get("btc_symbol"),
+        **bundle_inputs(panel),
     }
     bundle = export_bundle(
         fit, fspec, meta, root / "bundle", "# e2e test model\n\nOne epoch on a simulated market.\n"

@@ -63,7 +63,7 @@ def _in_process(real, body, panel):
     bundle = load_bundle(real["bundle"])
     symbols = [a["symbol"] for a in body["assets"]]
     inputs = make_inputs(panel, bundle, symbols=symbols)
-    return inputs, Predictor(bundle).predict(inputs.x), list(bundle.meta["benchmarks"])
+    return inputs, Predictor(bundle).predict(inputs.x), list(bundle.meta.benchmarks)
 
 
 def test_model_card_advertises_serving_history_not_just_the_feature_warm_up(card, real):
@@ -103,7 +103,7 @@ def test_served_inputs_are_close_to_full_history_training_features(real, body):
     first = body["assets"][0]["history"][0]["timestamp"]
     cut, out_cut, benches = _in_process(real, body, panel.slice(start=first))
     full, out_full, _ = _in_process(real, body, panel)
-    base = [bundle.feature_columns.index(bundle.meta["base_columns"][b]) for b in benches]
+    base = [bundle.feature_columns.index(bundle.meta.base_columns[b]) for b in benches]
     gap = np.abs(cut.x[:, -1, base] - full.x[:, -1, base])
     assert gap.max() < 1e-2
     assert np.abs(out_cut["beta"] - out_full["beta"]).max() < 2e-2

@@ -13,7 +13,7 @@ import math
 import httpx
 import pytest
 
-from tests.serving.conftest import Server, auth, request_body
+from tests.serving.conftest import Server, auth, published_spy, request_body
 
 CUTS = (45, 50, 55, 60)  # /forecast calls on histories ending at these bars -> distinct as_of rows
 
@@ -21,12 +21,11 @@ CUTS = (45, 50, 55, 60)  # /forecast calls on histories ending at these bars -> 
 @pytest.fixture(scope="module")
 def reference_file(tiny_bundle, tmp_path_factory):
     from adaptive_beta.models.bundle.folder import load_bundle
-    from adaptive_beta.models.data.schema import FactorSeries, build_panel
+    from adaptive_beta.models.data.schema import build_panel
     from adaptive_beta.models.monitoring.monitor import reference_from_data, save_reference
-    from adaptive_beta.serving.app_state import _publication_times
 
     bundle = load_bundle(tiny_bundle["path"])
-    spy = FactorSeries(_publication_times(tiny_bundle["spy"]), "equity")
+    spy = published_spy(tiny_bundle["spy"])
     panel = build_panel(tiny_bundle["assets"], {"SPY": spy}, freq="1d")
     path = tmp_path_factory.mktemp("ref") / "reference.json"
     save_reference(reference_from_data(bundle, panel), path, bundle)

@@ -148,7 +148,8 @@ def test_columns_built_on_demand_for_unvalidated_histories():
 
 
 def test_panel_frames_from_columns_equal_the_per_point_frames():
-    from adaptive_beta.serving.app_state import _us_index, _utc_index
+    from adaptive_beta.models.data.panel_columns import _us_index
+    from adaptive_beta.serving.app_state import _utc_index
 
     req = ForecastRequest.model_validate(_body())
     a = req.assets[0]

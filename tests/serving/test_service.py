@@ -116,7 +116,7 @@ def test_model_card_required_history_builds_a_valid_request(server, tiny_bundle)
     card = r.json()
     req = card["required_history"]
     assert req == {"frequency": "1d", "min_periods": 26, "series": ["BTCUSDT", "CRYPTO_EW", "SPY"]}
-    assert card["version"] == "test-1" and card["training_period"]["train"][0] == "2025-01-01"
+    assert card["version"] == "test-1" and card["training_period"]["start"] == "2025-01-01"
     # a client uses exactly min_periods bars of each asset and series -> 200
     small = request_body(
         tiny_bundle["assets"],

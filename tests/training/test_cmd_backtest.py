@@ -102,6 +102,7 @@ def tiny_bundle(tmp_path_factory):
     import torch
 
     from adaptive_beta.models.bundle.folder import load_bundle
+    from adaptive_beta.models.bundle.meta import bundle_inputs
     from adaptive_beta.models.data.loaders import load_dataset
     from adaptive_beta.models.features.compute import compute_features
     from adaptive_beta.models.features.spec import FeatureSpec
@@ -129,18 +130,18 @@ def tiny_bundle(tmp_path_factory):
         freq=panel.freq,
         timestamps=panel.index,
     )
-    path = export_bundle(fit, spec, {"factor_names": panel.factor_names}, root / "bundle", "# card")
+    path = export_bundle(fit, spec, bundle_inputs(panel), root / "bundle", "# card")
     return sim, panel, load_bundle(path)
 
 
 def test_bundle_forecasts_equal_serving_on_truncated_history_and_only_after_training(tiny_bundle):
     from adaptive_beta.models.bundle.inference import make_inputs
     from adaptive_beta.models.bundle.predictor import Predictor
-    from adaptive_beta.models.portfolio.forecasts import bundle_forecasts, training_end
+    from adaptive_beta.models.portfolio.forecasts import bundle_forecasts
 
     _, panel, bundle = tiny_bundle
-    after = training_end(bundle.meta)
-    assert after is not None and after >= pd.Timestamp("2022-01-31", tz="UTC")
+    after = bundle.meta.training_end()
+    assert after == pd.Timestamp("2021-10-31", tz="UTC")
     rows = np.arange(0, len(panel.index), 7)
     fc = bundle_forecasts(panel, bundle, rows, out_of_sample_after=after)
     b = bundle.benchmarks[0]

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from adaptive_beta.models.bundle.folder import load_bundle
+from adaptive_beta.models.bundle.meta import InputSeries
 from adaptive_beta.models.features.spec import FeatureSpec
 from adaptive_beta.training.datasets import make_synthetic_task
 from adaptive_beta.training.export import ExportParityError, export_bundle, parity_check, warmup_bars
@@ -34,7 +35,12 @@ def exported(request, task, tmp_path_factory):
     fit = fit_model(f, y, r, ("2021-01-01", "2021-09-30"), ("2021-10-15", "2022-01-31"), cfg, progress=False)
     out = tmp_path_factory.mktemp(f"bundle_{request.param}") / "b"
     spec = FeatureSpec()
-    path = export_bundle(fit, spec, {"factor_names": ["SPY", "DXY"], "run_id": "r1"}, out, "# Test model\n")
+    inputs = {
+        "SPY": InputSeries(kind="factor", category="equity", calendar="us_close"),
+        "DXY": InputSeries(kind="factor", category="fx", calendar="us_close", lag="1h"),
+    }
+    meta = {"inputs": inputs, "max_staleness": "5d", "run_id": "r1"}
+    path = export_bundle(fit, spec, meta, out, "# Test model\n")
     return fit, path, spec
 
 
@@ -82,7 +88,11 @@ def test_meta_records_geometry_history_series_and_calibration(exported):
     assert meta["feature_spec_hash"] == spec.hash()
     assert meta["run_id"] == "r1" and meta["parity_max_abs_diff"] <= 1e-5
     assert meta["calib_scale"] == pytest.approx(list(fit.calib_scale))
-    assert meta["training_period"]["train"][0] == "2021-01-01"
+    assert meta["training_period"] == {"start": "2021-01-01", "end": "2021-09-30"}
+    assert meta["validation_period"] == {"start": "2021-10-15", "end": "2022-01-31"}
+    assert meta["schema_version"] == 2 and meta["max_staleness"] == "5d"
+    assert meta["inputs"]["BTCUSDT"]["kind"] == "bar"
+    assert meta["inputs"]["DXY"] == {"kind": "factor", "category": "fx", "calendar": "us_close", "lag": "1h"}
     norm = json.loads((path / "normalization.json").read_text())
     np.testing.assert_allclose(norm["mean"], fit.mean, rtol=1e-6)
     assert load_bundle(path).spec == spec

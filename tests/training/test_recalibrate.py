@@ -22,6 +22,7 @@ HORIZON = "14d"
 def market(tmp_path_factory):
     import torch
 
+    from adaptive_beta.models.bundle.meta import bundle_inputs
     from adaptive_beta.models.data.loaders import load_dataset
     from adaptive_beta.models.features.compute import compute_features
     from adaptive_beta.models.features.spec import FeatureSpec
@@ -94,8 +95,8 @@ def market(tmp_path_factory):
         "model_name": "adaptive-beta",
         "horizon": HORIZON,
         "data_source": str(data),
-        "training_period": [str(ix[0]), str(ix[280])],
-        "factor_names": early.factor_names,
+        "training_period": {"start": str(ix[0]), "end": str(ix[280])},
+        **bundle_inputs(early),
         "metrics": {"model_mse": {b: fit.metrics[f"val_rmse_{b}"] ** 2 for b in early.benchmark_names}},
     }
     bundle = export_bundle(fit, spec, meta, tmp_path_factory.mktemp("bundle") / "b", "# test model\n")

@@ -283,10 +283,10 @@ def _bundle_model(model: str, panel, benches: list[str]) -> tuple[dict, str]:
     """(benchmark -> model betas, note): the bundle run causally, only after its training period."""
     from adaptive_beta.models.bundle.folder import load_bundle
     from adaptive_beta.models.bundle.resolve import resolve_bundle
-    from adaptive_beta.models.portfolio.forecasts import bundle_forecasts, training_end
+    from adaptive_beta.models.portfolio.forecasts import bundle_forecasts
 
     bundle = load_bundle(resolve_bundle(model))
-    after = training_end(bundle.meta)
+    after = bundle.meta.training_end()
     fc = bundle_forecasts(panel, bundle, None, out_of_sample_after=after)
     missing = [b for b in benches if b not in fc]
     if missing:

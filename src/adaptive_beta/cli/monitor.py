@@ -40,7 +40,7 @@ def _report(model, audit_db, data, since, until, reference_data, reference, save
         from adaptive_beta.models.data.loaders import load_dataset
 
         bundle = load_bundle(resolve_bundle(model))
-        src = reference_data or bundle.meta.get("data_source")
+        src = reference_data or bundle.meta.data_source
         save(reference_from_data(bundle, load_dataset(src), cfg.n_bins), save_reference, bundle)
     return rep
 

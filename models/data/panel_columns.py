@@ -1,13 +1,13 @@
-"""`build_panel` for a validated request, from numpy columns: the same Panel, a few times faster.
+"""A panel from numpy columns and raw factor observations: how serving builds a request's panel.
 
-The service's panel has a fixed shape: asset frames with all four columns, the crypto
-benchmarks given as series (BTC and the composite), factor series already at publication
-times.  `adaptive_beta.models.data.schema.build_panel` reindexes each column of each asset and each series with
-pandas (dozens of small frames per request); here every history is placed on the grid with one
-integer division of its microsecond stamps, and the factors are as-of joined with the same
-`searchsorted` rule as `align_factor`.  `tests/serving/test_panel_fast.py` asserts the result
-equals `build_panel` frame by frame; anything outside that shape returns None and the caller
-uses `build_panel`.
+`panel_from_observations` is the one entry point: it publishes each factor's observations by
+its calendar and lag (`adaptive_beta.models.data.publication`, the rule training applied), then
+builds the Panel with `panel_from_columns`, a numpy fast path for the service's fixed shape
+(asset frames with all four columns, the crypto benchmarks given as series, factors at
+publication times), or, outside that shape, with `adaptive_beta.models.data.schema.build_panel`.
+`panel_from_columns` places every history on the grid with one integer division of its
+microsecond stamps and as-of joins the factors with the same `searchsorted` rule as
+`align_factor`; `tests/models/test_panel_columns.py` asserts it equals `build_panel` frame by frame.
 """
 
 from __future__ import annotations
@@ -17,12 +17,19 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from adaptive_beta.models.data.schema import COMPOSITE_NAME, Panel, find_btc
+from adaptive_beta.models.data.publication import publication_ns_many
+from adaptive_beta.models.data.schema import (
+    COMPOSITE_NAME,
+    FactorSeries,
+    Panel,
+    build_panel,
+    find_btc,
+    panel_meta,
+)
 from adaptive_beta.models.durations import parse_duration
 
 COLUMNS = ("close", "volume", "funding_rate", "open_interest")
 NS_PER_US = 1000
-DAY_NS = 86_400 * 10**9
 
 
 def _grid(index_ns: np.ndarray, freq_ns: int, us: np.ndarray, values: np.ndarray, out: np.ndarray) -> None:
@@ -40,12 +47,14 @@ def panel_from_columns(
     freq: pd.Timedelta,
     btc_symbol: str | None,
     max_staleness: str | pd.Timedelta = "5d",
+    rules: Mapping[str, tuple[str | None, str | None]] | None = None,
 ) -> Panel | None:
     """The Panel `build_panel` gives for these inputs, or None when they fall outside the fast shape.
 
     assets: symbol -> (int64 us stamps, {column: float64 values} for all of COLUMNS).
     benchmark_series: name -> (us stamps, levels); must hold the composite (else None).
     factors: name -> (publication stamps as int64 ns, sorted, values, category).
+    rules: name -> (calendar, lag) the factor was published by (recorded in the panel's meta).
     """
     if not assets or COMPOSITE_NAME not in benchmark_series:
         return None
@@ -128,61 +137,65 @@ def panel_from_columns(
         factor_categories=cats,
         benchmarks=benchmarks,
         freq=freq,
-        meta={"btc_symbol": btc, "composite": "equal"},
+        meta=panel_meta(None, btc, "equal", max_staleness, rules or {}),
     )
 
 
-def publication_ns(us: np.ndarray) -> np.ndarray:
-    """Factor stamps (int64 us, UTC) -> publication times in ns, as `app_state._publication_times`.
+def panel_from_observations(
+    assets: Mapping[str, tuple[np.ndarray, dict[str, np.ndarray]]],
+    bar_series: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    factors: Mapping[str, tuple[np.ndarray, np.ndarray, str, str, str | None]],
+    freq: pd.Timedelta,
+    btc_symbol: str | None,
+    max_staleness: str | pd.Timedelta,
+) -> Panel:
+    """The Panel of raw columns: assets and bar series on the grid, factors published by their rule.
 
-    All stamps at 00:00 UTC are read as dates: that date's close, published 16:00 America/New_York.
+    assets: symbol -> (int64 us bar open stamps, {column: float64 values}; absent columns are NaN).
+    bar_series: name -> (us stamps, levels) given directly (BTC, the composite).
+    factors: name -> (us observation stamps, values, category, calendar, lag or None).
+    Raises DataError (from `build_panel`) for inputs no panel can be built from.
     """
-    return publication_ns_many([us])[0]
-
-
-def publication_ns_many(stamps: list[np.ndarray]) -> list[np.ndarray]:
-    """`publication_ns` of several series with ONE time-zone conversion (it costs ~0.3 ms a call)."""
-    ns = [u.astype(np.int64) * NS_PER_US for u in stamps]
-    dated = [len(a) > 0 and bool((a % DAY_NS == 0).all()) for a in ns]
-    if not any(dated):
-        return ns
-    days = np.concatenate([a for a, d in zip(ns, dated, strict=True) if d])
-    local = pd.DatetimeIndex(days.astype("datetime64[ns]")).tz_localize("America/New_York")
-    pub = (local + pd.Timedelta(hours=16)).tz_convert("UTC").asi8
-    out, k = [], 0
-    for a, d in zip(ns, dated, strict=True):
-        if d:
-            out.append(pub[k : k + len(a)])
-            k += len(a)
-        else:
-            out.append(a)
-    return out
-
-
-def panel_from_request(req, bench_names, freq: pd.Timedelta, btc: str | None) -> Panel | None:
-    """The request's Panel via `panel_from_columns` (None: outside the fast shape, use build_panel).
-
-    Classifies series as `AppState.panel_from_request` does: the model's benchmarks, the
-    composite and crypto-benchmark names are bar series; everything else is a factor.
-    """
-    from adaptive_beta.models.data.schema import infer_category, is_bar_series
-    from adaptive_beta.serving.schemas import history_columns
-
-    assets = {}
-    for a in req.assets:
-        cols = history_columns(a)
-        extras = {c: cols.extras.get(c, np.full(len(cols.close), np.nan)) for c in COLUMNS[1:]}
-        assets[a.symbol] = (cols.us, {"close": cols.close, **extras})
-    benchmarks, raw = {}, {}
-    for name, pts in req.series.items():
-        cols = history_columns(pts)
-        if is_bar_series(name, bench_names):
-            benchmarks[name] = (cols.us, cols.close)
-        else:
-            raw[name] = (cols, infer_category(name))
-    pubs = publication_ns_many([cols.us for cols, _ in raw.values()])
-    factors = {
-        name: (pub, cols.close, category)
-        for (name, (cols, category)), pub in zip(raw.items(), pubs, strict=True)
+    pubs = publication_ns_many(
+        [
+            (us.astype(np.int64) * NS_PER_US, cal, None if lag is None else parse_duration(lag))
+            for us, _, _, cal, lag in factors.values()
+        ]
+    )
+    rules = {name: (f[3], f[4]) for name, f in factors.items()}
+    full = {
+        sym: (us, {c: cols.get(c, np.full(len(us), np.nan)) for c in COLUMNS})
+        for sym, (us, cols) in assets.items()
     }
-    return panel_from_columns(assets, benchmarks, factors, freq, btc)
+    published = {name: (pub, f[1], f[2]) for (name, f), pub in zip(factors.items(), pubs, strict=True)}
+    panel = panel_from_columns(full, bar_series, published, freq, btc_symbol, max_staleness, rules)
+    if panel is not None:
+        return panel
+    frames = {
+        sym: pd.DataFrame(cols, index=_us_index(us), columns=list(COLUMNS))
+        for sym, (us, cols) in full.items()
+    }
+    benchmarks = {
+        name: pd.Series(levels, index=_us_index(us), dtype=float) for name, (us, levels) in bar_series.items()
+    }
+    series = {
+        name: FactorSeries(
+            pd.Series(vals, index=pd.DatetimeIndex(pub, tz="UTC"), dtype=float),
+            cat,
+            rules[name][0],
+            rules[name][1],
+        )
+        for name, (pub, vals, cat) in published.items()
+    }
+    return build_panel(
+        frames,
+        series,
+        freq=freq,
+        btc_symbol=btc_symbol,
+        benchmark_series=benchmarks,
+        max_staleness=max_staleness,
+    )
+
+
+def _us_index(us: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(np.asarray(us, dtype=np.int64).astype("datetime64[us]")).tz_localize("UTC")
