@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from adaptive_beta.models.bundle.folder import BundleError, load_bundle
@@ -89,6 +90,61 @@ def test_manifest_edited_to_match_a_tampered_file_changes_the_bundle_identity(bu
     manifest["files"]["model_card.md"] = hashlib.sha256((d / "model_card.md").read_bytes()).hexdigest()
     (d / "manifest.json").write_text(json.dumps(manifest))
     assert load_bundle(d).sha256 != original  # the audit log would show a different bundle
+
+
+def _rewrite_meta(d: Path, edit) -> None:
+    """Edit meta.json and re-sign the manifest (as a newer or older exporter would have written it)."""
+    from adaptive_beta.models.bundle.folder import write_manifest
+
+    meta = json.loads((d / "meta.json").read_text())
+    edit(meta)
+    (d / "meta.json").write_text(json.dumps(meta))
+    write_manifest(d)
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        (lambda m: m.update(schema_version=3), "schema_version 3"),
+        (lambda m: m.pop("schema_version"), "no schema_version"),
+    ],
+)
+def test_bundle_of_another_schema_fails_with_one_line(bundle_dir, tmp_path, edit, said):
+    d = _copy(bundle_dir, tmp_path / "b")
+    _rewrite_meta(d, edit)
+    with pytest.raises(BundleError, match=said) as info:
+        load_bundle(d)
+    assert "\n" not in str(info.value) and "reads bundle schema 2 only" in str(info.value)
+    assert info.value.file == str(d / "meta.json")
+
+
+def test_meta_with_a_missing_or_unknown_field_names_it(bundle_dir, tmp_path):
+    d = _copy(bundle_dir, tmp_path / "b")
+    _rewrite_meta(d, lambda m: m.pop("inputs"))
+    with pytest.raises(BundleError, match="field 'inputs'"):
+        load_bundle(d)
+    d2 = _copy(bundle_dir, tmp_path / "c")
+    _rewrite_meta(d2, lambda m: m.update(name="guess-me"))
+    with pytest.raises(BundleError, match="field 'name'"):
+        load_bundle(d2)
+
+
+def test_feature_spec_that_does_not_match_the_recorded_hash_is_refused(bundle_dir, tmp_path):
+    from adaptive_beta.models.bundle.folder import write_manifest
+
+    d = _copy(bundle_dir, tmp_path / "b")
+    (d / "feature_spec.json").write_text(FeatureSpec(welch_halflife="30d").to_json())
+    write_manifest(d)
+    with pytest.raises(BundleError, match="feature spec hash .* differs from meta.json"):
+        load_bundle(d)
+
+
+def test_meta_round_trips_typed_fields(bundle_dir):
+    meta = load_bundle(bundle_dir).meta
+    assert meta.schema_version == 2 and meta.inputs["BTCUSDT"].kind == "bar"
+    assert meta.training_period.start == "2021-01-01" and meta.training_period.end == "2021-07-31"
+    assert meta.training_end() == pd.Timestamp("2021-07-31", tz="UTC")
+    assert meta.required_history.series == ["BTCUSDT", "CRYPTO_EW"]
 
 
 def test_serving_process_loads_and_predicts_without_importing_torch(bundle_dir):

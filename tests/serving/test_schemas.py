@@ -106,19 +106,17 @@ def test_a_model_benchmark_series_off_the_grid_is_refused_whatever_its_name():
     check_against_model(r, freq, 5, ["XBTUSD"])  # not a benchmark of this model: a factor, any stamps
 
 
-def test_app_state_feature_spec_hash_prefers_the_recorded_one_else_the_canonical_hash():
+def test_app_state_feature_spec_hash_is_the_bundles_one_hash():
+    """No fallback: load_bundle refuses a bundle whose meta hash differs from its spec's
+    (tests/models/test_bundle.py), so serving reports the recorded hash."""
     from types import SimpleNamespace
 
-    from adaptive_beta.models.features.spec import FeatureSpec
     from adaptive_beta.serving.app_state import AppState
 
-    spec = FeatureSpec()
     prop = AppState.feature_spec_hash.fget
     assert (
-        prop(SimpleNamespace(bundle=SimpleNamespace(meta={"feature_spec_hash": "abc"}, spec=spec))) == "abc"
+        prop(SimpleNamespace(bundle=SimpleNamespace(meta=SimpleNamespace(feature_spec_hash="abc")))) == "abc"
     )
-    assert prop(SimpleNamespace(bundle=SimpleNamespace(meta={}, spec=spec))) == spec.hash()
-    assert prop(SimpleNamespace(bundle=SimpleNamespace(meta={}, spec=spec.to_dict()))) == spec.hash()
 
 
 def test_hedge_request_must_have_histories_for_positions_and_instruments():
