@@ -24,9 +24,7 @@ PENDING: frozenset[tuple[str, str]] = frozenset(
     {
         ("training/fit.py", "fit_model"),
         ("training/train_run.py", "train"),
-        ("training/export.py", "export_bundle"),
         ("models/data/schema.py", "build_panel"),
-        ("serving/panel_fast.py", "panel_from_columns"),
         ("training/scorecard.py", "score_forecasts"),
     }
 )

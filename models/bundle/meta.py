@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adaptive_beta.models.data.publication import Calendar, publication_times
-from adaptive_beta.models.durations import parse_duration
+from adaptive_beta.models.durations import Duration, parse_duration
 
 SCHEMA_VERSION = 2  # 1: the untyped meta dict (no schema_version field, no input calendars)
 BUNDLE_FORMAT = "adaptive-beta-bundle/1"  # manifest format (files and their sha256), unchanged
@@ -54,14 +54,7 @@ class InputSeries(_Strict):
     kind: Literal["bar", "factor"]
     category: str
     calendar: Calendar | None = None  # factors only
-    lag: str | None = None  # factors only: extra publication delay on top of the calendar
-
-    @field_validator("lag")
-    @classmethod
-    def _duration(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_duration(v)
-        return v
+    lag: Duration | None = None  # factors only: extra publication delay on top of the calendar
 
     def published(self, index: pd.DatetimeIndex) -> pd.DatetimeIndex:
         """UTC publication time of each observation of this factor (the training rule)."""
@@ -84,11 +77,6 @@ class OnnxInfo(_Strict):
     outputs: list[str]
 
 
-def _check_duration(v: str) -> str:
-    parse_duration(v)
-    return v
-
-
 class BundleMeta(_Strict):
     """meta.json of a bundle (schema `SCHEMA_VERSION`)."""
 
@@ -105,17 +93,17 @@ class BundleMeta(_Strict):
     calib_scale: list[float]
     # inputs
     inputs: dict[str, InputSeries]  # every series in required_history.series
-    max_staleness: str  # staleness rule of every factor: older than this at a bar close = missing
+    max_staleness: Duration  # staleness rule of every factor: older than this at a bar close = missing
     btc_symbol: str | None = None
     feature_columns: list[str]
     feature_groups: dict[str, str]
     base_columns: dict[str, str]  # benchmark -> feature column of its base beta
     feature_spec_hash: str  # FeatureSpec.hash() of feature_spec.json
-    lookback: str
+    lookback: Duration
     lookback_bars: int
     stride: int
     steps: int
-    freq: str
+    freq: Duration
     required_history: RequiredHistory
     # provenance
     training_period: Period  # bars whose windows the network was fitted on
@@ -132,11 +120,6 @@ class BundleMeta(_Strict):
     metrics: dict[str, Any] = Field(default_factory=dict)
     onnx: OnnxInfo
     parity_max_abs_diff: float
-
-    @field_validator("max_staleness", "freq", "lookback")
-    @classmethod
-    def _durations(cls, v: str) -> str:
-        return _check_duration(v)
 
     def factors(self) -> dict[str, InputSeries]:
         return {k: v for k, v in self.inputs.items() if v.kind == "factor"}

@@ -75,36 +75,12 @@ def panel_from_columns(
     index_ns = index.asi8
     t = len(index_ns)
     symbols = list(assets)
-    wide = {c: np.full((t, len(symbols)), np.nan) for c in COLUMNS}
-    for j, sym in enumerate(symbols):
-        us, cols = assets[sym]
-        for c in COLUMNS:
-            col = np.full(t, np.nan)
-            _grid(index_ns, freq_ns, us, cols[c], col)
-            wide[c][:, j] = col
-    frames = {c: pd.DataFrame(wide[c], index=index, columns=symbols) for c in COLUMNS}
+    frames = _asset_frames(assets, index, freq_ns)
 
-    # factors: as-of join on bar close times (adaptive_beta.models.data.schema.align_factor)
-    closes = index_ns + freq_ns
-    max_age = pd.Timedelta(parse_duration(max_staleness)).value
-    fvals, fstale, cats = {}, {}, {}
-    for name, (pub, vals, category) in factors.items():
-        keep = ~np.isnan(vals)
-        pub, vals = pub[keep], vals[keep]
-        if len(pub) > 1 and not (np.diff(pub) > 0).all():
-            return None  # unsorted or duplicate publication times: let build_panel handle it
-        v, st = np.full(t, np.nan), np.full(t, np.nan)
-        if len(pub):
-            pos = np.searchsorted(pub, closes, side="right") - 1
-            ok = pos >= 0
-            v[ok] = vals[pos[ok]]
-            age = closes[ok] - pub[pos[ok]]
-            st[ok] = age / 86_400e9
-            too_old = np.zeros(t, dtype=bool)
-            too_old[ok] = age > max_age
-            v[too_old] = np.nan
-            st[too_old] = np.nan
-        fvals[name], fstale[name], cats[name] = v, st, category
+    joined = _asof_factors(factors, index_ns + freq_ns, pd.Timedelta(parse_duration(max_staleness)).value)
+    if joined is None:
+        return None  # unsorted or duplicate publication times: let build_panel handle it
+    fvals, fstale, cats = joined
     factor_frame = pd.DataFrame(fvals, index=index, columns=list(fvals))
     stale_frame = pd.DataFrame(fstale, index=index, columns=list(fstale))
 
@@ -139,6 +115,46 @@ def panel_from_columns(
         freq=freq,
         meta=panel_meta(None, btc, "equal", max_staleness, rules or {}),
     )
+
+
+def _asset_frames(assets, index: pd.DatetimeIndex, freq_ns: int) -> dict[str, pd.DataFrame]:
+    """Column -> T x N frame of the assets' values on the grid (NaN where a bar is missing)."""
+    index_ns, symbols = index.asi8, list(assets)
+    wide = {c: np.full((len(index_ns), len(symbols)), np.nan) for c in COLUMNS}
+    for j, sym in enumerate(symbols):
+        us, cols = assets[sym]
+        for c in COLUMNS:
+            col = np.full(len(index_ns), np.nan)
+            _grid(index_ns, freq_ns, us, cols[c], col)
+            wide[c][:, j] = col
+    return {c: pd.DataFrame(wide[c], index=index, columns=symbols) for c in COLUMNS}
+
+
+def _asof_factors(
+    factors: Mapping[str, tuple[np.ndarray, np.ndarray, str]], closes: np.ndarray, max_age: int
+) -> tuple[dict, dict, dict] | None:
+    """(values, staleness in days, categories) per factor as of each bar close: the
+    `adaptive_beta.models.data.schema.align_factor` rule; None if publication times are unsorted."""
+    t = len(closes)
+    fvals, fstale, cats = {}, {}, {}
+    for name, (pub, vals, category) in factors.items():
+        keep = ~np.isnan(vals)
+        pub, vals = pub[keep], vals[keep]
+        if len(pub) > 1 and not (np.diff(pub) > 0).all():
+            return None
+        v, st = np.full(t, np.nan), np.full(t, np.nan)
+        if len(pub):
+            pos = np.searchsorted(pub, closes, side="right") - 1
+            ok = pos >= 0
+            v[ok] = vals[pos[ok]]
+            age = closes[ok] - pub[pos[ok]]
+            st[ok] = age / 86_400e9
+            too_old = np.zeros(t, dtype=bool)
+            too_old[ok] = age > max_age
+            v[too_old] = np.nan
+            st[too_old] = np.nan
+        fvals[name], fstale[name], cats[name] = v, st, category
+    return fvals, fstale, cats
 
 
 def panel_from_observations(
