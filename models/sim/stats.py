@@ -215,13 +215,14 @@ def _regime_statistics(composite: pd.Series, horizon: str, freq: pd.Timedelta) -
 
 def simulation_panel(result: SimResult) -> Panel:
     """The Panel a simulated market loads into (as `load_dataset` of its written folder), in memory."""
+    from adaptive_beta.models.data.publication import us_close_utc
     from adaptive_beta.models.data.schema import FactorSeries, build_panel, infer_category
-    from adaptive_beta.models.sim.simulator import us_close_times
 
     factors = {
         name: FactorSeries(
-            pd.Series(df["close"].to_numpy(), index=us_close_times(pd.DatetimeIndex(df["date"]))),
+            pd.Series(df["close"].to_numpy(), index=us_close_utc(pd.DatetimeIndex(df["date"]))),
             infer_category(name),
+            "us_close",  # the rule the index was built with (what load_dataset records)
         )
         for name, df in result.factors.items()
     }
