@@ -110,6 +110,7 @@ def in_process_rows(bundle_dir: Path, body: dict, tmp: Path, n: int, cap_s: floa
     from adaptive_beta.models.bundle.folder import load_bundle
     from adaptive_beta.models.bundle.predictor import Predictor
     from adaptive_beta.serving.app_state import AppState, ServeConfig
+    from adaptive_beta.serving.endpoints.forecast import forecast
     from adaptive_beta.serving.schemas import ForecastRequest
 
     raw = json.dumps(body)
@@ -126,7 +127,7 @@ def in_process_rows(bundle_dir: Path, body: dict, tmp: Path, n: int, cap_s: floa
         ("(b) in-process ORT predict", lambda: pred.predict(x)),
         ("(c) in-process features+predict", lambda: state.predict(state.inputs(req).x)),
         ("    request parsing (pydantic)", lambda: ForecastRequest.model_validate_json(raw)),
-        ("    in-process AppState.forecast", lambda: state.forecast(req, "bench")),
+        ("    in-process endpoints.forecast", lambda: forecast(state, req, "bench")),
     ):
         t0 = time.perf_counter()
         lat = timed(fn, n, cap_s)

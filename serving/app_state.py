@@ -36,11 +36,8 @@ from adaptive_beta.models.data.schema import (
     infer_category,
     is_bar_series,
 )
-from adaptive_beta.models.portfolio.hedge import hedge_overlay
 from adaptive_beta.serving.schemas import (
-    ExplainRequest,
     ForecastRequest,
-    HedgeRequest,
     RequestError,
     check_against_model,
     history_columns,
@@ -194,7 +191,7 @@ class AppState:
 
         t0 = time.perf_counter()
         req = self.warm_up_request()
-        inputs, _ = self._forecast_core(req)
+        inputs, _ = self.forecast_core(req)
         phi, _, _ = self.shapley(inputs.x)
         means = baseline_from_means(self._means(), lookback=inputs.x.shape[1])
         top_features_within_groups(
@@ -425,8 +422,9 @@ class AppState:
             }
         )
 
-    # ---------------------------------------------------------------- endpoints
-    def _forecast_core(self, req: ForecastRequest, symbols: list[str] | None = None):
+    # ---------------------------------------------------------------- what every endpoint needs
+    def forecast_core(self, req: ForecastRequest, symbols: list[str] | None = None):
+        """(inputs, model outputs) for the request's assets (or `symbols`), non-finite outputs refused."""
         inputs, out, _ = self.forecast_core_with_panel(req, symbols)
         return inputs, out
 
@@ -443,176 +441,6 @@ class AppState:
                     "assets",
                 )
         return inputs, out, panel
-
-    def forecast(self, req: ForecastRequest, caller: str) -> dict:
-        request_id = self.new_request_id()
-        inputs, out = self._forecast_core(req)
-        phi, base, full = self.shapley(inputs.x)
-        benches = list(self.bundle.meta.benchmarks)
-        regimes = list(self.bundle.meta.regimes)
-        names = list(self.groups)
-        forecasts = []
-        for i, sym in enumerate(inputs.symbols):
-            betas = {
-                b: {
-                    "beta": float(out["beta"][i, k]),
-                    "lo": float(out["beta_lo"][i, k]),
-                    "hi": float(out["beta_hi"][i, k]),
-                }
-                for k, b in enumerate(benches)
-            }
-            drivers = {b: _drivers(names, phi[i, :, k], 3) for k, b in enumerate(benches)}
-            summary = "; ".join(
-                f"beta to {b} {betas[b]['beta']:.2f} (90% {betas[b]['lo']:.2f} to {betas[b]['hi']:.2f}), "
-                f"{full[i, k] - base[k]:+.2f} vs the baseline {base[k]:.2f}: "
-                + ", ".join(d["text"] for d in drivers[b])
-                for k, b in enumerate(benches)
-            )
-            forecasts.append(
-                {
-                    "symbol": sym,
-                    "as_of": inputs.as_of[i].isoformat(),
-                    "betas": betas,
-                    "regime_probabilities": {
-                        r: float(out["regime_prob"][i, j]) for j, r in enumerate(regimes)
-                    },
-                    "summary": summary,
-                    "drivers": drivers,
-                }
-            )
-        body = {"request_id": request_id, "model": self.model_info(), "forecasts": forecasts}
-        explanation = {f["symbol"]: f["drivers"] for f in forecasts}
-        baseline = {b: float(base[k]) for k, b in enumerate(benches)}
-        self.log_unique(
-            body, "/forecast", caller, req, inputs, {"forecasts": forecasts}, explanation, baseline
-        )
-        return body
-
-    def explain(self, req: ExplainRequest, caller: str) -> dict:
-        from adaptive_beta.models.bundle.shapley import top_features_within_groups
-
-        request_id = self.new_request_id()
-        inputs, out = self._forecast_core(req)
-        phi, base, full = self.shapley(inputs.x)
-        benches = list(self.bundle.meta.benchmarks)
-        names = list(self.groups)
-        means = baseline_from_means(self._means(), lookback=inputs.x.shape[1])
-        explanations = []
-        for i, sym in enumerate(inputs.symbols):
-            per_bench = {}
-            detail = {}
-            if req.top_groups > 0:
-                detail = top_features_within_groups(
-                    self._beta_fn,
-                    inputs.x[i],
-                    means,
-                    self.groups,
-                    self.bundle.feature_columns,
-                    phi[i],
-                    top_groups=req.top_groups,
-                )
-            for k, b in enumerate(benches):
-                groups = []
-                for g, name in enumerate(names):
-                    feats = [
-                        {"feature": d.feature, "contribution": float(d.contribution[k]), "method": d.method}
-                        for d in detail.get(name, [])[:MAX_FEATURES_SHOWN]
-                    ]
-                    groups.append({"group": name, "contribution": float(phi[i, g, k]), "features": feats})
-                groups.sort(key=lambda e: -abs(e["contribution"]))
-                per_bench[b] = {
-                    "forecast": float(full[i, k]),
-                    "baseline_forecast": float(base[k]),
-                    "groups": groups,
-                }
-            explanations.append(
-                {"symbol": sym, "as_of": inputs.as_of[i].isoformat(), "benchmarks": per_bench}
-            )
-        body = {
-            "request_id": request_id,
-            "model": self.model_info(),
-            "baseline": BASELINE_DOC,
-            "explanations": explanations,
-        }
-        output = {
-            s: {b: float(out["beta"][i, k]) for k, b in enumerate(benches)}
-            for i, s in enumerate(inputs.symbols)
-        }
-        baseline = {b: float(base[k]) for k, b in enumerate(benches)}
-        self.log_unique(
-            body, "/explain", caller, req, inputs, output, {"explanations": explanations}, baseline
-        )
-        return body
-
-    def hedge(self, req: HedgeRequest, caller: str) -> dict:
-        request_id = self.new_request_id()
-        benches = list(self.bundle.meta.benchmarks)
-        for b in req.target:
-            if b not in benches:
-                raise RequestError(
-                    f"unknown benchmark {b!r}; the model forecasts betas to {benches}", f"target.{b}"
-                )
-        symbols = list(dict.fromkeys([*req.positions, *(i.symbol for i in req.instruments)]))
-        inputs, out = self._forecast_core(req, symbols)
-        row = {s: i for i, s in enumerate(inputs.symbols)}
-        betas = {s: {b: float(out["beta"][row[s], k]) for k, b in enumerate(benches)} for s in symbols}
-        intervals = {
-            s: {
-                b: (float(out["beta_lo"][row[s], k]), float(out["beta_hi"][row[s], k]))
-                for k, b in enumerate(benches)
-            }
-            for s in symbols
-        }
-        limits = {
-            i.symbol: (
-                -np.inf if i.min_notional is None else i.min_notional,
-                np.inf if i.max_notional is None else i.max_notional,
-            )
-            for i in req.instruments
-        }
-        try:
-            res = hedge_overlay(
-                positions=req.positions,
-                betas=betas,
-                beta_intervals=intervals,
-                hedge_instruments=[i.symbol for i in req.instruments],
-                instrument_betas=betas,
-                target=req.target,
-                limits=limits,
-                nav=req.nav,
-                interval_method=req.interval_method,  # type: ignore[arg-type]
-            )
-        except ValueError as exc:
-            raise RequestError(str(exc), "positions") from exc
-        body = {
-            "request_id": request_id,
-            "model": self.model_info(),
-            "orders": [{"symbol": s, "notional": v} for s, v in res.orders.items()],
-            "portfolio_beta": res.portfolio_beta,
-            "target": res.target,
-            "residual_beta": res.residual_beta,
-            "residual_interval": {b: list(v) for b, v in res.residual_interval.items()},
-            "betas_used": res.betas_used,
-            "nav": res.nav,
-            "reachable": res.reachable,
-            "method": res.method,
-            "notes": res.notes,
-        }
-        output = {k: v for k, v in body.items() if k not in ("request_id", "model")}
-        self.log_unique(body, "/hedge", caller, req, inputs, output, None)
-        return body
-
-
-def _drivers(names: list[str], phi: np.ndarray, top: int) -> list[dict]:
-    order = np.argsort(-np.abs(phi))[:top]
-    return [
-        {
-            "group": names[g],
-            "contribution": float(phi[g]),
-            "text": f"{names[g].replace('_', ' ')} {'raises' if phi[g] >= 0 else 'lowers'} it by {abs(phi[g]):.3f}",
-        }
-        for g in order
-    ]
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

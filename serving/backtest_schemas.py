@@ -7,7 +7,7 @@ baseline names) and `include_model` (the served model's forecasts at every rebal
 
 Shape checks live here (400 with pydantic's `loc`); checks that need the request's data (a
 portfolio symbol without history, an unknown estimator, too many rebalances) are 422
-`{"error", "field"}` in serving/backtest_api.py.  Bounds use ge/le only (BentoML's OpenAPI 3.0).
+`{"error", "field"}` in serving/endpoints/backtest.py.  Bounds use ge/le only (BentoML's OpenAPI 3.0).
 """
 
 from __future__ import annotations

@@ -35,6 +35,12 @@ from adaptive_beta.serving.app_state import AppState, ServeConfig
 from adaptive_beta.serving.auth import APIKeyMiddleware
 from adaptive_beta.serving.backtest_schemas import BacktestRequest, BacktestResponse
 from adaptive_beta.serving.compliance.app import compliance_app
+from adaptive_beta.serving.endpoints.backtest import backtest
+from adaptive_beta.serving.endpoints.explain import explain
+from adaptive_beta.serving.endpoints.forecast import forecast
+from adaptive_beta.serving.endpoints.hedge import hedge
+from adaptive_beta.serving.endpoints.model import model
+from adaptive_beta.serving.endpoints.stress import stress
 from adaptive_beta.serving.limits import BodyLimitMiddleware
 from adaptive_beta.serving.schemas import (
     ExplainRequest,
@@ -77,14 +83,14 @@ async def _model_route(request: Request) -> JSONResponse:
     state = _STATE.get("state")
     if state is None:
         return _error(503, "model not loaded")
-    return JSONResponse(state.model_card())
+    return JSONResponse(model(state))
 
 
 async def _monitor_route(request: Request) -> JSONResponse:
-    """GET /monitor: serving/monitor_api.py (runs in a thread: it may rebuild the reference once)."""
+    """GET /monitor: serving/endpoints/monitor.py (runs in a thread: it may rebuild the reference once)."""
     from starlette.concurrency import run_in_threadpool
 
-    from adaptive_beta.serving.monitor_api import NoReference, QueryError, monitor
+    from adaptive_beta.serving.endpoints.monitor import NoReference, QueryError, monitor
 
     t0 = time.perf_counter()
     state = _STATE.get("state")
@@ -202,7 +208,7 @@ class AdaptiveBeta:
         """Forward beta per benchmark with a 90 % interval, regime probabilities and the top drivers."""
         req = ForecastRequest.model_construct(**kwargs)
         return self._call(
-            "/forecast", lambda r, c: ForecastResponse.model_validate(self.state.forecast(r, c)), req, ctx
+            "/forecast", lambda r, c: ForecastResponse.model_validate(forecast(self.state, r, c)), req, ctx
         )
 
     @bentoml.api(route="/explain", input_spec=ExplainRequest, output_spec=ExplainResponse)
@@ -210,7 +216,7 @@ class AdaptiveBeta:
         """Exact group Shapley values vs the training-mean baseline, plus feature detail in the top groups."""
         req = ExplainRequest.model_construct(**kwargs)
         return self._call(
-            "/explain", lambda r, c: ExplainResponse.model_validate(self.state.explain(r, c)), req, ctx
+            "/explain", lambda r, c: ExplainResponse.model_validate(explain(self.state, r, c)), req, ctx
         )
 
     @bentoml.api(route="/hedge", input_spec=HedgeRequest, output_spec=HedgeResponse)
@@ -218,14 +224,12 @@ class AdaptiveBeta:
         """Overlay orders bringing the forecast portfolio beta to the target (least squares across benchmarks)."""
         req = HedgeRequest.model_construct(**kwargs)
         return self._call(
-            "/hedge", lambda r, c: HedgeResponse.model_validate(self.state.hedge(r, c)), req, ctx
+            "/hedge", lambda r, c: HedgeResponse.model_validate(hedge(self.state, r, c)), req, ctx
         )
 
     @bentoml.api(route="/stress", input_spec=StressRequest, output_spec=StressResponse)
     def stress(self, ctx: bentoml.Context, **kwargs) -> StressResponse:
         """P&L of the book and its beta overlay under stress scenarios, with the overlay needed after each."""
-        from adaptive_beta.serving.stress_api import stress
-
         req = StressRequest.model_construct(**kwargs)
         return self._call(
             "/stress", lambda r, c: StressResponse.model_validate(stress(self.state, r, c)), req, ctx
@@ -234,8 +238,6 @@ class AdaptiveBeta:
     @bentoml.api(route="/backtest", input_spec=BacktestRequest, output_spec=BacktestResponse)
     def backtest(self, ctx: bentoml.Context, **kwargs) -> BacktestResponse:
         """Overlay backtest of the request's book: each estimator's (and the model's) hedge side by side."""
-        from adaptive_beta.serving.backtest_api import backtest
-
         req = BacktestRequest.model_construct(**kwargs)
         return self._call(
             "/backtest", lambda r, c: BacktestResponse.model_validate(backtest(self.state, r, c)), req, ctx

@@ -7,7 +7,7 @@ beta; they replace the model's forecasts for the pairs they name), and the overl
 (instrument -> USD notional held) or `hedge_instruments` + `target` (sized with models/portfolio/hedge.py).
 
 Scenarios are left as plain objects here and validated by `adaptive_beta.models.portfolio.scenarios.parse_scenarios` in
-serving/stress_api.py, so a bad scenario field is a 422 naming `scenarios[i].<field>` with the
+serving/endpoints/stress.py, so a bad scenario field is a 422 naming `scenarios[i].<field>` with the
 same message as the CLI gives for a scenario file.  Bounds use ge/le only (BentoML's OpenAPI 3.0).
 """
 

@@ -181,25 +181,80 @@ def fit_model(
     train_range / val_range: (start, end) timestamps, inclusive; None = open.
     freq / timestamps: the panel's bar length and grid (default: inferred from the feature frame).
     """
-    import lightning.pytorch as pl
-    import torch
-    from lightning.pytorch.callbacks import EarlyStopping
-
-    from adaptive_beta.models.networks import build_net
-    from adaptive_beta.training.datasets import WindowDataModule, WindowDataset, time_decay_weights
-    from adaptive_beta.training.lit_module import BetaLitModule
-
     cfg = cfg or ModelConfig()
     benchmarks = list(benchmarks or list(features.base_columns))
-    columns = list(features.frame.columns)
+    base_cols = _base_columns(features, benchmarks)
+    data = _build_cubes(features, targets, regimes, benchmarks, base_cols, cfg, freq, timestamps)
+    train_pairs, val_pairs = _window_pairs(data, train_range, val_range, cfg)
+    mean, std = _normalisation(data.cube, data.in_train)
+    train_ds, val_ds = _datasets(data, train_pairs, val_pairs, cfg)
+    members, modules = _fit_members(data, mean, std, train_ds, val_ds, cfg, regimes is not None, progress)
+    net = _ensemble(members)
+    xv, yv, beta_v, half, scale = _calibrate(net, data, val_pairs, cfg)
+    module = modules[0]
+    metrics = _validation_metrics(net, modules, benchmarks, data.base_index, xv, yv, beta_v, half, scale)
+    pick = np.linspace(0, len(xv) - 1, min(N_PARITY_WINDOWS, len(xv))).astype(int)
+    return FitResult(
+        net=net,
+        history=module.history,
+        mean=mean.astype(np.float32),
+        std=std.astype(np.float32),
+        feature_columns=data.columns,
+        base_columns=base_cols,
+        groups=dict(getattr(features, "groups", {}) or {}),
+        benchmarks=benchmarks,
+        best_epoch=module.best_epoch,
+        calib_scale=scale,
+        cfg=cfg,
+        freq=format_freq(data.freq),
+        lookback_bars=data.geo.lookback_bars,
+        stride=data.geo.stride,
+        steps=data.geo.steps,
+        train_range=tuple(str(v) for v in train_range),
+        val_range=tuple(str(v) for v in val_range),
+        n_train=len(train_pairs),
+        n_val=len(val_pairs),
+        metrics=metrics,
+        sample_windows=xv[pick].copy(),
+    )
+
+
+@dataclass
+class _FitData:
+    """The panel as dense arrays on one time grid, shared by every step of `fit_model`."""
+
+    columns: list[str]  # feature columns, in cube order
+    base_index: list[int]  # cube column of each benchmark's base beta
+    cube: np.ndarray  # [T, N, F] features
+    ts: pd.DatetimeIndex
+    freq: pd.Timedelta
+    geo: object  # adaptive_beta.models.features.windows window geometry
+    y: np.ndarray  # [T, N, K] targets
+    reg: np.ndarray  # [T] regime codes, -1 = none
+    pairs: np.ndarray  # [P, 2] (t, asset) window ends with finite base betas and a target
+    in_train: np.ndarray  # [T] bool
+    in_val: np.ndarray  # [T] bool
+
+
+def _base_columns(features, benchmarks: list[str]) -> dict[str, str]:
+    """Benchmark -> base beta column; fail early because the net corrects this column and cannot do without it."""
     missing = [b for b in benchmarks if b not in features.base_columns]
     if missing:
         raise ValueError(
             f"no base beta column for benchmark(s) {missing}; FeatureTable.base_columns has {list(features.base_columns)}"
         )
-    base_cols = {b: features.base_columns[b] for b in benchmarks}
-    base_index = [columns.index(base_cols[b]) for b in benchmarks]
+    return {b: features.base_columns[b] for b in benchmarks}
 
+
+def _build_cubes(
+    features, targets, regimes, benchmarks, base_cols, cfg: ModelConfig, freq, timestamps
+) -> _FitData:
+    """Features, targets and regimes as dense [T, N, .] arrays on one grid, so windows are plain slicing.
+
+    Also the candidate window ends: rows where every base beta is finite and some target is.
+    """
+    columns = list(features.frame.columns)
+    base_index = [columns.index(base_cols[b]) for b in benchmarks]
     cube, ts, symbols = feature_cube(features.frame, columns, timestamps)
     if freq is None:
         freq = infer_freq(ts)
@@ -207,16 +262,23 @@ def fit_model(
     geo = window_geometry(cfg.lookback, freq, cfg.max_steps)
     y = _target_cube(targets, benchmarks, ts, symbols)  # [T, N, K]
     reg = _regime_vector(regimes, ts)  # [T]
-
     valid = np.isfinite(cube[:, :, base_index]).all(axis=2) & np.isfinite(y).any(axis=2)  # [T, N]
     pairs = sample_index(valid, geo.lookback_bars, geo.stride)
-    in_train = _range_mask(ts, train_range)
-    in_val = _range_mask(ts, val_range)
-    train_pairs = pairs[in_train[pairs[:, 0]]]
-    val_pairs = pairs[in_val[pairs[:, 0]]]
+    return _FitData(columns, base_index, cube, ts, freq, geo, y, reg, pairs, None, None)
+
+
+def _window_pairs(data: _FitData, train_range, val_range, cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation window ends by the range their end falls in (the caller leaves the embargo).
+
+    Training windows are subsampled (seeded) to `max_train_samples` to bound the epoch cost.
+    """
+    data.in_train = _range_mask(data.ts, train_range)
+    data.in_val = _range_mask(data.ts, val_range)
+    train_pairs = data.pairs[data.in_train[data.pairs[:, 0]]]
+    val_pairs = data.pairs[data.in_val[data.pairs[:, 0]]]
     if len(train_pairs) == 0:
         raise ValueError(
-            f"no training windows in {train_range}: need finite base betas and targets after {geo.span} bars"
+            f"no training windows in {train_range}: need finite base betas and targets after {data.geo.span} bars"
         )
     if len(val_pairs) == 0:
         raise ValueError(f"no validation windows in {val_range}: need finite base betas and targets")
@@ -224,8 +286,12 @@ def fit_model(
     if len(train_pairs) > cfg.max_train_samples:
         keep = np.sort(rng.choice(len(train_pairs), cfg.max_train_samples, replace=False))
         train_pairs = train_pairs[keep]
+    return train_pairs, val_pairs
 
-    # normalisation statistics over every training-period row (not only sampled window ends)
+
+def _normalisation(cube: np.ndarray, in_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Feature mean/std over every training-period row (not only sampled window ends), so the
+    statistics do not depend on subsampling; non-finite or ~constant columns get 0 / 1."""
     rows = cube[in_train].reshape(-1, cube.shape[2]).astype(np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
@@ -233,12 +299,28 @@ def fit_model(
         std = np.nanstd(rows, axis=0)
     mean = np.where(np.isfinite(mean), mean, 0.0)
     std = np.where(np.isfinite(std) & (std > 1e-8), std, 1.0)
+    return mean, std
+
+
+def _datasets(data: _FitData, train_pairs, val_pairs, cfg: ModelConfig):
+    """Window datasets; training windows weighted by time decay (recent data counts more), validation unweighted."""
+    from adaptive_beta.training.datasets import WindowDataset, time_decay_weights
 
     halflife = parse_duration(cfg.decay_halflife) if cfg.decay_halflife else None
-    w_train = time_decay_weights(train_pairs[:, 0], ts, halflife)
+    w_train = time_decay_weights(train_pairs[:, 0], data.ts, halflife)
     w_val = np.ones(len(val_pairs), dtype=np.float32)
-    train_ds = WindowDataset(cube, y, reg, train_pairs, w_train, geo.lookback_bars, geo.stride)
-    val_ds = WindowDataset(cube, y, reg, val_pairs, w_val, geo.lookback_bars, geo.stride)
+    lb, stride = data.geo.lookback_bars, data.geo.stride
+    train_ds = WindowDataset(data.cube, data.y, data.reg, train_pairs, w_train, lb, stride)
+    val_ds = WindowDataset(data.cube, data.y, data.reg, val_pairs, w_val, lb, stride)
+    return train_ds, val_ds
+
+
+def _fit_members(
+    data: _FitData, mean, std, train_ds, val_ds, cfg: ModelConfig, has_regimes: bool, progress: bool
+):
+    """Fit `n_members` nets (seeds seed, seed+1, ...) and restore the caller's torch thread and
+    determinism settings afterwards: Trainer(deterministic=True) flips a process-wide flag."""
+    import torch
 
     prev_threads = torch.get_num_threads()
     prev_det = (
@@ -249,65 +331,112 @@ def fit_model(
     members, modules = [], []
     try:
         for m in range(cfg.n_members):
-            seed = cfg.seed + m
-            with _quiet_lightning(), tempfile.TemporaryDirectory(prefix="abeta-fit-") as tmp:
-                pl.seed_everything(seed, workers=True, verbose=False)
-                net = build_net(cfg, len(columns), base_index)
-                net.set_normalization(mean, std)
-                module = BetaLitModule(
-                    net,
-                    cfg.lr,
-                    cfg.weight_decay,
-                    cfg.regime_loss_weight if regimes is not None else 0.0,
-                    loss=cfg.loss,
-                )
-                dm = WindowDataModule(train_ds, val_ds, cfg.batch_size, seed)
-                trainer = pl.Trainer(
-                    max_epochs=cfg.epochs,
-                    accelerator="cpu",
-                    devices=1,
-                    deterministic=True,
-                    logger=False,
-                    enable_checkpointing=False,
-                    enable_model_summary=False,
-                    enable_progress_bar=progress,
-                    num_sanity_val_steps=0,
-                    gradient_clip_val=cfg.grad_clip,
-                    default_root_dir=tmp,
-                    callbacks=[
-                        EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min", verbose=False)
-                    ],
-                )
-                trainer.fit(module, datamodule=dm)
-            if module.best_state is not None:
-                net.load_state_dict(module.best_state)
-            net.eval()
+            net, module = _fit_one_member(
+                data, mean, std, train_ds, val_ds, cfg, cfg.seed + m, has_regimes, progress
+            )
             members.append(net)
             modules.append(module)
     finally:  # Trainer(deterministic=True) flips a process-wide flag: give the caller its own back
         torch.set_num_threads(prev_threads)
         torch.use_deterministic_algorithms(prev_det[0], warn_only=prev_det[1])
-    module = modules[0]
+    return members, modules
+
+
+def _fit_one_member(
+    data: _FitData,
+    mean,
+    std,
+    train_ds,
+    val_ds,
+    cfg: ModelConfig,
+    seed: int,
+    has_regimes: bool,
+    progress: bool,
+):
+    """One seeded, deterministic Lightning fit with early stopping; returns the net with its
+    best-validation weights (eval mode) and the module holding its history.
+
+    Lightning runs in a temporary folder with loggers and checkpoints off: nothing lands in the repo.
+    """
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from adaptive_beta.models.networks import build_net
+    from adaptive_beta.training.datasets import WindowDataModule
+    from adaptive_beta.training.lit_module import BetaLitModule
+
+    with _quiet_lightning(), tempfile.TemporaryDirectory(prefix="abeta-fit-") as tmp:
+        pl.seed_everything(seed, workers=True, verbose=False)
+        net = build_net(cfg, len(data.columns), data.base_index)
+        net.set_normalization(mean, std)
+        module = BetaLitModule(
+            net,
+            cfg.lr,
+            cfg.weight_decay,
+            cfg.regime_loss_weight if has_regimes else 0.0,
+            loss=cfg.loss,
+        )
+        dm = WindowDataModule(train_ds, val_ds, cfg.batch_size, seed)
+        trainer = pl.Trainer(
+            max_epochs=cfg.epochs,
+            accelerator="cpu",
+            devices=1,
+            deterministic=True,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=progress,
+            num_sanity_val_steps=0,
+            gradient_clip_val=cfg.grad_clip,
+            default_root_dir=tmp,
+            callbacks=[EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min", verbose=False)],
+        )
+        trainer.fit(module, datamodule=dm)
+    if module.best_state is not None:
+        net.load_state_dict(module.best_state)
+    net.eval()
+    return net, module
+
+
+def _ensemble(members: list):
+    """One net stays itself (the bundle format is unchanged); several are averaged by `BetaEnsemble`."""
     if len(members) == 1:
-        net = members[0]
-    else:
-        from adaptive_beta.models.networks import BetaEnsemble
+        return members[0]
+    from adaptive_beta.models.networks import BetaEnsemble
 
-        net = BetaEnsemble(members)
-        net.eval()
+    net = BetaEnsemble(members)
+    net.eval()
+    return net
 
-    # shrink the correction, then calibrate the interval, on validation
-    xv = gather_windows(cube, val_pairs, geo.lookback_bars, geo.stride)
-    yv = y[val_pairs[:, 0], val_pairs[:, 1]]
+
+def _calibrate(net, data: _FitData, val_pairs, cfg: ModelConfig):
+    """On validation: shrink the correction (alpha, optional), then scale the interval to its level.
+
+    Validation, not training, because the net fits training noise; order matters: the interval
+    is calibrated on the shrunk betas.  Returns (xv, yv, beta_v, half-width, calib scale).
+    """
+    import torch
+
+    xv = gather_windows(data.cube, val_pairs, data.geo.lookback_bars, data.geo.stride)
+    yv = data.y[val_pairs[:, 0], val_pairs[:, 1]]
     beta_v, sigma_v = _heads_numpy(net, xv)
     if cfg.shrink_correction:
-        base_v = xv[:, -1, base_index].astype(np.float64)
+        base_v = xv[:, -1, data.base_index].astype(np.float64)
         alpha = correction_scale(yv, base_v, beta_v)
         net.corr_scale.copy_(torch.as_tensor(alpha, dtype=torch.float32))
         beta_v, sigma_v = _heads_numpy(net, xv)
     scale = calibration_scale(yv, beta_v, sigma_v, float(net.z), cfg.interval_level)
     net.calib_scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
     half = float(net.z) * sigma_v * scale
+    return xv, yv, beta_v, half, scale
+
+
+def _validation_metrics(
+    net, modules, benchmarks, base_index, xv, yv, beta_v, half, scale
+) -> dict[str, float]:
+    """Validation loss/epochs and, per benchmark, RMSE vs the base beta, coverage and the two
+    scales, so a run's record shows whether the correction beat the classical beta."""
+    module = modules[0]
     metrics: dict[str, float] = {
         "val_loss": float(np.mean([md.best_val for md in modules])),
         "best_epoch": float(module.best_epoch),
@@ -321,27 +450,4 @@ def fit_model(
         metrics[f"val_coverage90_{b}"] = float(np.mean(np.abs(yv[ok, k] - beta_v[ok, k]) <= half[ok, k]))
         metrics[f"calib_scale_{b}"] = float(scale[k])
         metrics[f"corr_scale_{b}"] = float(net.corr_scale[k])
-    pick = np.linspace(0, len(xv) - 1, min(N_PARITY_WINDOWS, len(xv))).astype(int)
-    return FitResult(
-        net=net,
-        history=module.history,
-        mean=mean.astype(np.float32),
-        std=std.astype(np.float32),
-        feature_columns=columns,
-        base_columns=base_cols,
-        groups=dict(getattr(features, "groups", {}) or {}),
-        benchmarks=benchmarks,
-        best_epoch=module.best_epoch,
-        calib_scale=scale,
-        cfg=cfg,
-        freq=format_freq(freq),
-        lookback_bars=geo.lookback_bars,
-        stride=geo.stride,
-        steps=geo.steps,
-        train_range=tuple(str(v) for v in train_range),
-        val_range=tuple(str(v) for v in val_range),
-        n_train=len(train_pairs),
-        n_val=len(val_pairs),
-        metrics=metrics,
-        sample_windows=xv[pick].copy(),
-    )
+    return metrics

@@ -472,11 +472,7 @@ def score_forecasts(
     realised = realised.sort_index()
     if train_means is None:
         train_means = training_means(realised, folds)
-    names = list(forecasts)
-    sym = realised.index.get_level_values("symbol")
-    fold_of = np.full(len(realised), -1)
-    for f in folds:
-        fold_of[f.mask(realised.index, "test")] = f.k
+    fold_of = _test_fold_of(realised.index, folds)
     records: list[dict] = []
     meta: dict = {
         "reference": {},
@@ -491,34 +487,19 @@ def score_forecasts(
         total=len(benches) * (len(folds) + 1), desc="scoring", disable=None if progress else True, leave=False
     )
     for bench in benches:
-        series = {n: forecasts_long(forecasts[n], bench) for n in names}
-        have = [n for n in names if series[n] is not None]
-        target = realised[bench].to_numpy(dtype=float)
-        rows = (fold_of >= 0) & np.isfinite(target) & (np.asarray(sym) != bench)
-        base = pd.DataFrame({"target": target[rows], "fold": fold_of[rows]}, index=realised.index[rows])
-        base["train_mean"] = [train_means[k].get(bench, np.nan) for k in base["fold"]]
-        if truth is not None and bench in truth.columns:
-            base["truth"] = truth[bench].reindex(base.index).to_numpy(dtype=float)
-        mom = moments_long(moments, bench)
-        if mom is not None:
-            base[["var_b", "cov", "var_i"]] = mom.reindex(base.index)[["var_b", "cov", "var_i"]].to_numpy(
-                float
-            )
-        data, kept = _common_sample(have, series, base, min_coverage, bench)
+        base = _scored_rows(bench, realised, fold_of, train_means, truth, moments)
+        data, kept = _common_sample_for(bench, forecasts, base, min_coverage)
         samples[bench] = data.index
-        meta["left_out"][bench] = sorted(set(names) - set(kept))
+        meta["left_out"][bench] = sorted(set(forecasts) - set(kept))
         if data.empty:
             log.warning(
                 "benchmark %s: no rows where every estimator has a forecast and the target is finite", bench
             )
             bar.update(len(folds) + 1)
             continue
-        y = data["target"].to_numpy()
-        mse = {n: float(np.mean((data[f"f:{n}"].to_numpy() - y) ** 2)) for n in kept}
-        ref = _reference(kept, kinds, mse)
+        ref = _reference_on(data, kept, kinds)
         meta["reference"][bench] = ref
-        splits = [(f.name, data["fold"].to_numpy() == f.k) for f in folds] + [("pooled", slice(None))]
-        for split, sel in splits:
+        for split, sel in _splits(data, folds):
             sub = data[sel]
             bar.update(1)
             if sub.empty:
@@ -528,6 +509,60 @@ def score_forecasts(
             )
     bar.close()
     return Scorecard(records, meta, samples)
+
+
+def _test_fold_of(index: pd.MultiIndex, folds: list[Fold]) -> np.ndarray:
+    """Per row, the fold whose TEST block holds it (-1: none): only test periods are ever scored."""
+    fold_of = np.full(len(index), -1)
+    for f in folds:
+        fold_of[f.mask(index, "test")] = f.k
+    return fold_of
+
+
+def _scored_rows(
+    bench: str,
+    realised: pd.DataFrame,
+    fold_of: np.ndarray,
+    train_means: Mapping[int, Mapping[str, float]],
+    truth: pd.DataFrame | None,
+    moments: Any,
+) -> pd.DataFrame:
+    """The rows `bench` can be scored on (test period, finite target, asset is not the benchmark)
+    with what the metrics need beside the forecasts: target, fold, R^2 centre, truth, moments."""
+    sym = realised.index.get_level_values("symbol")
+    target = realised[bench].to_numpy(dtype=float)
+    rows = (fold_of >= 0) & np.isfinite(target) & (np.asarray(sym) != bench)
+    base = pd.DataFrame({"target": target[rows], "fold": fold_of[rows]}, index=realised.index[rows])
+    base["train_mean"] = [train_means[k].get(bench, np.nan) for k in base["fold"]]
+    if truth is not None and bench in truth.columns:
+        base["truth"] = truth[bench].reindex(base.index).to_numpy(dtype=float)
+    mom = moments_long(moments, bench)
+    if mom is not None:
+        base[["var_b", "cov", "var_i"]] = mom.reindex(base.index)[["var_b", "cov", "var_i"]].to_numpy(float)
+    return base
+
+
+def _common_sample_for(
+    bench: str, forecasts: Mapping, base: pd.DataFrame, min_coverage: float
+) -> tuple[pd.DataFrame, list[str]]:
+    """Every estimator that forecasts `bench`, joined onto the scored rows on the common sample
+    (see `_common_sample`), so all estimators of a benchmark are scored on the same rows."""
+    names = list(forecasts)
+    series = {n: forecasts_long(forecasts[n], bench) for n in names}
+    have = [n for n in names if series[n] is not None]
+    return _common_sample(have, series, base, min_coverage, bench)
+
+
+def _reference_on(data: pd.DataFrame, kept: list[str], kinds: Mapping[str, str]) -> str | None:
+    """The ex-post reference of `mse_ratio`/`dm_pvalue`, by pooled MSE on the common sample."""
+    y = data["target"].to_numpy()
+    mse = {n: float(np.mean((data[f"f:{n}"].to_numpy() - y) ** 2)) for n in kept}
+    return _reference(kept, kinds, mse)
+
+
+def _splits(data: pd.DataFrame, folds: list[Fold]) -> list[tuple[str, Any]]:
+    """(split name, row selector): each fold's test block, then all of them pooled."""
+    return [(f.name, data["fold"].to_numpy() == f.k) for f in folds] + [("pooled", slice(None))]
 
 
 def _score_split(

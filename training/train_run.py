@@ -146,20 +146,28 @@ def model_card(cfg: TrainConfig, prep: Prepared, card, head, fit, attributions) 
 
 def train(cfg: TrainConfig, panel=None, scorecard_out: str | Path | None = None) -> TrainResult:
     """The whole `abeta train` job; returns run id, scorecard, bundle path and registry outcome."""
-    import mlflow
-
-    from adaptive_beta.models.bundle.meta import bundle_inputs
-    from adaptive_beta.training import tracking
-    from adaptive_beta.training.attributions import integrated_gradients_by_group
-    from adaptive_beta.training.export import export_bundle
-    from adaptive_beta.training.fit import fit_model
-    from adaptive_beta.training.registry import promote, register_bundle
-
     timings = {}
     t0 = time.perf_counter()
     prep = prepare(cfg, panel)
     timings["prepare_s"] = time.perf_counter() - t0
+    infos, card, model_long, regime_extra, head = _walk_forward_scorecard(prep, cfg, scorecard_out, timings)
+    fit, train_rng = _final_fit(prep, cfg, timings)
+    attributions = _global_attributions(prep, cfg, fit)
+    text = model_card(cfg, prep, card, head, fit, attributions)
+    meta = _bundle_meta(cfg, prep, head, train_rng)
+    run_id, bundle_dir = _mlflow_run(
+        cfg, prep, fit, infos, card, head, text, meta, model_long, regime_extra, attributions, timings
+    )
+    version, decision = _register(cfg, run_id, head)
+    timings["total_s"] = time.perf_counter() - t0
+    return TrainResult(run_id, card, card.records, bundle_dir, version, decision, timings)
 
+
+def _walk_forward_scorecard(prep: Prepared, cfg: TrainConfig, scorecard_out, timings: dict):
+    """Walk-forward fits and their scorecard first: the final model is judged on folds it never saw.
+
+    Writes the scorecard and its test predictions beside it when `scorecard_out` is given.
+    """
     t1 = time.perf_counter()
     folds, preds, infos = walk_forward(prep, cfg)
     timings["walk_forward_s"] = time.perf_counter() - t1
@@ -169,6 +177,12 @@ def train(cfg: TrainConfig, panel=None, scorecard_out: str | Path | None = None)
         card.to_json(scorecard_out)
         predictions_path(scorecard_out).parent.mkdir(parents=True, exist_ok=True)
         model_long.to_parquet(predictions_path(scorecard_out))
+    return infos, card, model_long, regime_extra, head
+
+
+def _final_fit(prep: Prepared, cfg: TrainConfig, timings: dict):
+    """The model that ships: fit on the most recent train/validation ranges (`final_ranges`)."""
+    from adaptive_beta.training.fit import fit_model
 
     t2 = time.perf_counter()
     train_rng, val_rng = final_ranges(prep, cfg)
@@ -189,8 +203,14 @@ def train(cfg: TrainConfig, panel=None, scorecard_out: str | Path | None = None)
         timestamps=prep.panel.index,
     )
     timings["final_fit_s"] = time.perf_counter() - t2
+    return fit, train_rng
 
-    # global attributions on recent test windows
+
+def _global_attributions(prep: Prepared, cfg: TrainConfig, fit) -> dict:
+    """Integrated gradients by feature group on evenly spread windows; a failure only warns,
+    because attributions are a report, not a gate."""
+    from adaptive_beta.training.attributions import integrated_gradients_by_group
+
     attributions = {}
     try:
         from adaptive_beta.models.features.windows import feature_cube, gather_windows, sample_index
@@ -207,9 +227,15 @@ def train(cfg: TrainConfig, panel=None, scorecard_out: str | Path | None = None)
         )
     except Exception as exc:  # attributions are a report, not a gate
         say(f"warning: attributions failed: {exc}", cfg.progress)
+    return attributions
 
-    text = model_card(cfg, prep, card, head, fit, attributions)
-    meta = {
+
+def _bundle_meta(cfg: TrainConfig, prep: Prepared, head, train_rng) -> dict:
+    """What the bundle records about its data and its headline scores, so a served model can be
+    traced back to the data and evaluation that produced it."""
+    from adaptive_beta.models.bundle.meta import bundle_inputs
+
+    return {
         "model_name": cfg.model_name,
         "horizon": cfg.horizon,
         "regime_horizon": cfg.regime_horizon,
@@ -225,44 +251,24 @@ def train(cfg: TrainConfig, panel=None, scorecard_out: str | Path | None = None)
         },
     }
 
+
+def _mlflow_run(
+    cfg, prep, fit, infos, card, head, text, meta, model_long, regime_extra, attributions, timings
+):
+    """One MLflow run holding the bundle, config, fingerprints, metrics, plots and card, so the
+    registry can point at a run that explains itself.  Returns (run id, bundle folder)."""
+    import mlflow
+
+    from adaptive_beta.training import tracking
+    from adaptive_beta.training.export import export_bundle
+
     tracking.setup_mlflow(cfg.experiment)
     with mlflow.start_run(run_name=f"{model_name_of(cfg)}-{Path(prep.data_path).name}") as run:
         meta["run_id"] = run.info.run_id
         tmp = Path(tempfile.mkdtemp(prefix="abeta-bundle-"))
         bundle_dir = export_bundle(fit, cfg.features, meta, tmp / "bundle", text)
-        mlflow.log_params(_flat_params(cfg))
-        mlflow.set_tags(
-            {
-                "git_commit": tracking.git_commit(),
-                "data_fingerprint": prep.panel.fingerprint(),
-                "data_source": prep.data_path,
-                "feature_spec_hash": cfg.features.hash(),
-                "eval_key": head.eval_key,
-                **{f"version.{k}": v for k, v in tracking.package_versions().items()},
-            }
-        )
-        mlflow.log_dict(cfg.model_dump(mode="json"), "config.json")
-        mlflow.log_dict(
-            {
-                "manifest_sha256": prep.panel.meta.get("manifest_sha256"),
-                "panel_sha256": prep.panel.fingerprint(),
-            },
-            "data_fingerprint.json",
-        )
-        for epoch, h in enumerate(fit.history):
-            mlflow.log_metrics(
-                {k: float(v) for k, v in h.items() if isinstance(v, int | float) and k != "epoch"}, step=epoch
-            )
-        for info in infos:
-            for epoch, h in enumerate(info["history"]):
-                mlflow.log_metrics(
-                    {
-                        f"fold{info['fold']}_{k}": float(v)
-                        for k, v in h.items()
-                        if isinstance(v, int | float) and k != "epoch"
-                    },
-                    step=epoch,
-                )
+        _log_params_and_tags(cfg, prep, head)
+        _log_histories(fit, infos)
         mlflow.log_metrics(_score_metrics(card))
         mlflow.log_metrics({k: float(v) for k, v in timings.items()})
         tracking.log_json(card.records, "scorecard.json")
@@ -277,6 +283,60 @@ def train(cfg: TrainConfig, panel=None, scorecard_out: str | Path | None = None)
             model_long.to_parquet(pred_file)
             mlflow.log_artifact(str(pred_file))
         run_id = run.info.run_id
+    return run_id, bundle_dir
+
+
+def _log_params_and_tags(cfg: TrainConfig, prep: Prepared, head) -> None:
+    """Config, code and data identity on the active run: what is needed to reproduce it."""
+    import mlflow
+
+    from adaptive_beta.training import tracking
+
+    mlflow.log_params(_flat_params(cfg))
+    mlflow.set_tags(
+        {
+            "git_commit": tracking.git_commit(),
+            "data_fingerprint": prep.panel.fingerprint(),
+            "data_source": prep.data_path,
+            "feature_spec_hash": cfg.features.hash(),
+            "eval_key": head.eval_key,
+            **{f"version.{k}": v for k, v in tracking.package_versions().items()},
+        }
+    )
+    mlflow.log_dict(cfg.model_dump(mode="json"), "config.json")
+    mlflow.log_dict(
+        {
+            "manifest_sha256": prep.panel.meta.get("manifest_sha256"),
+            "panel_sha256": prep.panel.fingerprint(),
+        },
+        "data_fingerprint.json",
+    )
+
+
+def _log_histories(fit, infos) -> None:
+    """Per-epoch curves of the final fit and of every fold (prefixed `fold<k>_`), to see over/underfitting."""
+    import mlflow
+
+    for epoch, h in enumerate(fit.history):
+        mlflow.log_metrics(
+            {k: float(v) for k, v in h.items() if isinstance(v, int | float) and k != "epoch"}, step=epoch
+        )
+    for info in infos:
+        for epoch, h in enumerate(info["history"]):
+            mlflow.log_metrics(
+                {
+                    f"fold{info['fold']}_{k}": float(v)
+                    for k, v in h.items()
+                    if isinstance(v, int | float) and k != "epoch"
+                },
+                step=epoch,
+            )
+
+
+def _register(cfg: TrainConfig, run_id: str, head):
+    """Register the run's bundle as challenger and, if asked, let the promotion gate decide;
+    returns (version, decision), None where a step is switched off."""
+    from adaptive_beta.training.registry import promote, register_bundle
 
     version = decision = None
     if cfg.register_model:
@@ -288,8 +348,7 @@ def train(cfg: TrainConfig, panel=None, scorecard_out: str | Path | None = None)
                 ("promoted to champion: " if decision.promoted else "not promoted: ") + decision.reason,
                 cfg.progress,
             )
-    timings["total_s"] = time.perf_counter() - t0
-    return TrainResult(run_id, card, card.records, bundle_dir, version, decision, timings)
+    return version, decision
 
 
 def _flat_params(cfg: TrainConfig) -> dict[str, str]:

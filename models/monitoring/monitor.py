@@ -23,7 +23,7 @@ Three questions, each answered from data the system already has:
 Forecasts come from the audit log (`/forecast` records) or, with a data window only, from
 running the bundle's ONNX graph on every bar of the window (what the service would have said).
 Torch-free: numpy, pandas, onnxruntime and the `models` package, so the prediction service
-(GET /monitor, serving/monitor_api.py) and `abeta monitor` (training/monitor.py: reading the
+(GET /monitor, serving/endpoints/monitor.py) and `abeta monitor` (training/monitor.py: reading the
 audit log, `run_monitor`) share this one implementation.
 """
 

@@ -239,7 +239,7 @@ def test_openapi_lists_backtest_and_fuzzed_bodies_never_get_500(server):
 
 def test_reduced_baseline_config_gives_the_same_betas_as_the_full_one():
     from adaptive_beta.models.estimators.baselines import baseline_forecasts
-    from adaptive_beta.serving.backtest_api import baseline_config_for, known_estimators
+    from adaptive_beta.serving.endpoints.backtest import baseline_config_for, known_estimators
 
     rng = np.random.default_rng(3)
     idx = pd.date_range("2024-01-01", periods=200, freq="1D", tz="UTC")

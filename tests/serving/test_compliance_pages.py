@@ -33,6 +33,8 @@ def seed(folder: Path) -> dict:
     /explain all four assets (desk-b); v 2 /forecast ETH on 45 bars, /forecast DOGE (desk-b).
     """
     from adaptive_beta.serving.app_state import AppState, ServeConfig
+    from adaptive_beta.serving.endpoints.explain import explain
+    from adaptive_beta.serving.endpoints.forecast import forecast
     from adaptive_beta.serving.schemas import ExplainRequest, ForecastRequest
 
     facts = build_tiny_bundle(folder / "bundle")
@@ -40,15 +42,15 @@ def seed(folder: Path) -> dict:
     full = request_body(facts["assets"], facts["spy"], facts["composite"])
     fc = ForecastRequest.model_validate
     calls = [
-        state.forecast(fc(one_asset_body(facts, "ETHUSDT")), "desk-a"),
-        state.forecast(fc(one_asset_body(facts, "SOLUSDT")), "desk-a"),
-        state.forecast(fc(one_asset_body(facts, "ETHUSDT", 50)), "desk-a"),
-        state.explain(ExplainRequest.model_validate({**full, "top_groups": 2}), "desk-b"),
+        forecast(state, fc(one_asset_body(facts, "ETHUSDT")), "desk-a"),
+        forecast(state, fc(one_asset_body(facts, "SOLUSDT")), "desk-a"),
+        forecast(state, fc(one_asset_body(facts, "ETHUSDT", 50)), "desk-a"),
+        explain(state, ExplainRequest.model_validate({**full, "top_groups": 2}), "desk-b"),
     ]
     state.model_version = "2"
     calls += [
-        state.forecast(fc(one_asset_body(facts, "ETHUSDT", 45)), "desk-b"),
-        state.forecast(fc(one_asset_body(facts, "DOGEUSDT")), "desk-b"),
+        forecast(state, fc(one_asset_body(facts, "ETHUSDT", 45)), "desk-b"),
+        forecast(state, fc(one_asset_body(facts, "DOGEUSDT")), "desk-b"),
     ]
     state.audit.close()
     return {"facts": facts, "calls": calls, "db": folder / "audit.db", "bundle": folder / "bundle"}

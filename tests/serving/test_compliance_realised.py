@@ -70,6 +70,7 @@ def world(tmp_path_factory):
     from adaptive_beta.models.sim.simulator import SimConfig, simulate
     from adaptive_beta.models.sim.write import write_simulation
     from adaptive_beta.serving.app_state import AppState, ServeConfig
+    from adaptive_beta.serving.endpoints.forecast import forecast
     from adaptive_beta.serving.schemas import ForecastRequest
 
     folder = tmp_path_factory.mktemp("realised")
@@ -81,7 +82,7 @@ def world(tmp_path_factory):
     calls = {}
     for pos in (*REALISED_AT, *PENDING_AT):
         body = request_at(sim, panel, pos, with_outside=pos == REALISED_AT[0])
-        calls[pos] = state.forecast(ForecastRequest.model_validate(body), "desk-a")
+        calls[pos] = forecast(state, ForecastRequest.model_validate(body), "desk-a")
     state.audit.close()
     return {
         "panel": panel,

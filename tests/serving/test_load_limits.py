@@ -63,14 +63,15 @@ def test_request_ids_are_unique_and_each_logged_once(server, body):
 def test_a_colliding_request_id_is_redrawn_not_an_error(tiny_bundle, body, tmp_path):
     """The id source repeats an id: the second forecast is logged and answered under a fresh id."""
     from adaptive_beta.serving.app_state import AppState, ServeConfig
+    from adaptive_beta.serving.endpoints.forecast import forecast
     from adaptive_beta.serving.schemas import ForecastRequest
 
     state = AppState.load(ServeConfig(model=str(tiny_bundle["path"]), audit_db=str(tmp_path / "a.db")))
     ids = iter(["a" * 32, "a" * 32, "a" * 32, "b" * 32])
     state.new_request_id = lambda: next(ids)
     req = ForecastRequest.model_validate(body)
-    first = state.forecast(req, "t")
-    second = state.forecast(req, "t")
+    first = forecast(state, req, "t")
+    second = forecast(state, req, "t")
     assert (first["request_id"], second["request_id"]) == ("a" * 32, "b" * 32)
     assert state.audit.get("b" * 32)["request_id"] == "b" * 32
     state.audit.close()

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from adaptive_beta.models.portfolio.scenarios import default_scenarios_path, load_scenarios
-from adaptive_beta.serving.stress_api import scenario_error_field
+from adaptive_beta.serving.endpoints.stress import scenario_error_field
 from tests.serving.conftest import auth, request_body
 
 POSITIONS = {"SOLUSDT": 1_000_000.0, "DOGEUSDT": -250_000.0, "ETHUSDT": 400_000.0}

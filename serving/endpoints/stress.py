@@ -4,7 +4,7 @@ The same scenario engine as `abeta stress` (src/adaptive_beta/cli/stress.py); on
 from differs:
 
 - benchmark betas (BTCUSDT, CRYPTO_EW): the model's forecasts for the request's histories, by the
-  very code /forecast uses (`AppState._forecast_core`), so /stress and /forecast agree exactly;
+  very code /forecast uses (`AppState.forecast_core`), so /stress and /forecast agree exactly;
 - factor betas (SPY, ...; for shocks such as `SPY = -0.10`): rolling OLS over the last 90 days of
   the request's own history (half of it at least), as the CLI does on a dataset;
 - `betas` in the request replace either for the (symbol, series) pairs they name.
