@@ -336,6 +336,96 @@ def panel_meta(
     return m
 
 
+def _check_assets(assets: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Each asset frame has a tz-aware index and a close column (the loaders guarantee more)."""
+    if not assets:
+        raise DataError("no assets: a panel needs at least one asset with a close series")
+    frames = dict(assets)
+    for sym, df in frames.items():
+        if not isinstance(df.index, pd.DatetimeIndex) or df.index.tz is None:
+            raise DataError(f"asset {sym}: index must be a tz-aware UTC DatetimeIndex")
+        if "close" not in df.columns:
+            raise DataError(f"asset {sym}: missing required column", column="close")
+    return frames
+
+
+def _bar_index(
+    frames: Mapping[str, pd.DataFrame], freq: pd.Timedelta | str | None
+) -> tuple[pd.DatetimeIndex, pd.Timedelta]:
+    """The regular bar-open grid spanning every asset (intraday grids floored to the bar)."""
+    if freq is None:
+        longest = max(frames.values(), key=len)
+        freq = infer_freq(longest.index)  # type: ignore[arg-type]
+    freq = parse_duration(freq) if isinstance(freq, str) else pd.Timedelta(freq)
+    start = min(df.index[0] for df in frames.values())
+    end = max(df.index[-1] for df in frames.values())
+    index = pd.date_range(
+        start.floor(freq) if freq <= pd.Timedelta("1D") else start, end, freq=freq, tz="UTC"
+    )
+    return index.as_unit("ns"), freq
+
+
+def _wide(frames: Mapping[str, pd.DataFrame], col: str, index: pd.DatetimeIndex) -> pd.DataFrame:
+    """One column of every asset on the bar grid (all-NaN for an asset without it)."""
+    data = {}
+    for sym, df in frames.items():
+        if col in df.columns:
+            s = df[col].astype(float)
+            s.index = s.index.as_unit("ns")
+            data[sym] = s.reindex(index)
+        else:
+            data[sym] = pd.Series(np.nan, index=index)
+    return pd.DataFrame(data, index=index, columns=list(frames))
+
+
+def _factor_frames(
+    factors: Mapping[str, FactorSeries],
+    index: pd.DatetimeIndex,
+    freq: pd.Timedelta,
+    max_staleness: str | pd.Timedelta,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """Each factor as known at each bar's close (values, staleness, category)."""
+    bar_close = index + freq
+    staleness = pd.Timedelta(parse_duration(max_staleness))
+    fvals, fstale, cats = {}, {}, {}
+    for name, fs in factors.items():
+        s = fs.values.copy()
+        s.index = pd.DatetimeIndex(s.index).as_unit("ns")
+        v, st = align_factor(s, bar_close, staleness)
+        fvals[name], fstale[name], cats[name] = v, st, fs.category
+    factor_frame = pd.DataFrame(fvals, index=index, columns=list(fvals))
+    stale_frame = pd.DataFrame(fstale, index=index, columns=list(fstale))
+    return factor_frame, stale_frame, cats
+
+
+def _given_level(s: pd.Series, index: pd.DatetimeIndex) -> pd.Series:
+    s = s.astype(float)
+    s.index = pd.DatetimeIndex(s.index).as_unit("ns")
+    return s.reindex(index)
+
+
+def _benchmarks(
+    close: pd.DataFrame,
+    btc: str | None,
+    given: dict[str, pd.Series],
+    composite: str,
+    composite_weights: pd.DataFrame | None,
+) -> pd.DataFrame:
+    """BTC and the crypto composite: from levels given directly, else computed from the assets."""
+    bench: dict[str, pd.Series] = {}
+    if btc is not None:
+        if btc in given:
+            bench[btc] = _given_level(given.pop(btc), close.index)
+        elif btc in close.columns:
+            bench[btc] = close[btc]
+    if COMPOSITE_NAME in given:
+        bench[COMPOSITE_NAME] = _given_level(given.pop(COMPOSITE_NAME), close.index)
+    else:
+        weights = composite_weights if composite == "cap" else None
+        bench[COMPOSITE_NAME] = composite_index(close.pct_change(fill_method=None), weights)
+    return pd.DataFrame(bench, index=close.index)
+
+
 def build_panel(
     assets: Mapping[str, pd.DataFrame],
     factors: Mapping[str, FactorSeries] | None = None,
@@ -358,85 +448,26 @@ def build_panel(
     Benchmarks: the asset whose symbol starts with BTC (or `btc_symbol`), and the crypto
     composite `CRYPTO_EW` (equal-weighted; `composite="cap"` with `composite_weights`).
     """
-    if not assets:
-        raise DataError("no assets: a panel needs at least one asset with a close series")
-    frames = {sym: df for sym, df in assets.items()}
-    for sym, df in frames.items():
-        if not isinstance(df.index, pd.DatetimeIndex) or df.index.tz is None:
-            raise DataError(f"asset {sym}: index must be a tz-aware UTC DatetimeIndex")
-        if "close" not in df.columns:
-            raise DataError(f"asset {sym}: missing required column", column="close")
-    if freq is None:
-        longest = max(frames.values(), key=len)
-        freq = infer_freq(longest.index)  # type: ignore[arg-type]
-    freq = parse_duration(freq) if isinstance(freq, str) else pd.Timedelta(freq)
-    start = min(df.index[0] for df in frames.values())
-    end = max(df.index[-1] for df in frames.values())
-    index = pd.date_range(
-        start.floor(freq) if freq <= pd.Timedelta("1D") else start, end, freq=freq, tz="UTC"
-    )
-    index = index.as_unit("ns")
-    symbols = list(frames)
-
-    def wide(col: str) -> pd.DataFrame:
-        data = {}
-        for sym, df in frames.items():
-            if col in df.columns:
-                s = df[col].astype(float)
-                s.index = s.index.as_unit("ns")
-                data[sym] = s.reindex(index)
-            else:
-                data[sym] = pd.Series(np.nan, index=index)
-        return pd.DataFrame(data, index=index, columns=symbols)
-
-    close = wide("close")
-    volume = wide("volume")
-    funding = wide("funding_rate")
-    oi = wide("open_interest")
-
-    bar_close = index + freq
-    staleness = pd.Timedelta(parse_duration(max_staleness))
-    fvals, fstale, cats = {}, {}, {}
-    for name, fs in (factors or {}).items():
-        s = fs.values.copy()
-        s.index = pd.DatetimeIndex(s.index).as_unit("ns")
-        v, st = align_factor(s, bar_close, staleness)
-        fvals[name], fstale[name], cats[name] = v, st, fs.category
-    factor_frame = pd.DataFrame(fvals, index=index, columns=list(fvals))
-    stale_frame = pd.DataFrame(fstale, index=index, columns=list(fstale))
-
-    # benchmarks
-    bench: dict[str, pd.Series] = {}
+    frames = _check_assets(assets)
+    index, freq = _bar_index(frames, freq)
+    close = _wide(frames, "close", index)
+    factors = factors or {}
+    factor_frame, stale_frame, cats = _factor_frames(factors, index, freq, max_staleness)
     given = dict(benchmark_series or {})
-    btc = btc_symbol or find_btc(symbols)
+    btc = btc_symbol or find_btc(list(frames))
     if btc is None:
         btc = find_btc(given)
-    if btc is not None:
-        if btc in given:
-            s = given.pop(btc).astype(float)
-            s.index = pd.DatetimeIndex(s.index).as_unit("ns")
-            bench[btc] = s.reindex(index)
-        elif btc in close.columns:
-            bench[btc] = close[btc]
-    if COMPOSITE_NAME in given:
-        s = given.pop(COMPOSITE_NAME).astype(float)
-        s.index = pd.DatetimeIndex(s.index).as_unit("ns")
-        bench[COMPOSITE_NAME] = s.reindex(index)
-    else:
-        weights = composite_weights if composite == "cap" else None
-        bench[COMPOSITE_NAME] = composite_index(close.pct_change(fill_method=None), weights)
-    benchmarks = pd.DataFrame(bench, index=index)
-    rules = {n: (fs.calendar, fs.lag) for n, fs in (factors or {}).items()}
-    m = panel_meta(meta, btc, composite, max_staleness, rules)
+    benchmarks = _benchmarks(close, btc, given, composite, composite_weights)
+    rules = {n: (fs.calendar, fs.lag) for n, fs in factors.items()}
     return Panel(
         close=close,
-        volume=volume,
-        funding_rate=funding,
-        open_interest=oi,
+        volume=_wide(frames, "volume", index),
+        funding_rate=_wide(frames, "funding_rate", index),
+        open_interest=_wide(frames, "open_interest", index),
         factors=factor_frame,
         factor_staleness=stale_frame,
         factor_categories=cats,
         benchmarks=benchmarks,
         freq=freq,
-        meta=m,
+        meta=panel_meta(meta, btc, composite, max_staleness, rules),
     )
