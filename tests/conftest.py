@@ -24,6 +24,7 @@ SLOW_MODULES = {
     "tests/training/test_cmd_backtest.py",
     "tests/training/test_export.py",
     "tests/training/test_fit.py",
+    "tests/training/test_tune.py",
 }
 
 

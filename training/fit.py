@@ -172,6 +172,7 @@ def fit_model(
     progress: bool = True,
     freq: pd.Timedelta | str | None = None,
     timestamps: pd.DatetimeIndex | None = None,
+    callbacks: tuple = (),
 ) -> FitResult:
     """Train a BetaNet on windows ending in `train_range`, early-stop and calibrate on `val_range`.
 
@@ -180,6 +181,7 @@ def fit_model(
     regimes: indexed by timestamp with a `forward` column of regime codes (or None: no regime loss).
     train_range / val_range: (start, end) timestamps, inclusive; None = open.
     freq / timestamps: the panel's bar length and grid (default: inferred from the feature frame).
+    callbacks: extra Lightning callbacks for every member's fit (e.g. `abeta tune`'s pruning).
     """
     cfg = cfg or ModelConfig()
     benchmarks = list(benchmarks or list(features.base_columns))
@@ -188,7 +190,9 @@ def fit_model(
     train_pairs, val_pairs = _window_pairs(data, train_range, val_range, cfg)
     mean, std = _normalisation(data.cube, data.in_train)
     train_ds, val_ds = _datasets(data, train_pairs, val_pairs, cfg)
-    members, modules = _fit_members(data, mean, std, train_ds, val_ds, cfg, regimes is not None, progress)
+    members, modules = _fit_members(
+        data, mean, std, train_ds, val_ds, cfg, regimes is not None, progress, callbacks
+    )
     net = _ensemble(members)
     xv, yv, beta_v, half, scale = _calibrate(net, data, val_pairs, cfg)
     module = modules[0]
@@ -316,7 +320,15 @@ def _datasets(data: _FitData, train_pairs, val_pairs, cfg: ModelConfig):
 
 
 def _fit_members(
-    data: _FitData, mean, std, train_ds, val_ds, cfg: ModelConfig, has_regimes: bool, progress: bool
+    data: _FitData,
+    mean,
+    std,
+    train_ds,
+    val_ds,
+    cfg: ModelConfig,
+    has_regimes: bool,
+    progress: bool,
+    callbacks: tuple = (),
 ):
     """Fit `n_members` nets (seeds seed, seed+1, ...) and restore the caller's torch thread and
     determinism settings afterwards: Trainer(deterministic=True) flips a process-wide flag."""
@@ -332,7 +344,7 @@ def _fit_members(
     try:
         for m in range(cfg.n_members):
             net, module = _fit_one_member(
-                data, mean, std, train_ds, val_ds, cfg, cfg.seed + m, has_regimes, progress
+                data, mean, std, train_ds, val_ds, cfg, cfg.seed + m, has_regimes, progress, callbacks
             )
             members.append(net)
             modules.append(module)
@@ -352,6 +364,7 @@ def _fit_one_member(
     seed: int,
     has_regimes: bool,
     progress: bool,
+    callbacks: tuple = (),
 ):
     """One seeded, deterministic Lightning fit with early stopping; returns the net with its
     best-validation weights (eval mode) and the module holding its history.
@@ -389,7 +402,10 @@ def _fit_one_member(
             num_sanity_val_steps=0,
             gradient_clip_val=cfg.grad_clip,
             default_root_dir=tmp,
-            callbacks=[EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min", verbose=False)],
+            callbacks=[
+                EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min", verbose=False),
+                *callbacks,
+            ],
         )
         trainer.fit(module, datamodule=dm)
     if module.best_state is not None:
@@ -447,6 +463,7 @@ def _validation_metrics(
         base = xv[ok, -1, base_index[k]]
         metrics[f"val_rmse_{b}"] = float(np.sqrt(np.mean((yv[ok, k] - beta_v[ok, k]) ** 2)))
         metrics[f"val_rmse_base_{b}"] = float(np.sqrt(np.mean((yv[ok, k] - base) ** 2)))
+        metrics[f"val_n_{b}"] = float(ok.sum())
         metrics[f"val_coverage90_{b}"] = float(np.mean(np.abs(yv[ok, k] - beta_v[ok, k]) <= half[ok, k]))
         metrics[f"calib_scale_{b}"] = float(scale[k])
         metrics[f"corr_scale_{b}"] = float(net.corr_scale[k])

@@ -60,6 +60,7 @@ class BetaLitModule(LightningModule):
         self.best_state: dict | None = None
         self.best_val = float("inf")
         self.best_epoch = -1
+        self.last_val: dict[str, float] = {}  # the latest validation epoch's losses (for callbacks)
         self._sums = {"train": [0.0, 0.0, 0.0, 0.0], "val": [0.0, 0.0, 0.0, 0.0]}
 
     def forward(self, x):
@@ -118,6 +119,7 @@ class BetaLitModule(LightningModule):
         val = self._epoch_losses("val")
         self.log("val_loss", val["val_loss"], prog_bar=True, logger=False)
         self._pending_val = val
+        self.last_val = dict(val)
 
     def on_train_epoch_end(self) -> None:
         rec = {

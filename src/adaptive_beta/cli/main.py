@@ -40,6 +40,7 @@ def _register() -> None:
         (app, "export", "adaptive_beta.cli.train", "export"),
         (app, "promote", "adaptive_beta.cli.train", "promote"),
         (models_app, "list", "adaptive_beta.cli.train", "models_list"),
+        (app, "tune", "adaptive_beta.cli.tune", "tune"),
         (app, "run", "adaptive_beta.cli.run", "run"),
         (app, "backtest", "adaptive_beta.cli.backtest", "backtest"),
         (app, "stress", "adaptive_beta.cli.stress", "stress"),

@@ -1,0 +1,53 @@
+"""`abeta tune`: Optuna search over the model config on validation blocks; writes the best as TOML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def tune(
+    config: Path | None = typer.Option(
+        None, "--config", help="TrainConfig the search starts from (data, walk-forward, fixed model fields)."
+    ),
+    data: str | None = typer.Option(
+        None, "--data", help="Dataset folder or manifest; default: the built-in simulated market."
+    ),
+    n_trials: int | None = typer.Option(20, "--n-trials", min=1, help="Trials to run in this invocation."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", min=1, help="Stop starting trials after this many seconds."
+    ),
+    storage: str | None = typer.Option(
+        None, "--storage", help="Study storage (SQLAlchemy URL); default: optuna.db beside the MLflow store."
+    ),
+    study_name: str = typer.Option("adaptive-beta-tune", "--study-name", help="Resumed if it exists."),
+    out: Path = typer.Option(
+        Path("tuned.toml"), "--out", help="Where to write the best config (abeta train --config takes it)."
+    ),
+    max_folds: int | None = typer.Option(None, "--max-folds", help="Override walk_forward.max_folds."),
+    seed: int = typer.Option(0, "--seed", help="Sampler seed."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+) -> None:
+    """Search the model config (Optuna, pruned per epoch) on pooled validation beta MSE; test blocks unused."""
+    from adaptive_beta.training.train_config import load_train_config
+    from adaptive_beta.training.tune import TuneConfig, default_storage, run_tune
+
+    cfg = load_train_config(config, data=data)
+    raw = cfg.model_dump(mode="json")
+    if max_folds:
+        raw["walk_forward"]["max_folds"] = max_folds
+    if quiet:
+        raw["progress"] = False
+    cfg = type(cfg).model_validate(raw)
+    settings = TuneConfig(
+        n_trials=n_trials, timeout=timeout, storage=storage, study_name=study_name, seed=seed
+    )
+    res = run_tune(cfg, settings, out=out)
+    typer.echo(
+        f"best pooled validation beta MSE {res.best_value:.6f} "
+        f"({res.n_complete} complete, {res.n_pruned} pruned of {res.n_trials} trials in the study "
+        f"{study_name!r} at {storage or default_storage()})"
+    )
+    typer.echo(f"best params: {res.best_params}")
+    typer.echo(f"wrote {res.config_path}; train with: abeta train --config {res.config_path}")
