@@ -95,6 +95,7 @@ def test_unknown_arch_and_bad_base_index_are_rejected():
         BetaNet(4, [4])
 
 
+@pytest.mark.slow  # ONNX export takes ~10 s each; the bundle fixtures export in the fast lane
 @pytest.mark.parametrize("arch", ARCHS)
 def test_onnx_export_matches_torch_for_batches_1_7_and_two_lengths(arch, tmp_path):
     from adaptive_beta.training.export import _export_onnx
@@ -119,6 +120,7 @@ def test_onnx_export_matches_torch_for_batches_1_7_and_two_lengths(arch, tmp_pat
                 assert np.max(np.abs(r - g)) <= 1e-5
 
 
+@pytest.mark.slow  # ONNX export takes ~10 s each; the bundle fixtures export in the fast lane
 def test_repeated_gru_exports_in_one_process_keep_the_sequence_length_dynamic(tmp_path):
     """torch 2.13 bakes L into the second GRU export of a process unless aten.gru's dispatch cache is cleared."""
     import onnx
@@ -164,6 +166,7 @@ def test_ensemble_averages_member_corrections_variances_and_regime_probabilities
     torch.testing.assert_close(single(x)[0], members[0](x)[0])
 
 
+@pytest.mark.slow  # ONNX export takes ~10 s each; the bundle fixtures export in the fast lane
 def test_ensemble_exports_as_one_onnx_graph_matching_torch(tmp_path):
     from adaptive_beta.models.networks import BetaEnsemble
     from adaptive_beta.training.export import _export_onnx
