@@ -197,3 +197,16 @@ def test_each_unified_helper_is_defined_once_and_the_old_copies_are_gone():
         assert defined[name] == 1, name
     for old in ("_covers", "_is_bar_series", "_is_bar_name", "_spec_hash", "_zero_or_duration"):
         assert defined[old] == 0, old
+
+
+def test_the_finite_beta_lookup_is_written_once():
+    """`models.portfolio.hedge.finite_beta` is the only place that says a beta is missing or not
+    finite (hedge and stress once each had their own copy with its own wording)."""
+
+    def message(node) -> bool:
+        if not isinstance(node, ast.JoinedStr):
+            return False
+        text = "".join(_str(v) or "" for v in node.values)
+        return ": no beta " in text or " is not finite" in text and "beta of" in text
+
+    assert len(_where(message)) == 2, _where(message)  # the two messages of finite_beta

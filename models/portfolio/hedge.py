@@ -49,11 +49,13 @@ class HedgeResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _beta(betas: Mapping[str, Mapping[str, float]], sym: str, bench: str, what: str) -> float:
+def finite_beta(betas: Mapping[str, Mapping[str, float]], sym: str, bench: str, what: str) -> float:
+    """The one beta lookup of the portfolio maths (hedge, stress): missing or non-finite is an
+    error naming the pair, never a silent NaN in a notional."""
     try:
         value = float(betas[sym][bench])
     except KeyError:
-        raise ValueError(f"{what}: no beta for {sym!r} to benchmark {bench!r}") from None
+        raise ValueError(f"{what}: no beta of {sym!r} to {bench!r}") from None
     if not np.isfinite(value):
         raise ValueError(f"{what}: beta of {sym!r} to {bench!r} is not finite")
     return value
@@ -184,9 +186,9 @@ def hedge_overlay(
 
     syms = list(positions)
     n = np.array([float(positions[s]) for s in syms])
-    A = np.array([[_beta(betas, s, b, "betas") for b in benches] for s in syms])  # [N, K]
+    A = np.array([[finite_beta(betas, s, b, "betas") for b in benches] for s in syms])  # [N, K]
     C = np.array(
-        [[_beta(inst_betas, h, b, "instrument_betas") for b in benches] for h in hedge_instruments]
+        [[finite_beta(inst_betas, h, b, "instrument_betas") for b in benches] for h in hedge_instruments]
     )  # [H, K]
     T = np.array([float(target[b]) for b in benches])
     D = n @ A  # dollar beta [K]

@@ -29,7 +29,7 @@ from adaptive_beta.models.data.schema import Panel
 from adaptive_beta.models.durations import to_periods
 from adaptive_beta.models.estimators.rolling import rolling_ols_beta
 from adaptive_beta.models.portfolio.book import is_core_default
-from adaptive_beta.models.portfolio.hedge import hedge_overlay
+from adaptive_beta.models.portfolio.hedge import finite_beta, hedge_overlay
 from adaptive_beta.models.portfolio.scenarios import BetaShift, HistoricalReplay
 
 
@@ -97,15 +97,10 @@ def shifted_betas(
 
 
 def _beta(betas, sym: str, series: str, scenario: str) -> float:
+    """A series moves one-for-one with itself; otherwise the one finite-beta lookup."""
     if sym == series:
         return 1.0
-    try:
-        v = float(betas[sym][series])
-    except KeyError:
-        raise ValueError(f"scenario {scenario!r}: no beta of {sym!r} to {series!r}") from None
-    if not np.isfinite(v):
-        raise ValueError(f"scenario {scenario!r}: beta of {sym!r} to {series!r} is not finite")
-    return v
+    return finite_beta(betas, sym, series, f"scenario {scenario!r}")
 
 
 FACTOR_BETA_WINDOW = "90d"  # the rolling OLS window of betas to cross-market factors

@@ -109,7 +109,7 @@ def test_worst_case_interval_by_interval_arithmetic():
 
 
 def test_errors_name_the_field():
-    with pytest.raises(ValueError, match="no beta for 'ETH'"):
+    with pytest.raises(ValueError, match="no beta of 'ETH'"):
         hedge_overlay({"SOL": 1.0}, {"SOL": {"B": 1.0}}, None, ["ETH"], None, {"B": 0.0})
     with pytest.raises(ValueError, match="limits\\['X'\\]"):
         hedge_overlay(
