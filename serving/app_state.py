@@ -13,6 +13,7 @@ log is `AuditUnavailable` (503, no forecast is returned).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -60,14 +61,36 @@ class ServeConfig:
     audit_db: str = "audit/audit.db"  # ABETA_AUDIT_DB: path, sqlite:///path or postgresql://
     intra_op_threads: int = 1  # ABETA_ORT_THREADS: ORT threads per worker (workers x threads <= cores)
     summary_drivers: int = 3  # drivers named in the /forecast summary
+    anchor_file: str | None = None  # ABETA_AUDIT_ANCHORS: signed anchors (default DB.anchors beside SQLite)
+    anchor_key: str | None = None  # ABETA_AUDIT_ANCHOR_KEY: HMAC key file (default DB.anchor-key)
+    anchor_every: int = 1000  # ABETA_AUDIT_ANCHOR_EVERY: anchor at least every N records ...
+    anchor_seconds: float = 60.0  # ABETA_AUDIT_ANCHOR_SECONDS: ... and every T seconds
 
     @classmethod
     def from_env(cls) -> ServeConfig:
+        env = os.environ.get
         return cls(
-            model=os.environ.get("ABETA_MODEL", cls.model),
-            audit_db=os.environ.get("ABETA_AUDIT_DB", cls.audit_db),
-            intra_op_threads=int(os.environ.get("ABETA_ORT_THREADS", "1")),
+            model=env("ABETA_MODEL", cls.model),
+            audit_db=env("ABETA_AUDIT_DB", cls.audit_db),
+            intra_op_threads=int(env("ABETA_ORT_THREADS", "1")),
+            anchor_file=env("ABETA_AUDIT_ANCHORS") or None,
+            anchor_key=env("ABETA_AUDIT_ANCHOR_KEY") or None,
+            anchor_every=int(env("ABETA_AUDIT_ANCHOR_EVERY", str(cls.anchor_every))),
+            anchor_seconds=float(env("ABETA_AUDIT_ANCHOR_SECONDS", str(cls.anchor_seconds))),
         )
+
+    def anchor_settings(self) -> Any:
+        """AnchorSettings for the audit log; None (anchors off, with a warning) for a PostgreSQL
+        log without an anchor file, which has no folder to put one in by default."""
+        from adaptive_beta.models.audit.anchors import AnchorSettings, has_default_anchor_file
+
+        if self.anchor_file is None and not has_default_anchor_file(self.audit_db):
+            logging.getLogger("abeta.service").warning(
+                "audit anchors are off: set ABETA_AUDIT_ANCHORS (or --anchor-file) for a PostgreSQL audit "
+                "log, or truncation and rewrites of its end go undetected"
+            )
+            return None
+        return AnchorSettings(self.anchor_file, self.anchor_key, self.anchor_every, self.anchor_seconds)
 
 
 def resolve_model(uri: str) -> tuple[str, str | None, str | None]:
@@ -118,7 +141,7 @@ class AppState:
         audit_url = cfg.audit_db
         if "://" not in audit_url:
             os.makedirs(os.path.dirname(os.path.abspath(audit_url)), exist_ok=True)
-        audit = AuditLog(audit_url)
+        audit = AuditLog(audit_url, anchors=cfg.anchor_settings())
         meta = bundle.meta
         groups: dict[str, list[int]] = {}
         for i, col in enumerate(bundle.feature_columns):

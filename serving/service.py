@@ -167,6 +167,12 @@ class AdaptiveBeta:
         gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
         self.warm = True
 
+    @bentoml.on_shutdown
+    def close_audit(self) -> None:
+        """Finish pending appends and write the closing anchor of the audit chain."""
+        if self.state is not None:
+            self.state.audit.close()
+
     def __is_ready__(self) -> bool:
         return self.state is not None and self.warm and bool(self.state.audit.writable(timeout_s=2.0))
 

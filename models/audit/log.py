@@ -38,6 +38,15 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from adaptive_beta.models.audit.anchors import (
+    Anchorer,
+    AnchorError,
+    AnchorSettings,
+    check_anchors,
+    default_paths,
+    load_key,
+    read_anchors,
+)
 from adaptive_beta.models.audit.chain import (
     COLUMNS,
     ENTRY_FIELDS,
@@ -52,6 +61,8 @@ from adaptive_beta.models.audit.export import FORMATS, write_export
 from adaptive_beta.models.audit.store import Filters, Head, SqliteStore, Store, StoreMissing, open_store
 
 __all__ = [
+    "AnchorMismatch",
+    "AnchorSettings",
     "AuditLog",
     "AuditReader",
     "AuditStats",
@@ -70,6 +81,11 @@ MAX_QUERY_LIMIT = 10_000
 
 class AuditUnavailable(RuntimeError):
     """The audit database cannot be written (or read): the prediction must not be served."""
+
+
+class AnchorMismatch(AuditUnavailable):
+    """The database does not match its signed anchors (truncated, rewritten, or bad anchor lines):
+    the log refuses to open for writing."""
 
 
 class DuplicateRequest(ValueError):
@@ -285,6 +301,8 @@ class AuditLog(AuditReader):
         sequential caller never waits. 0 disables waiting (batches still form during each commit).
     busy_timeout_s: how long a write waits for another process's write lock before failing.
     max_batch: most entries per transaction.
+    anchors: write signed checkpoints of the chain head (`models/audit/anchors.py`); on opening,
+        raises AnchorMismatch if the database is behind its last anchor or differs from an anchor.
     """
 
     def __init__(
@@ -294,6 +312,7 @@ class AuditLog(AuditReader):
         group_commit_window_ms: float = 2.0,
         busy_timeout_s: float = 5,
         max_batch: int = 1024,
+        anchors: AnchorSettings | None = None,
     ):
         self.url = os.fspath(url)
         self.window_s = max(0.0, group_commit_window_ms) / 1000.0
@@ -306,6 +325,7 @@ class AuditLog(AuditReader):
             raise
         except Exception as exc:
             raise AuditUnavailable(f"audit log {self.url} cannot be opened: {exc}") from exc
+        self._anchorer = self._open_anchors(anchors) if anchors is not None else None
         self._stats = AuditStats()
         self._stats_lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -314,6 +334,70 @@ class AuditLog(AuditReader):
         self._last_batch = 1
         self._writer = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._writer.start()
+
+    # ------------------------------------------------------------------ anchors
+
+    def _open_anchors(self, settings: AnchorSettings) -> Anchorer:
+        """Check the database against its anchor file, then anchor the head found ("open")."""
+        try:
+            path, key_path = default_paths(self.url, settings.file, settings.key_file)
+            key = load_key(key_path, create=True)
+            read = read_anchors(path, key)
+        except (AnchorError, OSError) as exc:
+            self._store.close()
+            raise AuditUnavailable(f"audit log {self.url}: anchors unusable: {exc}") from exc
+        if read.torn:
+            log_.warning(
+                "audit anchor file %s: lines %s are not JSON (cut short by a crash?); ignored",
+                path,
+                read.torn,
+            )
+        check = check_anchors(self._store, read, self._head)
+        if not check.ok and check.kind != "appended-while-closed":
+            self._store.close()
+            raise AnchorMismatch(
+                f"audit log {self._store.description} does not match its anchors in {path}: "
+                f"{check.problem}; refusing to write (check with `abeta audit verify`)"
+            )
+        if not check.ok:  # kept as evidence in the anchor file: `abeta audit verify` reports it
+            log_.error("audit log %s: %s", self._store.description, check.problem)
+        elif not read.anchors and self._head is not None:
+            log_.warning(
+                "audit anchor file %s has no anchors yet: anchoring from seq %d", path, self._head.seq
+            )
+        anchorer = Anchorer(path, key, settings.every_records, settings.every_seconds)
+        try:
+            anchorer.write(self._head, "open", utc_now_iso())
+        except OSError as exc:
+            self._store.close()
+            raise AuditUnavailable(f"audit anchor file {path} cannot be written: {exc}") from exc
+        return anchorer
+
+    def _anchor(self, event: str, head: Head | None) -> None:
+        """Write an anchor; a failure is logged (the records are committed already) and retried
+        after the interval."""
+        a = self._anchorer
+        if a is None:
+            return
+        try:
+            a.write(head, event, utc_now_iso())
+        except OSError as exc:
+            a.last_time = time.monotonic()
+            log_.error("audit anchor could not be written to %s: %s", a.path, exc)
+
+    def _anchor_if_due(self) -> None:
+        if self._anchorer is not None and self._anchorer.due(self._head):
+            self._anchor("interval", self._head)
+
+    def _next_job(self) -> Any:
+        """The next queued item, or None when an interval anchor falls due first."""
+        wait = self._anchorer.wait_s(self._head) if self._anchorer is not None else None
+        if wait is None:
+            return self._queue.get()
+        try:
+            return self._queue.get(timeout=wait)
+        except queue.Empty:
+            return None
 
     # ------------------------------------------------------------------ appending
 
@@ -369,7 +453,10 @@ class AuditLog(AuditReader):
     def _run(self) -> None:
         conn = None
         while True:
-            first = self._queue.get()
+            first = self._next_job()
+            if first is None:  # idle, and an interval anchor fell due
+                self._anchor_if_due()
+                continue
             if first is _STOP:
                 break
             batch, stop = self._collect(first)
@@ -380,6 +467,7 @@ class AuditLog(AuditReader):
                 for job in batch:
                     if not job.future.done():
                         job.future.set_exception(AuditUnavailable(f"audit writer failed: {exc}"))
+            self._anchor_if_due()
             if stop:
                 break
         if conn is not None and isinstance(self._store, SqliteStore):
@@ -507,6 +595,12 @@ class AuditLog(AuditReader):
             self._closed = True
             self._queue.put(_STOP)
         self._writer.join(timeout=self.busy_timeout_s + 5)
+        if self._anchorer is not None:
+            try:
+                head = self._store.head()
+            except Exception:
+                head = self._head
+            self._anchor("close", head)
         self._store.close()
 
 

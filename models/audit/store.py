@@ -140,6 +140,11 @@ class Store:
                 return
             last = int(rows[-1][0])
 
+    def record_at(self, seq: int) -> dict[str, Any] | None:
+        """The record stored at `seq`, or None."""
+        rows = self._fetch(f"SELECT {_COLS} FROM {TABLE} WHERE seq = :s", {"s": int(seq)})
+        return from_row(rows[0]) if rows else None
+
     def find_by_hash(self, digest: str) -> dict[str, Any] | None:
         rows = self._fetch(f"SELECT {_COLS} FROM {TABLE} WHERE hash = :h LIMIT 1", {"h": digest})
         return from_row(rows[0]) if rows else None
@@ -441,14 +446,25 @@ class PostgresStore(Store):
         self.engine.dispose()
 
 
-def open_store(url: str | os.PathLike[str], busy_timeout_s: float = 5.0, create: bool = True) -> Store:
-    """A path or sqlite:///path -> SqliteStore; postgresql://... -> PostgresStore."""
+def sqlite_file(url: str | os.PathLike[str]) -> Path | None:
+    """The SQLite file a store url names (a path or sqlite:///path), None for PostgreSQL.
+
+    Raises ValueError for any other scheme.
+    """
     text = os.fspath(url)
     if text.startswith(("postgresql:", "postgresql+", "postgres:")):
-        return PostgresStore(text, busy_timeout_s, create)
+        return None
     if text.startswith("sqlite:///"):
         text = text[len("sqlite:///") :]
         # sqlite:////abs/path (SQLAlchemy style) leaves "/abs/path"; sqlite:///rel leaves "rel".
     elif "://" in text:
         raise ValueError(f"audit log url {text!r}: expected a file path, sqlite:///path or postgresql://...")
-    return SqliteStore(text, busy_timeout_s, create)
+    return Path(text)
+
+
+def open_store(url: str | os.PathLike[str], busy_timeout_s: float = 5.0, create: bool = True) -> Store:
+    """A path or sqlite:///path -> SqliteStore; postgresql://... -> PostgresStore."""
+    path = sqlite_file(url)
+    if path is None:
+        return PostgresStore(os.fspath(url), busy_timeout_s, create)
+    return SqliteStore(path, busy_timeout_s, create)

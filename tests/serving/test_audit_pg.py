@@ -208,3 +208,54 @@ def test_pg_export_and_missing_table(pg_url, pg_server, tmp_path):
     assert lines[0]["payload"]["features"]["x"] == [0.1, 1e-7, "NaN"]
     with pytest.raises(FileNotFoundError, match="does not exist"):
         verify_chain(f"{pg_server}/postgres")
+
+
+def test_pg_truncation_and_forged_append_are_detected_with_anchors(pg_url, tmp_path):
+    """PostgreSQL has no file to put anchors beside: they go where the settings say, and the same
+    checks run through the PostgreSQL store (record_at, head)."""
+    from sqlalchemy import text
+    from typer.testing import CliRunner
+
+    from adaptive_beta.cli.main import app
+    from adaptive_beta.models.audit.anchors import AnchorError, default_paths
+    from adaptive_beta.models.audit.chain import record_hash
+    from adaptive_beta.models.audit.log import AnchorMismatch, AnchorSettings
+    from adaptive_beta.models.audit.store import COLUMNS, open_store, to_row
+
+    with pytest.raises(AnchorError, match="PostgreSQL"):
+        default_paths(pg_url)
+    anchors = tmp_path / "pg.anchors"
+    settings = AnchorSettings(file=anchors, every_records=5, every_seconds=3600)
+    with AuditLog(pg_url, anchors=settings) as log:
+        for i in range(1, 21):
+            log.append(entry(i))
+    assert (tmp_path / "pg.anchor-key").exists()  # the key defaults beside the anchor file
+
+    def verify() -> str:
+        res = CliRunner().invoke(app, ["audit", "verify", "--db", pg_url, "--anchors", str(anchors)])
+        return f"{res.exit_code} {res.output}"
+
+    assert verify().startswith("0 OK: 20 records")
+    engine = _engine(pg_url)
+    store = open_store(pg_url, create=False)
+    stored = store.record_at(20)
+    store.close()
+    forged = {**stored, "seq": 21, "request_id": "forged", "prev_hash": stored["hash"]}
+    forged["hash"] = record_hash(forged)
+    row = to_row(forged)
+    with engine.begin() as conn:  # a forged, well-chained append after the log was closed
+        conn.execute(text("ALTER TABLE audit_records DISABLE TRIGGER USER"))
+        conn.execute(
+            text(
+                f"INSERT INTO audit_records ({', '.join(COLUMNS)}) VALUES ({', '.join(':' + c for c in COLUMNS)})"
+            ),
+            row,
+        )
+    assert verify_chain(pg_url).ok
+    assert verify().startswith("1 ") and "appended while closed" in verify() and "seq 21)" in verify()
+    with engine.begin() as conn:  # truncate the tail by 3 (the forged row included)
+        conn.execute(text("DELETE FROM audit_records WHERE seq > 18"))
+    engine.dispose()
+    assert "truncated: the log ends at seq 18" in verify() and "(first bad record: seq 19)" in verify()
+    with pytest.raises(AnchorMismatch, match="truncated"):
+        AuditLog(pg_url, anchors=settings)

@@ -1,7 +1,8 @@
 """`abeta audit verify` and `abeta audit export`: check and extract the audit log from the shell.
 
 Both open the database read-only and never create one. Exit codes: 0 ok, 1 the chain is broken
-(verify), 2 a usage problem (missing database, bad date or format).
+or does not match its signed anchors (verify), 2 a usage problem (missing database, anchor file
+or key, bad date or format).
 """
 
 from __future__ import annotations
@@ -25,8 +26,21 @@ def verify(
         envvar="ABETA_AUDIT_DB",
         help="Audit database: a path, sqlite:///path or postgresql://...",
     ),
+    anchors: str | None = typer.Option(
+        None,
+        "--anchors",
+        envvar="ABETA_AUDIT_ANCHORS",
+        help="Signed anchor file (default: DB.anchors beside a SQLite database).",
+    ),
+    key: str | None = typer.Option(
+        None,
+        "--key",
+        envvar="ABETA_AUDIT_ANCHOR_KEY",
+        help="HMAC key file of the anchors (default: DB.anchor-key beside a SQLite database).",
+    ),
 ) -> None:
-    """Walk the hash chain; print OK with the head hash, or the first tampered record (exit 1)."""
+    """Walk the hash chain and compare it with its signed anchors; print OK, or each problem with
+    the first bad record (exit 1). Truncation and rewrites of the end need the anchor file."""
     from adaptive_beta.models.audit.log import verify_chain
     from adaptive_beta.models.audit.store import StoreMissing
 
@@ -38,9 +52,54 @@ def verify(
         raise _fail(f"--db {db}: {exc}") from None
     if result.ok:
         typer.echo(f"OK: {result.n_records} records, chain intact, head {result.head_hash}")
-        return
-    typer.secho(f"FAILED: {result.problem} ({result.n_records} records stored)", fg=typer.colors.RED)
-    raise typer.Exit(1)
+    else:
+        typer.secho(f"FAILED: {result.problem} ({result.n_records} records stored)", fg=typer.colors.RED)
+    anchors_ok = _verify_anchors(db, anchors, key)
+    if not (result.ok and anchors_ok):
+        raise typer.Exit(1)
+
+
+def _verify_anchors(db: str, anchors: str | None, key: str | None) -> bool:
+    """Print the anchor check; False when it found a problem. Exit 2 when it cannot be made."""
+    from adaptive_beta.models.audit.anchors import (
+        AnchorError,
+        default_paths,
+        has_default_anchor_file,
+        verify_anchors,
+    )
+
+    if anchors is None and not has_default_anchor_file(db):
+        typer.secho(
+            "warning: anchors not checked: name the anchor file of a PostgreSQL log (--anchors)", err=True
+        )
+        return True
+    if anchors is not None and not Path(anchors).exists():
+        raise _fail(f"anchor file {anchors} does not exist (--anchors)")
+    try:
+        check = verify_anchors(db, anchors, key)
+    except AnchorError as exc:
+        raise _fail(str(exc)) from None
+    if check is None:
+        path = default_paths(db, anchors, key)[0]
+        typer.secho(
+            f"warning: no anchor file {path}: truncation and rewrites of the end cannot be detected",
+            err=True,
+        )
+        return True
+    if not check.ok:
+        first = f" (first bad record: seq {check.first_bad_seq})" if check.first_bad_seq else ""
+        typer.secho(f"FAILED: anchors: {check.problem}{first}", fg=typer.colors.RED)
+        return False
+    last = check.last
+    where = f"; last anchor seq {last.seq} at {last.time}" if last else ""
+    typer.echo(f"OK: {check.n_anchors} signed anchors match{where}")
+    if check.unanchored:
+        lo, hi = check.unanchored
+        typer.echo(
+            f"note: records seq {lo}..{hi} were stored after the last anchor: a forged append "
+            "there is only detected at the next anchor"
+        )
+    return True
 
 
 def export(

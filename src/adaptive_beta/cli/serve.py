@@ -17,12 +17,18 @@ def serve(
         "audit/audit.db", help="audit log: path, sqlite:///path or postgresql://..."
     ),
     workers: int = typer.Option(1, help="worker processes (workers x ORT threads <= cores)"),
+    anchor_file: str | None = typer.Option(
+        None,
+        help="signed anchors of the audit chain (default: AUDIT_DB.anchors; needed for PostgreSQL)",
+    ),
 ) -> None:
     """Serve /forecast, /explain, /hedge and /model; API keys from ABETA_API_KEYS or ABETA_API_KEYS_FILE."""
     if not os.environ.get("ABETA_API_KEYS") and not os.environ.get("ABETA_API_KEYS_FILE"):
         typer.secho("warning: no API keys configured (ABETA_API_KEYS); every API call will get 401", err=True)
     env = dict(os.environ)
     env.update({"ABETA_MODEL": model, "ABETA_AUDIT_DB": audit_db, "ABETA_WORKERS": str(workers)})
+    if anchor_file is not None:
+        env["ABETA_AUDIT_ANCHORS"] = anchor_file
     cmd = [
         sys.executable,
         "-m",
