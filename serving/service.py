@@ -5,7 +5,9 @@
 Endpoints (all JSON): POST /forecast, POST /explain, POST /hedge, POST /stress, POST /backtest,
 GET /model, GET /monitor (drift report over the audit log, read-only); open probes
 /healthz, /readyz (bundle loaded AND audit log writable), /metrics (Prometheus; the histogram
-`abeta_request_duration_seconds{endpoint, model_version, status}` per endpoint).
+`abeta_request_duration_seconds{endpoint, model_version, status}` per endpoint and the counter
+`abeta_http_requests_total{route, status}` by route template: serving/metrics.py says why
+BentoML's own path-labelled HTTP metrics are off).
 
 Sizing: `ABETA_WORKERS` processes x `ABETA_ORT_THREADS` ORT threads per process must not exceed
 the cores (checked at import; the thread count is lowered if needed).  Beyond
@@ -42,6 +44,7 @@ from adaptive_beta.serving.endpoints.hedge import hedge
 from adaptive_beta.serving.endpoints.model import model
 from adaptive_beta.serving.endpoints.stress import stress
 from adaptive_beta.serving.limits import BodyLimitMiddleware
+from adaptive_beta.serving.metrics import RouteMetricsMiddleware, metrics_response
 from adaptive_beta.serving.schemas import (
     ExplainRequest,
     ExplainResponse,
@@ -120,8 +123,13 @@ async def _monitor_route(request: Request) -> JSONResponse:
         )
 
 
+async def _metrics_route(request: Request):
+    return metrics_response()
+
+
 model_app = Starlette(
     routes=[
+        Route("/metrics", _metrics_route, methods=["GET"]),
         Route("/model", _model_route, methods=["GET"]),
         Route("/monitor", _monitor_route, methods=["GET"]),
     ]
@@ -132,6 +140,7 @@ model_app = Starlette(
     name="adaptive_beta",
     workers=WORKERS,
     traffic={"timeout": TIMEOUT_S, "max_concurrency": MAX_CONCURRENCY},
+    metrics={"enabled": False},  # BentoML labels by raw path: /metrics is ours (serving/metrics.py)
 )
 @bentoml.asgi_app(model_app, path="/")
 @bentoml.asgi_app(compliance_app, path="/compliance")  # review pages, session-cookie auth
@@ -244,5 +253,6 @@ class AdaptiveBeta:
         )
 
 
+AdaptiveBeta.add_asgi_middleware(RouteMetricsMiddleware)
 AdaptiveBeta.add_asgi_middleware(APIKeyMiddleware)
 AdaptiveBeta.add_asgi_middleware(BodyLimitMiddleware)
