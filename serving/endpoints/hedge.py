@@ -7,12 +7,13 @@ import numpy as np
 
 from adaptive_beta.models.portfolio.hedge import hedge_overlay
 from adaptive_beta.serving.app_state import AppState
-from adaptive_beta.serving.schemas import HedgeRequest, RequestError
+from adaptive_beta.serving.schemas import HedgeRequest, RequestError, check_bounds
 
 
 def hedge(state: AppState, req: HedgeRequest, caller: str) -> dict:
     """The /hedge response for `caller`, logged to the audit trail before it is returned."""
     request_id = state.new_request_id()
+    check_bounds(req)
     benches = list(state.bundle.meta.benchmarks)
     for b in req.target:
         if b not in benches:
