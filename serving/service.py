@@ -13,7 +13,8 @@ Sizing: `ABETA_WORKERS` processes x `ABETA_ORT_THREADS` ORT threads per process 
 the cores (checked at import; the thread count is lowered if needed).  Beyond
 `ABETA_MAX_CONCURRENCY` requests in flight per worker BentoML answers 429; a request taking
 longer than `ABETA_TIMEOUT_S` is cut off.  Middleware order (outermost first): BentoML's
-concurrency limit, API-key auth (401/403), body limit (413), then the API.
+concurrency limit, route metrics, JSON errors (415 for a non-JSON body; every error body JSON),
+API-key auth (401/403), body limit (413), then the API.
 
 Errors: shape problems 400 (pydantic, `loc` names the field); a request that does not fit the
 model 422 `{"error", "field"}`; audit log unavailable 503 with no forecast; never a 500 for bad
@@ -43,6 +44,7 @@ from adaptive_beta.serving.endpoints.forecast import forecast
 from adaptive_beta.serving.endpoints.hedge import hedge
 from adaptive_beta.serving.endpoints.model import model
 from adaptive_beta.serving.endpoints.stress import stress
+from adaptive_beta.serving.errors import JSONErrorsMiddleware, with_error_schema
 from adaptive_beta.serving.limits import BodyLimitMiddleware
 from adaptive_beta.serving.metrics import RouteMetricsMiddleware, metrics_response
 from adaptive_beta.serving.schemas import (
@@ -127,9 +129,15 @@ async def _metrics_route(request: Request):
     return metrics_response()
 
 
+async def _openapi_route(request: Request) -> JSONResponse:
+    """GET /openapi.json (any authenticated role): BentoML's document with our error schema."""
+    return JSONResponse(with_error_schema(AdaptiveBeta.openapi_spec.asdict()))
+
+
 model_app = Starlette(
     routes=[
         Route("/metrics", _metrics_route, methods=["GET"]),
+        Route("/openapi.json", _openapi_route, methods=["GET"]),
         Route("/model", _model_route, methods=["GET"]),
         Route("/monitor", _monitor_route, methods=["GET"]),
     ]
@@ -254,5 +262,6 @@ class AdaptiveBeta:
 
 
 AdaptiveBeta.add_asgi_middleware(RouteMetricsMiddleware)
+AdaptiveBeta.add_asgi_middleware(JSONErrorsMiddleware)
 AdaptiveBeta.add_asgi_middleware(APIKeyMiddleware)
 AdaptiveBeta.add_asgi_middleware(BodyLimitMiddleware)
