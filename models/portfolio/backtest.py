@@ -106,9 +106,9 @@ def _check_solvent(nav: float, start: float, when, weights: np.ndarray) -> None:
         return
     gross = float(np.abs(weights).sum())
     raise ValueError(
-        f"the book lost all its NAV by {when} (NAV {nav / start:.3g} x the start) with a gross weight of "
-        f"{gross:g}: weights are fractions of NAV (0.5 = 50 %), so a 50/50 book is 0.5 and 0.5; "
-        "use smaller weights"
+        f"the book and its overlay lost all their NAV by {when} (NAV {nav / start:.3g} x the start; gross "
+        f"weight {gross:g}): weights are fractions of NAV (0.5 = 50 %), so a 50/50 book is 0.5 and 0.5; "
+        "use smaller weights, other hedge instruments or a shorter history"
     )
 
 
