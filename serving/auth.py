@@ -39,6 +39,7 @@ ROUTE_ROLES: dict[str, frozenset[str]] = {
     "/model": frozenset({"trader", "compliance"}),
     "/audit": frozenset({"compliance"}),
     "/compliance": frozenset({"compliance"}),
+    "/openapi.json": frozenset({"trader", "compliance"}),  # the API's OpenAPI document
 }
 _ENTRY = re.compile(r"^(?:(?P<name>[A-Za-z0-9_.\-]+)@)?(?P<role>[a-z]+):(?P<key>\S+)$")
 

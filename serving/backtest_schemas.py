@@ -16,7 +16,7 @@ import math
 
 from pydantic import BaseModel, Field, model_validator
 
-from adaptive_beta.serving.schemas import MAX_ASSETS, ForecastRequest, ModelInfo
+from adaptive_beta.serving.schemas import MAX_ASSETS, MAX_TARGET_BETA, ForecastRequest, ModelInfo
 
 MAX_INSTRUMENTS = 8
 MAX_ESTIMATORS = 16
@@ -43,11 +43,19 @@ class BacktestRequest(ForecastRequest):
         max_length=4,
         description="benchmarks hedged to target_beta (default: the BTC benchmark)",
     )
-    target_beta: float = Field(default=0.0, ge=-5.0, le=5.0, description="target portfolio beta")
+    target_beta: float = Field(
+        default=0.0,
+        ge=-MAX_TARGET_BETA,
+        le=MAX_TARGET_BETA,
+        allow_inf_nan=False,
+        description="target portfolio beta",
+    )
     rebalance: str = Field(
         default="1d", pattern=DURATION_PATTERN, description="rebalance period: 8h, 1d, 1w, ..."
     )
-    fee_bps: float = Field(default=4.0, ge=0.0, le=1000.0, description="fee in bps of traded notional")
+    fee_bps: float = Field(
+        default=4.0, ge=0.0, le=1000.0, allow_inf_nan=False, description="fee in bps of traded notional"
+    )
     funding: bool = Field(default=True, description="pay/receive the funding_rate sent with each bar")
     estimators: list[str] | None = Field(
         default=None,

@@ -31,6 +31,8 @@ MAX_ASSETS = int(os.environ.get("ABETA_MAX_ASSETS", "64"))  # per request
 MAX_HISTORY = int(os.environ.get("ABETA_MAX_HISTORY", "2000"))  # bars per asset / points per series
 MAX_SERIES = int(os.environ.get("ABETA_MAX_SERIES", "32"))
 SYMBOL_PATTERN = r"^[A-Za-z0-9_.\-^=]{1,40}$"
+MAX_TARGET_BETA = 5.0  # |target portfolio beta| (/hedge, /backtest): beyond it no mandate makes sense
+MAX_NOTIONAL_USD = 1e12  # |notional|, NAV and order limits in USD: finite sums and products downstream
 
 
 class RequestError(ValueError):
@@ -343,6 +345,27 @@ class HedgeRequest(ForecastRequest):
             if not math.isfinite(v):
                 raise ValueError(f"target.{b} is not a finite number")
         return self
+
+
+def check_bounds(req: HedgeRequest) -> None:
+    """422 naming the field for a target beta or a USD amount beyond the service's bounds.
+
+    Finite but extreme numbers (1e308) otherwise overflow to inf inside the hedge arithmetic.
+    """
+    for b, v in req.target.items():
+        if abs(v) > MAX_TARGET_BETA:
+            raise RequestError(
+                f"target beta {v:g} is outside [-{MAX_TARGET_BETA:g}, {MAX_TARGET_BETA:g}]", f"target.{b}"
+            )
+    amounts = [(f"positions.{s}", v) for s, v in req.positions.items()]
+    amounts.append(("nav", req.nav))
+    for i, inst in enumerate(req.instruments):
+        amounts += [(f"instruments[{i}].{k}", getattr(inst, k)) for k in ("min_notional", "max_notional")]
+    for where, v in amounts:
+        if v is not None and abs(v) > MAX_NOTIONAL_USD:
+            raise RequestError(
+                f"{v:g} USD is beyond the limit of {MAX_NOTIONAL_USD:g} USD in absolute value", where
+            )
 
 
 # --- responses ---------------------------------------------------------------------------------

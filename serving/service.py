@@ -5,13 +5,16 @@
 Endpoints (all JSON): POST /forecast, POST /explain, POST /hedge, POST /stress, POST /backtest,
 GET /model, GET /monitor (drift report over the audit log, read-only); open probes
 /healthz, /readyz (bundle loaded AND audit log writable), /metrics (Prometheus; the histogram
-`abeta_request_duration_seconds{endpoint, model_version, status}` per endpoint).
+`abeta_request_duration_seconds{endpoint, model_version, status}` per endpoint and the counter
+`abeta_http_requests_total{route, status}` by route template: serving/metrics.py says why
+BentoML's own path-labelled HTTP metrics are off).
 
 Sizing: `ABETA_WORKERS` processes x `ABETA_ORT_THREADS` ORT threads per process must not exceed
 the cores (checked at import; the thread count is lowered if needed).  Beyond
 `ABETA_MAX_CONCURRENCY` requests in flight per worker BentoML answers 429; a request taking
 longer than `ABETA_TIMEOUT_S` is cut off.  Middleware order (outermost first): BentoML's
-concurrency limit, API-key auth (401/403), body limit (413), then the API.
+concurrency limit, route metrics, JSON errors (415 for a non-JSON body; every error body JSON),
+API-key auth (401/403), body limit (413), then the API.
 
 Errors: shape problems 400 (pydantic, `loc` names the field); a request that does not fit the
 model 422 `{"error", "field"}`; audit log unavailable 503 with no forecast; never a 500 for bad
@@ -41,7 +44,9 @@ from adaptive_beta.serving.endpoints.forecast import forecast
 from adaptive_beta.serving.endpoints.hedge import hedge
 from adaptive_beta.serving.endpoints.model import model
 from adaptive_beta.serving.endpoints.stress import stress
+from adaptive_beta.serving.errors import JSONErrorsMiddleware, with_error_schema
 from adaptive_beta.serving.limits import BodyLimitMiddleware
+from adaptive_beta.serving.metrics import RouteMetricsMiddleware, metrics_response
 from adaptive_beta.serving.schemas import (
     ExplainRequest,
     ExplainResponse,
@@ -120,8 +125,19 @@ async def _monitor_route(request: Request) -> JSONResponse:
         )
 
 
+async def _metrics_route(request: Request):
+    return metrics_response()
+
+
+async def _openapi_route(request: Request) -> JSONResponse:
+    """GET /openapi.json (any authenticated role): BentoML's document with our error schema."""
+    return JSONResponse(with_error_schema(AdaptiveBeta.openapi_spec.asdict()))
+
+
 model_app = Starlette(
     routes=[
+        Route("/metrics", _metrics_route, methods=["GET"]),
+        Route("/openapi.json", _openapi_route, methods=["GET"]),
         Route("/model", _model_route, methods=["GET"]),
         Route("/monitor", _monitor_route, methods=["GET"]),
     ]
@@ -132,6 +148,7 @@ model_app = Starlette(
     name="adaptive_beta",
     workers=WORKERS,
     traffic={"timeout": TIMEOUT_S, "max_concurrency": MAX_CONCURRENCY},
+    metrics={"enabled": False},  # BentoML labels by raw path: /metrics is ours (serving/metrics.py)
 )
 @bentoml.asgi_app(model_app, path="/")
 @bentoml.asgi_app(compliance_app, path="/compliance")  # review pages, session-cookie auth
@@ -250,5 +267,7 @@ class AdaptiveBeta:
         )
 
 
+AdaptiveBeta.add_asgi_middleware(RouteMetricsMiddleware)
+AdaptiveBeta.add_asgi_middleware(JSONErrorsMiddleware)
 AdaptiveBeta.add_asgi_middleware(APIKeyMiddleware)
 AdaptiveBeta.add_asgi_middleware(BodyLimitMiddleware)

@@ -100,6 +100,18 @@ def _betas_at(
     return out
 
 
+def _check_solvent(nav: float, start: float, when, weights: np.ndarray) -> None:
+    """ValueError saying what to do when the book has lost all its NAV (the overlay cannot be sized)."""
+    if nav > 0:
+        return
+    gross = float(np.abs(weights).sum())
+    raise ValueError(
+        f"the book and its overlay lost all their NAV by {when} (NAV {nav / start:.3g} x the start; gross "
+        f"weight {gross:g}): weights are fractions of NAV (0.5 = 50 %), so a 50/50 book is 0.5 and 0.5; "
+        "use smaller weights, other hedge instruments or a shorter history"
+    )
+
+
 def first_common_row(
     forecasts: Mapping[str, Mapping[str, pd.DataFrame]], syms: list[str], benches: list[str], n_rows: int
 ) -> int:
@@ -157,6 +169,7 @@ def simulate_overlay(
         traded = 0.0
         did = 0.0
         if t in rebal:
+            _check_solvent(nav, cfg.nav, returns.index[t], w)
             new = np.zeros(len(syms))
             new[: len(core_syms)] = w * nav
             ok = True

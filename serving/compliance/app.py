@@ -49,6 +49,7 @@ EXPORT_TYPES = {
     "jsonl": "application/x-ndjson",
 }
 PAGE_SIZES = (25, 50, 100, 200)
+MAX_PAGE = 10**9  # page numbers above it are read as it (an offset SQLite's 64-bit integers hold)
 
 
 @dataclass
@@ -240,7 +241,7 @@ def _page_size_and_number(request: Request) -> tuple[int, int]:
     """(page size, page number) from the query string; anything unreadable falls back to page 1 of 25."""
     try:
         size = int(request.query_params.get("n", PAGE_SIZES[0]))
-        page = max(1, int(request.query_params.get("page", 1)))
+        page = min(MAX_PAGE, max(1, int(request.query_params.get("page", 1))))
     except ValueError:
         size, page = PAGE_SIZES[0], 1
     size = size if size in PAGE_SIZES else PAGE_SIZES[0]

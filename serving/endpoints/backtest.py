@@ -182,6 +182,23 @@ def _request_benchmarks(req: BacktestRequest, panel, model_benches: list[str]) -
     return benches
 
 
+def check_rebalance(rebalance: str, freq: pd.Timedelta) -> None:
+    """422 on `rebalance` unless it is a positive whole number of the model's bars (never silently rounded)."""
+    from adaptive_beta.models.durations import format_freq, parse_duration
+
+    try:
+        every = parse_duration(rebalance)
+    except ValueError as exc:
+        raise RequestError(str(exc), "rebalance") from exc
+    if every < freq or every % freq != pd.Timedelta(0):
+        bar = format_freq(freq)
+        raise RequestError(
+            f"rebalance {rebalance!r} is not a whole number of the model's {bar} bars: use {bar} or a "
+            f"multiple of it (the book can only be rebalanced at a bar)",
+            "rebalance",
+        )
+
+
 def _rebalance_rows(req: BacktestRequest, panel, forecasts, syms: list[str], benches, names) -> list:
     """Rebalance rows from the first bar every estimator has a beta for every asset; capped.
 
@@ -307,6 +324,7 @@ def backtest(state, req: BacktestRequest, caller: str) -> dict:
 
     request_id = state.new_request_id()
     _check_portfolio(req)
+    check_rebalance(req.rebalance, state.freq)
     instruments = hedge_instruments(req)
     names = request_estimators(req)
     inputs, panel = _audit_inputs(state, req, req.include_model)

@@ -7,12 +7,40 @@ import numpy as np
 
 from adaptive_beta.models.portfolio.hedge import hedge_overlay
 from adaptive_beta.serving.app_state import AppState
-from adaptive_beta.serving.schemas import HedgeRequest, RequestError
+from adaptive_beta.serving.schemas import HedgeRequest, RequestError, check_bounds
+
+
+def _check_instruments(req: HedgeRequest) -> None:
+    """422 on the instrument at fault: listed twice, or with no room to trade (min == max)."""
+    seen: set[str] = set()
+    for i, inst in enumerate(req.instruments):
+        if inst.symbol in seen:
+            raise RequestError(
+                f"instrument {inst.symbol} is listed twice: list each hedge instrument once",
+                f"instruments[{i}].symbol",
+            )
+        seen.add(inst.symbol)
+        if inst.min_notional is not None and inst.min_notional == inst.max_notional:
+            raise RequestError(
+                f"instrument {inst.symbol}: min_notional equals max_notional ({inst.min_notional:g}), so the "
+                "overlay has no room to trade it: widen the limits or leave the instrument out",
+                f"instruments[{i}].max_notional",
+            )
+
+
+def _field_of(message: str) -> str:
+    """The request field a hedge_overlay ValueError is about (its message starts with the argument)."""
+    head = message.split(":", 1)[0]
+    if head.startswith(("hedge_instruments", "limits")):
+        return "instruments"
+    return head if head in ("nav", "target") else "positions"
 
 
 def hedge(state: AppState, req: HedgeRequest, caller: str) -> dict:
     """The /hedge response for `caller`, logged to the audit trail before it is returned."""
     request_id = state.new_request_id()
+    check_bounds(req)
+    _check_instruments(req)
     benches = list(state.bundle.meta.benchmarks)
     for b in req.target:
         if b not in benches:
@@ -50,7 +78,7 @@ def hedge(state: AppState, req: HedgeRequest, caller: str) -> dict:
             interval_method=req.interval_method,  # type: ignore[arg-type]
         )
     except ValueError as exc:
-        raise RequestError(str(exc), "positions") from exc
+        raise RequestError(str(exc), _field_of(str(exc))) from exc
     body = {
         "request_id": request_id,
         "model": state.model_info(),

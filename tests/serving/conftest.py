@@ -425,3 +425,49 @@ def build_real_bundle(
         fit, fspec, meta, root / "bundle", "# e2e test model\n\nOne epoch on a simulated market.\n"
     )
     return {"data": data, "bundle": bundle, "panel": panel, "spec": fspec}
+
+
+# --- a bundle made by the REAL `abeta train` command (subprocess), for pages that read bundle meta ----
+
+TRAIN_TOML = """
+n_boot = 50
+attribution_windows = 8
+
+[model]
+epochs = 1
+hidden = 8
+max_train_samples = 400
+lookback = "32d"
+max_steps = 4
+
+[walk_forward]
+train_min = "300d"
+val = "60d"
+test = "120d"
+max_folds = 1
+"""
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tmp_path_factory) -> dict:
+    """`abeta data simulate` + `abeta train --config` (one fold, one epoch) in a temporary folder,
+    as a user runs them; returns {"root", "data", "bundle"} with the bundle the run logged to
+    MLflow.  Everything (MLflow store, artifacts) stays under the temporary folder."""
+    pytest.importorskip("torch")
+    root = tmp_path_factory.mktemp("abeta-train")
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
+        "ABETA_MLRUNS": str(root / "mlruns"),
+        "TMPDIR": str(root),
+    }
+    abeta = [sys.executable, "-m", "adaptive_beta.cli.main"]
+    (root / "train.toml").write_text(TRAIN_TOML)
+    sim = [*abeta, "data", "simulate", "--out", "sim", "--seed", "5", "--assets", "4", "--days", "760"]
+    train = [*abeta, "train", "--config", "train.toml", "--data", "sim", "--quiet"]
+    for cmd in (sim, train):
+        res = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    metas = [p for p in root.rglob("bundle/meta.json") if "abeta-bundle-" not in str(p)]  # the logged one
+    assert len(metas) == 1, metas
+    return {"root": root, "data": root / "sim", "bundle": metas[0].parent}
