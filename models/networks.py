@@ -1,4 +1,4 @@
-"""`BetaNet`: a sequence encoder (GRU or Transformer) with multi-task heads that CORRECT a classical beta.
+"""`BetaNet`: an encoder (GRU, Transformer or last-step MLP) with multi-task heads that CORRECT a classical beta.
 
 The only module in `models/` that imports torch (serving runs the ONNX export of this graph).
 
@@ -82,11 +82,38 @@ class TransformerEncoderNet(nn.Module):
         return self.norm(h[:, -1])  # [B, H]
 
 
+class LastStepMLP(nn.Module):
+    """MLP on the window's last step (optionally beside the window's mean); returns [B, H].
+
+    The features already summarise the past (rolling, EWMA and Welch betas over many horizons),
+    so the 32 steps of a window are near-duplicates: with a few dozen independent 30-day periods
+    per fold, a model of the last step has far fewer weights to fit noise with (issue 10).
+    """
+
+    def __init__(self, n_in: int, hidden: int, layers: int, dropout: float, window_mean: bool = False):
+        super().__init__()
+        self.window_mean = window_mean
+        width = 2 * n_in if window_mean else n_in
+        blocks: list[nn.Module] = []
+        for i in range(layers):
+            blocks += [nn.Linear(width if i == 0 else hidden, hidden), nn.GELU()]
+            if i < layers - 1:
+                blocks.append(nn.Dropout(dropout))
+        self.mlp = nn.Sequential(*blocks)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = z[:, -1]  # [B, F]
+        if self.window_mean:
+            h = torch.cat([h, z.mean(dim=1)], dim=-1)  # [B, 2F]
+        return self.mlp(h)  # [B, H]
+
+
 class BetaNet(nn.Module):
     """Encoder + heads: beta correction per benchmark, log-sigma per benchmark, regime logits.
 
     n_features: F input columns; base_index: for each of the K benchmarks, the column of x holding
-    the base (Welch) beta; mean/std: [F] training statistics (raw feature scale).
+    the base (Welch) beta; mean/std: [F] training statistics (raw feature scale); window_mean:
+    arch "mlp" only, feed the window's mean beside its last step.
     """
 
     def __init__(
@@ -104,6 +131,7 @@ class BetaNet(nn.Module):
         mean: torch.Tensor | None = None,
         std: torch.Tensor | None = None,
         init_sigma: float = 0.3,
+        window_mean: bool = False,
     ):
         super().__init__()
         if any(not 0 <= i < n_features for i in base_index):
@@ -124,8 +152,10 @@ class BetaNet(nn.Module):
             self.encoder: nn.Module = GRUEncoder(n_features, hidden, layers, dropout)
         elif arch == "transformer":
             self.encoder = TransformerEncoderNet(n_features, hidden, layers, heads, dropout)
+        elif arch == "mlp":
+            self.encoder = LastStepMLP(n_features, hidden, layers, dropout, window_mean)
         else:
-            raise ValueError(f"unknown arch {arch!r}; expected 'gru' or 'transformer'")
+            raise ValueError(f"unknown arch {arch!r}; expected 'gru', 'transformer' or 'mlp'")
         self.drop = nn.Dropout(dropout)
         self.delta_head = nn.Linear(hidden, self.n_bench)
         self.log_sigma_head = nn.Linear(hidden, self.n_bench)
@@ -230,4 +260,5 @@ def build_net(cfg, n_features: int, base_index: list[int]) -> BetaNet:
         dropout=cfg.dropout,
         n_regimes=cfg.n_regimes,
         interval_level=cfg.interval_level,
+        window_mean=getattr(cfg, "mlp_window_mean", False),
     )

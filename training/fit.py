@@ -238,6 +238,7 @@ class _FitData:
     pairs: np.ndarray  # [P, 2] (t, asset) window ends with finite base betas and a target
     in_train: np.ndarray  # [T] bool
     in_val: np.ndarray  # [T] bool
+    symbols: list[str] = field(default_factory=list)  # asset of each cube column
 
 
 def _base_columns(features, benchmarks: list[str]) -> dict[str, str]:
@@ -268,7 +269,7 @@ def _build_cubes(
     reg = _regime_vector(regimes, ts)  # [T]
     valid = np.isfinite(cube[:, :, base_index]).all(axis=2) & np.isfinite(y).any(axis=2)  # [T, N]
     pairs = sample_index(valid, geo.lookback_bars, geo.stride)
-    return _FitData(columns, base_index, cube, ts, freq, geo, y, reg, pairs, None, None)
+    return _FitData(columns, base_index, cube, ts, freq, geo, y, reg, pairs, None, None, symbols)
 
 
 def _window_pairs(data: _FitData, train_range, val_range, cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray]:

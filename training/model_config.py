@@ -20,13 +20,15 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # --- architecture -------------------------------------------------------------------------
-    arch: Literal["gru", "transformer"] = "gru"  # sequence encoder behind the common BetaNet heads
+    # encoder behind the common BetaNet heads: a sequence model, or an MLP on the last step
+    arch: Literal["gru", "transformer", "mlp"] = "gru"
     # width of the encoder state and of the heads; small on purpose: realised-beta targets are noisy
     # and a wide net fits the noise (chosen on a simulator of another seed, see README)
     hidden: int = Field(16, ge=4, le=512)
-    layers: int = Field(1, ge=1, le=4)  # stacked GRU layers / transformer encoder layers
+    layers: int = Field(1, ge=1, le=4)  # stacked GRU layers / transformer encoder layers / MLP hidden layers
     heads: int = Field(4, ge=1, le=16)  # attention heads (transformer only; must divide `hidden`)
     dropout: float = Field(0.3, ge=0.0, lt=1.0)  # between layers and in the heads, training only
+    mlp_window_mean: bool = False  # mlp only: also feed the mean of the window's steps
     n_regimes: int = Field(3, ge=2)  # classes of the regime head (REGIME_NAMES: calm, volatile, crash)
 
     # --- window geometry ----------------------------------------------------------------------

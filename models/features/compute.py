@@ -28,6 +28,19 @@ factor groups      `fac_<F>_ret_<w>`, `fac_<F>_vol_<w>`, `fac_<F>_stale` (days s
                    Group by the factor's category: equity, commodity, fx_rates (fx, rates and
                    `other`), volatility, crypto_benchmark.
 
+Optional columns (FeatureSpec fields off by default; issue 10 items 2-3):
+`welch_extra_halflives`  `beta_welch_<B>_<hl>`, `rel_welch_<B>_<hl>` (crypto_benchmark).
+`long_beta_windows`      more `beta_ols_/corr_/rel_ols_<B>_<w>` beside `beta_windows` (a HAR cascade).
+`high_vol_beta_window`   `beta_hivol_<B>_<w>`, `rel_hivol_<B>_<w>`: OLS on bars whose |benchmark
+                         return| exceeds its median over the w bars up to that bar.
+`vol_ratio`              `vol_ratio_<B>_<w>` = vol_<w> / mkt_<B>_vol_<w> per vol window.
+`funding_z_window`       `funding_z_<w>` (funding_leverage); `oi_z_window`: `oi_chg_z_<w>`, z of the
+                         per-bar log change of open interest.
+`factor_levels`          `fac_<F>_log_level` (`fac_<F>_level` for rates), in the factor's group; a
+                         name the panel lacks is a ValueError naming it.
+No expanding-window feature: serving sends a bounded history, so an expanding beta would differ
+between training and serving; the longest window (e.g. 365d) is the long memory.
+
 Missing inputs: funding, open interest and volume columns are always present (the schema
 depends only on the spec and the panel's benchmark and factor names) and are NaN where the
 panel has no such data; a panel without factors simply has no factor columns.  Per-bar factor
@@ -178,6 +191,8 @@ def compute_feature_arrays(panel: Panel, spec: FeatureSpec | None = None) -> Fea
     _market_state(b, p, spec, bars)
     _funding_leverage(b, p, spec, bars)
     _factor_features(b, p, spec, bars)
+    _vol_ratios(b, p, spec)
+    _factor_levels(b, p, spec)
     return FeatureArrays(b.arrays, b.groups, base, p.index, symbols, feature_rows(p), freq)
 
 
@@ -252,12 +267,15 @@ def _own_history(b: _Builder, p: Panel, rets: np.ndarray, spec: FeatureSpec, bar
     vol = p.volume.to_numpy(dtype=np.float64, na_value=np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         logv = np.where(vol > 0, np.log(np.where(vol > 0, vol, 1.0)), np.nan)
-    n = bars(spec.volume_z_window)
-    # z of the current bar against the window's mean/sd (the window includes the bar: still causal)
-    mean, sd = rolling_mean(logv, n, _minp(n)), rolling_std(logv, n, _minp(n))
+    b.add(f"volume_z_{spec.volume_z_window}", "own_history", _zscore(logv, bars(spec.volume_z_window)))
+
+
+def _zscore(a: np.ndarray, n: int) -> np.ndarray:
+    """z of the current bar against the mean/sd of the last n bars (the window includes the bar:
+    still causal); NaN where the window is (nearly) constant, since a z-score there is noise."""
+    mean, sd = rolling_mean(a, n, _minp(n)), rolling_std(a, n, _minp(n))
     with np.errstate(invalid="ignore", divide="ignore"):
-        z = np.where(sd > 1e-12, (logv - mean) / sd, np.nan)
-    b.add(f"volume_z_{spec.volume_z_window}", "own_history", z)
+        return np.where(sd > 1e-12, (a - mean) / sd, np.nan)
 
 
 def _benchmark_features(
@@ -273,7 +291,11 @@ def _benchmark_features(
         wv = welch_beta_array(r, x, bars.halflife(spec.welch_halflife), spec.welch_lower, spec.welch_upper)
         base[name] = f"beta_welch_{name}"
         b.add(base[name], g, wv)
-        for w in spec.beta_windows:
+        for hl in spec.welch_extra_halflives:  # the same estimator at longer memory
+            extra = welch_beta_array(r, x, bars.halflife(hl), spec.welch_lower, spec.welch_upper)
+            b.add(f"beta_welch_{name}_{hl}", g, extra)
+            b.add(f"rel_welch_{name}_{hl}", g, extra - wv)
+        for w in (*spec.beta_windows, *spec.long_beta_windows):  # long windows: a HAR-style cascade
             n = bars(w)
             if n >= 3:  # same window: one set of sums for both (bit-equal, see rolling_beta_and_corr)
                 beta, corr = rolling_beta_and_corr(r, x, n, None, _minp(n, least=3))
@@ -293,7 +315,26 @@ def _benchmark_features(
         down = rolling_ols_beta_array(r, np.where(x < 0, x, np.nan), n, min_periods=_minp(n, 0.25, 3))
         b.add(f"beta_down_{name}_{w}", g, down)
         b.add(f"rel_down_{name}_{w}", g, down - wv)
+        if spec.high_vol_beta_window:
+            w = spec.high_vol_beta_window
+            n = max(bars(w), 4)
+            high = rolling_ols_beta_array(r, _high_vol_bars(x, n), n, min_periods=_minp(n, 0.25, 3))
+            b.add(f"beta_hivol_{name}_{w}", g, high)
+            b.add(f"rel_hivol_{name}_{w}", g, high - wv)
     return base
+
+
+def _high_vol_bars(x: np.ndarray, n: int) -> np.ndarray:
+    """The benchmark return on bars where |x| exceeds its median over the n bars up to that bar,
+    NaN elsewhere: a bar is flagged once, when it happens, so the flag never uses the future.
+
+    The forward OLS slope is dominated by the coming month's large moves (MODEL-NOTES): a beta
+    measured on the large moves of the past is the closest classical proxy for it.
+    """
+    a = np.abs(x)
+    med = pd.Series(a).rolling(n, min_periods=_minp(n)).median().to_numpy()
+    with np.errstate(invalid="ignore"):
+        return np.where(a > med, x, np.nan)
 
 
 def _market_state(b: _Builder, p: Panel, spec: FeatureSpec, bars: _Bars) -> None:
@@ -325,6 +366,51 @@ def _funding_leverage(b: _Builder, p: Panel, spec: FeatureSpec, bars: _Bars) -> 
         log_oi = np.where(oi > 0, np.log(np.where(oi > 0, oi, 1.0)), np.nan)
     for w in spec.oi_windows:
         b.add(f"oi_chg_{w}", g, log_oi - shift(log_oi, bars(w)))
+    if spec.funding_z_window:
+        b.add(f"funding_z_{spec.funding_z_window}", g, _zscore(fund, bars(spec.funding_z_window)))
+    if spec.oi_z_window:
+        b.add(f"oi_chg_z_{spec.oi_z_window}", g, _zscore(log_oi - shift(log_oi, 1), bars(spec.oi_z_window)))
+
+
+def _vol_ratios(b: _Builder, p: Panel, spec: FeatureSpec) -> None:
+    """`vol_ratio_<B>_<w>` = vol_<w> / mkt_<B>_vol_<w>, from the columns already built (same numbers).
+
+    beta = corr x sigma_asset / sigma_benchmark, and volatility is far more persistent than beta
+    (HAR, Corsi 2009): the ratio carries the predictable leg in one compact column.
+    """
+    if not spec.vol_ratio:
+        return
+    for name in p.benchmark_names:
+        for w in spec.vol_windows:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ratio = b.arrays[f"vol_{w}"] / b.arrays[f"mkt_{name}_vol_{w}"]
+            b.add(f"vol_ratio_{name}_{w}", "crypto_benchmark", np.where(np.isfinite(ratio), ratio, np.nan))
+
+
+def _factor_levels(b: _Builder, p: Panel, spec: FeatureSpec) -> None:
+    """`fac_<F>_log_level` (or `fac_<F>_level` for rates, in points and possibly <= 0).
+
+    Some factors are states, not returns: the VIX level separates calm from stressed markets
+    where its daily change does not.  Non-positive levels of a non-rate factor are NaN.
+    """
+    missing = [f for f in spec.factor_levels if f not in p.factor_names]
+    if missing:
+        raise ValueError(
+            f"factor_levels names {missing}, which the panel does not have (its factors: {list(p.factor_names)})"
+        )
+    for name in spec.factor_levels:
+        category = p.factor_categories.get(name, "other")
+        g = CATEGORY_GROUP.get(category, "fx_rates")
+        level = p.factors[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        if category == "rates":
+            b.add(f"fac_{name}_level", g, level)
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"):
+            b.add(
+                f"fac_{name}_log_level",
+                g,
+                np.where(level > 0, np.log(np.where(level > 0, level, 1.0)), np.nan),
+            )
 
 
 def _factor_change(level: np.ndarray, is_rate, clip: float) -> np.ndarray:

@@ -76,6 +76,10 @@ def test_spec_hash_is_stable_across_processes():
 
 
 def _changed(value):
+    if value is None:  # an optional window, off by default
+        return "45d"
+    if isinstance(value, bool):
+        return not value
     if isinstance(value, tuple):
         return (*value, "365d")
     if isinstance(value, float):

@@ -1,4 +1,4 @@
-"""export_bundle: ONNX parity for both architectures, the parity gate, meta.json contents."""
+"""export_bundle: ONNX parity for every architecture, the parity gate, meta.json contents."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def task():
     return make_synthetic_task(n_time=400, n_assets=4, seed=3)
 
 
-@pytest.fixture(scope="module", params=["gru", "transformer"])
+@pytest.fixture(scope="module", params=["gru", "transformer", "mlp"])
 def exported(request, task, tmp_path_factory):
     f, y, r = task
     cfg = ModelConfig(

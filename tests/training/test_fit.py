@@ -180,6 +180,18 @@ def test_fit_learns_the_synthetic_correction(fitted):
         assert float(fitted.net.corr_scale[k]) == pytest.approx(fitted.metrics[f"corr_scale_{b}"])
 
 
+@pytest.mark.parametrize("window_mean", [False, True])
+def test_mlp_fit_learns_the_synthetic_correction_from_the_last_step(task, window_mean):
+    f, y, r = task
+    res = fit_model(f, y, r, TRAIN, VAL, _cfg(arch="mlp", mlp_window_mean=window_mean), progress=False)
+    assert res.net.arch == "mlp" and res.net.encoder.window_mean is window_mean
+    assert res.history[0]["train_nll"] > res.history[-1]["train_nll"] + 0.5
+    for b in ("BTCUSDT", "CRYPTO_EW"):
+        assert res.metrics[f"val_rmse_base_{b}"] > 0.3
+        assert res.metrics[f"val_rmse_{b}"] < 0.16  # noise sd is 0.1
+        assert 0.8 <= res.metrics[f"corr_scale_{b}"] <= 1.0
+
+
 def test_interval_calibrated_on_validation_covers_90_percent_of_held_out_windows(task, fitted):
     f, y, _ = task
     cube, ts, syms = feature_cube(f.frame, fitted.feature_columns)

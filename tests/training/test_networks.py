@@ -10,11 +10,13 @@ import torch
 from adaptive_beta.models.networks import OUTPUT_NAMES, BetaNet, sinusoidal_positions
 
 torch.set_num_threads(1)
-ARCHS = ["gru", "transformer"]
+ARCHS = ["gru", "transformer", "mlp", "mlp_mean"]  # mlp_mean: the MLP also reads the window mean
 
 
 def _net(arch: str, **kw) -> BetaNet:
     torch.manual_seed(0)
+    if arch == "mlp_mean":
+        arch, kw = "mlp", {**kw, "window_mean": True}
     return BetaNet(6, [0, 1], arch=arch, hidden=16, layers=2, heads=4, dropout=0.0, **kw).eval()
 
 
@@ -79,6 +81,21 @@ def test_interval_half_width_is_z_sigma_times_calibration_scale():
     net.calib_scale.fill_(2.0)
     _, lo2, hi2, _ = net(x)
     torch.testing.assert_close((hi2 - lo2) / 2, 2 * half)
+
+
+def test_mlp_reads_only_the_last_step_unless_it_also_reads_the_window_mean():
+    x = _x(3, 9)
+    earlier = x.clone()
+    earlier[:, :-1] += 5.0  # every step but the last
+    for arch, moves in (("mlp", False), ("mlp_mean", True)):
+        net = _net(arch)
+        with torch.no_grad():
+            net.delta_head.weight.normal_()
+        a, b = net(x)[0], net(earlier)[0]
+        assert torch.allclose(a, b) != moves, arch
+    same_mean = x.clone()
+    same_mean[:, 0], same_mean[:, 1] = x[:, 1], x[:, 0]  # permuted earlier steps: the mean is unchanged
+    torch.testing.assert_close(_net("mlp_mean")(same_mean)[0], _net("mlp_mean")(x)[0])
 
 
 def test_lag_positions_align_on_the_newest_step_for_any_length():

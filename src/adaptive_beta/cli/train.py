@@ -18,7 +18,7 @@ def train(
     scorecard_out: Path | None = typer.Option(
         None, "--scorecard-out", help="Write the walk-forward scorecard (JSON records) here."
     ),
-    arch: str | None = typer.Option(None, "--arch", help="Override model.arch: gru | transformer."),
+    arch: str | None = typer.Option(None, "--arch", help="Override model.arch: gru | transformer | mlp."),
     max_folds: int | None = typer.Option(None, "--max-folds", help="Override walk_forward.max_folds."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
 ) -> None:
