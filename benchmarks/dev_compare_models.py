@@ -101,11 +101,16 @@ def gbt_fold(prep, cfg, data, fold, params: dict) -> tuple[pd.DataFrame, dict]:
 
         (xt, dt), (xv, dv), (xs, _) = rows(train), rows(val), rows(test)
         ok_t, ok_v = np.isfinite(dt), np.isfinite(dv)
+        # a column without two distinct training values (all NaN: no funding on spot data) cannot
+        # be binned by sklearn; it carries no information for the tree, so it is left out
+        use = np.array([np.unique(c[np.isfinite(c)]).size >= 2 for c in xt[ok_t].T])
+        base_s = xs[:, j]
+        xt, xv, xs = xt[:, use], xv[:, use], xs[:, use]
         model = HistGradientBoostingRegressor(early_stopping=False, random_state=m.seed, **params)
         model.fit(xt[ok_t], dt[ok_t])
         rounds, pv = _staged_best(model, xv[ok_v], dv[ok_v])
         alpha = correction_scale(dv[ok_v, None], np.zeros((ok_v.sum(), 1)), pv[:, None])[0]
-        out[b] = xs[:, j] + alpha * _predict_at(model, rounds, xs)
+        out[b] = base_s + alpha * _predict_at(model, rounds, xs)
         info[b] = (rounds, round(float(alpha), 2))
     return out, info
 
