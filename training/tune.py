@@ -62,7 +62,7 @@ def suggest_model(trial, base: ModelConfig) -> ModelConfig:
     """
     update = {
         # the last-step MLP competes with the GRU; the transformer stays available but is left
-        # out of the search (several times slower per fit on 2 cores; `--config` can fix arch)
+        # out of the search (several times slower per fit on 2 cores)
         "arch": trial.suggest_categorical("arch", ["gru", "mlp"]),
         "hidden": trial.suggest_categorical("hidden", [8, 16, 32]),
         "dropout": trial.suggest_float("dropout", 0.0, 0.5),
