@@ -34,6 +34,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from adaptive_beta.serving.auth import client_address, too_many_failures
 from adaptive_beta.serving.compliance import charts, views
 from adaptive_beta.serving.compliance.market import MarketConfig, MarketData
 from adaptive_beta.serving.compliance.models_info import ModelInfo
@@ -143,10 +144,13 @@ class _Pages:
     environment, keys or database; the first request does.
     """
 
-    def __init__(self, cfg: ComplianceConfig | None, store) -> None:
+    def __init__(self, cfg: ComplianceConfig | None, store, limiter=None) -> None:
+        from adaptive_beta.serving.auth import FailedAuthLimiter
+
         self.templates = _templates()
         self._cfg = cfg
         self._store = store
+        self.limiter = limiter if limiter is not None else FailedAuthLimiter()
         self._rt: _Runtime | None = None
         self._lock = threading.Lock()
 
@@ -202,9 +206,16 @@ async def login(pages: _Pages, request: Request) -> Response:
         return pages.render(request, "login.html", caller=None)
     if not _same_origin(request):
         return pages.render(request, "login.html", 403, caller=None, error="cross-site login refused")
+    client = client_address(request.scope)
+    wait = pages.limiter.retry_after(client)
+    if wait is not None:
+        resp = pages.render(request, "login.html", 429, caller=None, error=too_many_failures(wait) + ".")
+        resp.headers["retry-after"] = str(wait)
+        return resp
     form = await request.form()
     caller = rt.sessions.login(str(form.get("api_key", "")))
     if caller is None:
+        pages.limiter.failure(client, request.url.path, "unknown API key at the compliance login")
         return pages.render(request, "login.html", 401, caller=None, error="Unknown API key.")
     if not may_review(caller):
         return pages.render(
@@ -544,12 +555,13 @@ def _guarded(pages: _Pages, page):
     return endpoint
 
 
-def create_app(cfg: ComplianceConfig | None = None, store=None) -> Starlette:
-    """The ASGI app. `store` (a adaptive_beta.serving.auth.KeyStore) defaults to the service's keys from the env.
+def create_app(cfg: ComplianceConfig | None = None, store=None, limiter=None) -> Starlette:
+    """The ASGI app. `store` (a adaptive_beta.serving.auth.KeyStore) defaults to the service's keys from the env;
+    `limiter` (FailedAuthLimiter, failed logins per client) to one built from the env.
 
     Wires the page functions above to their routes; every page gets the same `_Pages`.
     """
-    pages = _Pages(cfg, store)
+    pages = _Pages(cfg, store, limiter)
     routes = [
         Route("/login", _open(pages, login), methods=["GET", "POST"]),
         Route("/logout", _open(pages, logout), methods=["POST"]),
