@@ -28,6 +28,8 @@ from urllib.parse import urlencode, urlparse
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -171,13 +173,11 @@ class _Pages:
             return self._rt
 
     def render(self, request: Request, name: str, status: int = 200, **ctx: Any) -> Response:
-        """A template response with the common context and the no-cache / no-frame headers."""
+        """A template response with the common context, not cached (SecurityHeaders adds the rest)."""
         ctx.setdefault("caller", request.scope.get("abeta.session"))
         ctx.update(base=_base(request), request=request, now=_now())
         resp = self.templates.TemplateResponse(request, name, ctx, status_code=status)
         resp.headers["cache-control"] = "no-store"
-        resp.headers["x-frame-options"] = "DENY"
-        resp.headers["referrer-policy"] = "no-referrer"
         return resp
 
     def session_of(self, request: Request):
@@ -240,8 +240,13 @@ async def login(pages: _Pages, request: Request) -> Response:
 
 
 async def logout(pages: _Pages, request: Request) -> Response:
-    """Drop the session cookie and go to the login page."""
+    """End the session on the server, drop its cookie and go to the login page (same-origin only)."""
     rt = pages.runtime()
+    if not _same_origin(request):
+        return pages.render(request, "error.html", 403, caller=None, message="cross-site logout refused")
+    caller = rt.sessions.end(request.cookies.get(rt.sessions.cfg.cookie))
+    if caller is not None:
+        log.info("compliance logout: %s (%s)", caller.key_id, caller.role)
     resp = RedirectResponse(f"{_base(request)}/login", status_code=303)
     resp.delete_cookie(rt.sessions.cfg.cookie, path=_base(request) or "/")
     return resp
@@ -526,6 +531,40 @@ def export(pages: _Pages, request: Request) -> Response:
 
 
 # ---------------------------------------------------------------------- wiring
+# Every response of the app (pages, redirects, static files, downloads, errors): scripts and styles
+# only from the app itself (pages.js draws the charts; no inline script anywhere), inline style
+# attributes allowed (the regime bars' widths), no frames, forms posting only to the app.
+SECURITY_HEADERS = {
+    "content-security-policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+
+
+class SecurityHeaders:
+    """ASGI middleware setting SECURITY_HEADERS on every HTTP response of the compliance app."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for k, v in SECURITY_HEADERS.items():
+                    headers[k] = v
+            await send(message)
+
+        return await self.app(scope, receive, send_with_headers)
+
+
 def _open(pages: _Pages, page):
     """A Starlette endpoint for a page anyone may reach (login, logout)."""
 
@@ -572,7 +611,7 @@ def create_app(cfg: ComplianceConfig | None = None, store=None, limiter=None) ->
         Route("/export", _guarded(pages, export), methods=["GET"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
     app.state.runtime = pages.runtime
     return app
 
