@@ -12,6 +12,8 @@ import json
 import os
 
 DEFAULT_MAX_BODY_BYTES = int(os.environ.get("ABETA_MAX_BODY_BYTES", str(2 * 1024 * 1024)))
+# seconds a request waits for one of the ABETA_MAX_CONCURRENCY slots before it is shed (429)
+DEFAULT_QUEUE_WAIT_S = float(os.environ.get("ABETA_QUEUE_WAIT_S", "5"))
 
 
 async def _too_large(send, limit: int) -> None:
