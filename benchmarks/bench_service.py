@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 LEVELS = (1, 8, 32)
+# not the defaults (ABETA_MAX_CONCURRENCY is 16 by default): README and docs/serving.md quote these beside the figures
 ENV = {"ABETA_WORKERS": "1", "ABETA_ORT_THREADS": "1", "ABETA_MAX_CONCURRENCY": "64"}
 
 

@@ -13,11 +13,13 @@ log is `AuditUnavailable` (503, no forecast is returned).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,6 +43,7 @@ from adaptive_beta.serving.schemas import (
     ForecastRequest,
     RequestError,
     check_against_model,
+    check_series_used,
     history_columns,
     request_sha256,
 )
@@ -65,6 +68,7 @@ class ServeConfig:
     anchor_key: str | None = None  # ABETA_AUDIT_ANCHOR_KEY: HMAC key file (default DB.anchor-key)
     anchor_every: int = 1000  # ABETA_AUDIT_ANCHOR_EVERY: anchor at least every N records ...
     anchor_seconds: float = 60.0  # ABETA_AUDIT_ANCHOR_SECONDS: ... and every T seconds
+    max_record_bytes: int = 1024 * 1024  # ABETA_MAX_RECORD_BYTES: larger audit records are refused (422)
 
     @classmethod
     def from_env(cls) -> ServeConfig:
@@ -77,6 +81,7 @@ class ServeConfig:
             anchor_key=env("ABETA_AUDIT_ANCHOR_KEY") or None,
             anchor_every=int(env("ABETA_AUDIT_ANCHOR_EVERY", str(cls.anchor_every))),
             anchor_seconds=float(env("ABETA_AUDIT_ANCHOR_SECONDS", str(cls.anchor_seconds))),
+            max_record_bytes=int(env("ABETA_MAX_RECORD_BYTES", str(cls.max_record_bytes))),
         )
 
     def anchor_settings(self) -> Any:
@@ -127,6 +132,7 @@ class AppState:
     model_version: str
     alias: str | None
     groups: dict[str, list[int]] = field(default_factory=dict)  # group -> feature column indices
+    max_record_bytes: int = ServeConfig.max_record_bytes  # ServeConfig.max_record_bytes
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -154,6 +160,7 @@ class AppState:
             model_version=str(version or meta.model_version or bundle.sha256[:12]),
             alias=alias,
             groups=groups,
+            max_record_bytes=cfg.max_record_bytes,
         )
 
     # ---------------------------------------------------------------- warm-up
@@ -269,15 +276,18 @@ class AppState:
         }
 
     # ---------------------------------------------------------------- request -> model inputs
-    def panel_from_request(self, req: ForecastRequest):
+    def panel_from_request(self, req: ForecastRequest, extra_series: Collection[str] = ()):
         """The request's Panel, built by the data layer as training built its panel: each series
         the model knows is a bar series or a factor published by its training calendar and lag
         (bundle meta `inputs`), factors are as-of joined with the bundle's `max_staleness`
-        (`adaptive_beta.models.data.panel_columns.panel_from_observations`)."""
+        (`adaptive_beta.models.data.panel_columns.panel_from_observations`).  A series the model
+        does not use is a 422 unless the endpoint uses it (`extra_series`: /stress shocks,
+        /backtest benchmarks)."""
         from adaptive_beta.models.data.panel_columns import panel_from_observations
         from adaptive_beta.models.data.publication import default_calendar
 
         meta = self.bundle.meta
+        check_series_used(req, list(meta.inputs), extra_series)
         assets = {}
         for a in req.assets:
             cols = history_columns(a)  # numpy columns built once while the request was validated
@@ -290,7 +300,7 @@ class AppState:
                 factors[name] = (cols.us, cols.close, known.category, known.calendar, known.lag)
             elif known is not None or is_bar_series(name, meta.benchmarks):
                 bars[name] = (cols.us, cols.close)
-            else:  # a series the model does not use: the loaders' default rule
+            else:  # a series only the endpoint uses: the loaders' default rule
                 category = infer_category(name)
                 date_only = bool(len(cols.us)) and bool((cols.us % 86_400_000_000 == 0).all())
                 factors[name] = (cols.us, cols.close, category, default_calendar(category, date_only), None)
@@ -303,7 +313,9 @@ class AppState:
     def inputs(self, req: ForecastRequest, symbols: list[str] | None = None):
         return self._inputs_and_panel(req, symbols)[0]
 
-    def _inputs_and_panel(self, req: ForecastRequest, symbols: list[str] | None = None):
+    def _inputs_and_panel(
+        self, req: ForecastRequest, symbols: list[str] | None = None, extra_series: Collection[str] = ()
+    ):
         """(model inputs, the request's Panel): callers that also need the panel build it once."""
         from adaptive_beta.models.bundle.inference import make_inputs
 
@@ -314,7 +326,7 @@ class AppState:
             list(self.required.get("series", [])),
             benchmarks=self.bundle.meta.benchmarks,
         )
-        panel = self.panel_from_request(req)
+        panel = self.panel_from_request(req, extra_series)
         try:
             return make_inputs(panel, self.bundle, symbols=symbols), panel
         except DataError as exc:
@@ -424,28 +436,43 @@ class AppState:
         features when the endpoint explained its forecast, so a review page can draw the waterfall
         without the bundle."""
         features = self.feature_rows(inputs)
-        self.audit.append(
-            {
-                "request_id": request_id,
-                "caller": caller,
-                "endpoint": endpoint,
-                "symbols": list(inputs.symbols),
-                "model_name": self.model_name,
-                "model_version": self.model_version,
-                "bundle_sha256": self.bundle.sha256,
-                "run_id": self.bundle.meta.run_id,
-                "feature_spec_hash": self.feature_spec_hash,
-                "input_sha256": request_sha256(req),
-                "features": {
-                    "as_of": {s: t.isoformat() for s, t in zip(inputs.symbols, inputs.as_of, strict=True)},
-                    "rows": features,
-                    "inputs": self.inputs_summary(req, inputs.symbols),
-                    "baseline_forecast": baseline,
-                },
-                "output": output,
-                "explanation": explanation,
-            }
-        )
+        entry = {
+            "request_id": request_id,
+            "caller": caller,
+            "endpoint": endpoint,
+            "symbols": list(inputs.symbols),
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "bundle_sha256": self.bundle.sha256,
+            "run_id": self.bundle.meta.run_id,
+            "feature_spec_hash": self.feature_spec_hash,
+            "input_sha256": request_sha256(req),
+            "features": {
+                "as_of": {s: t.isoformat() for s, t in zip(inputs.symbols, inputs.as_of, strict=True)},
+                "rows": features,
+                "inputs": self.inputs_summary(req, inputs.symbols),
+                "baseline_forecast": baseline,
+            },
+            "output": output,
+            "explanation": explanation,
+        }
+        self.check_record_size(entry)
+        self.audit.append(entry)
+
+    def check_record_size(self, entry: dict) -> None:
+        """RequestError (422, field `body`) when the entry's JSON exceeds `max_record_bytes`: the
+        record is refused whole (never truncated) and the response withheld with it.
+
+        Measured with the C JSON encoder on the entry as given (within a few bytes of the stored
+        canonical text; about 1 ms for a 500 KB record)."""
+        size = len(json.dumps(entry, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+        if size > self.max_record_bytes:
+            raise RequestError(
+                f"the audit record of this request would be {size} bytes, above the limit of "
+                f"{self.max_record_bytes} bytes (ABETA_MAX_RECORD_BYTES): send fewer assets, series "
+                "or scenarios per request",
+                "body",
+            )
 
     # ---------------------------------------------------------------- what every endpoint needs
     def forecast_core(self, req: ForecastRequest, symbols: list[str] | None = None):
@@ -453,9 +480,11 @@ class AppState:
         inputs, out, _ = self.forecast_core_with_panel(req, symbols)
         return inputs, out
 
-    def forecast_core_with_panel(self, req: ForecastRequest, symbols: list[str] | None = None):
+    def forecast_core_with_panel(
+        self, req: ForecastRequest, symbols: list[str] | None = None, extra_series: Collection[str] = ()
+    ):
         """(inputs, model outputs, the request's Panel), with non-finite outputs refused."""
-        inputs, panel = self._inputs_and_panel(req, symbols)
+        inputs, panel = self._inputs_and_panel(req, symbols, extra_series)
         out = self.predict(inputs.x)
         for name in ("beta", "beta_lo", "beta_hi", "regime_prob"):
             bad = ~np.isfinite(out[name]).all(axis=1)

@@ -11,6 +11,13 @@ Roles: trader (forecast, explain, hedge, model), compliance (audit read endpoint
 admin (everything).  Probes (/healthz, /readyz, /livez, /metrics) are open.  Missing or unknown
 key -> 401; known key, wrong role -> 403.  The authenticated caller is put in the ASGI scope
 under `abeta.caller`.
+
+Failed authentication (an unknown bearer key here, an unknown key at the compliance login) is
+logged, one line per failure with the client address and path (never the key), and counted per
+client address by `FailedAuthLimiter`: after `ABETA_AUTH_MAX_FAILURES` failures within
+`ABETA_AUTH_WINDOW_S` seconds the client gets 429 with Retry-After on every route that needs a key,
+right key or not, until the oldest failure leaves the window.  The address is the TCP peer: behind
+a proxy every client shares the proxy's address (and its budget).
 """
 
 from __future__ import annotations
@@ -18,8 +25,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
+import math
 import os
 import re
+import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +53,7 @@ ROUTE_ROLES: dict[str, frozenset[str]] = {
     "/compliance": frozenset({"compliance"}),
     "/openapi.json": frozenset({"trader", "compliance"}),  # the API's OpenAPI document
 }
+log = logging.getLogger("abeta.auth")
 _ENTRY = re.compile(r"^(?:(?P<name>[A-Za-z0-9_.\-]+)@)?(?P<role>[a-z]+):(?P<key>\S+)$")
 
 
@@ -110,6 +123,93 @@ class KeyStore:
         return found
 
 
+@dataclass(frozen=True)
+class AuthLimitConfig:
+    """How many failed authentications a client may make per window before 429."""
+
+    max_failures: int = 10  # ABETA_AUTH_MAX_FAILURES
+    window_s: float = 60.0  # ABETA_AUTH_WINDOW_S
+    max_clients: int = 100_000  # clients tracked at once (the table is bounded; oldest dropped)
+
+    @classmethod
+    def from_env(cls) -> AuthLimitConfig:
+        env = os.environ.get
+        return cls(
+            max_failures=int(env("ABETA_AUTH_MAX_FAILURES", str(cls.max_failures))),
+            window_s=float(env("ABETA_AUTH_WINDOW_S", str(cls.window_s))),
+        )
+
+
+class FailedAuthLimiter:
+    """Failed authentications per client address in a sliding window; see the module docstring."""
+
+    def __init__(self, cfg: AuthLimitConfig | None = None, clock=time.monotonic):
+        self.cfg = cfg or AuthLimitConfig.from_env()
+        self._clock = clock
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._failures)
+
+    def _recent(self, client: str, now: float) -> deque[float]:
+        times = self._failures.get(client)
+        if times is None:
+            return deque()
+        while times and times[0] <= now - self.cfg.window_s:
+            times.popleft()
+        if not times:
+            del self._failures[client]
+        return times
+
+    def retry_after(self, client: str) -> int | None:
+        """Seconds until `client` may authenticate again, or None if it is not blocked."""
+        with self._lock:
+            now = self._clock()
+            times = self._recent(client, now)
+            if len(times) < self.cfg.max_failures:
+                return None
+            return max(1, math.ceil(times[-self.cfg.max_failures] + self.cfg.window_s - now))
+
+    def failure(self, client: str, path: str, reason: str) -> None:
+        """Count a failed authentication of `client` on `path` and log it (never the key)."""
+        with self._lock:
+            now = self._clock()
+            times = self._recent(client, now)
+            if not times:
+                if len(self._failures) >= self.cfg.max_clients:
+                    self._evict(now)
+                self._failures[client] = times
+            times.append(now)
+            n = len(times)
+        log.warning(
+            "authentication failed: %s from %s on %s (%d of %d allowed in %gs)",
+            reason,
+            client,
+            path,
+            n,
+            self.cfg.max_failures,
+            self.cfg.window_s,
+        )
+
+    def _evict(self, now: float) -> None:
+        """Drop clients with no failure in the window, then the oldest, to stay under max_clients."""
+        for client in list(self._failures):
+            self._recent(client, now)
+        while len(self._failures) >= self.cfg.max_clients:
+            del self._failures[next(iter(self._failures))]
+
+
+def client_address(scope) -> str:
+    """The TCP peer's address of an ASGI request ("unknown" without one)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def too_many_failures(retry_after: int) -> str:
+    return f"too many failed authentication attempts from this client: retry after {retry_after} s"
+
+
 def allowed(role: str, path: str) -> bool:
     if role == "admin":
         return True
@@ -129,10 +229,17 @@ async def _reply(send, status: int, message: str, extra_headers: list | None = N
 class APIKeyMiddleware:
     """ASGI middleware: 401 without a valid Bearer key, 403 for a role not allowed on the path."""
 
-    def __init__(self, app, store: KeyStore | None = None, open_paths: frozenset[str] = OPEN_PATHS):
+    def __init__(
+        self,
+        app,
+        store: KeyStore | None = None,
+        open_paths: frozenset[str] = OPEN_PATHS,
+        limiter: FailedAuthLimiter | None = None,
+    ):
         self.app = app
         self.store = store if store is not None else KeyStore.from_env()
         self.open_paths = open_paths
+        self.limiter = limiter if limiter is not None else FailedAuthLimiter()
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
@@ -140,6 +247,10 @@ class APIKeyMiddleware:
             return await self.app(scope, receive, send)
         if any(path == p or path.startswith(p + "/") for p in OPEN_PREFIXES):
             return await self.app(scope, receive, send)
+        client = client_address(scope)
+        wait = self.limiter.retry_after(client)
+        if wait is not None:
+            return await _reply(send, 429, too_many_failures(wait), [(b"retry-after", str(wait).encode())])
         header = ""
         for k, v in scope.get("headers", []):
             if k == b"authorization":
@@ -155,6 +266,7 @@ class APIKeyMiddleware:
             )
         caller = self.store.lookup(key.strip())
         if caller is None:
+            self.limiter.failure(client, path, "unknown API key")
             return await _reply(send, 401, "invalid API key", [(b"www-authenticate", b"Bearer")])
         if not allowed(caller.role, scope["path"]):
             return await _reply(send, 403, f"role {caller.role!r} may not call {scope['path']}")

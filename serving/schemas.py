@@ -22,15 +22,26 @@ import os
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 MAX_ASSETS = int(os.environ.get("ABETA_MAX_ASSETS", "64"))  # per request
 MAX_HISTORY = int(os.environ.get("ABETA_MAX_HISTORY", "2000"))  # bars per asset / points per series
 MAX_SERIES = int(os.environ.get("ABETA_MAX_SERIES", "32"))
 SYMBOL_PATTERN = r"^[A-Za-z0-9_.\-^=]{1,40}$"
+# the symbol rule: asset and instrument symbols and series names (the keys of `series`)
+Symbol = Annotated[str, StringConstraints(pattern=SYMBOL_PATTERN)]
 MAX_TARGET_BETA = 5.0  # |target portfolio beta| (/hedge, /backtest): beyond it no mandate makes sense
 MAX_NOTIONAL_USD = 1e12  # |notional|, NAV and order limits in USD: finite sums and products downstream
 
@@ -245,7 +256,7 @@ def request_sha256(req: ForecastRequest) -> str:
 
 
 class AssetHistory(_Strict):
-    symbol: str = Field(pattern=SYMBOL_PATTERN, description="perp symbol, e.g. SOLUSDT")
+    symbol: Symbol = Field(description="perp symbol, e.g. SOLUSDT")
     history: list[Bar] = Field(min_length=2, max_length=MAX_HISTORY, description="bars sorted by time")
 
     _columns: HistoryColumns | None = PrivateAttr(default=None)
@@ -274,7 +285,7 @@ def _check_series(series: dict[str, list[Point]]) -> dict[str, list[Point]]:
 
 class ForecastRequest(_Strict):
     assets: list[AssetHistory] = Field(min_length=1, max_length=MAX_ASSETS)
-    series: dict[str, list[Point]] = Field(
+    series: dict[Symbol, list[Point]] = Field(
         default_factory=dict,
         max_length=MAX_SERIES,
         description="benchmarks (BTCUSDT, CRYPTO_EW) and cross-market factors (SPY, GLD, DXY, ...)",
@@ -300,7 +311,7 @@ class ExplainRequest(ForecastRequest):
 
 
 class HedgeInstrument(_Strict):
-    symbol: str = Field(pattern=SYMBOL_PATTERN)
+    symbol: Symbol
     min_notional: float | None = Field(default=None, description="lower limit of the order (USD, signed)")
     max_notional: float | None = Field(default=None, description="upper limit of the order (USD, signed)")
 
@@ -490,6 +501,22 @@ def check_against_model(
     for name, pts in req.series.items():
         if name in required_series and is_bar_series(name, benchmarks):
             _check_grid(history_columns(pts).us, freq, f"series {name}", f"series.{name}")
+
+
+def check_series_used(
+    req: ForecastRequest, model_series: Collection[str], extra: Collection[str] = ()
+) -> None:
+    """422 naming `series.<name>` for a series neither the model nor the endpoint (`extra`, e.g. the
+    series a /stress scenario shocks) uses: it would only be carried into the audit log."""
+    used = set(model_series) | set(extra)
+    for name in req.series:
+        if name not in used:
+            raise RequestError(
+                f"series {name!r} is not used by the model (it uses {', '.join(model_series)})"
+                + (f" nor by this request ({', '.join(sorted(extra))})" if extra else "")
+                + "; remove it",
+                f"series.{name}",
+            )
 
 
 def _check_grid(us: np.ndarray, freq: pd.Timedelta, what: str, where: str) -> None:

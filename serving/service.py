@@ -11,10 +11,11 @@ BentoML's own path-labelled HTTP metrics are off).
 
 Sizing: `ABETA_WORKERS` processes x `ABETA_ORT_THREADS` ORT threads per process must not exceed
 the cores (checked at import; the thread count is lowered if needed).  Beyond
-`ABETA_MAX_CONCURRENCY` requests in flight per worker BentoML answers 429; a request taking
-longer than `ABETA_TIMEOUT_S` is cut off.  Middleware order (outermost first): BentoML's
-concurrency limit, route metrics, JSON errors (415 for a non-JSON body; every error body JSON),
-API-key auth (401/403), body limit (413), then the API.
+`ABETA_MAX_CONCURRENCY` requests in flight per worker a request waits up to `ABETA_QUEUE_WAIT_S`
+for a slot, then gets 429 with Retry-After (serving/limits.py); a request taking longer than
+`ABETA_TIMEOUT_S` (waiting included) is cut off.  Middleware order (outermost first): BentoML's
+timeout, route metrics, JSON errors (415 for a non-JSON body; every error body JSON), API-key
+auth (401/403, 429 after repeated wrong keys), concurrency (429), body limit (413), then the API.
 
 Errors: shape problems 400 (pydantic, `loc` names the field); a request that does not fit the
 model 422 `{"error", "field"}`; audit log unavailable 503 with no forecast; never a 500 for bad
@@ -45,7 +46,7 @@ from adaptive_beta.serving.endpoints.hedge import hedge
 from adaptive_beta.serving.endpoints.model import model
 from adaptive_beta.serving.endpoints.stress import stress
 from adaptive_beta.serving.errors import JSONErrorsMiddleware, with_error_schema
-from adaptive_beta.serving.limits import BodyLimitMiddleware
+from adaptive_beta.serving.limits import BodyLimitMiddleware, ConcurrencyLimitMiddleware
 from adaptive_beta.serving.metrics import RouteMetricsMiddleware, metrics_response
 from adaptive_beta.serving.schemas import (
     ExplainRequest,
@@ -147,7 +148,7 @@ model_app = Starlette(
 @bentoml.service(
     name="adaptive_beta",
     workers=WORKERS,
-    traffic={"timeout": TIMEOUT_S, "max_concurrency": MAX_CONCURRENCY},
+    traffic={"timeout": TIMEOUT_S},  # concurrency: ConcurrencyLimitMiddleware (queues before 429)
     metrics={"enabled": False},  # BentoML labels by raw path: /metrics is ours (serving/metrics.py)
 )
 @bentoml.asgi_app(model_app, path="/")
@@ -270,4 +271,5 @@ class AdaptiveBeta:
 AdaptiveBeta.add_asgi_middleware(RouteMetricsMiddleware)
 AdaptiveBeta.add_asgi_middleware(JSONErrorsMiddleware)
 AdaptiveBeta.add_asgi_middleware(APIKeyMiddleware)
+AdaptiveBeta.add_asgi_middleware(ConcurrencyLimitMiddleware, max_concurrency=MAX_CONCURRENCY)
 AdaptiveBeta.add_asgi_middleware(BodyLimitMiddleware)

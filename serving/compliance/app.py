@@ -28,12 +28,15 @@ from urllib.parse import urlencode, urlparse
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from adaptive_beta.serving.auth import client_address, too_many_failures
 from adaptive_beta.serving.compliance import charts, views
 from adaptive_beta.serving.compliance.market import MarketConfig, MarketData
 from adaptive_beta.serving.compliance.models_info import ModelInfo
@@ -143,10 +146,13 @@ class _Pages:
     environment, keys or database; the first request does.
     """
 
-    def __init__(self, cfg: ComplianceConfig | None, store) -> None:
+    def __init__(self, cfg: ComplianceConfig | None, store, limiter=None) -> None:
+        from adaptive_beta.serving.auth import FailedAuthLimiter
+
         self.templates = _templates()
         self._cfg = cfg
         self._store = store
+        self.limiter = limiter if limiter is not None else FailedAuthLimiter()
         self._rt: _Runtime | None = None
         self._lock = threading.Lock()
 
@@ -167,13 +173,11 @@ class _Pages:
             return self._rt
 
     def render(self, request: Request, name: str, status: int = 200, **ctx: Any) -> Response:
-        """A template response with the common context and the no-cache / no-frame headers."""
+        """A template response with the common context, not cached (SecurityHeaders adds the rest)."""
         ctx.setdefault("caller", request.scope.get("abeta.session"))
         ctx.update(base=_base(request), request=request, now=_now())
         resp = self.templates.TemplateResponse(request, name, ctx, status_code=status)
         resp.headers["cache-control"] = "no-store"
-        resp.headers["x-frame-options"] = "DENY"
-        resp.headers["referrer-policy"] = "no-referrer"
         return resp
 
     def session_of(self, request: Request):
@@ -202,9 +206,16 @@ async def login(pages: _Pages, request: Request) -> Response:
         return pages.render(request, "login.html", caller=None)
     if not _same_origin(request):
         return pages.render(request, "login.html", 403, caller=None, error="cross-site login refused")
+    client = client_address(request.scope)
+    wait = pages.limiter.retry_after(client)
+    if wait is not None:
+        resp = pages.render(request, "login.html", 429, caller=None, error=too_many_failures(wait) + ".")
+        resp.headers["retry-after"] = str(wait)
+        return resp
     form = await request.form()
     caller = rt.sessions.login(str(form.get("api_key", "")))
     if caller is None:
+        pages.limiter.failure(client, request.url.path, "unknown API key at the compliance login")
         return pages.render(request, "login.html", 401, caller=None, error="Unknown API key.")
     if not may_review(caller):
         return pages.render(
@@ -229,8 +240,13 @@ async def login(pages: _Pages, request: Request) -> Response:
 
 
 async def logout(pages: _Pages, request: Request) -> Response:
-    """Drop the session cookie and go to the login page."""
+    """End the session on the server, drop its cookie and go to the login page (same-origin only)."""
     rt = pages.runtime()
+    if not _same_origin(request):
+        return pages.render(request, "error.html", 403, caller=None, message="cross-site logout refused")
+    caller = rt.sessions.end(request.cookies.get(rt.sessions.cfg.cookie))
+    if caller is not None:
+        log.info("compliance logout: %s (%s)", caller.key_id, caller.role)
     resp = RedirectResponse(f"{_base(request)}/login", status_code=303)
     resp.delete_cookie(rt.sessions.cfg.cookie, path=_base(request) or "/")
     return resp
@@ -515,6 +531,40 @@ def export(pages: _Pages, request: Request) -> Response:
 
 
 # ---------------------------------------------------------------------- wiring
+# Every response of the app (pages, redirects, static files, downloads, errors): scripts and styles
+# only from the app itself (pages.js draws the charts; no inline script anywhere), inline style
+# attributes allowed (the regime bars' widths), no frames, forms posting only to the app.
+SECURITY_HEADERS = {
+    "content-security-policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+
+
+class SecurityHeaders:
+    """ASGI middleware setting SECURITY_HEADERS on every HTTP response of the compliance app."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for k, v in SECURITY_HEADERS.items():
+                    headers[k] = v
+            await send(message)
+
+        return await self.app(scope, receive, send_with_headers)
+
+
 def _open(pages: _Pages, page):
     """A Starlette endpoint for a page anyone may reach (login, logout)."""
 
@@ -544,12 +594,13 @@ def _guarded(pages: _Pages, page):
     return endpoint
 
 
-def create_app(cfg: ComplianceConfig | None = None, store=None) -> Starlette:
-    """The ASGI app. `store` (a adaptive_beta.serving.auth.KeyStore) defaults to the service's keys from the env.
+def create_app(cfg: ComplianceConfig | None = None, store=None, limiter=None) -> Starlette:
+    """The ASGI app. `store` (a adaptive_beta.serving.auth.KeyStore) defaults to the service's keys from the env;
+    `limiter` (FailedAuthLimiter, failed logins per client) to one built from the env.
 
     Wires the page functions above to their routes; every page gets the same `_Pages`.
     """
-    pages = _Pages(cfg, store)
+    pages = _Pages(cfg, store, limiter)
     routes = [
         Route("/login", _open(pages, login), methods=["GET", "POST"]),
         Route("/logout", _open(pages, logout), methods=["POST"]),
@@ -560,7 +611,7 @@ def create_app(cfg: ComplianceConfig | None = None, store=None) -> Starlette:
         Route("/export", _guarded(pages, export), methods=["GET"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
     app.state.runtime = pages.runtime
     return app
 

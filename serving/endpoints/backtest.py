@@ -143,7 +143,7 @@ def _audit_inputs(state, req: BacktestRequest, include_model: bool):
     without the model a request the model cannot read is still backtested, and logged without
     feature rows."""
     try:
-        return state._inputs_and_panel(req)
+        return state._inputs_and_panel(req, None, req.benchmarks or ())
     except RequestError:
         if include_model:
             raise
@@ -329,7 +329,7 @@ def backtest(state, req: BacktestRequest, caller: str) -> dict:
     names = request_estimators(req)
     inputs, panel = _audit_inputs(state, req, req.include_model)
     if panel is None:  # the model could not read the request: build the panel for the baselines
-        panel = state.panel_from_request(req)
+        panel = state.panel_from_request(req, req.benchmarks or ())
     benches = _request_benchmarks(req, panel, list(state.bundle.meta.benchmarks))
     returns, bench_returns = panel.returns(), panel.benchmark_returns()
     forecasts = baseline_forecasts(

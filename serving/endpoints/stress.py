@@ -206,7 +206,8 @@ def stress(state, req: StressRequest, caller: str) -> dict:
     instruments = _instruments(req, benches)
     symbols = list(dict.fromkeys([*req.positions, *instruments]))
 
-    inputs, out, panel = state.forecast_core_with_panel(req)  # every asset, exactly as /forecast
+    shocked = {name for sc in scenarios for name in getattr(sc, "shocks", None) or {}}
+    inputs, out, panel = state.forecast_core_with_panel(req, None, shocked)  # every asset, as /forecast
     betas, sources = _betas_and_sources(req, inputs, out, panel, symbols, benches)
     runnable, skipped = _runnable(scenarios, given, betas, symbols, panel.index)
     try:
