@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,9 +90,12 @@ class KeyStore:
 
     @classmethod
     def from_env(cls) -> KeyStore:
-        text = os.environ.get("ABETA_API_KEYS", "")
-        path = os.environ.get("ABETA_API_KEYS_FILE")
-        store = cls.parse(text)
+        """ABETA_API_KEYS and ABETA_API_KEYS_FILE (adaptive_beta.models.settings)."""
+        from adaptive_beta.models.settings import get_settings
+
+        settings = get_settings()
+        path = settings.api_keys_file
+        store = cls.parse(settings.api_keys.get_secret_value())
         if path:
             store._items.extend(cls.parse(Path(path).read_text(), source=path)._items)
         return store

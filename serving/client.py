@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     from adaptive_beta.models.data.loaders import load_dataset
+    from adaptive_beta.models.settings import get_settings
 
     ap = argparse.ArgumentParser(
         prog="python -m adaptive_beta.serving.client",
@@ -230,13 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", required=True, help="dataset folder (assets/, factors/) or manifest file")
     ap.add_argument("--model", help="bundle folder or models:/NAME@ALIAS (read locally, no server needed)")
     ap.add_argument("--url", help="instead of --model: a running service, e.g. http://127.0.0.1:3000")
-    ap.add_argument(
-        "--key", default=os.environ.get("ABETA_KEY"), help="API key for --url (default $ABETA_KEY)"
-    )
+    ap.add_argument("--key", help="API key for --url (default $ABETA_KEY)")
     ap.add_argument("--symbols", help="comma-separated assets (default: the first two non-benchmark assets)")
     ap.add_argument("--end", help="last bar (ISO timestamp, default: the dataset's last bar)")
     ap.add_argument("--out", default="request.json", help="output file (default request.json)")
     args = ap.parse_args(argv)
+    if args.key is None and get_settings().key is not None:
+        args.key = get_settings().key.get_secret_value()
 
     required = required_history_of(args.model, args.url, args.key)
     panel = load_dataset(args.data)

@@ -9,9 +9,10 @@ message giving the limit.  Concurrency (429) is BentoML's own `traffic.max_concu
 from __future__ import annotations
 
 import json
-import os
 
-DEFAULT_MAX_BODY_BYTES = int(os.environ.get("ABETA_MAX_BODY_BYTES", str(2 * 1024 * 1024)))
+from adaptive_beta.models.settings import settings_at_import
+
+DEFAULT_MAX_BODY_BYTES = settings_at_import().max_body_bytes  # ABETA_MAX_BODY_BYTES
 
 
 async def _too_large(send, limit: int) -> None:

@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from adaptive_beta.models.settings import settings_at_import
 from adaptive_beta.serving.app_state import AppState, ServeConfig
 from adaptive_beta.serving.auth import APIKeyMiddleware
 from adaptive_beta.serving.backtest_schemas import BacktestRequest, BacktestResponse
@@ -61,11 +62,12 @@ from adaptive_beta.serving.stress_schemas import StressRequest, StressResponse
 log = logging.getLogger("abeta.service")
 
 CORES = os.cpu_count() or 1
-WORKERS = max(1, int(os.environ.get("ABETA_WORKERS", "1")))
-ORT_THREADS = max(1, min(int(os.environ.get("ABETA_ORT_THREADS", "1")), CORES // WORKERS or 1))
-MAX_CONCURRENCY = int(os.environ.get("ABETA_MAX_CONCURRENCY", "16"))
-TIMEOUT_S = float(os.environ.get("ABETA_TIMEOUT_S", "30"))
-GC_GEN0_THRESHOLD = int(os.environ.get("ABETA_GC_GEN0", "20000"))  # allocations between young collections
+SETTINGS = settings_at_import()  # a bad ABETA_* value: one line and exit 2 (adaptive_beta.models.settings)
+WORKERS = SETTINGS.workers
+ORT_THREADS = max(1, min(SETTINGS.ort_threads, CORES // WORKERS or 1))
+MAX_CONCURRENCY = SETTINGS.max_concurrency
+TIMEOUT_S = SETTINGS.timeout_s
+GC_GEN0_THRESHOLD = SETTINGS.gc_gen0  # allocations between young collections
 
 REQUEST_SECONDS = bentoml.metrics.Histogram(
     name="abeta_request_duration_seconds",

@@ -6,20 +6,19 @@ import training code.  MLflow is imported lazily and only for registry URIs.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from adaptive_beta.models.data.schema import DataError
+from adaptive_beta.models.settings import get_settings
 
 
-def default_tracking_uri() -> str:
-    """`MLFLOW_TRACKING_URI` if set, else SQLite inside the project's `mlruns/` folder."""
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    root = Path(os.environ.get("ABETA_MLRUNS", "mlruns")).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{root / 'mlflow.db'}"
+def default_tracking_uri(create: bool = True) -> str:
+    """`MLFLOW_TRACKING_URI` if set, else SQLite inside the project's `mlruns/` folder
+    (`ABETA_MLRUNS`, default under `ABETA_HOME`: adaptive_beta.models.settings); `create` makes the folder."""
+    settings = get_settings()
+    if create and not settings.mlflow_tracking_uri:
+        Path(settings.mlruns).mkdir(parents=True, exist_ok=True)
+    return settings.tracking_uri()
 
 
 def resolve_bundle(uri_or_path: str | Path) -> Path:

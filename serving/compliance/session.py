@@ -12,7 +12,6 @@ On every request the id and role are looked up again in the key store, so removi
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 
@@ -34,10 +33,10 @@ class SessionConfig:
 
     @classmethod
     def from_env(cls) -> SessionConfig:
-        return cls(
-            secret=os.environ.get("ABETA_SESSION_SECRET", ""),
-            max_age_s=int(os.environ.get("ABETA_SESSION_MAX_AGE_S", str(cls.max_age_s))),
-        )
+        from adaptive_beta.models.settings import get_settings
+
+        settings = get_settings()
+        return cls(secret=settings.session_secret.get_secret_value(), max_age_s=settings.session_max_age_s)
 
 
 class Sessions:

@@ -23,7 +23,10 @@ def serve(
     ),
 ) -> None:
     """Serve /forecast, /explain, /hedge and /model; API keys from ABETA_API_KEYS or ABETA_API_KEYS_FILE."""
-    if not os.environ.get("ABETA_API_KEYS") and not os.environ.get("ABETA_API_KEYS_FILE"):
+    from adaptive_beta.models.settings import get_settings
+
+    settings = get_settings()
+    if not settings.api_keys.get_secret_value() and settings.api_keys_file is None:
         typer.secho("warning: no API keys configured (ABETA_API_KEYS); every API call will get 401", err=True)
     env = dict(os.environ)
     env.update({"ABETA_MODEL": model, "ABETA_AUDIT_DB": audit_db, "ABETA_WORKERS": str(workers)})
