@@ -48,6 +48,7 @@ from adaptive_beta.serving.endpoints.stress import stress
 from adaptive_beta.serving.errors import JSONErrorsMiddleware, with_error_schema
 from adaptive_beta.serving.limits import BodyLimitMiddleware
 from adaptive_beta.serving.metrics import RouteMetricsMiddleware, metrics_response
+from adaptive_beta.serving.parent_watch import exit_with_parent
 from adaptive_beta.serving.schemas import (
     ExplainRequest,
     ExplainResponse,
@@ -158,6 +159,7 @@ class AdaptiveBeta:
     """Loads the bundle once per worker; see the module docstring."""
 
     def __init__(self) -> None:
+        exit_with_parent()  # a worker runs in its own session: stop it when the server is killed
         cfg = ServeConfig.from_env()
         cfg.intra_op_threads = ORT_THREADS
         self.cfg = cfg

@@ -3,7 +3,8 @@
 Before BentoML starts, the settings, the API keys, the port and the model are checked; a problem
 is one line on stderr and exit 2 (`preflight`).  Then this process *becomes* `bentoml serve`
 (`os.execve`, same pid): a signal sent to `abeta serve` reaches the server itself, and no
-`bentoml serve` is left behind, adopted by init, when the command is killed.
+`bentoml serve` is left behind, adopted by init, when the command is killed.  The workers stop
+when the server is gone, even after `kill -9` of its process group (serving/parent_watch.py).
 """
 
 from __future__ import annotations
