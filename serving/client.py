@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from adaptive_beta.models.data.schema import Panel
+from adaptive_beta.models.data.schema import DataError, Panel, find_btc, is_btc
 
 
 def free_port() -> int:
@@ -194,8 +194,15 @@ def forecast_request(
             body["series"][name] = _points(s[(idx >= start) & (idx < close)], date_only=dates)
         elif name in panel.close.columns:
             body["series"][name] = _points(panel.close[name].reindex(window))
+        elif is_btc(name) and find_btc(panel.benchmarks.columns):  # BTC spelled otherwise (BTC-USD)
+            body["series"][name] = _points(
+                panel.benchmarks[find_btc(panel.benchmarks.columns)].reindex(window)
+            )
         else:
-            raise KeyError(f"the model needs series {name!r}, which the dataset does not have")
+            have = sorted({*panel.benchmarks.columns, *(raw_factors or {})})
+            raise DataError(
+                f"the model needs series {name!r}, which the dataset does not have (it has {have})"
+            )
     return body
 
 
@@ -260,4 +267,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except DataError as exc:  # a problem with the data or the model, said in one line
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
