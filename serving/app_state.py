@@ -58,7 +58,8 @@ BASELINE_DOC = (
 
 @dataclass
 class ServeConfig:
-    """Where the model and the audit log are; read from the environment by `from_env`."""
+    """Where the model and the audit log are; read from the settings by `from_env` (the defaults below
+    are for direct construction: `from_env` resolves the audit log under ABETA_HOME)."""
 
     model: str = "models:/adaptive-beta@champion"  # ABETA_MODEL: bundle folder or registry URI
     audit_db: str = "audit/audit.db"  # ABETA_AUDIT_DB: path, sqlite:///path or postgresql://
@@ -72,16 +73,19 @@ class ServeConfig:
 
     @classmethod
     def from_env(cls) -> ServeConfig:
-        env = os.environ.get
+        """From the validated settings (adaptive_beta.models.settings: SettingsError on a bad value)."""
+        from adaptive_beta.models.settings import get_settings
+
+        s = get_settings()
         return cls(
-            model=env("ABETA_MODEL", cls.model),
-            audit_db=env("ABETA_AUDIT_DB", cls.audit_db),
-            intra_op_threads=int(env("ABETA_ORT_THREADS", "1")),
-            anchor_file=env("ABETA_AUDIT_ANCHORS") or None,
-            anchor_key=env("ABETA_AUDIT_ANCHOR_KEY") or None,
-            anchor_every=int(env("ABETA_AUDIT_ANCHOR_EVERY", str(cls.anchor_every))),
-            anchor_seconds=float(env("ABETA_AUDIT_ANCHOR_SECONDS", str(cls.anchor_seconds))),
-            max_record_bytes=int(env("ABETA_MAX_RECORD_BYTES", str(cls.max_record_bytes))),
+            model=s.model,
+            audit_db=str(s.audit_db),
+            intra_op_threads=s.ort_threads,
+            anchor_file=s.audit_anchors,
+            anchor_key=s.audit_anchor_key,
+            anchor_every=s.audit_anchor_every,
+            anchor_seconds=s.audit_anchor_seconds,
+            max_record_bytes=s.max_record_bytes,
         )
 
     def anchor_settings(self) -> Any:

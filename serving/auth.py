@@ -27,7 +27,6 @@ import hmac
 import json
 import logging
 import math
-import os
 import re
 import threading
 import time
@@ -104,9 +103,12 @@ class KeyStore:
 
     @classmethod
     def from_env(cls) -> KeyStore:
-        text = os.environ.get("ABETA_API_KEYS", "")
-        path = os.environ.get("ABETA_API_KEYS_FILE")
-        store = cls.parse(text)
+        """ABETA_API_KEYS and ABETA_API_KEYS_FILE (adaptive_beta.models.settings)."""
+        from adaptive_beta.models.settings import get_settings
+
+        settings = get_settings()
+        path = settings.api_keys_file
+        store = cls.parse(settings.api_keys.get_secret_value())
         if path:
             store._items.extend(cls.parse(Path(path).read_text(), source=path)._items)
         return store
@@ -133,11 +135,11 @@ class AuthLimitConfig:
 
     @classmethod
     def from_env(cls) -> AuthLimitConfig:
-        env = os.environ.get
-        return cls(
-            max_failures=int(env("ABETA_AUTH_MAX_FAILURES", str(cls.max_failures))),
-            window_s=float(env("ABETA_AUTH_WINDOW_S", str(cls.window_s))),
-        )
+        """From the validated settings (ABETA_AUTH_MAX_FAILURES, ABETA_AUTH_WINDOW_S)."""
+        from adaptive_beta.models.settings import get_settings
+
+        s = get_settings()
+        return cls(max_failures=s.auth_max_failures, window_s=s.auth_window_s)
 
 
 class FailedAuthLimiter:

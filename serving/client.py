@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from adaptive_beta.models.data.schema import Panel
+from adaptive_beta.models.data.schema import DataError, Panel, find_btc, is_btc
 
 
 def free_port() -> int:
@@ -194,8 +194,15 @@ def forecast_request(
             body["series"][name] = _points(s[(idx >= start) & (idx < close)], date_only=dates)
         elif name in panel.close.columns:
             body["series"][name] = _points(panel.close[name].reindex(window))
+        elif is_btc(name) and find_btc(panel.benchmarks.columns):  # BTC spelled otherwise (BTC-USD)
+            body["series"][name] = _points(
+                panel.benchmarks[find_btc(panel.benchmarks.columns)].reindex(window)
+            )
         else:
-            raise KeyError(f"the model needs series {name!r}, which the dataset does not have")
+            have = sorted({*panel.benchmarks.columns, *(raw_factors or {})})
+            raise DataError(
+                f"the model needs series {name!r}, which the dataset does not have (it has {have})"
+            )
     return body
 
 
@@ -222,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     from adaptive_beta.models.data.loaders import load_dataset
+    from adaptive_beta.models.settings import get_settings
 
     ap = argparse.ArgumentParser(
         prog="python -m adaptive_beta.serving.client",
@@ -230,13 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", required=True, help="dataset folder (assets/, factors/) or manifest file")
     ap.add_argument("--model", help="bundle folder or models:/NAME@ALIAS (read locally, no server needed)")
     ap.add_argument("--url", help="instead of --model: a running service, e.g. http://127.0.0.1:3000")
-    ap.add_argument(
-        "--key", default=os.environ.get("ABETA_KEY"), help="API key for --url (default $ABETA_KEY)"
-    )
+    ap.add_argument("--key", help="API key for --url (default $ABETA_KEY)")
     ap.add_argument("--symbols", help="comma-separated assets (default: the first two non-benchmark assets)")
     ap.add_argument("--end", help="last bar (ISO timestamp, default: the dataset's last bar)")
     ap.add_argument("--out", default="request.json", help="output file (default request.json)")
     args = ap.parse_args(argv)
+    if args.key is None and get_settings().key is not None:
+        args.key = get_settings().key.get_secret_value()
 
     required = required_history_of(args.model, args.url, args.key)
     panel = load_dataset(args.data)
@@ -259,4 +267,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except DataError as exc:  # a problem with the data or the model, said in one line
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 
-DEFAULT_MAX_BODY_BYTES = int(os.environ.get("ABETA_MAX_BODY_BYTES", str(2 * 1024 * 1024)))
+from adaptive_beta.models.settings import settings_at_import
+
+DEFAULT_MAX_BODY_BYTES = settings_at_import().max_body_bytes  # ABETA_MAX_BODY_BYTES
 # seconds a request waits for one of the ABETA_MAX_CONCURRENCY slots before it is shed (429)
-DEFAULT_QUEUE_WAIT_S = float(os.environ.get("ABETA_QUEUE_WAIT_S", "5"))
+DEFAULT_QUEUE_WAIT_S = settings_at_import().queue_wait_s  # ABETA_QUEUE_WAIT_S
 
 
 async def _too_large(send, limit: int) -> None:

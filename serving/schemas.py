@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,9 +35,11 @@ from pydantic import (
     model_validator,
 )
 
-MAX_ASSETS = int(os.environ.get("ABETA_MAX_ASSETS", "64"))  # per request
-MAX_HISTORY = int(os.environ.get("ABETA_MAX_HISTORY", "2000"))  # bars per asset / points per series
-MAX_SERIES = int(os.environ.get("ABETA_MAX_SERIES", "32"))
+from adaptive_beta.models.settings import settings_at_import
+
+MAX_ASSETS = settings_at_import().max_assets  # ABETA_MAX_ASSETS: per request
+MAX_HISTORY = settings_at_import().max_history  # ABETA_MAX_HISTORY: bars per asset / points per series
+MAX_SERIES = settings_at_import().max_series  # ABETA_MAX_SERIES
 SYMBOL_PATTERN = r"^[A-Za-z0-9_.\-^=]{1,40}$"
 # the symbol rule: asset and instrument symbols and series names (the keys of `series`)
 Symbol = Annotated[str, StringConstraints(pattern=SYMBOL_PATTERN)]

@@ -35,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from adaptive_beta.models.settings import settings_at_import
 from adaptive_beta.serving.app_state import AppState, ServeConfig
 from adaptive_beta.serving.auth import APIKeyMiddleware
 from adaptive_beta.serving.backtest_schemas import BacktestRequest, BacktestResponse
@@ -48,6 +49,7 @@ from adaptive_beta.serving.endpoints.stress import stress
 from adaptive_beta.serving.errors import JSONErrorsMiddleware, with_error_schema
 from adaptive_beta.serving.limits import BodyLimitMiddleware, ConcurrencyLimitMiddleware
 from adaptive_beta.serving.metrics import RouteMetricsMiddleware, metrics_response
+from adaptive_beta.serving.parent_watch import exit_with_parent
 from adaptive_beta.serving.schemas import (
     ExplainRequest,
     ExplainResponse,
@@ -62,11 +64,12 @@ from adaptive_beta.serving.stress_schemas import StressRequest, StressResponse
 log = logging.getLogger("abeta.service")
 
 CORES = os.cpu_count() or 1
-WORKERS = max(1, int(os.environ.get("ABETA_WORKERS", "1")))
-ORT_THREADS = max(1, min(int(os.environ.get("ABETA_ORT_THREADS", "1")), CORES // WORKERS or 1))
-MAX_CONCURRENCY = int(os.environ.get("ABETA_MAX_CONCURRENCY", "16"))
-TIMEOUT_S = float(os.environ.get("ABETA_TIMEOUT_S", "30"))
-GC_GEN0_THRESHOLD = int(os.environ.get("ABETA_GC_GEN0", "20000"))  # allocations between young collections
+SETTINGS = settings_at_import()  # a bad ABETA_* value: one line and exit 2 (adaptive_beta.models.settings)
+WORKERS = SETTINGS.workers
+ORT_THREADS = max(1, min(SETTINGS.ort_threads, CORES // WORKERS or 1))
+MAX_CONCURRENCY = SETTINGS.max_concurrency
+TIMEOUT_S = SETTINGS.timeout_s
+GC_GEN0_THRESHOLD = SETTINGS.gc_gen0  # allocations between young collections
 
 REQUEST_SECONDS = bentoml.metrics.Histogram(
     name="abeta_request_duration_seconds",
@@ -157,6 +160,7 @@ class AdaptiveBeta:
     """Loads the bundle once per worker; see the module docstring."""
 
     def __init__(self) -> None:
+        exit_with_parent()  # a worker runs in its own session: stop it when the server is killed
         cfg = ServeConfig.from_env()
         cfg.intra_op_threads = ORT_THREADS
         self.cfg = cfg

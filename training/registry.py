@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+from adaptive_beta.models.data.schema import DataError
 from adaptive_beta.training.tracking import setup_mlflow
 
 DEFAULT_NAME = "adaptive-beta"
@@ -64,6 +65,18 @@ def champion_history(name: str = DEFAULT_NAME) -> list[dict]:
     except Exception:
         return []
     return json.loads(rm.tags.get(HISTORY_TAG, "[]"))
+
+
+def _version(client, name: str, version: str):
+    """The registered ModelVersion, or a DataError (one line) naming what is missing and where."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(name, version)
+    except MlflowException:
+        raise DataError(
+            f"no version {version} of {name!r} in {client.tracking_uri} (abeta models list --name {name})"
+        ) from None
 
 
 def _alias_version(client, name: str, alias: str) -> str | None:
@@ -143,7 +156,7 @@ def promote(
     if challenger_v is None:
         return PromotionDecision(False, None, None, f"no challenger registered under {name!r}")
     champion_v = _alias_version(client, name, "champion")
-    ch_tags = client.get_model_version(name, challenger_v).tags
+    ch_tags = _version(client, name, challenger_v).tags
     ch_head = Headline.from_tags(ch_tags)
     if champion_v == challenger_v:
         decision = PromotionDecision(False, challenger_v, champion_v, "challenger is already champion")

@@ -45,11 +45,12 @@ class TuneConfig(BaseModel):
 def default_storage() -> str:
     """A SQLite file beside the MLflow store when that is SQLite, else in the project's mlruns/."""
     from adaptive_beta.models.bundle.resolve import default_tracking_uri
+    from adaptive_beta.models.settings import get_settings
 
     uri = default_tracking_uri()
     if uri.startswith("sqlite:///"):
         return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).parent / 'optuna.db'}"
-    root = Path("mlruns").resolve()
+    root = Path(get_settings().mlruns)  # ABETA_MLRUNS, default ABETA_HOME/mlruns
     root.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{root / 'optuna.db'}"
 

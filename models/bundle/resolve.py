@@ -6,20 +6,75 @@ import training code.  MLflow is imported lazily and only for registry URIs.
 
 from __future__ import annotations
 
-import os
+import re
 from pathlib import Path
 
 from adaptive_beta.models.data.schema import DataError
+from adaptive_beta.models.settings import get_settings
 
 
-def default_tracking_uri() -> str:
-    """`MLFLOW_TRACKING_URI` if set, else SQLite inside the project's `mlruns/` folder."""
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    root = Path(os.environ.get("ABETA_MLRUNS", "mlruns")).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{root / 'mlflow.db'}"
+def default_tracking_uri(create: bool = True) -> str:
+    """`MLFLOW_TRACKING_URI` if set, else SQLite inside the project's `mlruns/` folder
+    (`ABETA_MLRUNS`, default under `ABETA_HOME`: adaptive_beta.models.settings); `create` makes the folder."""
+    settings = get_settings()
+    if create and not settings.mlflow_tracking_uri:
+        Path(settings.mlruns).mkdir(parents=True, exist_ok=True)
+    return settings.tracking_uri()
+
+
+MODELS_URI = re.compile(r"^models:/(?P<name>[^/@\s]+)(?:@(?P<alias>[A-Za-z0-9_\-]+)|/(?P<version>\d+))$")
+
+
+def require_store(uri: str | None = None) -> str:
+    """The tracking URI (default: the settings'), after checking that a SQLite store exists.
+
+    Nothing is created: a DataError names the store looked for and how to choose or make one.
+    """
+    uri = uri or default_tracking_uri(create=False)
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise DataError(
+                f"no MLflow store at {path}: train a model first (abeta train), or point "
+                "MLFLOW_TRACKING_URI (or ABETA_MLRUNS / ABETA_HOME) at an existing store"
+            )
+    return uri
+
+
+def check_model(uri: str) -> None:
+    """Raise DataError (one line) unless `uri` names a bundle: a folder with manifest.json, or a
+    registered `models:/NAME@ALIAS` / `models:/NAME/VERSION` in an existing store.  Nothing is
+    downloaded or created; a missing `@champion` names the `@challenger` and how to promote it."""
+    if "://" not in uri and not uri.startswith(("models:/", "runs:/")):
+        resolve_bundle(uri)
+        return
+    store = require_store()
+    if not uri.startswith("models:/"):
+        return  # runs:/ and other artifact URIs: resolved (and checked) when loaded
+    m = MODELS_URI.match(uri)
+    if m is None:
+        raise DataError(
+            f"malformed model URI {uri!r}: expected a bundle folder, models:/NAME@ALIAS or models:/NAME/VERSION"
+        )
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client, name = MlflowClient(tracking_uri=store), m["name"]
+    try:
+        aliases = dict(client.get_registered_model(name).aliases or {})
+    except MlflowException:
+        raise DataError(f"no registered model {name!r} in {store} (abeta models list --name NAME)") from None
+    if m["version"] is not None:
+        try:
+            client.get_model_version(name, m["version"])
+        except MlflowException:
+            raise DataError(f"model {name!r} has no version {m['version']} in {store}") from None
+    elif m["alias"] not in aliases:
+        have = ", ".join(f"v{v} is @{a}" for a, v in sorted(aliases.items())) or "no version has an alias"
+        how = ""
+        if m["alias"] == "champion" and "challenger" in aliases:
+            how = f": promote it with `abeta promote --name {name}` or serve it with --model models:/{name}@challenger"
+        raise DataError(f"model {name!r} has no @{m['alias']} in {store} ({have}){how}")
 
 
 def resolve_bundle(uri_or_path: str | Path) -> Path:

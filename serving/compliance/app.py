@@ -59,7 +59,7 @@ MAX_PAGE = 10**9  # page numbers above it are read as it (an offset SQLite's 64-
 class ComplianceConfig:
     """Where the pages read from; every field has an environment default (see `resolve`)."""
 
-    audit_db: str | None = None  # ABETA_AUDIT_DB (the service's log), default audit/audit.db
+    audit_db: str | None = None  # ABETA_AUDIT_DB (the service's log), default ABETA_HOME/audit/audit.db
     model: str | None = None  # ABETA_MODEL: the bundle whose model card / baseline the pages show
     session: SessionConfig | None = None
     market: MarketConfig | None = None
@@ -67,14 +67,22 @@ class ComplianceConfig:
     tracking_uri: str | None = None  # MLFLOW_TRACKING_URI or the project's mlruns store
 
     def resolve(self) -> ComplianceConfig:
+        from adaptive_beta.models.settings import get_settings
+
+        settings = get_settings()
         return ComplianceConfig(
-            audit_db=self.audit_db or os.environ.get("ABETA_AUDIT_DB", "audit/audit.db"),
-            model=self.model if self.model is not None else os.environ.get("ABETA_MODEL"),
+            audit_db=self.audit_db or str(settings.audit_db),
+            model=self.model if self.model is not None else _given_model(settings),
             session=self.session or SessionConfig.from_env(),
             market=self.market or MarketConfig.from_env(),
             registry_name=self.registry_name,
             tracking_uri=self.tracking_uri,
         )
+
+
+def _given_model(settings) -> str | None:
+    """ABETA_MODEL when set (None otherwise: the pages then show no model card, not the default champion)."""
+    return settings.model if "model" in settings.model_fields_set else None
 
 
 @dataclass

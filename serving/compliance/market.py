@@ -8,7 +8,6 @@ the training target), or that the forecast is still pending.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 
@@ -24,10 +23,10 @@ class MarketConfig:
 
     @classmethod
     def from_env(cls) -> MarketConfig:
-        return cls(
-            path=os.environ.get("ABETA_REALISED_DATA") or None,
-            horizon=os.environ.get("ABETA_REALISED_HORIZON", cls.horizon),
-        )
+        from adaptive_beta.models.settings import get_settings
+
+        settings = get_settings()
+        return cls(path=settings.realised_data, horizon=settings.realised_horizon)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ Runtime call) that /forecast records do not log.  Otherwise the page shows what 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from typing import Any
@@ -21,7 +20,12 @@ log = logging.getLogger(__name__)
 
 class ModelInfo:
     def __init__(self, model_uri: str | None = None):
-        self.model_uri = model_uri if model_uri is not None else os.environ.get("ABETA_MODEL")
+        if model_uri is None:
+            from adaptive_beta.models.settings import get_settings
+
+            settings = get_settings()  # ABETA_MODEL when set
+            model_uri = settings.model if "model" in settings.model_fields_set else None
+        self.model_uri = model_uri
         self._lock = threading.Lock()
         self._bundle: Any = None
         self._predictor: Any = None

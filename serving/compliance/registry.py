@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 
 log = logging.getLogger(__name__)
 HISTORY_TAG = "champion_history"
 
 
 def model_name() -> str:
-    return os.environ.get("ABETA_REGISTERED_MODEL", "adaptive-beta")
+    from adaptive_beta.models.settings import get_settings
+
+    return get_settings().registered_model  # ABETA_REGISTERED_MODEL
 
 
 def champion_history(name: str | None = None, tracking_uri: str | None = None) -> list[dict] | None:

@@ -19,7 +19,6 @@ per-process secret would not.
 
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 import time
@@ -43,10 +42,10 @@ class SessionConfig:
 
     @classmethod
     def from_env(cls) -> SessionConfig:
-        return cls(
-            secret=os.environ.get("ABETA_SESSION_SECRET", ""),
-            max_age_s=int(os.environ.get("ABETA_SESSION_MAX_AGE_S", str(cls.max_age_s))),
-        )
+        from adaptive_beta.models.settings import get_settings
+
+        settings = get_settings()
+        return cls(secret=settings.session_secret.get_secret_value(), max_age_s=settings.session_max_age_s)
 
 
 class Sessions:

@@ -20,7 +20,6 @@ latest feature row of each asset, as /forecast logs) before the response is retu
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -28,11 +27,12 @@ import numpy as np
 import pandas as pd
 
 from adaptive_beta.models.data.schema import DataError, btc_benchmark
+from adaptive_beta.models.settings import settings_at_import
 from adaptive_beta.serving.backtest_schemas import DEFAULT_ESTIMATORS, BacktestRequest
 from adaptive_beta.serving.schemas import RequestError
 
-MAX_REBALANCES = int(os.environ.get("ABETA_MAX_REBALANCES", "1000"))
-MAX_MODEL_WINDOWS = int(os.environ.get("ABETA_MAX_MODEL_WINDOWS", "20000"))
+MAX_REBALANCES = settings_at_import().max_rebalances  # ABETA_MAX_REBALANCES
+MAX_MODEL_WINDOWS = settings_at_import().max_model_windows  # ABETA_MAX_MODEL_WINDOWS
 MODEL = "model"
 
 

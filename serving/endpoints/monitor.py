@@ -22,19 +22,19 @@ nothing; the API-key middleware still restricts it to compliance and admin).  Qu
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from datetime import UTC, datetime
 
 from adaptive_beta.models.data.schema import DataError
+from adaptive_beta.models.settings import get_settings, variable
 from adaptive_beta.serving.schemas import RequestError
 
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
 REALISED_TTL_S = 300.0
-REFERENCE_ENV = "ABETA_MONITOR_REFERENCE"
-REALISED_ENV = "ABETA_REALISED_DATA"
+REFERENCE_ENV = variable("monitor_reference")  # ABETA_MONITOR_REFERENCE (adaptive_beta.models.settings)
+REALISED_ENV = variable("realised_data")  # ABETA_REALISED_DATA
 HOW_TO_REFERENCE = (
     f"set {REFERENCE_ENV} to a reference file saved by `abeta monitor --model <bundle> "
     "--reference-data <training data> --save-reference ref.json`, or serve a bundle whose meta "
@@ -93,7 +93,7 @@ def reference_for(bundle, n_bins: int) -> dict:
     """The served bundle's training reference (cached per process); NoReference if none can be built."""
     from adaptive_beta.models.monitoring.monitor import training_reference
 
-    path = os.environ.get(REFERENCE_ENV) or None
+    path = get_settings().monitor_reference
     key = (bundle.sha256, path, n_bins)
     with _LOCK:
         if key in _REFERENCE:
@@ -111,7 +111,7 @@ def realised_panel(notes: list[str]):
     """The market data named by ABETA_REALISED_DATA (re-read every REALISED_TTL_S), or None with a note."""
     from adaptive_beta.models.data.loaders import load_dataset
 
-    path = os.environ.get(REALISED_ENV)
+    path = get_settings().realised_data
     if not path:
         notes.append(f"{REALISED_ENV} is not set: forecast errors and beta shifts are not tracked")
         return None
@@ -169,5 +169,5 @@ def monitor(state, params) -> dict:
     body = report.to_dict()
     body["model"] = {**body["model"], **state.model_info()}
     body["alert"] = bool(report.alerts)
-    body["reference"] = os.environ.get(REFERENCE_ENV) or f"rebuilt from {bundle.meta.data_source}"
+    body["reference"] = get_settings().monitor_reference or f"rebuilt from {bundle.meta.data_source}"
     return body

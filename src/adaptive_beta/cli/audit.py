@@ -11,7 +11,14 @@ from pathlib import Path
 
 import typer
 
-DEFAULT_DB = "audit/audit.db"
+DB_HELP = "Audit database: a path, sqlite:///path or postgresql://... (default: ABETA_AUDIT_DB)."
+
+
+def _default_db(db: str | None) -> str:
+    """The given --db, else the audit_db setting (ABETA_AUDIT_DB, default ABETA_HOME/audit/audit.db)."""
+    from adaptive_beta.models.settings import get_settings
+
+    return db or str(get_settings().audit_db)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -20,30 +27,27 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def verify(
-    db: str = typer.Option(
-        DEFAULT_DB,
-        "--db",
-        envvar="ABETA_AUDIT_DB",
-        help="Audit database: a path, sqlite:///path or postgresql://...",
-    ),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
     anchors: str | None = typer.Option(
         None,
         "--anchors",
-        envvar="ABETA_AUDIT_ANCHORS",
-        help="Signed anchor file (default: DB.anchors beside a SQLite database).",
+        help="Signed anchor file (default: ABETA_AUDIT_ANCHORS, else DB.anchors beside a SQLite database).",
     ),
     key: str | None = typer.Option(
         None,
         "--key",
-        envvar="ABETA_AUDIT_ANCHOR_KEY",
-        help="HMAC key file of the anchors (default: DB.anchor-key beside a SQLite database).",
+        help="HMAC key file of the anchors (default: ABETA_AUDIT_ANCHOR_KEY, else DB.anchor-key beside SQLite).",
     ),
 ) -> None:
     """Walk the hash chain and compare it with its signed anchors; print OK, or each problem with
     the first bad record (exit 1). Truncation and rewrites of the end need the anchor file."""
     from adaptive_beta.models.audit.log import verify_chain
     from adaptive_beta.models.audit.store import StoreMissing
+    from adaptive_beta.models.settings import get_settings
 
+    db = _default_db(db)
+    anchors = anchors or get_settings().audit_anchors
+    key = key or get_settings().audit_anchor_key
     try:
         result = verify_chain(db)
     except StoreMissing as exc:
@@ -109,12 +113,7 @@ def export(
     ),
     until: str | None = typer.Option(None, "--until", help="Latest record time, UTC, exclusive."),
     format: str = typer.Option("jsonl", "--format", help="parquet, csv or jsonl."),
-    db: str = typer.Option(
-        DEFAULT_DB,
-        "--db",
-        envvar="ABETA_AUDIT_DB",
-        help="Audit database: a path, sqlite:///path or postgresql://...",
-    ),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Export records (oldest first) in a time range as parquet, csv or jsonl."""
     from adaptive_beta.models.audit.export import FORMATS
@@ -130,6 +129,7 @@ def export(
             raise typer.BadParameter(
                 f"{value!r} is not an ISO 8601 date or time (e.g. 2026-01-31)", param_hint=f"'{name}'"
             ) from None
+    db = _default_db(db)
     try:
         reader = AuditReader(db)
     except StoreMissing as exc:

@@ -26,9 +26,8 @@ def report(
 ) -> None:
     """Counts per model version and endpoint, forecast and contribution distributions, the largest
     forecast changes and their drivers, chain status and champion history, charts inline."""
-    import os
-
     from adaptive_beta.models.audit.log import AuditReader, StoreMissing, parse_time
+    from adaptive_beta.models.settings import get_settings
     from adaptive_beta.serving.compliance.registry import champion_history
     from adaptive_beta.serving.compliance.report import build_report, render_report, write_report
 
@@ -42,7 +41,7 @@ def report(
     if bounds["--since"] >= bounds["--until"]:
         typer.secho(f"error: --since {since} is not before --until {until}", fg="red", err=True)
         raise typer.Exit(2)
-    url = db or os.environ.get("ABETA_AUDIT_DB", "audit/audit.db")
+    url = db or str(get_settings().audit_db)
     try:
         reader = AuditReader(url)
     except StoreMissing as exc:

@@ -20,18 +20,22 @@ def run(
     ),
     data: str | None = typer.Option(None, "--data", help="Dataset; default: the built-in simulated market."),
     serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve one forecast at the end."),
-    audit_db: str = typer.Option("audit/audit.db", "--audit-db", help="Audit log of the served forecast."),
+    audit_db: str | None = typer.Option(
+        None, "--audit-db", help="Audit log of the served forecast (default: ABETA_AUDIT_DB)."
+    ),
     out: Path = typer.Option(Path("out"), "--out", help="Folder for the scorecard JSON and the service log."),
 ) -> None:
     """Simulate -> train -> compare -> export -> register -> serve a forecast."""
     import httpx
 
     from adaptive_beta.models.data.loaders import load_dataset
+    from adaptive_beta.models.settings import get_settings
     from adaptive_beta.serving.client import LocalService, forecast_request, raw_factor_series
     from adaptive_beta.training.pipeline import ensure_simulated
     from adaptive_beta.training.train_config import load_train_config
     from adaptive_beta.training.train_run import train
 
+    audit_db = audit_db or str(get_settings().audit_db)
     cfg = load_train_config(config, data=data)
     data_path = cfg.data or str(ensure_simulated(cfg, cfg.progress))
     cfg = cfg.model_copy(update={"data": data_path})

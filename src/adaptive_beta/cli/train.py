@@ -85,19 +85,28 @@ def promote(
     name: str = typer.Option("adaptive-beta", "--name"),
     version: str | None = typer.Option(None, "--version", help="Default: the challenger alias."),
 ) -> None:
-    """Move `champion` to the challenger only if it beats the champion and the best baseline."""
+    """Move `champion` to the challenger only if it beats the champion and the best baseline.
+
+    Exit 0: promoted; 1: not promoted (the gate refused, or no challenger); 2: no such store,
+    model or version (one line)."""
+    from adaptive_beta.models.bundle.resolve import require_store
     from adaptive_beta.training.registry import promote as run_promote
 
+    require_store()  # never create an empty store to promote in
     d = run_promote(name, version)
     typer.echo(("promoted" if d.promoted else "not promoted") + f" v{d.challenger}: {d.reason}")
-    if d.challenger is None:
+    if not d.promoted:
         raise typer.Exit(1)
 
 
 def models_list(name: str = typer.Option("adaptive-beta", "--name")) -> None:
-    """Registered versions with aliases and headline metrics, newest first."""
+    """Registered versions with aliases and headline metrics, newest first (first line: the store read).
+
+    Exit 2 with one line when the store does not exist (it is never created here)."""
+    from adaptive_beta.models.bundle.resolve import require_store
     from adaptive_beta.training.registry import champion_history, list_versions
 
+    typer.echo(f"store: {require_store()}")
     rows = list_versions(name)
     if not rows:
         typer.echo(f"no versions registered under {name!r}")
