@@ -30,6 +30,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    StrictFloat,
     StringConstraints,
     field_validator,
     model_validator,
@@ -40,6 +41,8 @@ from adaptive_beta.models.settings import settings_at_import
 MAX_ASSETS = settings_at_import().max_assets  # ABETA_MAX_ASSETS: per request
 MAX_HISTORY = settings_at_import().max_history  # ABETA_MAX_HISTORY: bars per asset / points per series
 MAX_SERIES = settings_at_import().max_series  # ABETA_MAX_SERIES
+MAX_PRICE_JUMP = settings_at_import().max_price_jump  # ABETA_MAX_PRICE_JUMP: per bar, either way
+CLOCK_SKEW_S = settings_at_import().clock_skew_s  # ABETA_CLOCK_SKEW_S: timestamps up to now + this
 SYMBOL_PATTERN = r"^[A-Za-z0-9_.\-^=]{1,40}$"
 # the symbol rule: asset and instrument symbols and series names (the keys of `series`)
 Symbol = Annotated[str, StringConstraints(pattern=SYMBOL_PATTERN)]
@@ -66,19 +69,20 @@ class _Strict(BaseModel):
 
 class Bar(_Strict):
     timestamp: datetime = Field(description="bar open time, ISO-8601 (UTC if no offset)")
-    close: float = Field(description="close price, finite and > 0")
-    volume: float | None = Field(default=None, description="traded volume (base units), >= 0")
-    funding_rate: float | None = Field(
+    # StrictFloat: a JSON number (int or float); `true` or "123.5" is a client bug, not a price
+    close: StrictFloat = Field(description="close price, a JSON number, finite and > 0")
+    volume: StrictFloat | None = Field(default=None, description="traded volume (base units), >= 0")
+    funding_rate: StrictFloat | None = Field(
         default=None, description="funding rate for the interval ending in this bar"
     )
-    open_interest: float | None = Field(
+    open_interest: StrictFloat | None = Field(
         default=None, description="open interest at the bar close (contracts or USD, as in training), >= 0"
     )
 
 
 class Point(_Strict):
     timestamp: datetime = Field(description="bar open time (crypto) or publication time (factors), ISO-8601")
-    close: float = Field(description="level, finite (> 0 except for rates)")
+    close: StrictFloat = Field(description="level, a JSON number, finite (> 0 except for rates)")
 
 
 _EXTRAS = ("volume", "funding_rate", "open_interest")
@@ -201,7 +205,33 @@ def _check_history(points: list, where: str, positive: bool = True) -> HistoryCo
     bad[1:] |= us[1:] <= us[:-1]
     if bad.any():
         _point_error(points, int(np.argmax(bad)), extras, where, positive)
+    _check_plausible(us, close, where, positive)
     return HistoryColumns(us, close, cols)
+
+
+def _check_plausible(us: np.ndarray, close: np.ndarray, where: str, positive: bool) -> None:
+    """Well-formed but impossible data: a point stamped in the future (beyond the clock-skew
+    allowance) or a price that moves more than MAX_PRICE_JUMP x in one step (a unit or decimal
+    error, or a bad print such as 1e308 mid-history).  Runs after the shape checks, so their
+    first-error order is unchanged."""
+    now_us = int((datetime.now(UTC) - _EPOCH) / _MICROSECOND)
+    late = np.flatnonzero(us > now_us + int(CLOCK_SKEW_S * 1e6))
+    if late.size:
+        i = int(late[0])
+        stamp = (_EPOCH + timedelta(microseconds=int(us[i]))).isoformat()
+        raise ValueError(
+            f"{where}[{i}].timestamp {stamp} is in the future (more than {CLOCK_SKEW_S:g} s after now)"
+        )
+    if positive and close.size > 1:
+        ratio = np.abs(np.diff(np.log(close)))
+        jumps = np.flatnonzero(ratio > math.log(MAX_PRICE_JUMP))
+        if jumps.size:
+            i = int(jumps[0]) + 1
+            raise ValueError(
+                f"{where}[{i}].close {close[i]:g} is {math.exp(ratio[i - 1]):.3g}x away from the previous "
+                f"close {close[i - 1]:g}: an implausible jump (limit {MAX_PRICE_JUMP:g}x per step, "
+                "setting ABETA_MAX_PRICE_JUMP)"
+            )
 
 
 class PointList(list):
@@ -264,7 +294,12 @@ class AssetHistory(_Strict):
 
     @model_validator(mode="after")
     def _sorted_finite(self) -> AssetHistory:
-        self._columns = _check_history(self.history, f"asset {self.symbol}: history")
+        where = f"asset {self.symbol}: history"
+        self._columns = _check_history(self.history, where)
+        if len(self.history) > 2 and np.all(self._columns.close == self._columns.close[0]):
+            raise ValueError(
+                f"{where}: every close is {self._columns.close[0]:g}: a constant price has no beta"
+            )
         return self
 
 
