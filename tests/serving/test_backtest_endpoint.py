@@ -144,7 +144,8 @@ def test_four_assets_by_700_daily_bars_with_the_model_answer_without_hanging(ser
 
     assets, _ = synthetic_market(seed=11, n=700)
     rng = np.random.default_rng(5)
-    days = pd.bdate_range("2024-12-20", "2026-12-31", tz="UTC")
+    last = max(a.index[-1] for a in assets.values())
+    days = pd.bdate_range(pd.Timestamp("2024-12-20", tz="UTC"), last)  # none after the last bar
     spy = pd.Series(500.0 * np.exp(np.cumsum(rng.normal(0, 0.01, len(days)))), index=days)
     comp = pd.concat([a["close"] / a["close"].iloc[0] for a in assets.values()], axis=1).mean(axis=1) * 100
     payload = {**request_body(assets, spy, comp), "portfolio": dict(PORTFOLIO)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 import time
 from pathlib import Path
@@ -21,7 +22,9 @@ def body(tiny_bundle):
 
 
 def post(server, path, payload, role="trader", **kw):
-    return httpx.post(server.url + path, json=payload, headers=auth(role), timeout=30, **kw)
+    """JSON as Python writes it (NaN and Infinity literals allowed: clients send them)."""
+    headers = {**auth(role), "content-type": "application/json"}
+    return httpx.post(server.url + path, content=json.dumps(payload), headers=headers, timeout=30, **kw)
 
 
 def audit_rows(server, **filters):
@@ -163,7 +166,11 @@ def _neg_close(b):
 
 
 def _nan_close(b):
-    b["assets"][3]["history"][10]["close"] = "NaN"
+    b["assets"][3]["history"][10]["close"] = float("nan")  # the JSON literal NaN
+
+
+def _string_close(b):
+    b["assets"][3]["history"][10]["close"] = "123.5"  # a number in a string: a client bug
 
 
 def _missing_series(b):
@@ -186,6 +193,7 @@ def _bad_ts(b):
         (_unsorted, 400, "not sorted"),
         (_neg_close, 400, "asset DOGEUSDT: history[10].close must be > 0"),
         (_nan_close, 400, "DOGEUSDT: history[10].close is not a finite"),
+        (_string_close, 400, '"field": "assets[3].history[10].close"'),
         (_missing_series, 422, "series 'SPY'"),
         (_extra_field, 400, "colour"),
         (_bad_ts, 400, "timestamp"),
@@ -196,6 +204,7 @@ def _bad_ts(b):
         "unsorted",
         "non-positive",
         "non-finite",
+        "string-number",
         "missing-series",
         "extra-field",
         "bad-ts",
