@@ -46,7 +46,7 @@ from adaptive_beta.serving.endpoints.forecast import forecast
 from adaptive_beta.serving.endpoints.hedge import hedge
 from adaptive_beta.serving.endpoints.model import model
 from adaptive_beta.serving.endpoints.stress import stress
-from adaptive_beta.serving.errors import JSONErrorsMiddleware
+from adaptive_beta.serving.errors import JSONErrorsMiddleware, json_bad_request_in_uvicorn
 from adaptive_beta.serving.limits import BodyLimitMiddleware, ConcurrencyLimitMiddleware
 from adaptive_beta.serving.metrics import RouteMetricsMiddleware, metrics_response
 from adaptive_beta.serving.openapi import ModelCard, served_document
@@ -273,6 +273,7 @@ class AdaptiveBeta:
         )
 
 
+json_bad_request_in_uvicorn()  # uvicorn's own 400 for an unparsable request (serving/errors.py)
 AdaptiveBeta.add_asgi_middleware(RouteMetricsMiddleware)
 AdaptiveBeta.add_asgi_middleware(JSONErrorsMiddleware)
 AdaptiveBeta.add_asgi_middleware(APIKeyMiddleware)
