@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from adaptive_beta.serving.errors import ERROR_STATUSES, with_error_schema
+from adaptive_beta.serving.errors import ERROR_STATUSES, JSON_POST_ROUTES, with_error_schema
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")  # HEAD is GET without a body: not listed
 
@@ -181,7 +181,8 @@ EXTRA_OPERATIONS: dict[str, dict[str, dict]] = {
     "/compliance/logout": {"post": _page("end the session")},
     "/compliance/": {"get": _page("records list", _RECORDS_PARAMS)},
     "/compliance/records/{request_id}": {
-        "get": _page(
+        "get": {"operationId": "compliance_record"}
+        | _page(
             "one audit record",
             [{"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"}}],
         )
@@ -203,6 +204,13 @@ for _op in (EXTRA_OPERATIONS["/compliance/login"]["get"], EXTRA_OPERATIONS["/com
     )
 
 
+RECORD_LINK = {
+    "operationId": "compliance_record",
+    "parameters": {"request_id": "$response.body#/request_id"},
+    "description": "the audit record of this answer on the compliance pages",
+}
+
+
 def served_document(bentoml_spec: dict) -> dict:
     """BentoML's document + EXTRA_OPERATIONS + the error and response schemas."""
     spec = with_error_schema(bentoml_spec)
@@ -212,6 +220,10 @@ def served_document(bentoml_spec: dict) -> dict:
     paths = spec.setdefault("paths", {})
     for path, ops in EXTRA_OPERATIONS.items():
         paths.setdefault(path, {}).update(ops)
+    for path in JSON_POST_ROUTES:  # every answer is audited: its request_id names its record page
+        responses = paths.get(path, {}).get("post", {}).get("responses", {})
+        for code in [c for c in responses if str(c) == "200"]:  # BentoML's keys are ints
+            responses[code]["links"] = {"AuditRecordPage": RECORD_LINK}
     return spec
 
 
