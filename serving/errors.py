@@ -8,6 +8,15 @@ compliance pages), answered as a JSON 500 and logged instead of Starlette's plai
 It also refuses a request body that is not JSON on the API routes: 415 (BentoML would try to
 parse a multipart form against the JSON schema and answer 400 or 500).
 
+A request uvicorn itself cannot parse (a malformed request line or header, an invalid
+Content-Length, a header block above h11's limit) never reaches an ASGI app: uvicorn answers it
+400 `text/plain` "Invalid HTTP request received." and closes the connection.  BentoML builds the
+uvicorn config itself (no `http=` protocol option and no setting for one), so
+`json_bad_request_in_uvicorn` replaces that answer on uvicorn's h11 protocol class (the one used
+when httptools is not installed, as here) with the same message as JSON, field "request";
+tests/serving/test_malformed_http.py checks it with a raw socket (and fails if uvicorn is
+upgraded or httptools installed and the patch no longer applies).
+
 HTML pages keep their HTML (the compliance app renders its own error pages for browsers);
 only plain-text or empty error bodies are rewritten.  Error bodies are a few hundred bytes, so
 buffering them is cheap; successful responses are streamed through untouched.
@@ -168,3 +177,26 @@ def with_error_schema(spec: dict) -> dict:
             for code, text in ERROR_STATUSES.items():
                 responses[code] = {"description": text, **ref}
     return spec
+
+
+def _h11_json_400(self, msg: str) -> None:
+    """uvicorn's H11Protocol.send_400_response (uvicorn 0.54), with a JSON body."""
+    import h11
+
+    body = error_body(400, msg, "request")
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body)):
+        self.transport.write(self.conn.send(event))
+    self.transport.write(self.conn.send(h11.EndOfMessage()))
+    self.transport.close()
+
+
+def json_bad_request_in_uvicorn() -> None:
+    """Make uvicorn's own 400 for an unparsable request JSON (see the module docstring)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    H11Protocol.send_400_response = _h11_json_400

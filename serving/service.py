@@ -46,9 +46,10 @@ from adaptive_beta.serving.endpoints.forecast import forecast
 from adaptive_beta.serving.endpoints.hedge import hedge
 from adaptive_beta.serving.endpoints.model import model
 from adaptive_beta.serving.endpoints.stress import stress
-from adaptive_beta.serving.errors import JSONErrorsMiddleware, with_error_schema
+from adaptive_beta.serving.errors import JSONErrorsMiddleware, json_bad_request_in_uvicorn
 from adaptive_beta.serving.limits import BodyLimitMiddleware, ConcurrencyLimitMiddleware
 from adaptive_beta.serving.metrics import RouteMetricsMiddleware, metrics_response
+from adaptive_beta.serving.openapi import ModelCard, served_document
 from adaptive_beta.serving.parent_watch import exit_with_parent
 from adaptive_beta.serving.schemas import (
     ExplainRequest,
@@ -92,7 +93,7 @@ async def _model_route(request: Request) -> JSONResponse:
     state = _STATE.get("state")
     if state is None:
         return _error(503, "model not loaded")
-    return JSONResponse(model(state))
+    return JSONResponse(ModelCard.model_validate(model(state)).model_dump(mode="json"))
 
 
 async def _monitor_route(request: Request) -> JSONResponse:
@@ -134,8 +135,8 @@ async def _metrics_route(request: Request):
 
 
 async def _openapi_route(request: Request) -> JSONResponse:
-    """GET /openapi.json (any authenticated role): BentoML's document with our error schema."""
-    return JSONResponse(with_error_schema(AdaptiveBeta.openapi_spec.asdict()))
+    """GET /openapi.json (any authenticated role): every operation of the service (serving/openapi.py)."""
+    return JSONResponse(served_document(AdaptiveBeta.openapi_spec.asdict()))
 
 
 model_app = Starlette(
@@ -272,6 +273,7 @@ class AdaptiveBeta:
         )
 
 
+json_bad_request_in_uvicorn()  # uvicorn's own 400 for an unparsable request (serving/errors.py)
 AdaptiveBeta.add_asgi_middleware(RouteMetricsMiddleware)
 AdaptiveBeta.add_asgi_middleware(JSONErrorsMiddleware)
 AdaptiveBeta.add_asgi_middleware(APIKeyMiddleware)
