@@ -33,9 +33,7 @@ from adaptive_beta.models.bundle.shapley import (
 )
 from adaptive_beta.models.data.schema import (
     DataError,
-    find_btc,
     infer_category,
-    is_bar_series,
 )
 from adaptive_beta.serving.schemas import (
     ForecastRequest,
@@ -270,33 +268,21 @@ class AppState:
 
     # ---------------------------------------------------------------- request -> model inputs
     def panel_from_request(self, req: ForecastRequest):
-        """The request's Panel, built by the data layer as training built its panel: each series
-        the model knows is a bar series or a factor published by its training calendar and lag
-        (bundle meta `inputs`), factors are as-of joined with the bundle's `max_staleness`
-        (`adaptive_beta.models.data.panel_columns.panel_from_observations`)."""
-        from adaptive_beta.models.data.panel_columns import panel_from_observations
-        from adaptive_beta.models.data.publication import default_calendar
+        """The request's Panel, built by the data layer as training built its panel
+        (`adaptive_beta.models.bundle.panel_frame.observation_panel`: the model's publication rule
+        for each factor, bar series on the grid, factors as-of joined with `max_staleness`)."""
+        from adaptive_beta.models.bundle.panel_frame import observation_panel
 
-        meta = self.bundle.meta
         assets = {}
         for a in req.assets:
             cols = history_columns(a)  # numpy columns built once while the request was validated
             assets[a.symbol] = (cols.us, {"close": cols.close, **cols.extras})
-        bars, factors = {}, {}
+        series = {}
         for name, pts in req.series.items():
             cols = history_columns(pts)
-            known = meta.inputs.get(name)
-            if known is not None and known.kind == "factor":
-                factors[name] = (cols.us, cols.close, known.category, known.calendar, known.lag)
-            elif known is not None or is_bar_series(name, meta.benchmarks):
-                bars[name] = (cols.us, cols.close)
-            else:  # a series the model does not use: the loaders' default rule
-                category = infer_category(name)
-                date_only = bool(len(cols.us)) and bool((cols.us % 86_400_000_000 == 0).all())
-                factors[name] = (cols.us, cols.close, category, default_calendar(category, date_only), None)
-        btc = find_btc(meta.benchmarks)
+            series[name] = (cols.us, {"close": cols.close})
         try:
-            return panel_from_observations(assets, bars, factors, self.freq, btc, meta.max_staleness)
+            return observation_panel(self.bundle.meta, assets, series)
         except DataError as exc:
             raise RequestError(str(exc), "assets") from exc
 
