@@ -26,10 +26,11 @@ import numpy as np
 import pandas as pd
 
 from adaptive_beta.models.bundle.shapley import (
+    MAX_ROWS_PER_CALL,
     baseline_from_means,
-    coalition_inputs,
-    coalition_masks,
-    shapley_from_values,
+    batched_beta_shapley,
+    bundle_groups,
+    training_means,
 )
 from adaptive_beta.models.data.schema import (
     DataError,
@@ -43,7 +44,6 @@ from adaptive_beta.serving.schemas import (
     request_sha256,
 )
 
-MAX_ROWS_PER_CALL = 2048  # coalition rows per ORT call (bounds memory: rows x lookback x features)
 MAX_FEATURES_SHOWN = 10  # per detailed group, largest |contribution| first
 AUDIT_CLOSES = 120  # closes per asset kept in the audit entry's inputs summary (bounds record size)
 BASELINE_DOC = (
@@ -141,9 +141,7 @@ class AppState:
             os.makedirs(os.path.dirname(os.path.abspath(audit_url)), exist_ok=True)
         audit = AuditLog(audit_url, anchors=cfg.anchor_settings())
         meta = bundle.meta
-        groups: dict[str, list[int]] = {}
-        for i, col in enumerate(bundle.feature_columns):
-            groups.setdefault(meta.feature_groups[col], []).append(i)
+        groups = bundle_groups(meta)
         return cls(
             bundle=bundle,
             predictor=predictor,
@@ -322,25 +320,12 @@ class AppState:
         return np.concatenate(out, axis=0).astype(np.float64)
 
     def shapley(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Group Shapley of every asset's beta: (phi [N, G, K], base [K], full [N, K]).
-
-        All N x 2^G coalition inputs go through ONNX Runtime as one stacked batch (split only
-        above MAX_ROWS_PER_CALL rows to bound memory).
-        """
-        groups = list(self.groups.values())
-        n_groups = len(groups)
-        masks = coalition_masks(n_groups)
-        base = baseline_from_means(self._means(), lookback=x.shape[1])
-        batch = np.concatenate([coalition_inputs(xi, base, groups, masks) for xi in x], axis=0)
-        values = self._beta_fn(batch.astype(np.float32, copy=False)).reshape(x.shape[0], 2**n_groups, -1)
-        phi = np.stack([shapley_from_values(v, n_groups) for v in values])
-        return phi, values[0, 0], values[:, -1]
+        """Group Shapley of every asset's beta: (phi [N, G, K], base [K], full [N, K])
+        (`adaptive_beta.models.bundle.shapley.batched_beta_shapley`: one stacked ORT batch)."""
+        return batched_beta_shapley(self.predict, x, self._means(), list(self.groups.values()))
 
     def _means(self) -> np.ndarray:
-        norm = self.bundle.normalization
-        cols = norm.get("columns", self.bundle.feature_columns)
-        mean = dict(zip(cols, norm["mean"], strict=True))
-        return np.array([mean[c] for c in self.bundle.feature_columns], dtype=np.float32)
+        return training_means(self.bundle)
 
     # ---------------------------------------------------------------- audit
     def new_request_id(self) -> str:

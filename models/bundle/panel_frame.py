@@ -14,6 +14,7 @@ A symbol the model names in `required_history.series` (its benchmarks and factor
 series, like the request's `series`; every other symbol is an asset to forecast, like the
 request's `assets`.  Each asset needs `required_history.min_periods` bars on the model's grid.
 
+`model_inputs` also takes a loaded `Panel` (every non-input asset at its last bar).
 The forecasts frame has one row per asset: `symbol`, `as_of` (open time of the bar the window ends
 at), `<benchmark>`, `<benchmark>_lo`, `<benchmark>_hi` for each benchmark (the columns of
 `inference.predict_every_bar`) and `regime_<name>` probabilities.
@@ -103,25 +104,57 @@ def split_panel_frame(frame: pd.DataFrame, meta: BundleMeta) -> tuple[dict, dict
     return assets, series
 
 
-def forecasts_frame(bundle: Bundle, predictor, frame: pd.DataFrame) -> pd.DataFrame:
-    """Forecasts frame (one row per asset) of a panel frame: the service's `/forecast` numbers."""
+def model_inputs(bundle: Bundle, data: pd.DataFrame | Panel):
+    """The model's windows (`inference.ModelInputs`) for a panel frame or a loaded `Panel`.
+
+    A `Panel` (e.g. `load_dataset`) gives every asset that is not one of the model's input series,
+    each at its last bar; a panel frame is read by `split_panel_frame` and `observation_panel`.
+    """
     from adaptive_beta.models.bundle.inference import make_inputs
 
-    assets, series = split_panel_frame(frame, bundle.meta)
+    if isinstance(data, Panel):
+        wanted = set(bundle.meta.required_history.series)
+        return make_inputs(data, bundle, symbols=[s for s in data.symbols if s not in wanted])
+    assets, series = split_panel_frame(data, bundle.meta)
     panel = observation_panel(bundle.meta, assets, series)
-    inputs = make_inputs(panel, bundle, symbols=list(assets))
+    return make_inputs(panel, bundle, symbols=list(assets))
+
+
+def forecasts_frame(bundle: Bundle, predictor, data: pd.DataFrame | Panel) -> pd.DataFrame:
+    """Forecasts frame (one row per asset) of a panel frame or Panel: the service's `/forecast` numbers."""
+    inputs = model_inputs(bundle, data)
     out = predictor.predict(inputs.x)
     benches = list(bundle.benchmarks)
-    data: dict[str, object] = {
-        "symbol": inputs.symbols,
-        "as_of": pd.DatetimeIndex(inputs.as_of),
-    }
+    frame: dict[str, object] = {"symbol": inputs.symbols, "as_of": pd.DatetimeIndex(inputs.as_of)}
     for suffix, key in (("", "beta"), ("_lo", "beta_lo"), ("_hi", "beta_hi")):
         for k, b in enumerate(benches):
-            data[f"{b}{suffix}"] = out[key][:, k].astype(np.float64)
+            frame[f"{b}{suffix}"] = out[key][:, k].astype(np.float64)
     for j, r in enumerate(bundle.meta.regimes):
-        data[f"regime_{r}"] = out["regime_prob"][:, j].astype(np.float64)
-    return pd.DataFrame(data)
+        frame[f"regime_{r}"] = out["regime_prob"][:, j].astype(np.float64)
+    return pd.DataFrame(frame)
+
+
+def explanations_frame(bundle: Bundle, predictor, data: pd.DataFrame | Panel) -> pd.DataFrame:
+    """Exact group Shapley values of each asset's beta, one row per (symbol, benchmark, group).
+
+    Columns: `symbol`, `as_of`, `benchmark`, `group`, `contribution`, `baseline` (the beta of an
+    average asset on an average training day) and `beta` (the forecast); per symbol and benchmark
+    the contributions add up to `beta - baseline`.  The service's `/forecast` drivers, all groups.
+    """
+    from adaptive_beta.models.bundle.shapley import batched_beta_shapley, bundle_groups, training_means
+
+    inputs = model_inputs(bundle, data)
+    groups = bundle_groups(bundle.meta)
+    phi, base, full = batched_beta_shapley(
+        predictor.predict, inputs.x, training_means(bundle), list(groups.values())
+    )
+    rows = []
+    for i, sym in enumerate(inputs.symbols):
+        for k, b in enumerate(bundle.benchmarks):
+            for g, name in enumerate(groups):
+                rows.append((sym, inputs.as_of[i], b, name, phi[i, g, k], base[k], full[i, k]))
+    columns = ["symbol", "as_of", "benchmark", "group", "contribution", "baseline", "beta"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def panel_frame_from_panel(

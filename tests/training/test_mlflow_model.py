@@ -216,3 +216,27 @@ def _body(frame: pd.DataFrame, bundle) -> dict:
             hist.append(point)
         body["assets"].append({"symbol": sym, "history": hist})
     return body
+
+
+def test_public_api_load_model_on_the_registry_equals_the_pyfunc_model(trained):
+    """The issue's notebook cell: `ab.load_model("models:/adaptive-beta@champion").predict(panel)`
+    for a panel frame and for the loaded dataset (each asset at its last bar)."""
+    import adaptive_beta as ab
+
+    panel, bundle, frame = _panel_frame(trained)
+    model = ab.load_model(f"models:/{NAME}@champion")
+    assert model.bundle.sha256 == bundle.sha256
+    want = mlflow.pyfunc.load_model(f"models:/{NAME}@champion").predict(frame).set_index("symbol")
+    got = model.predict(frame).set_index("symbol")
+    cols = [c for c in want.columns if c != "as_of"]
+    assert np.abs(got[cols].to_numpy() - want[cols].to_numpy()).max() <= ATOL
+    whole = model.predict(ab.load_dataset(trained["data"])).set_index("symbol")
+    assert sorted(whole.index) == sorted(got.index)
+    assert (whole["as_of"] == panel.index[-1]).all()
+    exp = model.explain(frame)
+    sums = exp.groupby(["symbol", "benchmark"])["contribution"].sum()
+    firsts = exp.groupby(["symbol", "benchmark"])[["beta", "baseline"]].first()
+    assert np.allclose(sums, firsts["beta"] - firsts["baseline"], atol=1e-6)
+    assert np.allclose(
+        firsts["beta"].xs("BTCUSDT", level="benchmark"), got["BTCUSDT"].sort_index(), atol=1e-6
+    )
