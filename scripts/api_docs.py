@@ -23,13 +23,15 @@ the CLI and the service use (so the numbers are theirs). Generated from the docs
 ```python
 import adaptive_beta as ab
 
-folder = ab.simulate("sim", seed=5, n_assets=4, days=760)   # or your own dataset folder
+folder = ab.simulate("sim", seed=5, n_assets=4, days=760)  # or your own dataset folder
 panel = ab.load_dataset(folder)
 card = ab.evaluate_baselines(panel, horizon="30d", n_boot=200)
-res = ab.classical_beta(panel.returns()["ETHUSDT"], panel.benchmark_returns()["BTCUSDT"], "rolling_ols", "90d")
-model = ab.load_model("models:/adaptive-beta@champion")   # or a bundle folder
-model.predict(panel)    # one row per asset: betas, intervals, regime probabilities
-model.explain(panel)    # group Shapley contributions per asset and benchmark
+res = ab.classical_beta(
+    panel.returns()["ETHUSDT"], panel.benchmark_returns()["BTCUSDT"], "rolling_ols", "90d"
+)
+model = ab.load_model("models:/adaptive-beta@champion")  # or a bundle folder
+model.predict(panel)  # one row per asset: betas, intervals, regime probabilities
+model.explain(panel)  # group Shapley contributions per asset and benchmark
 ```
 
 ## The panel frame
