@@ -389,6 +389,10 @@ def trained_bundle(tmp_path_factory) -> dict:
     for cmd in (sim, train):
         res = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    metas = [p for p in root.rglob("bundle/meta.json") if "abeta-bundle-" not in str(p)]  # the logged one
+    metas = [  # the run's logged bundle (not the export scratch copy, not the MLflow model's copy)
+        p
+        for p in root.rglob("bundle/meta.json")
+        if "abeta-bundle-" not in str(p) and "/models/m-" not in str(p)
+    ]
     assert len(metas) == 1, metas
     return {"root": root, "data": root / "sim", "bundle": metas[0].parent}
