@@ -6,10 +6,10 @@ numbers stay those of the service (the same bundle folder, `load_bundle`'s hash 
 Runtime, the same request -> panel rule).  Torch-free at load and predict: this module imports
 mlflow's `PythonModel` and, lazily, numpy, pandas and onnxruntime only.
 
-Layout of the logged model: `MLmodel`, `python_model.pkl` (this class, pickled by reference: the
-loading environment needs `adaptive_beta` installed, torch not), and the bundle folder itself
-under `artifacts/bundle/` (`BUNDLE_ARTIFACT`), which `resolve.resolve_bundle` finds for the
-service.  Input and output frames: `adaptive_beta.models.bundle.panel_frame`.
+Layout of the logged model: `MLmodel`, the code that rebuilds `BundleModel` (`pyfunc_code.py`,
+MLflow's models-from-code: nothing is unpickled at load; the loading environment needs
+`adaptive_beta` installed, torch not), and the bundle folder itself under `artifacts/bundle/`
+(`BUNDLE_ARTIFACT`), which `resolve.resolve_bundle` finds for the service.  Input and output frames: `adaptive_beta.models.bundle.panel_frame`.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def log_bundle_model(bundle_dir: str | Path, input_example=None, name: str = "mo
     bundle = load_bundle(bundle_dir)
     return mlflow.pyfunc.log_model(
         name=name,
-        python_model=BundleModel(),
+        python_model=str(Path(__file__).with_name("pyfunc_code.py")),
         artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
         signature=signature(bundle.meta),
         input_example=input_example,

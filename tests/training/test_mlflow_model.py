@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import httpx
 import mlflow
@@ -94,7 +95,9 @@ def test_registered_version_is_a_pyfunc_model_with_signature_and_input_example(t
     assert not inputs["open_interest"]["required"]
     outputs = [c["name"] for c in info.signature.outputs.to_dict()]
     assert outputs[:4] == ["symbol", "as_of", "BTCUSDT", "CRYPTO_EW"] and "regime_crash" in outputs
-    example = info.load_input_example(mlflow.artifacts.download_artifacts(f"models:/{NAME}@challenger"))
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}@challenger"))
+    assert (local / "pyfunc_code.py").is_file() and not (local / "python_model.pkl").exists()  # no pickle
+    example = info.load_input_example(str(local))
     assert set(example["symbol"]) >= {"BTCUSDT", "CRYPTO_EW"} and len(set(example["symbol"])) >= 4
 
 
