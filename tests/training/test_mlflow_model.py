@@ -4,7 +4,7 @@ One tiny training run (one fold, one epoch) logs the bundle as a pyfunc model an
 the tests then load it as MLflow users do (`mlflow.pyfunc.load_model`, in a fresh process: no
 torch), compare its forecasts with the bundle's batch path (`predict_every_bar`) and with the
 service started by `abeta serve --model models:/adaptive-beta@champion`, and read the run's
-dataset record.
+dataset record; `mlflow models serve` answers the stored serving example.
 """
 
 from __future__ import annotations
@@ -184,14 +184,14 @@ def test_abeta_serve_on_the_champion_serves_the_registered_bundle(trained, tmp_p
             assert abs(f["betas"][b]["beta"] - want.at[f["symbol"], b]) <= ATOL
 
 
-def _wait_ready(proc, url: str, log) -> None:
+def _wait_ready(proc, url: str, log, path: str = "/readyz") -> None:
     import time
 
     deadline = time.time() + 180
     while time.time() < deadline:
         assert proc.poll() is None, log.read_text()[-3000:]
         try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+            if httpx.get(url + path, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -243,3 +243,40 @@ def test_public_api_load_model_on_the_registry_equals_the_pyfunc_model(trained):
     assert np.allclose(
         firsts["beta"].xs("BTCUSDT", level="benchmark"), got["BTCUSDT"].sort_index(), atol=1e-6
     )
+
+
+def test_mlflow_models_serve_answers_the_stored_serving_example(trained, tmp_path):
+    """`mlflow models serve` (local env) on the registered version answers /invocations with the
+    serving input example MLflow stored, and its numbers are the pyfunc model's."""
+    from adaptive_beta.serving.client import free_port, process_tree
+
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}@challenger"))
+    port = free_port()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}@challenger"]
+    cmd += ["--env-manager", "local", "-p", str(port)]
+    with open(tmp_path / "serve.log", "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(proc, url, tmp_path / "serve.log", path="/ping")
+        body = (local / "serving_input_example.json").read_text()
+        r = httpx.post(
+            url + "/invocations", content=body, headers={"Content-Type": "application/json"}, timeout=60
+        )
+        assert r.status_code == 200, r.text
+    finally:
+        for pid in reversed(process_tree(proc.pid)):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        proc.wait(30)
+    served = pd.DataFrame(r.json()["predictions"]).set_index("symbol")
+    from mlflow.models import Model
+
+    example = Model.load(str(local)).load_input_example(str(local))
+    want = mlflow.pyfunc.load_model(f"models:/{NAME}@challenger").predict(example).set_index("symbol")
+    assert sorted(served.index) == sorted(want.index) and len(want) == 2
+    cols = [c for c in want.columns if c != "as_of"]
+    assert np.abs(served.loc[want.index, cols].to_numpy() - want[cols].to_numpy()).max() <= ATOL
