@@ -176,3 +176,17 @@ def test_docs_api_md_is_generated_from_the_docstrings():
     for name in ("load_dataset", "simulate", "load_model", "classical_beta", "evaluate_baselines"):
         assert f"## `ab.{name}(" in text
     assert "| `timestamp` |" in text  # the panel frame's columns
+
+
+def test_panel_frame_from_a_panel_has_the_required_history_and_no_asset_twice(sim):
+    from adaptive_beta.models.bundle.panel_frame import panel_frame_from_panel
+    from adaptive_beta.models.data.schema import DataError
+
+    panel = ab.load_dataset(sim)
+    required = {"min_periods": 50, "series": ["BTCUSDT", "CRYPTO_EW"]}
+    frame = panel_frame_from_panel(panel, required)
+    counts = frame.groupby("symbol").size()
+    assert counts.to_dict() == {"BTCUSDT": 50, "CRYPTO_EW": 50, "ETHUSDT": 50, "SOLUSDT": 50, "BNBUSDT": 50}
+    assert frame["timestamp"].max() == panel.index[-1].tz_localize(None) and frame["timestamp"].dt.tz is None
+    with pytest.raises(DataError, match="input series of the model"):
+        panel_frame_from_panel(panel, required, symbols=["ETHUSDT", "BTCUSDT"])

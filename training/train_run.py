@@ -302,7 +302,7 @@ def _log_model(prep: Prepared, bundle_dir: Path, progress: bool) -> str:
     try:
         raw = {name: fs.values for name, fs in factor_observations(prep.data_path).items()}
         assets = [s for s in prep.panel.symbols if s not in meta.required_history.series][:2]
-        example = panel_frame_from_panel(prep.panel, meta, assets, raw)
+        example = panel_frame_from_panel(prep.panel, meta.required_history, assets, raw)
     except Exception as exc:  # the example documents the model; a model without one still serves
         say(f"warning: no input example for the MLflow model: {exc}", progress)
     return log_bundle_model(bundle_dir, input_example=example).model_uri

@@ -159,22 +159,30 @@ def explanations_frame(bundle: Bundle, predictor, data: pd.DataFrame | Panel) ->
 
 def panel_frame_from_panel(
     panel: Panel,
-    meta: BundleMeta,
+    required,
     symbols: list[str] | None = None,
     raw_factors: Mapping[str, pd.Series] | None = None,
     end: pd.Timestamp | None = None,
+    extra_periods: int = 0,
 ) -> pd.DataFrame:
-    """A panel frame with exactly the history the model asks for, cut from a loaded Panel.
+    """A panel frame with exactly the history a model asks for, cut from a loaded Panel.
 
-    Assets and benchmarks: the last `required_history.min_periods` bars up to `end` (default the
-    panel's last bar).  Factors: the raw observations (`loaders.factor_observations`) made from a
-    week before the first bar to the last bar's close, which the model publishes by its own rule.
+    `required`: the model's `required_history` (`BundleMeta.required_history`, or the dict that
+    `GET /model` returns).  Assets and benchmarks: the last `min_periods` (+ `extra_periods`) bars
+    up to `end` (default the panel's last bar).  Factors: the raw observations
+    (`loaders.factor_observations`) made from a week before the first bar to the last bar's
+    close, which the model publishes by its own rule.  The one rule for requests built from a
+    dataset (`serving.client.forecast_request` writes this frame as a /forecast body).
     """
-    n = int(meta.required_history.min_periods)
+    req = required if isinstance(required, Mapping) else required.model_dump()
+    n = int(req["min_periods"]) + extra_periods
     idx = panel.index if end is None else panel.index[panel.index <= end]
     window = idx[-n:]
-    wanted = list(meta.required_history.series)
+    wanted = list(req.get("series", []))
     symbols = list(symbols or [s for s in panel.symbols if s not in wanted])
+    both = [s for s in symbols if s in wanted]
+    if both:
+        raise DataError(f"{both}: an input series of the model, not an asset to forecast")
     parts = []
     for sym in symbols:
         part = pd.DataFrame({"close": panel.close[sym].reindex(window)}, index=window)

@@ -77,7 +77,7 @@ def _panel_frame(trained):
     bundle = load_bundle(trained["result"].bundle_dir)
     panel = load_dataset(trained["data"])
     raw = {n: fs.values for n, fs in factor_observations(trained["data"]).items()}
-    return panel, bundle, panel_frame_from_panel(panel, bundle.meta, raw_factors=raw)
+    return panel, bundle, panel_frame_from_panel(panel, bundle.meta.required_history, raw_factors=raw)
 
 
 def test_registered_version_is_a_pyfunc_model_with_signature_and_input_example(trained):
@@ -151,11 +151,13 @@ def test_training_run_records_its_dataset(trained):
 
 def test_abeta_serve_on_the_champion_serves_the_registered_bundle(trained, tmp_path):
     """`abeta serve --model models:/adaptive-beta@champion` loads the version the registry names
-    (same bundle sha256) and its /forecast equals the pyfunc model's predictions."""
+    (same bundle sha256) and its /forecast (body from `client.forecast_request`, which writes the
+    same panel frame as JSON) equals the pyfunc model's predictions."""
     from adaptive_beta.models.bundle.folder import load_bundle
-    from adaptive_beta.serving.client import free_port, process_tree
+    from adaptive_beta.serving.client import forecast_request, free_port, process_tree, raw_factor_series
 
     panel, bundle, frame = _panel_frame(trained)
+    assets = [s for s in panel.symbols if s not in bundle.meta.required_history.series]
     port, key = free_port(), "trader-key-0123456789abcdef"
     env = {**os.environ, "ABETA_API_KEYS": f"desk@trader:{key}", "BENTOML_DO_NOT_TRACK": "true"}
     cmd = [sys.executable, "-m", "adaptive_beta.cli.main", "serve", "--model", f"models:/{NAME}@champion"]
@@ -168,7 +170,8 @@ def test_abeta_serve_on_the_champion_serves_the_registered_bundle(trained, tmp_p
         info = httpx.get(url + "/model", headers=headers, timeout=30).json()
         assert info["version"] == trained["result"].version and info["alias"] == "champion"
         assert info["bundle_sha256"] == load_bundle(trained["result"].bundle_dir).sha256
-        r = httpx.post(url + "/forecast", json=_body(frame, bundle), headers=headers, timeout=120)
+        body = forecast_request(panel, info["required_history"], assets, raw_factor_series(trained["data"]))
+        r = httpx.post(url + "/forecast", json=body, headers=headers, timeout=120)
         assert r.status_code == 200, r.text
     finally:
         for pid in reversed(process_tree(proc.pid)):
@@ -179,6 +182,7 @@ def test_abeta_serve_on_the_champion_serves_the_registered_bundle(trained, tmp_p
         proc.wait(30)
     model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
     want = model.predict(frame).set_index("symbol")
+    assert [f["symbol"] for f in r.json()["forecasts"]] == assets
     for f in r.json()["forecasts"]:
         for b in bundle.benchmarks:
             assert abs(f["betas"][b]["beta"] - want.at[f["symbol"], b]) <= ATOL
@@ -197,86 +201,3 @@ def _wait_ready(proc, url: str, log, path: str = "/readyz") -> None:
             pass
         time.sleep(0.5)
     raise AssertionError("service not ready: " + log.read_text()[-3000:])
-
-
-def _body(frame: pd.DataFrame, bundle) -> dict:
-    """The /forecast body carrying the same observations as the panel frame."""
-    series = set(bundle.meta.required_history.series)
-    body: dict = {"assets": [], "series": {}}
-    for sym, rows in frame.groupby("symbol", sort=False):
-        stamps = [t.isoformat() for t in rows["timestamp"]]
-        if sym in series:
-            body["series"][sym] = [
-                {"timestamp": t, "close": float(c)} for t, c in zip(stamps, rows["close"], strict=True)
-            ]
-            continue
-        hist = []
-        for t, (_, row) in zip(stamps, rows.iterrows(), strict=True):
-            point = {"timestamp": t, "close": float(row["close"])}
-            for col in ("volume", "funding_rate", "open_interest"):
-                if pd.notna(row[col]):
-                    point[col] = float(row[col])
-            hist.append(point)
-        body["assets"].append({"symbol": sym, "history": hist})
-    return body
-
-
-def test_public_api_load_model_on_the_registry_equals_the_pyfunc_model(trained):
-    """The issue's notebook cell: `ab.load_model("models:/adaptive-beta@champion").predict(panel)`
-    for a panel frame and for the loaded dataset (each asset at its last bar)."""
-    import adaptive_beta as ab
-
-    panel, bundle, frame = _panel_frame(trained)
-    model = ab.load_model(f"models:/{NAME}@champion")
-    assert model.bundle.sha256 == bundle.sha256
-    want = mlflow.pyfunc.load_model(f"models:/{NAME}@champion").predict(frame).set_index("symbol")
-    got = model.predict(frame).set_index("symbol")
-    cols = [c for c in want.columns if c != "as_of"]
-    assert np.abs(got[cols].to_numpy() - want[cols].to_numpy()).max() <= ATOL
-    whole = model.predict(ab.load_dataset(trained["data"])).set_index("symbol")
-    assert sorted(whole.index) == sorted(got.index)
-    assert (whole["as_of"] == panel.index[-1]).all()
-    exp = model.explain(frame)
-    sums = exp.groupby(["symbol", "benchmark"])["contribution"].sum()
-    firsts = exp.groupby(["symbol", "benchmark"])[["beta", "baseline"]].first()
-    assert np.allclose(sums, firsts["beta"] - firsts["baseline"], atol=1e-6)
-    assert np.allclose(
-        firsts["beta"].xs("BTCUSDT", level="benchmark"), got["BTCUSDT"].sort_index(), atol=1e-6
-    )
-
-
-def test_mlflow_models_serve_answers_the_stored_serving_example(trained, tmp_path):
-    """`mlflow models serve` (local env) on the registered version answers /invocations with the
-    serving input example MLflow stored, and its numbers are the pyfunc model's."""
-    from adaptive_beta.serving.client import free_port, process_tree
-
-    local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}@challenger"))
-    port = free_port()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}@challenger"]
-    cmd += ["--env-manager", "local", "-p", str(port)]
-    with open(tmp_path / "serve.log", "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(proc, url, tmp_path / "serve.log", path="/ping")
-        body = (local / "serving_input_example.json").read_text()
-        r = httpx.post(
-            url + "/invocations", content=body, headers={"Content-Type": "application/json"}, timeout=60
-        )
-        assert r.status_code == 200, r.text
-    finally:
-        for pid in reversed(process_tree(proc.pid)):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        proc.wait(30)
-    served = pd.DataFrame(r.json()["predictions"]).set_index("symbol")
-    from mlflow.models import Model
-
-    example = Model.load(str(local)).load_input_example(str(local))
-    want = mlflow.pyfunc.load_model(f"models:/{NAME}@challenger").predict(example).set_index("symbol")
-    assert sorted(served.index) == sorted(want.index) and len(want) == 2
-    cols = [c for c in want.columns if c != "as_of"]
-    assert np.abs(served.loc[want.index, cols].to_numpy() - want[cols].to_numpy()).max() <= ATOL
