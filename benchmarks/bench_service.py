@@ -35,7 +35,7 @@ ENV = {"ABETA_WORKERS": "1", "ABETA_ORT_THREADS": "1", "ABETA_MAX_CONCURRENCY": 
 def ensure_bundle(root: Path) -> tuple[Path, Path]:
     """(data folder, bundle folder) under root, trained once (needs torch) and reused afterwards."""
     if not (root / "bundle" / "manifest.json").exists():
-        from tests.serving.conftest import build_real_bundle
+        from adaptive_beta.training.toy_bundle import build_real_bundle
 
         root.mkdir(parents=True, exist_ok=True)
         build_real_bundle(root, spec={}, days=1000, model={"lookback": "64d", "max_steps": 32})

@@ -28,16 +28,15 @@ import numpy as np
 import pandas as pd
 
 from adaptive_beta.models.bundle.shapley import (
+    MAX_ROWS_PER_CALL,
     baseline_from_means,
-    coalition_inputs,
-    coalition_masks,
-    shapley_from_values,
+    batched_beta_shapley,
+    bundle_groups,
+    training_means,
 )
 from adaptive_beta.models.data.schema import (
     DataError,
-    find_btc,
     infer_category,
-    is_bar_series,
 )
 from adaptive_beta.serving.schemas import (
     ForecastRequest,
@@ -48,7 +47,6 @@ from adaptive_beta.serving.schemas import (
     request_sha256,
 )
 
-MAX_ROWS_PER_CALL = 2048  # coalition rows per ORT call (bounds memory: rows x lookback x features)
 MAX_FEATURES_SHOWN = 10  # per detailed group, largest |contribution| first
 AUDIT_CLOSES = 120  # closes per asset kept in the audit entry's inputs summary (bounds record size)
 BASELINE_DOC = (
@@ -153,9 +151,7 @@ class AppState:
             os.makedirs(os.path.dirname(os.path.abspath(audit_url)), exist_ok=True)
         audit = AuditLog(audit_url, anchors=cfg.anchor_settings())
         meta = bundle.meta
-        groups: dict[str, list[int]] = {}
-        for i, col in enumerate(bundle.feature_columns):
-            groups.setdefault(meta.feature_groups[col], []).append(i)
+        groups = bundle_groups(meta)
         return cls(
             bundle=bundle,
             predictor=predictor,
@@ -281,36 +277,24 @@ class AppState:
 
     # ---------------------------------------------------------------- request -> model inputs
     def panel_from_request(self, req: ForecastRequest, extra_series: Collection[str] = ()):
-        """The request's Panel, built by the data layer as training built its panel: each series
-        the model knows is a bar series or a factor published by its training calendar and lag
-        (bundle meta `inputs`), factors are as-of joined with the bundle's `max_staleness`
-        (`adaptive_beta.models.data.panel_columns.panel_from_observations`).  A series the model
-        does not use is a 422 unless the endpoint uses it (`extra_series`: /stress shocks,
-        /backtest benchmarks)."""
-        from adaptive_beta.models.data.panel_columns import panel_from_observations
-        from adaptive_beta.models.data.publication import default_calendar
+        """The request's Panel, built by the data layer as training built its panel
+        (`adaptive_beta.models.bundle.panel_frame.observation_panel`: the model's publication rule
+        for each factor, bar series on the grid, factors as-of joined with `max_staleness`).  A
+        series the model does not use is a 422 unless the endpoint uses it (`extra_series`:
+        /stress shocks, /backtest benchmarks)."""
+        from adaptive_beta.models.bundle.panel_frame import observation_panel
 
-        meta = self.bundle.meta
-        check_series_used(req, list(meta.inputs), extra_series)
+        check_series_used(req, list(self.bundle.meta.inputs), extra_series)
         assets = {}
         for a in req.assets:
             cols = history_columns(a)  # numpy columns built once while the request was validated
             assets[a.symbol] = (cols.us, {"close": cols.close, **cols.extras})
-        bars, factors = {}, {}
+        series = {}
         for name, pts in req.series.items():
             cols = history_columns(pts)
-            known = meta.inputs.get(name)
-            if known is not None and known.kind == "factor":
-                factors[name] = (cols.us, cols.close, known.category, known.calendar, known.lag)
-            elif known is not None or is_bar_series(name, meta.benchmarks):
-                bars[name] = (cols.us, cols.close)
-            else:  # a series only the endpoint uses: the loaders' default rule
-                category = infer_category(name)
-                date_only = bool(len(cols.us)) and bool((cols.us % 86_400_000_000 == 0).all())
-                factors[name] = (cols.us, cols.close, category, default_calendar(category, date_only), None)
-        btc = find_btc(meta.benchmarks)
+            series[name] = (cols.us, {"close": cols.close})
         try:
-            return panel_from_observations(assets, bars, factors, self.freq, btc, meta.max_staleness)
+            return observation_panel(self.bundle.meta, assets, series)
         except DataError as exc:
             raise RequestError(str(exc), "assets") from exc
 
@@ -352,25 +336,12 @@ class AppState:
         return np.concatenate(out, axis=0).astype(np.float64)
 
     def shapley(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Group Shapley of every asset's beta: (phi [N, G, K], base [K], full [N, K]).
-
-        All N x 2^G coalition inputs go through ONNX Runtime as one stacked batch (split only
-        above MAX_ROWS_PER_CALL rows to bound memory).
-        """
-        groups = list(self.groups.values())
-        n_groups = len(groups)
-        masks = coalition_masks(n_groups)
-        base = baseline_from_means(self._means(), lookback=x.shape[1])
-        batch = np.concatenate([coalition_inputs(xi, base, groups, masks) for xi in x], axis=0)
-        values = self._beta_fn(batch.astype(np.float32, copy=False)).reshape(x.shape[0], 2**n_groups, -1)
-        phi = np.stack([shapley_from_values(v, n_groups) for v in values])
-        return phi, values[0, 0], values[:, -1]
+        """Group Shapley of every asset's beta: (phi [N, G, K], base [K], full [N, K])
+        (`adaptive_beta.models.bundle.shapley.batched_beta_shapley`: one stacked ORT batch)."""
+        return batched_beta_shapley(self.predict, x, self._means(), list(self.groups.values()))
 
     def _means(self) -> np.ndarray:
-        norm = self.bundle.normalization
-        cols = norm.get("columns", self.bundle.feature_columns)
-        mean = dict(zip(cols, norm["mean"], strict=True))
-        return np.array([mean[c] for c in self.bundle.feature_columns], dtype=np.float32)
+        return training_means(self.bundle)
 
     # ---------------------------------------------------------------- audit
     def new_request_id(self) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from adaptive_beta.models.data.schema import DataError, Panel, find_btc, is_btc
+from adaptive_beta.models.data.schema import DataError, Panel
 
 
 def free_port() -> int:
@@ -134,13 +134,6 @@ class LocalService:
         self.stop()
 
 
-def _points(series: pd.Series, date_only: bool = False) -> list[dict]:
-    s = series.dropna()
-    if date_only:
-        return [{"timestamp": t.strftime("%Y-%m-%d"), "close": float(v)} for t, v in s.items()]
-    return [{"timestamp": t.isoformat(), "close": float(v)} for t, v in s.items()]
-
-
 def raw_factor_series(data: str | Path) -> dict[str, pd.Series]:
     """Factor values as observed (date -> close, UTC; the loader's readers and transforms) of a
     dataset folder or manifest: what a client sends; the service publishes them by the model's rule."""
@@ -159,50 +152,33 @@ def forecast_request(
 ) -> dict:
     """A /forecast body with exactly the history `required` (`GET /model`'s required_history) asks for.
 
-    Asset histories and benchmark series are the panel's last `min_periods` bars up to `end`;
-    factor series are the raw observations (`raw_factor_series`) made before the last bar's
-    close, from a week before the first bar (for staleness).
+    The history is `adaptive_beta.models.bundle.panel_frame.panel_frame_from_panel`'s (the same
+    rows an MLflow or `adaptive_beta.load_model` user passes as a panel frame), written as JSON:
+    `symbols` as assets, every required series as `series`, daily factor closes as dates.
     """
-    n = int(required["min_periods"]) + extra_periods
-    idx = panel.index if end is None else panel.index[panel.index <= end]
-    window = idx[-n:]
+    from adaptive_beta.models.bundle.panel_frame import OPTIONAL_COLUMNS, panel_frame_from_panel
+
+    frame = panel_frame_from_panel(panel, required, symbols, raw_factors, end, extra_periods)
+    series = set(required.get("series", []))
     body: dict = {"assets": [], "series": {}}
-    for sym in symbols:
+    for sym, rows in frame.groupby("symbol", sort=False):
+        stamps = pd.DatetimeIndex(rows["timestamp"]).tz_localize("UTC")
+        if sym in series:
+            dates = (
+                raw_factors is not None and sym in raw_factors and bool((stamps == stamps.normalize()).all())
+            )
+            text = stamps.strftime("%Y-%m-%d") if dates else [t.isoformat() for t in stamps]
+            body["series"][sym] = [
+                {"timestamp": t, "close": float(c)} for t, c in zip(text, rows["close"], strict=True)
+            ]
+            continue
+        extras = {c: rows[c].to_numpy() for c in OPTIONAL_COLUMNS}
         hist = []
-        for t in window:
-            row = {"timestamp": t.isoformat(), "close": float(panel.close.at[t, sym])}
-            v = panel.volume.at[t, sym]
-            if pd.notna(v):
-                row["volume"] = float(v)
-            f = panel.funding_rate.at[t, sym]
-            if pd.notna(f):
-                row["funding_rate"] = float(f)
-            oi = panel.open_interest.at[t, sym]
-            if pd.notna(oi):
-                row["open_interest"] = float(oi)
-            hist.append(row)
+        for i, (t, c) in enumerate(zip(stamps, rows["close"], strict=True)):
+            point = {"timestamp": t.isoformat(), "close": float(c)}
+            point.update({k: float(v[i]) for k, v in extras.items() if pd.notna(v[i])})
+            hist.append(point)
         body["assets"].append({"symbol": sym, "history": hist})
-    start, close = window[0] - pd.Timedelta("7D"), window[-1] + panel.freq
-    for name in required.get("series", []):
-        if name in panel.benchmarks.columns:
-            body["series"][name] = _points(panel.benchmarks[name].reindex(window))
-        elif raw_factors and name in raw_factors:
-            s = raw_factors[name]
-            idx = pd.DatetimeIndex(s.index)
-            idx = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
-            dates = bool(len(idx)) and bool((idx == idx.normalize()).all())  # daily closes go as dates
-            body["series"][name] = _points(s[(idx >= start) & (idx < close)], date_only=dates)
-        elif name in panel.close.columns:
-            body["series"][name] = _points(panel.close[name].reindex(window))
-        elif is_btc(name) and find_btc(panel.benchmarks.columns):  # BTC spelled otherwise (BTC-USD)
-            body["series"][name] = _points(
-                panel.benchmarks[find_btc(panel.benchmarks.columns)].reindex(window)
-            )
-        else:
-            have = sorted({*panel.benchmarks.columns, *(raw_factors or {})})
-            raise DataError(
-                f"the model needs series {name!r}, which the dataset does not have (it has {have})"
-            )
     return body
 
 

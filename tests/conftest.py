@@ -25,6 +25,7 @@ SLOW_MODULES = {
     "tests/training/test_export.py",
     "tests/training/test_fit.py",
     "tests/training/test_tune.py",
+    "tests/training/test_mlflow_model.py",
 }
 
 

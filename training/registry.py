@@ -1,7 +1,9 @@
 """The model registry: register bundles, the promotion gate, and the champion history.
 
-Bundles are registered as model versions whose source is the run's `bundle/` artifact folder
-(plain files: serving reads them with ONNX Runtime, no MLflow flavour or torch needed).  A new
+Bundles are registered as model versions whose source is the bundle logged as an MLflow pyfunc
+model (`adaptive_beta.models.bundle.pyfunc`: `mlflow.pyfunc.load_model` works on a version, and
+serving reads the same bundle folder inside it with ONNX Runtime, no torch), or, for runs logged
+before that, the run's `bundle/` artifact folder.  A new
 version gets the alias `challenger`; `promote` moves `champion` to it only when it beats the
 current champion and the best classical baseline on the same held-out scorecard.  Every
 decision is logged as a run in the `adaptive-beta-promotions` experiment, and the registered
@@ -36,9 +38,17 @@ def _now() -> str:
 
 
 def register_bundle(
-    run_id: str, name: str = DEFAULT_NAME, artifact_path: str = "bundle", tags: dict[str, str] | None = None
+    run_id: str,
+    name: str = DEFAULT_NAME,
+    artifact_path: str = "bundle",
+    tags: dict[str, str] | None = None,
+    model_uri: str | None = None,
 ) -> str:
-    """Register the run's bundle folder as a new version with alias `challenger`; return the version."""
+    """Register a new version with alias `challenger`; return the version.
+
+    Its source is the logged MLflow model `model_uri` (`models:/m-...`) when given, else the run's
+    `artifact_path` folder (a bare bundle).
+    """
     from mlflow.exceptions import MlflowException
 
     client = _client()
@@ -48,11 +58,14 @@ def register_bundle(
         )
     except MlflowException:
         pass  # already registered
-    run = client.get_run(run_id)
-    source = f"{run.info.artifact_uri.rstrip('/')}/{artifact_path}"
-    mv = client.create_model_version(
-        name, source=source, run_id=run_id, tags={k: str(v) for k, v in (tags or {}).items()}
-    )
+    tags = {k: str(v) for k, v in (tags or {}).items()}
+    if model_uri is not None:
+        model_id = model_uri.removeprefix("models:/")
+        mv = client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags, model_id=model_id)
+    else:
+        run = client.get_run(run_id)
+        source = f"{run.info.artifact_uri.rstrip('/')}/{artifact_path}"
+        mv = client.create_model_version(name, source=source, run_id=run_id, tags=tags)
     client.set_registered_model_alias(name, "challenger", mv.version)
     return str(mv.version)
 

@@ -155,10 +155,10 @@ def train(cfg: TrainConfig, panel=None, scorecard_out: str | Path | None = None)
     attributions = _global_attributions(prep, cfg, fit)
     text = model_card(cfg, prep, card, head, fit, attributions)
     meta = _bundle_meta(cfg, prep, head, train_rng)
-    run_id, bundle_dir = _mlflow_run(
+    run_id, bundle_dir, model_uri = _mlflow_run(
         cfg, prep, fit, infos, card, head, text, meta, model_long, regime_extra, attributions, timings
     )
-    version, decision = _register(cfg, run_id, head)
+    version, decision = _register(cfg, run_id, head, model_uri)
     timings["total_s"] = time.perf_counter() - t0
     return TrainResult(run_id, card, card.records, bundle_dir, version, decision, timings)
 
@@ -256,7 +256,8 @@ def _mlflow_run(
     cfg, prep, fit, infos, card, head, text, meta, model_long, regime_extra, attributions, timings
 ):
     """One MLflow run holding the bundle, config, fingerprints, metrics, plots and card, so the
-    registry can point at a run that explains itself.  Returns (run id, bundle folder)."""
+    registry can point at a run that explains itself.  Returns (run id, bundle folder, the URI of
+    the bundle logged as an MLflow model)."""
     import mlflow
 
     from adaptive_beta.training import tracking
@@ -268,6 +269,7 @@ def _mlflow_run(
         tmp = Path(tempfile.mkdtemp(prefix="abeta-bundle-"))
         bundle_dir = export_bundle(fit, cfg.features, meta, tmp / "bundle", text)
         _log_params_and_tags(cfg, prep, head)
+        _log_dataset(prep)
         _log_histories(fit, infos)
         mlflow.log_metrics(_score_metrics(card))
         mlflow.log_metrics({k: float(v) for k, v in timings.items()})
@@ -278,12 +280,51 @@ def _mlflow_run(
         tracking.log_text(text, "model_card.md")
         _log_plots(prep, cfg, model_long, card, regime_extra, attributions)
         tracking.log_folder(bundle_dir, "bundle")
+        model_uri = _log_model(prep, bundle_dir, cfg.progress)
         with tempfile.TemporaryDirectory() as tmpd:
             pred_file = Path(tmpd) / "walkforward_predictions.parquet"
             model_long.to_parquet(pred_file)
             mlflow.log_artifact(str(pred_file))
         run_id = run.info.run_id
-    return run_id, bundle_dir
+    return run_id, bundle_dir, model_uri
+
+
+def _log_model(prep: Prepared, bundle_dir: Path, progress: bool) -> str:
+    """The bundle as an MLflow pyfunc model with an input example: the last bars of two assets
+    and every series the model needs, cut from the training data as a client would send them."""
+    from adaptive_beta.models.bundle.folder import load_bundle
+    from adaptive_beta.models.bundle.panel_frame import panel_frame_from_panel
+    from adaptive_beta.models.bundle.pyfunc import log_bundle_model
+    from adaptive_beta.models.data.loaders import factor_observations
+
+    meta = load_bundle(bundle_dir).meta
+    example = None
+    try:
+        raw = {name: fs.values for name, fs in factor_observations(prep.data_path).items()}
+        assets = [s for s in prep.panel.symbols if s not in meta.required_history.series][:2]
+        example = panel_frame_from_panel(prep.panel, meta.required_history, assets, raw)
+    except Exception as exc:  # the example documents the model; a model without one still serves
+        say(f"warning: no input example for the MLflow model: {exc}", progress)
+    return log_bundle_model(bundle_dir, input_example=example).model_uri
+
+
+def _log_dataset(prep: Prepared) -> None:
+    """The training panel as the run's input dataset (`mlflow.log_input`): source, the panel's
+    fingerprint as digest and its close-price schema, so the UI links runs to the data they saw."""
+    import warnings
+
+    import mlflow
+
+    fingerprint = prep.panel.fingerprint()
+    with warnings.catch_warnings():  # a local path matches two registered (identical) source classes
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        dataset = mlflow.data.from_pandas(
+            prep.panel.close.reset_index(),
+            source=str(Path(prep.data_path).resolve()),
+            name=Path(prep.data_path).name,
+            digest=fingerprint[:16],
+        )
+    mlflow.log_input(dataset, context="training", tags={"panel_sha256": fingerprint})
 
 
 def _log_params_and_tags(cfg: TrainConfig, prep: Prepared, head) -> None:
@@ -333,14 +374,14 @@ def _log_histories(fit, infos) -> None:
             )
 
 
-def _register(cfg: TrainConfig, run_id: str, head):
-    """Register the run's bundle as challenger and, if asked, let the promotion gate decide;
-    returns (version, decision), None where a step is switched off."""
+def _register(cfg: TrainConfig, run_id: str, head, model_uri: str | None = None):
+    """Register the run's bundle (the MLflow model at `model_uri`) as challenger and, if asked, let
+    the promotion gate decide; returns (version, decision), None where a step is switched off."""
     from adaptive_beta.training.registry import promote, register_bundle
 
     version = decision = None
     if cfg.register_model:
-        version = register_bundle(run_id, cfg.model_name, "bundle", tags=head.to_tags())
+        version = register_bundle(run_id, cfg.model_name, "bundle", tags=head.to_tags(), model_uri=model_uri)
         say(f"registered {cfg.model_name} version {version} (alias challenger)", cfg.progress)
         if cfg.promote:
             decision = promote(cfg.model_name, version)

@@ -197,3 +197,45 @@ def top_features_within_groups(
         details.sort(key=lambda d: -score(d.contribution))
         out[name] = details
     return out
+
+
+MAX_ROWS_PER_CALL = 2048  # coalition rows per model call (bounds memory: rows x lookback x features)
+
+
+def bundle_groups(meta) -> dict[str, list[int]]:
+    """Feature group -> column indices of a bundle (`meta.feature_groups`, in column order):
+    the players of the service's explanations."""
+    groups: dict[str, list[int]] = {}
+    for i, col in enumerate(meta.feature_columns):
+        groups.setdefault(meta.feature_groups[col], []).append(i)
+    return groups
+
+
+def training_means(bundle) -> np.ndarray:
+    """Each feature's training mean in bundle column order (`normalization.json`): the baseline."""
+    norm = bundle.normalization
+    mean = dict(zip(norm.get("columns", bundle.feature_columns), norm["mean"], strict=True))
+    return np.array([mean[c] for c in bundle.feature_columns], dtype=np.float32)
+
+
+def batched_beta_shapley(
+    predict: Callable[[np.ndarray], Mapping[str, np.ndarray]],
+    x: np.ndarray,
+    means: np.ndarray,
+    groups: Sequence[Sequence[int]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group Shapley of every window's beta: (phi [N, G, K], base [K], full [N, K]).
+
+    All N x 2^G coalition inputs of windows x [N, L, F] go through `predict` (the ONNX model) as
+    one stacked batch, split only above MAX_ROWS_PER_CALL rows; the baseline is every feature at
+    its training mean (`means`).  The service and `adaptive_beta.load_model(...).explain` share it.
+    """
+    n_groups = len(groups)
+    masks = coalition_masks(n_groups)
+    base = baseline_from_means(means, lookback=x.shape[1])
+    batch = np.concatenate([coalition_inputs(xi, base, groups, masks) for xi in x], axis=0)
+    batch = batch.astype(np.float32, copy=False)
+    out = [predict(batch[s : s + MAX_ROWS_PER_CALL])["beta"] for s in range(0, len(batch), MAX_ROWS_PER_CALL)]
+    values = np.concatenate(out, axis=0).astype(np.float64).reshape(x.shape[0], 2**n_groups, -1)
+    phi = np.stack([shapley_from_values(v, n_groups) for v in values])
+    return phi, values[0, 0], values[:, -1]

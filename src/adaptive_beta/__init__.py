@@ -17,3 +17,27 @@ try:
     __version__ = version("adaptive-beta")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
+
+# The public API (`adaptive_beta.api`), loaded on first use so `import adaptive_beta` stays fast.
+__all__ = [
+    "load_dataset",
+    "simulate",
+    "load_model",
+    "classical_beta",
+    "evaluate_baselines",
+    "Model",
+    "BetaResult",
+    "__version__",
+]
+
+
+def __getattr__(name: str):
+    if name in __all__ and name != "__version__":
+        from adaptive_beta import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'adaptive_beta' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

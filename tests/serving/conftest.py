@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from adaptive_beta.training.toy_bundle import E2E_SPEC, build_real_bundle  # noqa: F401 (shared with benchmarks)
+
 KEYS = {
     "trader": "trader-key-0123456789abcdef",
     "compliance": "compliance-key-0123456789abcdef",
@@ -343,89 +345,8 @@ def auth(role: str = "trader") -> dict:
     return {"Authorization": f"Bearer {KEYS[role]}"}
 
 
-# --- a REAL bundle: simulated market -> features -> fit_model -> export_bundle (as the main job) ----------
-
-E2E_SPEC = {  # short windows, so a 500-day market leaves enough training windows after the warm-up
-    **SPEC,
-    "return_horizons": ["1d", "7d"],
-    "vol_windows": ["7d", "20d"],
-    "beta_windows": ["20d", "40d"],
-    "ewma_halflives": ["10d"],
-    "welch_halflife": "10d",
-    "downside_window": "40d",
-    "factor_beta_windows": ["20d"],
-    "drawdown_window": "40d",
-}
-
-
-def build_real_bundle(
-    root: Path,
-    spec: dict | None = None,
-    n_assets: int = 4,
-    days: int = 500,
-    seed: int = 0,
-    model: dict | None = None,
-) -> dict:
-    """Simulate, write and load a market under `root/data`; fit a tiny BetaNet; export `root/bundle`.
-
-    The steps and their arguments are those of training/train_run.py (features from the bundle's
-    spec, 30d forward-beta targets, 7d forward regimes, last 20 % of the panel for validation,
-    factor names in meta), at toy sizes: one epoch, hidden 8, 500 training windows.  Needs torch.
-    Returns {"data", "bundle", "panel", "spec"}.
-    """
-    import torch
-
-    from adaptive_beta.models.bundle.meta import bundle_inputs
-    from adaptive_beta.models.data.loaders import load_dataset
-    from adaptive_beta.models.features.compute import FeatureSpec, compute_features
-    from adaptive_beta.models.features.targets import forward_betas, regime_labels
-    from adaptive_beta.models.sim.config import SimConfig
-    from adaptive_beta.models.sim.simulator import simulate
-    from adaptive_beta.models.sim.write import write_simulation
-    from adaptive_beta.training.export import export_bundle
-    from adaptive_beta.training.fit import fit_model
-    from adaptive_beta.training.model_config import ModelConfig
-
-    torch.set_num_threads(1)
-    data = write_simulation(simulate(SimConfig(n_assets=n_assets, days=days, seed=seed)), root / "data")
-    panel = load_dataset(data)
-    fspec = FeatureSpec(**(E2E_SPEC if spec is None else spec))
-    table = compute_features(panel, fspec)
-    targets = forward_betas(panel, "30d")
-    regimes = regime_labels(panel, "7d")
-    cut = panel.index[int(len(panel.index) * 0.8)]
-    cfg = ModelConfig(
-        **{
-            "epochs": 1,
-            "hidden": 8,
-            "max_train_samples": 500,
-            "lookback": "16d",
-            "max_steps": 8,
-            **(model or {}),
-        }
-    )
-    fit = fit_model(
-        table,
-        targets,
-        regimes,
-        (None, cut - pd.Timedelta("31D")),
-        (cut, None),
-        cfg,
-        list(panel.benchmark_names),
-        progress=False,
-        freq=panel.freq,
-        timestamps=panel.index,
-    )
-    meta = {
-        "model_name": "adaptive-beta-e2e",
-        "model_version": "e2e-1",
-        **bundle_inputs(panel),
-    }
-    bundle = export_bundle(
-        fit, fspec, meta, root / "bundle", "# e2e test model\n\nOne epoch on a simulated market.\n"
-    )
-    return {"data": data, "bundle": bundle, "panel": panel, "spec": fspec}
-
+# --- a REAL bundle (simulated market -> features -> fit_model -> export_bundle, as the main job):
+# `E2E_SPEC` and `build_real_bundle` live in adaptive_beta.training.toy_bundle, imported above.
 
 # --- a bundle made by the REAL `abeta train` command (subprocess), for pages that read bundle meta ----
 
@@ -468,6 +389,10 @@ def trained_bundle(tmp_path_factory) -> dict:
     for cmd in (sim, train):
         res = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    metas = [p for p in root.rglob("bundle/meta.json") if "abeta-bundle-" not in str(p)]  # the logged one
+    metas = [  # the run's logged bundle (not the export scratch copy, not the MLflow model's copy)
+        p
+        for p in root.rglob("bundle/meta.json")
+        if "abeta-bundle-" not in str(p) and "/models/m-" not in str(p)
+    ]
     assert len(metas) == 1, metas
     return {"root": root, "data": root / "sim", "bundle": metas[0].parent}

@@ -60,10 +60,12 @@ def test_bad_portfolio_symbol_exits_2_naming_it(sim_dir, tmp_path):
     assert "NOPEUSDT" in res.output
 
 
-def test_walk_forward_flag_is_refused_with_exit_2(sim_dir):
+def test_no_dead_walk_forward_flag(sim_dir):
+    """The flag that only said "not supported" is gone: help does not offer it, click refuses it."""
+    assert "--walk-forward" not in CliRunner().invoke(_app(), ["backtest", "--help"]).output
     res = CliRunner().invoke(_app(), ["backtest", "--data", str(sim_dir), "--walk-forward"])
     assert res.exit_code == 2
-    assert "--walk-forward" in res.output
+    assert "No such option: --walk-forward" in res.output
 
 
 def test_bad_rebalance_option_exits_2(sim_dir):

@@ -2,8 +2,8 @@
 
 Model path: `--model` (a bundle folder or `models:/adaptive-beta@champion`) is run through ONNX
 Runtime on windows ending at each rebalance date, only after the bundle's training period.
-`--walk-forward` (refitting the network per fold) is not supported here: it is `abeta train`'s
-job and takes far longer than a backtest should; use the bundle it registers.
+Walk-forward model forecasts (a network refitted per fold) are `abeta train`'s job, which takes
+far longer than a backtest should: pass its test-fold predictions with `--forecasts`.
 """
 
 from __future__ import annotations
@@ -97,9 +97,6 @@ def backtest(
     model: str | None = typer.Option(
         None, "--model", help="Bundle folder or models:/adaptive-beta@champion, run on each rebalance date."
     ),
-    walk_forward: bool = typer.Option(
-        False, "--walk-forward", help="Not supported: use --forecasts (see docs)."
-    ),
     forecasts_file: Path | None = typer.Option(
         None,
         "--forecasts",
@@ -124,10 +121,6 @@ def backtest(
     mlflow_flag: bool = typer.Option(False, "--mlflow", help="Log the table and charts to MLflow."),
 ) -> None:
     """Overlay backtest: core book + BTC/ETH perp hedge sized from each estimator; table, files, charts."""
-    if walk_forward:
-        _fail(
-            "option --walk-forward: not supported by abeta backtest; train with abeta train and pass --model"
-        )
     cfg = _config_from_options(target_beta, benchmark, rebalance, fee_bps, no_funding, start, end)
     try:
         result, table, ratios, notes = _run(data, portfolio, cfg, model, hedge, estimators, forecasts_file)

@@ -13,17 +13,35 @@ import typer
 
 from adaptive_beta.models.data.schema import DataError
 
-app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Adaptive Beta: forward beta of crypto perps."
-)
-data_app = typer.Typer(no_args_is_help=True, help="Market data: simulate, validate, features.")
-evaluate_app = typer.Typer(no_args_is_help=True, help="Walk-forward scorecards: baselines and models.")
-models_app = typer.Typer(no_args_is_help=True, help="Registered models.")
-audit_app = typer.Typer(no_args_is_help=True, help="The audit log: verify, export, report.")
+# Help is plain click text: Rich markup swallowed literal brackets such as `[monitor]` and
+# `[policy]` (TOML section names) in option help.
+PLAIN = {"no_args_is_help": True, "rich_markup_mode": None}
+app = typer.Typer(add_completion=False, help="Adaptive Beta: forward beta of crypto perps.", **PLAIN)
+data_app = typer.Typer(help="Market data: simulate, validate, features.", **PLAIN)
+evaluate_app = typer.Typer(help="Walk-forward scorecards: baselines and models.", **PLAIN)
+models_app = typer.Typer(help="Registered models.", **PLAIN)
+audit_app = typer.Typer(help="The audit log: verify, export, report.", **PLAIN)
 app.add_typer(data_app, name="data")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from adaptive_beta import __version__
+
+        typer.echo(f"abeta (adaptive-beta) {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Adaptive Beta: forward beta of crypto perps."""
 
 
 def _register() -> None:
@@ -59,6 +77,9 @@ _register()
 
 
 def main() -> None:
+    from adaptive_beta.models.noise import quiet_libraries
+
+    quiet_libraries()
     try:
         app()
     except DataError as exc:
