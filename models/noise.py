@@ -26,7 +26,13 @@ ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # tqdm bars on every ar
 
 def quiet_libraries() -> None:
     """Apply `LEVELS` and `ENV` (an explicit environment setting wins); idempotent."""
-    if os.environ.get("ABETA_LIBRARY_LOGS") == "1":
+    from adaptive_beta.models.settings import SettingsError, get_settings
+
+    try:
+        loud = get_settings().library_logs
+    except SettingsError:  # reported by whoever needs the bad setting, with its one line
+        loud = False
+    if loud:
         return
     for name, level in LEVELS.items():
         logging.getLogger(name).setLevel(level)

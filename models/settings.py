@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     # plausibility of request data (a confident forecast from impossible prices helps nobody)
     max_price_jump: float = Field(10.0, gt=1)  # a close more than this x (or 1/x) the previous: 400
     clock_skew_s: float = Field(300.0, ge=0)  # a timestamp later than now + this: 400 (not yet opened)
+    library_logs: bool = False  # 1: let MLflow/alembic/hmmlearn chatter through (models/noise.py)
     # monitoring and realised outcomes
     monitor_reference: str | None = None  # training reference file for /monitor (else rebuilt)
     realised_data: str | None = None  # market data the realised betas are computed from

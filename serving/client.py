@@ -156,10 +156,13 @@ def forecast_request(
     rows an MLflow or `adaptive_beta.load_model` user passes as a panel frame), written as JSON:
     `symbols` as assets, every required series as `series`, daily factor closes as dates.
     """
-    from adaptive_beta.models.bundle.panel_frame import OPTIONAL_COLUMNS, panel_frame_from_panel
+    from adaptive_beta.models.bundle.panel_frame import panel_frame_from_panel
 
-    frame = panel_frame_from_panel(panel, required, symbols, raw_factors, end, extra_periods)
     series = set(required.get("series", []))
+    as_series = [s for s in symbols if s in series]  # e.g. BTCUSDT: an input AND an asset to forecast
+    frame = panel_frame_from_panel(
+        panel, required, [s for s in symbols if s not in series], raw_factors, end, extra_periods
+    )
     body: dict = {"assets": [], "series": {}}
     for sym, rows in frame.groupby("symbol", sort=False):
         stamps = pd.DatetimeIndex(rows["timestamp"]).tz_localize("UTC")
@@ -171,15 +174,30 @@ def forecast_request(
             body["series"][sym] = [
                 {"timestamp": t, "close": float(c)} for t, c in zip(text, rows["close"], strict=True)
             ]
-            continue
-        extras = {c: rows[c].to_numpy() for c in OPTIONAL_COLUMNS}
-        hist = []
-        for i, (t, c) in enumerate(zip(stamps, rows["close"], strict=True)):
-            point = {"timestamp": t.isoformat(), "close": float(c)}
-            point.update({k: float(v[i]) for k, v in extras.items() if pd.notna(v[i])})
-            hist.append(point)
-        body["assets"].append({"symbol": sym, "history": hist})
+        else:
+            body["assets"].append({"symbol": sym, "history": _history(rows, stamps)})
+    if as_series:  # the same bars as an asset too (a frame names each symbol once)
+        bare = {**required, "series": []}
+        frame = panel_frame_from_panel(panel, bare, as_series, None, end, extra_periods)
+        for sym, rows in frame.groupby("symbol", sort=False):
+            stamps = pd.DatetimeIndex(rows["timestamp"]).tz_localize("UTC")
+            body["assets"].append({"symbol": sym, "history": _history(rows, stamps)})
+        order = {s: i for i, s in enumerate(symbols)}
+        body["assets"].sort(key=lambda a: order[a["symbol"]])
     return body
+
+
+def _history(rows: pd.DataFrame, stamps: pd.DatetimeIndex) -> list[dict]:
+    """An asset's bars as JSON points (optional fields only where present)."""
+    from adaptive_beta.models.bundle.panel_frame import OPTIONAL_COLUMNS
+
+    extras = {c: rows[c].to_numpy() for c in OPTIONAL_COLUMNS}
+    hist = []
+    for i, (t, c) in enumerate(zip(stamps, rows["close"], strict=True)):
+        point = {"timestamp": t.isoformat(), "close": float(c)}
+        point.update({k: float(v[i]) for k, v in extras.items() if pd.notna(v[i])})
+        hist.append(point)
+    return hist
 
 
 def required_history_of(model: str | None = None, url: str | None = None, key: str | None = None) -> dict:

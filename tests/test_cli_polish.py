@@ -34,6 +34,10 @@ def test_help_keeps_bracketed_section_names():
 
 
 def test_a_new_mlflow_store_prints_no_database_chatter(tmp_path):
+    # an empty file is an empty SQLite database: `models list` reads it (it refuses a missing
+    # store) and MLflow creates its tables, which is the chatter this test is about
+    (tmp_path / "new.db").touch()
+    (tmp_path / "other.db").touch()
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/new.db"}
     env.pop("ABETA_LIBRARY_LOGS", None)
     cmd = [sys.executable, "-m", "adaptive_beta.cli.main", "models", "list"]
