@@ -9,6 +9,7 @@ import sys
 import textwrap
 from importlib.metadata import version
 
+import pytest
 from typer.testing import CliRunner
 
 from adaptive_beta.cli.main import app
@@ -33,6 +34,7 @@ def test_help_keeps_bracketed_section_names():
     assert simulate.exit_code == 0
 
 
+@pytest.mark.slow  # subprocesses that import mlflow / fit HMMs
 def test_a_new_mlflow_store_prints_no_database_chatter(tmp_path):
     # an empty file is an empty SQLite database: `models list` reads it (it refuses a missing
     # store) and MLflow creates its tables, which is the chatter this test is about
@@ -55,6 +57,7 @@ def test_a_new_mlflow_store_prints_no_database_chatter(tmp_path):
     assert "Creating initial MLflow database tables" in loud.stderr  # the test is not vacuous
 
 
+@pytest.mark.slow  # subprocesses that import mlflow / fit HMMs
 def test_hmmlearn_convergence_warnings_are_silenced():
     """EM on heavy-tailed samples warns "Model is not converging" (4 of these 10 fits); not after
     `quiet_libraries`, which `abeta` calls at start."""
