@@ -26,6 +26,8 @@ SLOW_MODULES = {
     "tests/training/test_fit.py",
     "tests/training/test_tune.py",
     "tests/training/test_mlflow_model.py",
+    "tests/serving/test_audit_anchors_service.py",  # a real server
+    "tests/serving/test_operator_errors.py",  # the CLI in subprocesses, a real port
 }
 
 
