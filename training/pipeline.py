@@ -271,10 +271,30 @@ def model_name_of(cfg: TrainConfig) -> str:
     return f"adaptive_beta_{cfg.model.arch}"
 
 
+def fit_fold(prep: Prepared, model, fold, progress: bool, callbacks: tuple = ()):
+    """The network fitted on one fold: trained on its training block, early-stopped and
+    calibrated on its validation block (the test block is never seen).  The one fold fit of
+    the walk-forward and of `abeta tune`."""
+    from adaptive_beta.training.fit import fit_model
+
+    return fit_model(
+        prep.features,
+        prep.targets,
+        prep.regimes,
+        (fold.train_start, fold.train_end),
+        (fold.val_start, fold.val_end),
+        model,
+        prep.benchmarks,
+        progress=progress,
+        freq=prep.panel.freq,
+        timestamps=prep.panel.index,
+        callbacks=callbacks,
+    )
+
+
 def walk_forward(prep: Prepared, cfg: TrainConfig):
     """Refit the network per fold; return (folds, model test predictions per fold, per-fold fits info)."""
     from adaptive_beta.models.features.windows import feature_cube
-    from adaptive_beta.training.fit import fit_model
     from adaptive_beta.training.splits import make_folds
 
     folds = make_folds(prep.panel.index, cfg.walk_forward)
@@ -290,18 +310,7 @@ def walk_forward(prep: Prepared, cfg: TrainConfig):
             f"test {fold.test_start:%Y-%m-%d}..{fold.test_end:%Y-%m-%d}",
             cfg.progress,
         )
-        fit = fit_model(
-            prep.features,
-            prep.targets,
-            prep.regimes,
-            (fold.train_start, fold.train_end),
-            (fold.val_start, fold.val_end),
-            cfg.model,
-            prep.benchmarks,
-            progress=cfg.progress,
-            freq=prep.panel.freq,
-            timestamps=prep.panel.index,
-        )
+        fit = fit_fold(prep, cfg.model, fold, cfg.progress)
         preds[fold.k] = predict_range(fit, cube, ts, symbols, fold.test_start, fold.test_end)
         infos.append(
             {

@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import Callback
 from pydantic import BaseModel, ConfigDict, Field
 
 from adaptive_beta.training.model_config import ModelConfig
-from adaptive_beta.training.pipeline import Prepared, say
+from adaptive_beta.training.pipeline import Prepared, fit_fold, say
 from adaptive_beta.training.train_config import TrainConfig
 
 
@@ -123,24 +123,10 @@ def score_config(prep: Prepared, cfg: TrainConfig, model: ModelConfig, folds, tr
     """Fit `model` on every fold's training block and pool its validation errors (test unused)."""
     import mlflow
 
-    from adaptive_beta.training.fit import fit_model
-
     per_fold = []
     for fold in folds:
         callbacks = (PruningCallback(trial, fold.k, model.epochs),) if trial is not None else ()
-        fit = fit_model(
-            prep.features,
-            prep.targets,
-            prep.regimes,
-            (fold.train_start, fold.train_end),
-            (fold.val_start, fold.val_end),
-            model,
-            prep.benchmarks,
-            progress=False,
-            freq=prep.panel.freq,
-            timestamps=prep.panel.index,
-            callbacks=callbacks,
-        )
+        fit = fit_fold(prep, model, fold, False, callbacks)
         per_fold.append(fit.metrics)
         for b in prep.benchmarks:
             mlflow.log_metric(f"val_mse_{b}", fit.metrics[f"val_rmse_{b}"] ** 2, step=fold.k)

@@ -11,6 +11,7 @@ on a small synthetic market, so requests go through the production feature path:
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import socket
@@ -20,6 +21,7 @@ import time
 import warnings
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -396,3 +398,28 @@ def trained_bundle(tmp_path_factory) -> dict:
     ]
     assert len(metas) == 1, metas
     return {"root": root, "data": root / "sim", "bundle": metas[0].parent}
+
+
+# ------------------------------------------------------------- helpers of the bad-input test modules
+def json_post(server, path, payload, role="trader", **kw):
+    """POST a JSON body with a role's key (60 s: the first call on a cold worker)."""
+    return httpx.post(server.url + path, json=payload, headers=auth(role), timeout=60, **kw)
+
+
+def hedge_body(body, **extra):
+    """A valid /hedge request on the tiny bundle's market, with fields overridden."""
+    return {
+        **copy.deepcopy(body),
+        "positions": {"SOLUSDT": 1e6, "DOGEUSDT": 5e5},
+        "target": {"BTCUSDT": 0.0},
+        "instruments": [{"symbol": "BTCUSDT"}, {"symbol": "ETHUSDT"}],
+        **extra,
+    }
+
+
+def audit_record(server, rid):
+    """The audit record of request `rid`, read from the server's database."""
+    from adaptive_beta.models.audit.log import AuditReader
+
+    with AuditReader(server.audit_db) as r:
+        return r.get(rid)

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.serving.conftest import KEYS, Server, auth, request_body
+from tests.serving.conftest import json_post as post
 
 pytestmark = pytest.mark.slow
 
@@ -19,27 +20,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def body(tiny_bundle):
     return request_body(tiny_bundle["assets"], tiny_bundle["spy"], tiny_bundle["composite"])
-
-
-def post(server, path, payload, role="trader", **kw):
-    return httpx.post(server.url + path, json=payload, headers=auth(role), timeout=60, **kw)
-
-
-def hedge_body(body, **extra):
-    return {
-        **copy.deepcopy(body),
-        "positions": {"SOLUSDT": 1e6, "DOGEUSDT": 5e5},
-        "target": {"BTCUSDT": 0.0},
-        "instruments": [{"symbol": "BTCUSDT"}, {"symbol": "ETHUSDT"}],
-        **extra,
-    }
-
-
-def audit_record(server, rid):
-    from adaptive_beta.models.audit.log import AuditReader
-
-    with AuditReader(server.audit_db) as r:
-        return r.get(rid)
 
 
 # ----------------------------------------------------------------------------- 6. no 5xx on bad input
