@@ -205,33 +205,7 @@ def _check_history(points: list, where: str, positive: bool = True) -> HistoryCo
     bad[1:] |= us[1:] <= us[:-1]
     if bad.any():
         _point_error(points, int(np.argmax(bad)), extras, where, positive)
-    _check_plausible(us, close, where, positive)
     return HistoryColumns(us, close, cols)
-
-
-def _check_plausible(us: np.ndarray, close: np.ndarray, where: str, positive: bool) -> None:
-    """Well-formed but impossible data: a point stamped in the future (beyond the clock-skew
-    allowance) or a price that moves more than MAX_PRICE_JUMP x in one step (a unit or decimal
-    error, or a bad print such as 1e308 mid-history).  Runs after the shape checks, so their
-    first-error order is unchanged."""
-    now_us = int((datetime.now(UTC) - _EPOCH) / _MICROSECOND)
-    late = np.flatnonzero(us > now_us + int(CLOCK_SKEW_S * 1e6))
-    if late.size:
-        i = int(late[0])
-        stamp = (_EPOCH + timedelta(microseconds=int(us[i]))).isoformat()
-        raise ValueError(
-            f"{where}[{i}].timestamp {stamp} is in the future (more than {CLOCK_SKEW_S:g} s after now)"
-        )
-    if positive and close.size > 1:
-        ratio = np.abs(np.diff(np.log(close)))
-        jumps = np.flatnonzero(ratio > math.log(MAX_PRICE_JUMP))
-        if jumps.size:
-            i = int(jumps[0]) + 1
-            raise ValueError(
-                f"{where}[{i}].close {close[i]:g} is {math.exp(ratio[i - 1]):.3g}x away from the previous "
-                f"close {close[i - 1]:g}: an implausible jump (limit {MAX_PRICE_JUMP:g}x per step, "
-                "setting ABETA_MAX_PRICE_JUMP)"
-            )
 
 
 class PointList(list):
@@ -294,12 +268,7 @@ class AssetHistory(_Strict):
 
     @model_validator(mode="after")
     def _sorted_finite(self) -> AssetHistory:
-        where = f"asset {self.symbol}: history"
-        self._columns = _check_history(self.history, where)
-        if len(self.history) > 2 and np.all(self._columns.close == self._columns.close[0]):
-            raise ValueError(
-                f"{where}: every close is {self._columns.close[0]:g}: a constant price has no beta"
-            )
+        self._columns = _check_history(self.history, f"asset {self.symbol}: history")
         return self
 
 
@@ -518,7 +487,7 @@ def check_against_model(
     A required bar series (`is_bar_series`: one of the model's `benchmarks`, the composite or a
     crypto-benchmark name) must sit on the model's bar grid, as the panel builder aligns it so.
     """
-    from adaptive_beta.models.data.schema import is_bar_series
+    from adaptive_beta.models.data.schema import infer_category, is_bar_series
 
     symbols = {a.symbol for a in req.assets}
     for name in required_series:
@@ -533,10 +502,20 @@ def check_against_model(
                 f"asset {a.symbol}: {len(a.history)} bars, the model needs at least {min_periods} of {freq}",
                 where,
             )
-        _check_grid(history_columns(a).us, freq, f"asset {a.symbol}", where)
+        cols = history_columns(a)
+        _check_grid(cols.us, freq, f"asset {a.symbol}", where)
+        _check_plausible(cols, freq, f"asset {a.symbol}", where, positive=True)
+        if len(cols.close) > 2 and np.all(cols.close == cols.close[0]):
+            raise RequestError(
+                f"asset {a.symbol}: every close is {cols.close[0]:g}: a constant price has no beta",
+                f"{where}",
+            )
     for name, pts in req.series.items():
+        cols = history_columns(pts)
         if name in required_series and is_bar_series(name, benchmarks):
-            _check_grid(history_columns(pts).us, freq, f"series {name}", f"series.{name}")
+            _check_grid(cols.us, freq, f"series {name}", f"series.{name}")
+        positive = infer_category(name) != "rates"
+        _check_plausible(cols, freq, f"series {name}", f"series.{name}", positive)
 
 
 def check_series_used(
@@ -552,6 +531,34 @@ def check_series_used(
                 + (f" nor by this request ({', '.join(sorted(extra))})" if extra else "")
                 + "; remove it",
                 f"series.{name}",
+            )
+
+
+def _check_plausible(cols: HistoryColumns, freq: pd.Timedelta, what: str, where: str, positive: bool) -> None:
+    """Well-formed but impossible data (422 naming the point): a bar that opens after now plus one
+    bar (and the clock-skew allowance), or a price that moves more than MAX_PRICE_JUMP x in one
+    step (a unit or decimal error, or a bad print such as 1e308 mid-history)."""
+    us, close = cols.us, cols.close
+    now_us = int((datetime.now(UTC) - _EPOCH) / _MICROSECOND)
+    limit = now_us + int(freq / pd.Timedelta(microseconds=1)) + int(CLOCK_SKEW_S * 1e6)
+    late = np.flatnonzero(us > limit)
+    if late.size:
+        i = int(late[0])
+        stamp = (_EPOCH + timedelta(microseconds=int(us[i]))).isoformat()
+        raise RequestError(
+            f"{what}: timestamp {stamp} is in the future (after now plus one {freq} bar)",
+            f"{where}[{i}].timestamp",
+        )
+    if positive and close.size > 1:
+        ratio = np.abs(np.diff(np.log(close)))
+        jumps = np.flatnonzero(ratio > math.log(MAX_PRICE_JUMP))
+        if jumps.size:
+            i = int(jumps[0]) + 1
+            raise RequestError(
+                f"{what}: close {close[i]:g} is {math.exp(ratio[i - 1]):.3g}x away from the previous close "
+                f"{close[i - 1]:g}: an implausible jump (limit {MAX_PRICE_JUMP:g}x per step, "
+                "setting ABETA_MAX_PRICE_JUMP)",
+                f"{where}[{i}].close",
             )
 
 
