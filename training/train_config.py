@@ -90,3 +90,17 @@ def load_train_config(path: str | Path | None = None, **overrides) -> TrainConfi
         raise DataError(
             f"invalid config field {field!r}: {err['msg']}", file=str(path) if path else None
         ) from exc
+
+
+def with_cli_overrides(
+    cfg: TrainConfig, arch: str | None = None, max_folds: int | None = None, quiet: bool = False
+) -> TrainConfig:
+    """The command-line overrides of `abeta train` / `abeta tune`, validated like the file itself."""
+    raw = cfg.model_dump(mode="json")
+    if arch:
+        raw["model"]["arch"] = arch
+    if max_folds:
+        raw["walk_forward"]["max_folds"] = max_folds
+    if quiet:
+        raw["progress"] = False
+    return TrainConfig.model_validate(raw)

@@ -119,7 +119,7 @@ def pool(fold_metrics: list[dict[str, float]], benchmarks: list[str]) -> TrialSc
     return TrialScore(float(np.mean(list(mse.values()))), mse, base)
 
 
-def score_config(prep: Prepared, cfg: TrainConfig, model: ModelConfig, folds, trial=None) -> TrialScore:
+def score_config(prep: Prepared, model: ModelConfig, folds, trial=None) -> TrialScore:
     """Fit `model` on every fold's training block and pool its validation errors (test unused)."""
     import mlflow
 
@@ -157,7 +157,7 @@ def _objective(prep: Prepared, cfg: TrainConfig, folds):
             mlflow.log_params({k: str(v) for k, v in trial.params.items()})
             mlflow.set_tag("optuna.trial", trial.number)
             try:
-                score = score_config(prep, cfg, model, folds, trial)
+                score = score_config(prep, model, folds, trial)
             except optuna.TrialPruned:
                 mlflow.set_tag("optuna.state", "PRUNED")
                 raise

@@ -93,7 +93,7 @@ def test_pruning_callback_stops_a_trial_through_lightning(market, monkeypatch):
     study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=-1.0))
     trial = study.ask()
     with mlflow.start_run(), pytest.raises(optuna.TrialPruned, match="fold 1 epoch 0"):
-        score_config(prep, cfg, cfg.model, folds, trial)
+        score_config(prep, cfg.model, folds, trial)
     study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     reported = study.trials[0].intermediate_values
     assert list(reported) == [0] and reported[0] > 0  # one validation MSE, at fold 0 epoch 0
@@ -111,13 +111,13 @@ def test_objective_uses_validation_blocks_only(market, monkeypatch):
     folds = make_folds(prep.panel.index, cfg.walk_forward)
     model = ModelConfig.model_validate({**cfg.model.model_dump(), "epochs": 2})
     with mlflow.start_run():
-        before = score_config(prep, cfg, model, folds)
+        before = score_config(prep, model, folds)
     ts = prep.targets.index.get_level_values("timestamp")
     in_test = (ts >= folds[-1].test_start) & (ts <= folds[-1].test_end)
     assert in_test.sum() > 0
     prep.targets.loc[in_test] = prep.targets.loc[in_test] * -3.0 + 7.0
     with mlflow.start_run():
-        after = score_config(prep, cfg, model, folds)
+        after = score_config(prep, model, folds)
     assert after.objective == before.objective
     assert before.mse.keys() == set(prep.benchmarks)
 

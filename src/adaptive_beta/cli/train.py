@@ -23,18 +23,11 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
 ) -> None:
     """Walk-forward train and score vs every baseline, fit the final model, export, log, register."""
-    from adaptive_beta.training.train_config import load_train_config
+    from adaptive_beta.training.train_config import load_train_config, with_cli_overrides
     from adaptive_beta.training.train_run import train as run_train
 
     cfg = load_train_config(config, data=data)
-    raw = cfg.model_dump(mode="json")
-    if arch:
-        raw["model"]["arch"] = arch
-    if max_folds:
-        raw["walk_forward"]["max_folds"] = max_folds
-    if quiet:
-        raw["progress"] = False
-    cfg = type(cfg).model_validate(raw)
+    cfg = with_cli_overrides(cfg, arch, max_folds, quiet)
     result = run_train(cfg, scorecard_out=scorecard_out)
     typer.echo(result.scorecard.table())
     typer.echo(f"run id: {result.run_id}")

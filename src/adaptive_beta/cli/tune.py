@@ -30,16 +30,11 @@ def tune(
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
 ) -> None:
     """Search the model config (Optuna, pruned per epoch) on pooled validation beta MSE; test blocks unused."""
-    from adaptive_beta.training.train_config import load_train_config
+    from adaptive_beta.training.train_config import load_train_config, with_cli_overrides
     from adaptive_beta.training.tune import TuneConfig, default_storage, run_tune
 
     cfg = load_train_config(config, data=data)
-    raw = cfg.model_dump(mode="json")
-    if max_folds:
-        raw["walk_forward"]["max_folds"] = max_folds
-    if quiet:
-        raw["progress"] = False
-    cfg = type(cfg).model_validate(raw)
+    cfg = with_cli_overrides(cfg, max_folds=max_folds, quiet=quiet)
     settings = TuneConfig(
         n_trials=n_trials, timeout=timeout, storage=storage, study_name=study_name, seed=seed
     )
