@@ -4,7 +4,8 @@
 
 Rows (all on 127.0.0.1, one worker, one ORT thread, audit log on SQLite WAL synchronous=FULL):
   /forecast (one asset)  at 1, 8 and 32 concurrent clients (bounded asyncio load, httpx)
-  no-op BentoML          the same body posted to benchmarks/noop_service.py (same worker/traffic)
+  /forecast (columns)    the same request with histories and series as columns, at 1 and 32 clients
+  no-op BentoML          the same bodies posted to benchmarks/noop_service.py (same worker/traffic)
   /explain               at 1 client
   in-process rows        (b) Predictor.predict on the request's window; (c) features + predict
                          (AppState.inputs: checks, panel, features, windows) + predict; also the
@@ -107,14 +108,16 @@ def timed(fn, n: int, cap_s: float) -> list[float]:
     return out
 
 
-def in_process_rows(bundle_dir: Path, body: dict, tmp: Path, n: int, cap_s: float) -> list[dict]:
+def in_process_rows(
+    bundle_dir: Path, body: dict, columns: dict, tmp: Path, n: int, cap_s: float
+) -> list[dict]:
     from adaptive_beta.models.bundle.folder import load_bundle
     from adaptive_beta.models.bundle.predictor import Predictor
     from adaptive_beta.serving.app_state import AppState, ServeConfig
     from adaptive_beta.serving.endpoints.forecast import forecast
     from adaptive_beta.serving.schemas import ForecastRequest
 
-    raw = json.dumps(body)
+    raw, raw_cols = json.dumps(body), json.dumps(columns)
     req = ForecastRequest.model_validate_json(raw)
     state = AppState.load(ServeConfig(model=str(bundle_dir), audit_db=str(tmp / "inproc-audit.db")))
     state.warm_up()
@@ -128,6 +131,7 @@ def in_process_rows(bundle_dir: Path, body: dict, tmp: Path, n: int, cap_s: floa
         ("(b) in-process ORT predict", lambda: pred.predict(x)),
         ("(c) in-process features+predict", lambda: state.predict(state.inputs(req).x)),
         ("    request parsing (pydantic)", lambda: ForecastRequest.model_validate_json(raw)),
+        ("    request parsing, columns", lambda: ForecastRequest.model_validate_json(raw_cols)),
         ("    in-process endpoints.forecast", lambda: forecast(state, req, "bench")),
     ):
         t0 = time.perf_counter()
@@ -143,7 +147,7 @@ def main() -> None:
     import httpx
 
     from adaptive_beta.models.data.loaders import load_dataset
-    from adaptive_beta.serving.client import LocalService, forecast_request, raw_factor_series
+    from adaptive_beta.serving.client import LocalService, as_columns, forecast_request, raw_factor_series
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "abeta-bench-service")
@@ -160,15 +164,23 @@ def main() -> None:
         symbols = [s for s in panel.symbols if s not in info["required_history"]["series"]][:1]
         body = forecast_request(panel, info["required_history"], symbols, raw_factor_series(data_dir))
         payload = json.dumps(body).encode()
+        columns = as_columns(body)
+        col_payload = json.dumps(columns).encode()
         print(
             f"request: 1 asset, {info['required_history']['min_periods']} bars, "
-            f"{len(body['series'])} series, {len(payload) / 1024:.0f} KiB"
+            f"{len(body['series'])} series, {len(payload) / 1024:.0f} KiB as objects, "
+            f"{len(col_payload) / 1024:.0f} KiB as columns"
         )
         for c in LEVELS:
             lat, err, wall = asyncio.run(
                 load(svc.url + "/forecast", payload, svc.headers(), c, args.requests, args.cap_s)
             )
             results.append(row("/forecast", c, lat, err, wall))
+        for c in (1, 32):
+            lat, err, wall = asyncio.run(
+                load(svc.url + "/forecast", col_payload, svc.headers(), c, args.requests, args.cap_s)
+            )
+            results.append(row("/forecast (columns)", c, lat, err, wall))
         explain = json.dumps({**body, "top_groups": 2}).encode()
         lat, err, wall = asyncio.run(
             load(svc.url + "/explain", explain, svc.headers(), 1, args.requests // 2, args.cap_s)
@@ -186,7 +198,12 @@ def main() -> None:
                 load(noop.url + "/forecast", payload, {}, c, args.requests, args.cap_s)
             )
             results.append(row("(a) no-op BentoML", c, lat, err, wall))
-    results += in_process_rows(bundle_dir, body, tmp, args.requests, args.cap_s)
+        for c in (1, 32):
+            lat, err, wall = asyncio.run(
+                load(noop.url + "/forecast", col_payload, {}, c, args.requests, args.cap_s)
+            )
+            results.append(row("(a) no-op, columns body", c, lat, err, wall))
+    results += in_process_rows(bundle_dir, body, columns, tmp, args.requests, args.cap_s)
 
     print(
         f"\n{'':34s} {'clients':>7s} {'n':>5s} {'errors':>6s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s} {'req/s':>8s}"
@@ -200,6 +217,7 @@ def main() -> None:
     fc1, noop1 = get[("/forecast", 1)], get[("(a) no-op BentoML", 1)]
     fc32, noop32 = get[("/forecast", 32)], get[("(a) no-op BentoML", 32)]
     ex1 = get[("(d) /explain", 1)]
+    col1, noopc1 = get[("/forecast (columns)", 1)], get[("(a) no-op, columns body", 1)]
     errors = sum(r["errors"] for r in results)
     checks = [
         (
@@ -211,6 +229,11 @@ def main() -> None:
             "throughput at 32 clients >= 50 % of no-op",
             fc32["rps"] >= 0.5 * noop32["rps"],
             f"{fc32['rps']:.1f} vs {noop32['rps']:.1f} req/s",
+        ),
+        (
+            "columns /forecast p50 <= 3x no-op (same bytes)",
+            col1["p50"] <= 3 * noopc1["p50"],
+            f"{col1['p50']:.1f} vs {noopc1['p50']:.1f} ms",
         ),
         ("zero errors", errors == 0, f"{errors} errors"),
         (

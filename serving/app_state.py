@@ -391,14 +391,14 @@ class AppState:
         for a in req.assets:
             if a.symbol not in wanted:
                 continue
-            hist = a.history
-            tail = hist[-AUDIT_CLOSES:]
+            cols = history_columns(a)  # either form of the history (objects or columns)
+            stamps = pd.to_datetime(cols.us, unit="us", utc=True)
             out[a.symbol] = {
-                "n_bars": len(hist),
-                "first": _iso_utc(hist[0].timestamp),
-                "last": _iso_utc(hist[-1].timestamp),
-                "timestamps": [_iso_utc(b.timestamp) for b in tail],
-                "closes": [float(b.close) for b in tail],
+                "n_bars": len(cols.us),
+                "first": _iso_utc(stamps[0]),
+                "last": _iso_utc(stamps[-1]),
+                "timestamps": [_iso_utc(t) for t in stamps[-AUDIT_CLOSES:]],
+                "closes": [float(c) for c in cols.close[-AUDIT_CLOSES:]],
             }
         return out
 

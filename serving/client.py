@@ -187,6 +187,31 @@ def forecast_request(
     return body
 
 
+def as_columns(body: dict) -> dict:
+    """The same request body with every asset history and series sent as columns
+    (`{"timestamps": [...], "close": [...], ...}`): the same request to the service (the same
+    checks, forecast and audit hash), with far less JSON to decode."""
+    out = dict(body)
+    out["assets"] = []
+    for a in body["assets"]:
+        rows = a["history"]
+        if isinstance(rows, dict):  # already columns
+            out["assets"].append(a)
+            continue
+        cols: dict = {"timestamps": [r["timestamp"] for r in rows], "close": [r["close"] for r in rows]}
+        for extra in ("volume", "funding_rate", "open_interest"):
+            if any(extra in r for r in rows):
+                cols[extra] = [r.get(extra) for r in rows]
+        out["assets"].append({**a, "history": cols})
+    out["series"] = {
+        name: pts
+        if isinstance(pts, dict)
+        else {"timestamps": [p["timestamp"] for p in pts], "close": [p["close"] for p in pts]}
+        for name, pts in body.get("series", {}).items()
+    }
+    return out
+
+
 def _history(rows: pd.DataFrame, stamps: pd.DatetimeIndex) -> list[dict]:
     """An asset's bars as JSON points (optional fields only where present)."""
     from adaptive_beta.models.bundle.panel_frame import OPTIONAL_COLUMNS

@@ -56,8 +56,12 @@ def error_body(status: int, message: str, field: str | None = None) -> bytes:
 
 def _field_of(loc) -> str:
     """pydantic's `loc` (["assets", 0, "history"]) as the service's path (assets[0].history)."""
+    from adaptive_beta.serving.schemas import UNION_TAGS
+
     out = ""
     for part in loc or []:
+        if part in UNION_TAGS:  # which form of a history (rows / columns): not part of the path
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "body"
 

@@ -28,10 +28,13 @@ import pandas as pd
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
+    RootModel,
     StrictFloat,
     StringConstraints,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -106,6 +109,14 @@ class HistoryColumns:
     us: np.ndarray
     close: np.ndarray
     extras: dict[str, np.ndarray]
+    columnar: bool = False  # sent as columns: error paths name `timestamps[i]`, not `[i].timestamp`
+
+
+def point_path(where: str, i: int, name: str, columnar: bool) -> str:
+    """The request path of field `name` of point i: `history[3].close` or `history.close[3]`."""
+    if columnar:
+        return f"{where}.{'timestamps' if name == 'timestamp' else name}[{i}]"
+    return f"{where}[{i}].{name}"
 
 
 def epoch_microseconds(stamps: list[datetime]) -> np.ndarray:
@@ -208,6 +219,47 @@ def _check_history(points: list, where: str, positive: bool = True) -> HistoryCo
     return HistoryColumns(us, close, cols)
 
 
+def _check_columns(data: BarColumns | SeriesColumns, where: str, positive: bool = True) -> HistoryColumns:
+    """`_check_history` for the columnar form: equal lengths, then the same checks in the same
+    order, vectorised over the arrays the JSON decoder already built (no per-point objects)."""
+    n = len(data.timestamps)
+    # as for bar objects, every optional field of a bar is a column (NaN where absent)
+    extras = [f for f in _EXTRAS if f in type(data).model_fields]
+    sent = [f for f in extras if getattr(data, f) is not None]
+    for name in ["close", *sent]:
+        if len(getattr(data, name)) != n:
+            raise ValueError(f"{where}.{name} has {len(getattr(data, name))} values for {n} timestamps")
+    close = np.array(data.close, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(close) | ((close <= 0) if positive else False)
+    for i in np.flatnonzero(bad)[:1]:
+        c = close[i]
+        what = "is not a finite number" if not math.isfinite(c) else f"must be > 0 (got {c})"
+        raise ValueError(f"{where}.close[{i}] {what}")
+    cols: dict[str, np.ndarray] = {}
+    for extra in extras:
+        if extra not in sent:
+            cols[extra] = np.full(n, np.nan)
+            continue
+        a, none = _floats(getattr(data, extra))
+        with np.errstate(invalid="ignore"):
+            wrong = ~np.isfinite(a) & (~none if none is not None else True)
+            if extra in _NON_NEGATIVE:
+                wrong |= a < 0
+        for i in np.flatnonzero(wrong)[:1]:
+            what = "is not a finite number" if not math.isfinite(a[i]) else f"must be >= 0 (got {a[i]})"
+            raise ValueError(f"{where}.{extra}[{i}] {what}")
+        cols[extra] = a
+    us = epoch_microseconds(data.timestamps)
+    for i in np.flatnonzero(us[1:] <= us[:-1])[:1] + 1:
+        ts = _utc(data.timestamps[i]).isoformat()
+        order = (
+            "duplicates the previous bar" if us[i] == us[i - 1] else "is before the previous bar (not sorted)"
+        )
+        raise ValueError(f"{where}.timestamps[{i}] {ts} {order}")
+    return HistoryColumns(us, close, cols, columnar=True)
+
+
 class PointList(list):
     """A validated series (list of Point) that also carries its `HistoryColumns` as `.columns`."""
 
@@ -219,11 +271,22 @@ def history_columns(owner) -> HistoryColumns:
     if isinstance(owner, AssetHistory):
         cols = owner._columns
         if cols is None:
-            cols = _check_history(owner.history, f"asset {owner.symbol}: history")
+            cols = _history_of(owner.history, f"asset {owner.symbol}: history")
             owner._columns = cols
         return cols
+    if isinstance(owner, SeriesColumns):
+        if owner._columns is None:
+            owner._columns = _check_columns(owner, "series", positive=False)
+        return owner._columns
     cols = getattr(owner, "columns", None)
     return cols if cols is not None else _check_history(list(owner), "series", positive=False)
+
+
+def _history_of(history, where: str, positive: bool = True) -> HistoryColumns:
+    """The checked columns of either form of a history."""
+    if isinstance(history, BarColumns | SeriesColumns):
+        return _check_columns(history, where, positive)
+    return _check_history(history, where, positive)
 
 
 def request_sha256(req: ForecastRequest) -> str:
@@ -260,37 +323,113 @@ def request_sha256(req: ForecastRequest) -> str:
     return h.hexdigest()
 
 
+class BarColumns(_Strict):
+    """A history as columns: one JSON array per field instead of one object per bar.
+
+    Why: a stateless request carries ~661 bars per asset and per series; as objects, every bar is
+    a JSON object to decode and a pydantic model to build, which dominates the request's cost. As
+    columns the same data is a handful of arrays (timestamps parsed by the same rules as `Bar`).
+    The audit hash (`request_sha256`) is the same for both forms of the same data.
+    """
+
+    timestamps: list[datetime] = Field(
+        min_length=2,
+        max_length=MAX_HISTORY,
+        description="bar open times, ISO-8601 (UTC if no offset), sorted",
+    )
+    close: list[StrictFloat] = Field(
+        description="close prices, JSON numbers, finite and > 0; one per timestamp"
+    )
+    volume: list[StrictFloat | None] | None = Field(default=None, description="traded volume per bar, >= 0")
+    funding_rate: list[StrictFloat | None] | None = Field(default=None, description="funding rate per bar")
+    open_interest: list[StrictFloat | None] | None = Field(
+        default=None, description="open interest per bar, >= 0"
+    )
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+
+class SeriesColumns(_Strict):
+    """A benchmark or factor series as columns (see `BarColumns`)."""
+
+    timestamps: list[datetime] = Field(
+        min_length=1, max_length=MAX_HISTORY, description="bar open or publication times, ISO-8601, sorted"
+    )
+    close: list[StrictFloat] = Field(description="levels, JSON numbers, finite (> 0 except for rates)")
+
+    _columns: HistoryColumns | None = PrivateAttr(default=None)
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+
+# a history or series is either a list of objects or columns; the JSON type decides (array or object)
+ROWS, COLUMNS = "rows", "columns"
+UNION_TAGS = frozenset({ROWS, COLUMNS})  # the service's error paths leave these tags out
+
+
+def _form(v) -> str:
+    return COLUMNS if isinstance(v, dict | BarColumns | SeriesColumns) else ROWS
+
+
+History = Annotated[
+    Annotated[list[Bar], Field(min_length=2, max_length=MAX_HISTORY), Tag(ROWS)]
+    | Annotated[BarColumns, Tag(COLUMNS)],
+    Discriminator(_form),
+]
+
+
+class SeriesValues(RootModel[Annotated[list[Point], Tag(ROWS)] | Annotated[SeriesColumns, Tag(COLUMNS)]]):
+    """One series in either form. A root model, not a bare annotated union, because BentoML's
+    IO descriptor re-applies a dict value's discriminator and fails at start-up; the request's
+    validator unwraps it, so `req.series[name]` is the point list or the columns."""
+
+    root: Annotated[
+        Annotated[list[Point], Tag(ROWS)] | Annotated[SeriesColumns, Tag(COLUMNS)], Discriminator(_form)
+    ]
+
+
 class AssetHistory(_Strict):
     symbol: Symbol = Field(description="perp symbol, e.g. SOLUSDT")
-    history: list[Bar] = Field(min_length=2, max_length=MAX_HISTORY, description="bars sorted by time")
+    history: History = Field(
+        description="bars sorted by time: a list of bar objects, or columns "
+        '({"timestamps": [...], "close": [...]}, cheaper to send and decode)'
+    )
 
     _columns: HistoryColumns | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _sorted_finite(self) -> AssetHistory:
-        self._columns = _check_history(self.history, f"asset {self.symbol}: history")
+        self._columns = _history_of(self.history, f"asset {self.symbol}: history")
         return self
 
 
-def _check_series(series: dict[str, list[Point]]) -> dict[str, list[Point]]:
-    """Checks every series; returns the same points as `PointList`s carrying their columns."""
-    out: dict[str, list[Point]] = {}
+def _check_series(series: dict[str, list[Point] | SeriesColumns]) -> dict[str, list[Point] | SeriesColumns]:
+    """Checks every series; returns point lists as `PointList`s carrying their columns (columnar
+    series carry them in `_columns`)."""
+    from adaptive_beta.models.data.schema import infer_category
+
+    out: dict[str, list[Point] | SeriesColumns] = {}
     for name, pts in series.items():
-        if not pts:
+        if not len(pts):
             raise ValueError(f"series {name}: empty")
         if len(pts) > MAX_HISTORY:
             raise ValueError(f"series {name}: {len(pts)} points, more than the limit {MAX_HISTORY}")
-        from adaptive_beta.models.data.schema import infer_category
-
+        positive = infer_category(name) != "rates"
+        if isinstance(pts, SeriesColumns):
+            pts._columns = _check_columns(pts, f"series {name}", positive)
+            out[name] = pts
+            continue
         checked = PointList(pts)
-        checked.columns = _check_history(pts, f"series {name}", positive=infer_category(name) != "rates")
+        checked.columns = _check_history(pts, f"series {name}", positive)
         out[name] = checked
     return out
 
 
 class ForecastRequest(_Strict):
     assets: list[AssetHistory] = Field(min_length=1, max_length=MAX_ASSETS)
-    series: dict[Symbol, list[Point]] = Field(
+    series: dict[Symbol, SeriesValues] = Field(
         default_factory=dict,
         max_length=MAX_SERIES,
         description="benchmarks (BTCUSDT, CRYPTO_EW) and cross-market factors (SPY, GLD, DXY, ...)",
@@ -298,8 +437,8 @@ class ForecastRequest(_Strict):
 
     @field_validator("series")
     @classmethod
-    def _series_ok(cls, v: dict[str, list[Point]]) -> dict[str, list[Point]]:
-        return _check_series(v)
+    def _series_ok(cls, v: dict[str, SeriesValues]) -> dict[str, list[Point] | SeriesColumns]:
+        return _check_series({k: p.root if isinstance(p, SeriesValues) else p for k, p in v.items()})
 
     @model_validator(mode="after")
     def _unique_symbols(self) -> ForecastRequest:
@@ -503,7 +642,7 @@ def check_against_model(
                 where,
             )
         cols = history_columns(a)
-        _check_grid(cols.us, freq, f"asset {a.symbol}", where)
+        _check_grid(cols.us, freq, f"asset {a.symbol}", where, cols.columnar)
         _check_plausible(cols, freq, f"asset {a.symbol}", where, positive=True)
         if len(cols.close) > 2 and np.all(cols.close == cols.close[0]):
             raise RequestError(
@@ -513,7 +652,7 @@ def check_against_model(
     for name, pts in req.series.items():
         cols = history_columns(pts)
         if name in required_series and is_bar_series(name, benchmarks):
-            _check_grid(cols.us, freq, f"series {name}", f"series.{name}")
+            _check_grid(cols.us, freq, f"series {name}", f"series.{name}", cols.columnar)
         positive = infer_category(name) != "rates"
         _check_plausible(cols, freq, f"series {name}", f"series.{name}", positive)
 
@@ -547,7 +686,7 @@ def _check_plausible(cols: HistoryColumns, freq: pd.Timedelta, what: str, where:
         stamp = (_EPOCH + timedelta(microseconds=int(us[i]))).isoformat()
         raise RequestError(
             f"{what}: timestamp {stamp} is in the future (after now plus one {freq} bar)",
-            f"{where}[{i}].timestamp",
+            point_path(where, i, "timestamp", cols.columnar),
         )
     if positive and close.size > 1:
         ratio = np.abs(np.diff(np.log(close)))
@@ -558,11 +697,11 @@ def _check_plausible(cols: HistoryColumns, freq: pd.Timedelta, what: str, where:
                 f"{what}: close {close[i]:g} is {math.exp(ratio[i - 1]):.3g}x away from the previous close "
                 f"{close[i - 1]:g}: an implausible jump (limit {MAX_PRICE_JUMP:g}x per step, "
                 "setting ABETA_MAX_PRICE_JUMP)",
-                f"{where}[{i}].close",
+                point_path(where, i, "close", cols.columnar),
             )
 
 
-def _check_grid(us: np.ndarray, freq: pd.Timedelta, what: str, where: str) -> None:
+def _check_grid(us: np.ndarray, freq: pd.Timedelta, what: str, where: str, columnar: bool = False) -> None:
     """Every step between consecutive stamps (int64 us, UTC) equals `freq`; else the first bad step."""
     steps = np.diff(us)
     step_us = freq // pd.Timedelta(microseconds=1)
@@ -574,5 +713,5 @@ def _check_grid(us: np.ndarray, freq: pd.Timedelta, what: str, where: str) -> No
         left, right = (pd.Timestamp(int(us[k]), unit="us", tz="UTC").isoformat() for k in (i, i + 1))
         raise RequestError(
             f"{what}: {kind} between {left} and {right} (step {gap}, the model's frequency is {freq})",
-            f"{where}[{i + 1}].timestamp",
+            point_path(where, i + 1, "timestamp", columnar),
         )

@@ -29,7 +29,7 @@ import pandas as pd
 from adaptive_beta.models.data.schema import DataError, btc_benchmark
 from adaptive_beta.models.settings import settings_at_import
 from adaptive_beta.serving.backtest_schemas import DEFAULT_ESTIMATORS, BacktestRequest
-from adaptive_beta.serving.schemas import RequestError
+from adaptive_beta.serving.schemas import RequestError, history_columns
 
 MAX_REBALANCES = settings_at_import().max_rebalances  # ABETA_MAX_REBALANCES
 MAX_MODEL_WINDOWS = settings_at_import().max_model_windows  # ABETA_MAX_MODEL_WINDOWS
@@ -150,7 +150,7 @@ def _audit_inputs(state, req: BacktestRequest, include_model: bool):
         return SimpleNamespace(
             rows=pd.DataFrame(index=pd.Index([], name="symbol")),
             symbols=[a.symbol for a in req.assets],
-            as_of=[pd.Timestamp(a.history[-1].timestamp) for a in req.assets],
+            as_of=[pd.Timestamp(int(history_columns(a).us[-1]), unit="us", tz="UTC") for a in req.assets],
         ), None
 
 

@@ -363,29 +363,35 @@ def test_explain_record_draws_one_price_chart_per_asset(client, seeded):
         assert c["data"]["datasets"][0]["data"] == closes
 
 
-def test_inputs_summary_keeps_the_last_120_closes_in_utc():
-    """130 bars (the first 65 with naive stamps, the rest at +02:00): 120 kept, stamps in UTC."""
+@pytest.mark.parametrize("form", ["rows", "columns"])
+def test_inputs_summary_keeps_the_last_120_closes_in_utc(form):
+    """130 bars (the first 65 with naive stamps, the rest at +02:00): 120 kept, stamps in UTC,
+    whichever form (bar objects or columns) the history was sent in."""
     from datetime import datetime, timedelta, timezone
-    from types import SimpleNamespace
 
     from adaptive_beta.serving.app_state import AUDIT_CLOSES, AppState
+    from adaptive_beta.serving.schemas import ForecastRequest
 
     plus2 = timezone(timedelta(hours=2))
     t0 = datetime(2025, 1, 1)
-    bars = [
-        SimpleNamespace(
-            timestamp=(t0 + timedelta(days=i))
-            if i < 65
-            else (t0 + timedelta(days=i, hours=2)).replace(tzinfo=plus2),
-            close=100.0 + i,
-        )
+    stamps = [
+        (t0 + timedelta(days=i)) if i < 65 else (t0 + timedelta(days=i, hours=2)).replace(tzinfo=plus2)
         for i in range(130)
     ]
-    req = SimpleNamespace(
-        assets=[
-            SimpleNamespace(symbol="ETHUSDT", history=bars),
-            SimpleNamespace(symbol="XUSDT", history=bars[:3]),
-        ]
+    closes = [100.0 + i for i in range(130)]
+
+    def history(n):
+        if form == "columns":
+            return {"timestamps": [t.isoformat() for t in stamps[:n]], "close": closes[:n]}
+        return [{"timestamp": t.isoformat(), "close": c} for t, c in zip(stamps[:n], closes[:n], strict=True)]
+
+    req = ForecastRequest.model_validate(
+        {
+            "assets": [
+                {"symbol": "ETHUSDT", "history": history(130)},
+                {"symbol": "XUSDT", "history": history(3)},
+            ]
+        }
     )
     out = AppState.inputs_summary(req, ["ETHUSDT"])
     assert list(out) == ["ETHUSDT"] and AUDIT_CLOSES == 120  # only assets the model used

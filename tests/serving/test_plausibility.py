@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from adaptive_beta.serving.errors import _field_of
 from adaptive_beta.serving.schemas import (
     CLOCK_SKEW_S,
     MAX_PRICE_JUMP,
@@ -45,7 +46,9 @@ def _refused(body: dict) -> RequestError:
 def test_a_close_must_be_a_json_number(bad):
     with pytest.raises(ValidationError) as exc:
         ForecastRequest.model_validate_json(json.dumps(_body([10.0, bad, 11.0])))
-    assert exc.value.errors()[0]["loc"] == ("assets", 0, "history", 1, "close")
+    # pydantic's loc names the form of the history ("rows"); the service's path leaves it out
+    assert exc.value.errors()[0]["loc"] == ("assets", 0, "history", "rows", 1, "close")
+    assert _field_of(exc.value.errors()[0]["loc"]) == "assets[0].history[1].close"
 
 
 def test_integers_are_numbers():
