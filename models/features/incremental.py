@@ -104,7 +104,8 @@ class PanelBars:
     def __init__(self, panel: Panel, symbols: list[str] | None = None):
         symbols = symbols or sorted(panel.symbols)
         p = panel.select(symbols) if symbols != panel.symbols else panel
-        self.index = p.index
+        self.index, self.symbols = p.index, list(symbols)
+        self.benchmark_names, self.factor_names = p.benchmark_names, p.factor_names
 
         def arr(frame: pd.DataFrame) -> np.ndarray:
             return frame.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -200,6 +201,12 @@ class IncrementalFeatures:
 
     def extend(self, bars: PanelBars) -> None:
         """Append every bar of `bars` (rows on the grid after `last_timestamp`), without building rows."""
+        names = (bars.symbols, bars.benchmark_names, bars.factor_names)
+        if names != (self.symbols, self.benchmark_names, self.factor_names):
+            raise ValueError(
+                f"panel series {names} differ from the feature state's "
+                f"{(self.symbols, self.benchmark_names, self.factor_names)}"
+            )
         for i in range(len(bars)):
             self._update(bars.bar(i))
 

@@ -202,6 +202,8 @@ def test_bad_bars_are_refused_without_touching_the_state(panel):
     neg[1] = -1.0
     with pytest.raises(ValueError, match=f"field 'close' of {engine.symbols[1]}"):
         engine.append(Bar(**{**good.__dict__, "close": neg}))
+    with pytest.raises(ValueError, match="panel series .* differ"):
+        engine.extend(PanelBars(panel, [s for s in engine.symbols if s != LATE]))
     assert engine.bars_seen == 300
     row = engine.append(good)
     batch = compute_feature_arrays(panel.slice(end=panel.index[300]))
