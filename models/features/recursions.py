@@ -5,12 +5,11 @@ vectorised over whatever shape it was built with (assets, benchmarks x assets, f
 assets).  All state lives in numpy arrays registered with a `StateArrays` store, so the whole
 engine serialises to one `.npz` and a new asset can be inserted along the asset axis.
 
-Precision: window sums are kept as running sums (add the new row, subtract the row leaving);
-each time the ring buffer wraps (once per `window` bars) the sums are recomputed afresh from the
-buffer (periodic re-summation), so round-off never accumulates over more than one window
-(amortised O(1) per bar).  The batch `rolling_sum` differences cumulative sums instead, whose
-error grows with the whole history: over thousands of bars the incremental sums are the more
-accurate of the two (tests/models/test_features_incremental.py measures both).
+Precision: a window sum is the difference of two running totals, as in the batch
+`rolling_sum`, but the totals are rebased to zero once per window (see `WindowSums`), so
+round-off never accumulates beyond about two windows of values (amortised O(1) per bar).  The
+batch totals grow with the whole history instead: over thousands of bars the incremental sums
+are the more accurate of the two (tests/models/test_features_incremental.py measures both).
 Exponential sums use the recursion `S = decay * S + a`, the same first-order IIR filter as the
 batch `ewm_sum` (scipy `lfilter`), so they agree bit for bit.
 """
@@ -79,27 +78,32 @@ class StateArrays:
 class WindowSums:
     """Sums over the last `window` bars of rows of shape `shape` (callers zero-fill missing values).
 
-    A ring buffer of the last `window` rows plus running sums: O(size) per bar, with an exact
-    re-summation of the buffer whenever it wraps (see the module docstring).  Values must be finite.
+    A ring of the last `window` + 1 running totals C_t = C_{t-1} + a_t; the window sum is
+    C_t - C_{t-window}, the batch `rolling_sum` rule.  Unlike the batch's totals, which grow
+    with the whole history, these are rebased to zero once per window (every stored total minus
+    the newest one), so the round-off of a window sum stays that of about two windows of values
+    however long the engine runs (amortised O(1) per bar).  A window of zeros sums to exactly 0
+    (equal totals stay equal through a rebase), as in the batch: no tiny negative sum of squares.
+    Values must be finite.
     """
 
     def __init__(self, store: StateArrays, name: str, window: int, shape: tuple[int, ...], asset_axis: bool):
         if window < 1:
             raise ValueError(f"window must be at least one bar, got {window}")
         self.window = int(window)
-        store.new(self, "buf", f"{name}.buf", (self.window, *shape), 0.0, asset_axis)
+        store.new(self, "totals", f"{name}.totals", (self.window + 1, *shape), 0.0, asset_axis)
         store.new(self, "sums", f"{name}.sums", tuple(shape), 0.0, asset_axis)
 
     def push(self, t: int, values: np.ndarray) -> np.ndarray:
         """Append bar number t (0, 1, 2, ...) and return the window sums (a view: copy to keep)."""
-        pos = t % self.window
-        sums = self.sums
-        sums += values
-        sums -= self.buf[pos]
-        self.buf[pos] = values
-        if pos == self.window - 1:  # the buffer holds exactly the window: re-sum it
-            np.sum(self.buf, axis=0, out=sums)
-        return sums
+        size = self.window + 1
+        totals = self.totals
+        now = totals[t % size]
+        np.add(totals[(t - 1) % size], values, out=now)  # slot of t-1 holds 0 before the first bar
+        np.subtract(now, totals[(t + 1) % size], out=self.sums)  # slot of t - window (0 until written)
+        if (t + 1) % self.window == 0:  # rebase: the newest total becomes exactly 0
+            totals -= now.copy()
+        return self.sums
 
 
 class Lags:
