@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,16 +139,16 @@ class IncrementalFeatures:
         self,
         spec: FeatureSpec,
         freq: pd.Timedelta | str,
-        symbols: list[str],
-        benchmark_names: list[str],
-        factor_names: list[str] = (),
-        factor_categories: dict[str, str] | None = None,
+        symbols: Sequence[str],
+        benchmark_names: Sequence[str],
+        factor_names: Sequence[str] = (),
+        factor_categories: Mapping[str, str] | None = None,
     ):
         self.spec = spec
         self.freq = pd.Timedelta(parse_duration(freq))
         if len(set(symbols)) != len(symbols):
             raise ValueError(f"symbols must be distinct, got {list(symbols)}")
-        self.symbols = sorted(symbols)
+        self.symbols = sorted(symbols)  # the batch's asset order
         self.benchmark_names = list(benchmark_names)
         self.factor_names = list(factor_names)
         self.factor_categories = {n: (factor_categories or {}).get(n, "other") for n in self.factor_names}
