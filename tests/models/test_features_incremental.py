@@ -40,6 +40,11 @@ OPTIONAL = FeatureSpec(
 
 def _market(days: int, n_assets: int = 5, seed: int = 11):
     """A simulated 8h market with the awkward cases put in (see the module docstring)."""
+    return build_panel(*_market_inputs(days, n_assets, seed))
+
+
+def _market_inputs(days: int, n_assets: int = 5, seed: int = 11):
+    """The raw asset frames and factor publications of `_market`."""
     sim = simulate(SimConfig(n_assets=n_assets, days=days, freq="8h", seed=seed, start="2021-11-20"))
     assets = {s: f.copy() for s, f in sim.assets.items()}
     idx = assets[LATE].index
@@ -62,7 +67,7 @@ def _market(days: int, n_assets: int = 5, seed: int = 11):
             infer_category(name),
             "us_close",
         )
-    return build_panel(assets, factors)
+    return assets, factors
 
 
 @pytest.fixture(scope="module")
