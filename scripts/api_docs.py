@@ -59,6 +59,8 @@ def signature_text(func) -> str:
     """`(name: type = default, ...) -> type` with the annotations as written (they are strings)."""
     parts, star = [], False
     for p in inspect.signature(func).parameters.values():
+        if p.name == "self":
+            continue
         if p.kind is p.KEYWORD_ONLY and not star:
             parts.append("*")
             star = True
@@ -84,14 +86,16 @@ def render() -> str:
             continue
         obj = getattr(adaptive_beta, name)
         kind = "class" if inspect.isclass(obj) else "function"
-        sig = signature_text(obj) if kind == "function" else ""
+        made_by_hand = kind == "class" and not hasattr(obj, "__dataclass_fields__")  # results are dataclasses
+        sig = signature_text(obj).removesuffix(" -> None") if kind == "function" or made_by_hand else ""
         parts.append(f"## `ab.{name}{sig}`\n\n{inspect.getdoc(obj)}\n")
         if kind == "class":
             for meth, member in inspect.getmembers(obj):
                 if meth.startswith("_") or not (inspect.isfunction(member) or isinstance(member, property)):
                     continue
                 text = inspect.getdoc(member) or ""
-                parts.append(f"- `{name}.{meth}`: {text}\n" if text else f"- `{name}.{meth}`\n")
+                sig = signature_text(member) if inspect.isfunction(member) else ""
+                parts.append(f"- `{name}.{meth}{sig}`: {text}\n" if text else f"- `{name}.{meth}{sig}`\n")
     return "\n".join(parts)
 
 

@@ -331,3 +331,28 @@ def test_local_service_logs_every_call_and_the_audit_functions_read_verify_expor
     con.close()
     bad = ab.verify_audit(db)
     assert not bad.ok and bad.first_bad_seq == 2 and bad.kind == "modified"
+
+
+def test_forecast_history_is_out_of_sample_only_and_equals_bundle_forecasts(tiny):
+    from adaptive_beta.models.bundle.folder import load_bundle
+    from adaptive_beta.models.data.schema import build_panel
+    from adaptive_beta.models.portfolio.forecasts import bundle_forecasts
+    from tests.serving.conftest import published_spy, synthetic_market
+
+    folder, _ = tiny
+    assets, spy = synthetic_market()
+    panel = build_panel(assets, {"SPY": published_spy(spy)}, freq="1d")
+    model = ab.load_model(folder)
+    got = model.forecast_history(panel, start="2025-02-20")
+    end = model.meta.training_end()
+    assert end == pd.Timestamp("2025-02-15", tz="UTC")
+    rows = np.nonzero(panel.index >= pd.Timestamp("2025-02-20", tz="UTC"))[0]
+    ref = bundle_forecasts(panel, load_bundle(folder), rows, out_of_sample_after=end)
+    assert set(got) == set(model.meta.benchmarks)
+    for b in got:
+        pd.testing.assert_frame_equal(got[b], ref[b])
+    btc = got["BTCUSDT"]
+    assert btc.loc[:"2025-02-19"].isna().all().all()  # before `start` and inside training: none
+    assert btc.loc["2025-02-20":, "SOLUSDT"].notna().sum() == len(rows)
+    every = model.forecast_history(panel)["BTCUSDT"]
+    assert every.loc[:"2025-02-15"].isna().all().all() and every.loc["2025-02-16":, "SOLUSDT"].notna().all()
