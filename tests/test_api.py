@@ -356,3 +356,47 @@ def test_forecast_history_is_out_of_sample_only_and_equals_bundle_forecasts(tiny
     assert btc.loc["2025-02-20":, "SOLUSDT"].notna().sum() == len(rows)
     every = model.forecast_history(panel)["BTCUSDT"]
     assert every.loc[:"2025-02-15"].isna().all().all() and every.loc["2025-02-16":, "SOLUSDT"].notna().all()
+
+
+@pytest.fixture(scope="module")
+def sim_spy(tmp_path_factory):
+    """A simulated dataset whose SPX factor is also filed as SPY: the tiny bundle's input series."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("simspy")
+    folder = ab.simulate(root / "sim", seed=5, n_assets=4, days=400)
+    shutil.copy(folder / "factors" / "SPX.csv", folder / "factors" / "SPY.csv")
+    return folder
+
+
+def test_local_service_builds_each_request_from_a_dataset_as_a_client_does(tiny, sim_spy, tmp_path):
+    from adaptive_beta.models.bundle.panel_frame import panel_frame_from_panel
+    from adaptive_beta.serving.client import raw_factor_series
+
+    folder, _ = tiny
+    panel = ab.load_dataset(sim_spy)
+    end = panel.index[-3]
+    db = tmp_path / "audit.db"
+    with ab.LocalService(folder, db) as service:
+        answer = service.forecast(panel, ["ETHUSDT"], end=end, caller="desk-a")
+        required = service.required
+    [fc] = answer["forecasts"]
+    assert fc["symbol"] == "ETHUSDT" and pd.Timestamp(fc["as_of"]) == end
+    model = ab.load_model(folder)
+    frame = panel_frame_from_panel(panel, required, ["ETHUSDT"], raw_factor_series(sim_spy), end)
+    expected = model.predict(frame).iloc[0]
+    for b in model.meta.benchmarks:
+        assert fc["betas"][b]["beta"] == pytest.approx(expected[b], abs=1e-6)
+    assert ab.read_audit(db)["symbols"].tolist() == [["ETHUSDT"]]
+
+
+def test_model_evaluate_is_abeta_evaluate_model(tiny, sim_spy):
+    from adaptive_beta.training.evaluate_model import evaluate_model
+
+    folder, _ = tiny
+    card = ab.load_model(folder).evaluate(sim_spy, n_boot=50)
+    ref = evaluate_model(str(folder), str(sim_spy), "30d", None, 50, progress=False)
+    assert card.records == ref.records
+    model_rows = [r for r in card.records if r["kind"] == "model" and r["metric"] == "rmse"]
+    assert model_rows and {r["split"] for r in card.records} == {"oos", "pooled"}  # one block, and pooled
+    assert all(0 < r["value"] < 5 for r in model_rows)

@@ -189,6 +189,14 @@ class Model:
         after = self.meta.training_end()
         return bundle_forecasts(panel, self.bundle, np.nonzero(keep)[0], out_of_sample_after=after)
 
+    def evaluate(self, data: str | Path, horizon: str = "30d", start: str | None = None, n_boot: int = 500):
+        """Scorecard of this model, unchanged, beside every baseline on another dataset (what
+        `abeta evaluate model` writes): one block `oos` from the first bar with a full window (or
+        `start`); `data` is a dataset folder or manifest.  Run by ONNX Runtime as served."""
+        from adaptive_beta.training.evaluate_model import evaluate_model
+
+        return evaluate_model(self.source, str(data), horizon, start, n_boot, progress=False)
+
 
 def _only(frame: pd.DataFrame, symbols: list[str] | None) -> pd.DataFrame:
     """Rows of the given symbols (all when None), renumbered."""
