@@ -32,7 +32,19 @@ res = ab.classical_beta(
 model = ab.load_model("models:/adaptive-beta@champion")  # or a bundle folder
 model.predict(panel)  # one row per asset: betas, intervals, regime probabilities
 model.explain(panel)  # group Shapley contributions per asset and benchmark
+
+run = ab.train(folder, model={"epochs": 2}, walk_forward={"max_folds": 1})  # what `abeta train` does
+print(run.scorecard.table())  # the model beside every baseline on the same test rows
+report = ab.backtest(panel, ab.baseline_forecasts(panel, ["rolling_ols_30d", "welch_hl60d"]))
+print(report.text())  # what `abeta backtest` prints
+
+with ab.LocalService(run.bundle_dir, "audit.db") as service:  # the service's endpoints, no HTTP
+    service.forecast(panel, ["ETHUSDT"], caller="desk-a")  # logged before it answers
+ab.verify_audit("audit.db").ok
 ```
+
+Notebooks import only this module (plus numpy, pandas, matplotlib, mlflow, IPython); a deep module
+(`adaptive_beta.models...`, `adaptive_beta.training...`) is for the service and the training job.
 
 ## The panel frame
 
@@ -47,6 +59,8 @@ def signature_text(func) -> str:
     """`(name: type = default, ...) -> type` with the annotations as written (they are strings)."""
     parts, star = [], False
     for p in inspect.signature(func).parameters.values():
+        if p.name == "self":
+            continue
         if p.kind is p.KEYWORD_ONLY and not star:
             parts.append("*")
             star = True
@@ -62,7 +76,6 @@ def signature_text(func) -> str:
 
 def render() -> str:
     import adaptive_beta
-    from adaptive_beta import api
     from adaptive_beta.models.bundle import panel_frame
 
     doc = inspect.getdoc(panel_frame) or ""
@@ -71,16 +84,18 @@ def render() -> str:
     for name in adaptive_beta.__all__:
         if name.startswith("__"):
             continue
-        obj = getattr(api, name)
+        obj = getattr(adaptive_beta, name)
         kind = "class" if inspect.isclass(obj) else "function"
-        sig = signature_text(obj) if kind == "function" else ""
+        made_by_hand = kind == "class" and not hasattr(obj, "__dataclass_fields__")  # results are dataclasses
+        sig = signature_text(obj).removesuffix(" -> None") if kind == "function" or made_by_hand else ""
         parts.append(f"## `ab.{name}{sig}`\n\n{inspect.getdoc(obj)}\n")
         if kind == "class":
             for meth, member in inspect.getmembers(obj):
                 if meth.startswith("_") or not (inspect.isfunction(member) or isinstance(member, property)):
                     continue
                 text = inspect.getdoc(member) or ""
-                parts.append(f"- `{name}.{meth}`: {text}\n" if text else f"- `{name}.{meth}`\n")
+                sig = signature_text(member) if inspect.isfunction(member) else ""
+                parts.append(f"- `{name}.{meth}{sig}`: {text}\n" if text else f"- `{name}.{meth}{sig}`\n")
     return "\n".join(parts)
 
 

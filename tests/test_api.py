@@ -38,6 +38,20 @@ def test_import_is_lazy_and_lists_the_api():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     assert {"load_dataset", "simulate", "load_model", "classical_beta", "evaluate_baselines"} <= set(dir(ab))
+    assert {"train", "backtest", "LocalService", "read_audit", "verify_audit", "forward_betas"} <= set(
+        dir(ab)
+    )
+
+
+def test_every_public_name_resolves_without_loading_torch():
+    """Resolving all of `ab.__all__` loads the defining modules, whose imports are lazy: only
+    calling `ab.train` may load torch."""
+    code = (
+        "import sys, adaptive_beta as ab; objs = [getattr(ab, n) for n in ab.__all__]; "
+        "print(len(objs), 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == [str(len(ab.__all__)), "False"]
     with pytest.raises(AttributeError):
         ab.no_such_function  # noqa: B018
 
@@ -190,3 +204,199 @@ def test_panel_frame_from_a_panel_has_the_required_history_and_no_asset_twice(si
     assert frame["timestamp"].max() == panel.index[-1].tz_localize(None) and frame["timestamp"].dt.tz is None
     with pytest.raises(DataError, match="input series of the model"):
         panel_frame_from_panel(panel, required, symbols=["ETHUSDT", "BTCUSDT"])
+
+
+def test_forward_betas_true_forward_betas_and_folds_equal_the_deep_modules(sim):
+    from adaptive_beta.models.features.targets import forward_betas, true_forward_betas
+    from adaptive_beta.training.splits import WalkForwardConfig, make_folds
+
+    panel = ab.load_dataset(sim)
+    pd.testing.assert_frame_equal(ab.forward_betas(sim, "30d"), forward_betas(panel, "30d"))
+    true = ab.true_forward_betas(panel, "30d")
+    pd.testing.assert_frame_equal(true, true_forward_betas(panel, "30d"))
+    assert true["BTCUSDT"].notna().sum() > 1000
+    splits = {"train_min": "300d", "val": "60d", "test": "120d"}
+    folds = ab.walk_forward_folds(panel, **splits)
+    ref = make_folds(panel.index, WalkForwardConfig(**splits))
+    assert list(folds["fold"]) == [f.name for f in ref] and len(ref) >= 2
+    assert list(folds["test_start"]) == [f.test_start for f in ref]
+    assert list(folds["train_end"]) == [f.train_end for f in ref]
+
+
+def test_features_are_the_feature_table_with_groups(sim):
+    from adaptive_beta.models.features.compute import compute_features
+
+    panel = ab.load_dataset(sim)
+    table = ab.features(panel)
+    ref = compute_features(panel)
+    pd.testing.assert_frame_equal(table.frame, ref.frame)
+    assert table.groups == ref.groups and set(table.groups) == set(table.frame.columns)
+    assert set(table.base_columns) == {"BTCUSDT", "CRYPTO_EW"}
+
+
+def test_backtest_equals_run_backtest_and_prints_the_cli_tables(sim):
+    from adaptive_beta.models.estimators.baselines import baseline_forecasts
+    from adaptive_beta.models.portfolio.backtest import BacktestConfig, run_backtest
+    from adaptive_beta.models.portfolio.book import default_hedges, default_portfolio
+    from adaptive_beta.models.portfolio.metrics import episodes_for, rolling_beta, summary_table
+    from adaptive_beta.models.portfolio.report_text import format_tables
+
+    panel = ab.load_dataset(sim)
+    names = ["rolling_ols_30d", "welch_hl60d"]
+    fc = ab.baseline_forecasts(panel, names)
+    every = baseline_forecasts(panel.returns(), panel.benchmark_returns(), panel.factor_returns(), panel.freq)
+    assert list(fc) == names
+    pd.testing.assert_frame_equal(fc["welch_hl60d"]["BTCUSDT"], every["welch_hl60d"]["BTCUSDT"])
+    with pytest.raises(ValueError, match="unknown baseline"):
+        ab.baseline_forecasts(panel, ["rolling_ols_31d"])
+
+    report = ab.backtest(panel, fc, start="2021-06-01")
+    weights = default_portfolio(panel.symbols).weights()
+    cfg = BacktestConfig(benchmarks=("BTCUSDT",), start="2021-06-01")
+    hedges = default_hedges(panel.symbols)
+    ref = run_backtest(
+        panel.returns(), panel.benchmark_returns(), panel.funding_rate, weights, fc, panel.freq, cfg, hedges
+    )
+    table = summary_table(ref, panel.freq, episodes_for(panel.meta, panel.index))
+    pd.testing.assert_frame_equal(report.table, table)
+    assert report.weights == weights and report.hedges == hedges == ["BTCUSDT", "ETHUSDT"]
+    assert set(report.paths) == {"unhedged", *names}
+    pd.testing.assert_frame_equal(report.paths["welch_hl60d"], ref.paths["welch_hl60d"].frame)
+    assert report.text() == format_tables(table, report.ratios, ["BTCUSDT"])
+    assert report.ratios.loc["rolling_ols_30d", "vol_ann_ratio"] == pytest.approx(1.0)
+    # the hedged book's beta to BTC is far closer to 0 than the unhedged one's
+    full = report.table.xs("full", level="period")["beta_BTCUSDT"]
+    assert full["unhedged"] > 0.5 and abs(full["welch_hl60d"]) < 0.5 * full["unhedged"]
+    rolling = report.rolling_beta()
+    assert list(rolling.columns) == names
+    expected = rolling_beta(ref.paths["welch_hl60d"].frame["ret_gross"], ref.bench_returns["BTCUSDT"], 30)
+    pd.testing.assert_series_equal(rolling["welch_hl60d"], expected, check_names=False)
+    assert ab.episodes(panel) == episodes_for(panel.meta, panel.index)
+
+
+def test_predict_and_explain_keep_only_the_symbols_asked_for(tiny):
+    folder, body = tiny
+    model = ab.load_model(folder)
+    frame = _frame(body)
+    full = model.predict(frame)
+    one = model.predict(frame, symbols=["SOLUSDT"])
+    assert list(one["symbol"]) == ["SOLUSDT"]
+    pd.testing.assert_frame_equal(one, full[full["symbol"] == "SOLUSDT"].reset_index(drop=True))
+    exp = model.explain(frame, symbols=["SOLUSDT", "ETHUSDT"])
+    assert set(exp["symbol"]) == {"SOLUSDT", "ETHUSDT"}
+    n_groups = exp["group"].nunique()
+    assert len(exp) == 2 * len(model.meta.benchmarks) * n_groups
+    for (_, _), rows in exp.groupby(["symbol", "benchmark"]):
+        assert rows["contribution"].sum() == pytest.approx(
+            rows["beta"].iloc[0] - rows["baseline"].iloc[0], abs=1e-6
+        )
+
+
+def test_local_service_logs_every_call_and_the_audit_functions_read_verify_export_report(tiny, tmp_path):
+    import sqlite3
+
+    folder, body = tiny
+    db = tmp_path / "audit" / "audit.db"
+    model = ab.load_model(folder)
+    expected = model.predict(_frame(body)).set_index("symbol")
+    with ab.LocalService(folder, db) as service:
+        assert service.required["series"] == ["BTCUSDT", "CRYPTO_EW", "SPY"]
+        answers = [service.forecast(body, caller=f"desk-{k}") for k in range(3)]
+        explained = service.explain(body, caller="risk", top_groups=2)
+    got = {f["symbol"]: f for f in answers[0]["forecasts"]}
+    for sym in expected.index:
+        for b in model.meta.benchmarks:
+            assert got[sym]["betas"][b]["beta"] == pytest.approx(expected.at[sym, b], abs=1e-6)
+    assert "request_id" in explained
+
+    assert ab.count_audit(db) == 4 and ab.count_audit(db, endpoint="/forecast") == 3
+    records = ab.read_audit(db, limit=10)
+    assert list(records["seq"]) == [4, 3, 2, 1]  # newest first
+    assert list(records["caller"]) == ["risk", "desk-2", "desk-1", "desk-0"]
+    assert ab.read_audit(db, caller="desk-1")["seq"].tolist() == [2]
+    ok = ab.verify_audit(db)
+    assert ok.ok and ok.n_records == 4 and ok.head_hash == records["hash"].iloc[0]
+
+    assert ab.export_audit(db, tmp_path / "out.parquet") == 4
+    assert pd.read_parquet(tmp_path / "out.parquet")["seq"].tolist() == [1, 2, 3, 4]
+    assert ab.export_audit(db, tmp_path / "out.csv", fmt="csv") == 4
+
+    report = ab.audit_report(db, out=tmp_path / "report.html")
+    assert report.n_records == 4 and report.verify.ok and report.path.stat().st_size > 1000
+    assert sum(report.counts.values()) == 4
+
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("DROP TRIGGER audit_records_no_update")
+    con.execute("UPDATE audit_records SET caller = 'desk-z' WHERE seq = 2")
+    con.close()
+    bad = ab.verify_audit(db)
+    assert not bad.ok and bad.first_bad_seq == 2 and bad.kind == "modified"
+
+
+def test_forecast_history_is_out_of_sample_only_and_equals_bundle_forecasts(tiny):
+    from adaptive_beta.models.bundle.folder import load_bundle
+    from adaptive_beta.models.data.schema import build_panel
+    from adaptive_beta.models.portfolio.forecasts import bundle_forecasts
+    from tests.serving.conftest import published_spy, synthetic_market
+
+    folder, _ = tiny
+    assets, spy = synthetic_market()
+    panel = build_panel(assets, {"SPY": published_spy(spy)}, freq="1d")
+    model = ab.load_model(folder)
+    got = model.forecast_history(panel, start="2025-02-20")
+    end = model.meta.training_end()
+    assert end == pd.Timestamp("2025-02-15", tz="UTC")
+    rows = np.nonzero(panel.index >= pd.Timestamp("2025-02-20", tz="UTC"))[0]
+    ref = bundle_forecasts(panel, load_bundle(folder), rows, out_of_sample_after=end)
+    assert set(got) == set(model.meta.benchmarks)
+    for b in got:
+        pd.testing.assert_frame_equal(got[b], ref[b])
+    btc = got["BTCUSDT"]
+    assert btc.loc[:"2025-02-19"].isna().all().all()  # before `start` and inside training: none
+    assert btc.loc["2025-02-20":, "SOLUSDT"].notna().sum() == len(rows)
+    every = model.forecast_history(panel)["BTCUSDT"]
+    assert every.loc[:"2025-02-15"].isna().all().all() and every.loc["2025-02-16":, "SOLUSDT"].notna().all()
+
+
+@pytest.fixture(scope="module")
+def sim_spy(tmp_path_factory):
+    """A simulated dataset whose SPX factor is also filed as SPY: the tiny bundle's input series."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("simspy")
+    folder = ab.simulate(root / "sim", seed=5, n_assets=4, days=400)
+    shutil.copy(folder / "factors" / "SPX.csv", folder / "factors" / "SPY.csv")
+    return folder
+
+
+def test_local_service_builds_each_request_from_a_dataset_as_a_client_does(tiny, sim_spy, tmp_path):
+    from adaptive_beta.models.bundle.panel_frame import panel_frame_from_panel
+    from adaptive_beta.serving.client import raw_factor_series
+
+    folder, _ = tiny
+    panel = ab.load_dataset(sim_spy)
+    end = panel.index[-3]
+    db = tmp_path / "audit.db"
+    with ab.LocalService(folder, db) as service:
+        answer = service.forecast(panel, ["ETHUSDT"], end=end, caller="desk-a")
+        required = service.required
+    [fc] = answer["forecasts"]
+    assert fc["symbol"] == "ETHUSDT" and pd.Timestamp(fc["as_of"]) == end
+    model = ab.load_model(folder)
+    frame = panel_frame_from_panel(panel, required, ["ETHUSDT"], raw_factor_series(sim_spy), end)
+    expected = model.predict(frame).iloc[0]
+    for b in model.meta.benchmarks:
+        assert fc["betas"][b]["beta"] == pytest.approx(expected[b], abs=1e-6)
+    assert ab.read_audit(db)["symbols"].tolist() == [["ETHUSDT"]]
+
+
+def test_model_evaluate_is_abeta_evaluate_model(tiny, sim_spy):
+    from adaptive_beta.training.evaluate_model import evaluate_model
+
+    folder, _ = tiny
+    card = ab.load_model(folder).evaluate(sim_spy, n_boot=50)
+    ref = evaluate_model(str(folder), str(sim_spy), "30d", None, 50, progress=False)
+    assert card.records == ref.records
+    model_rows = [r for r in card.records if r["kind"] == "model" and r["metric"] == "rmse"]
+    assert model_rows and {r["split"] for r in card.records} == {"oos", "pooled"}  # one block, and pooled
+    assert all(0 < r["value"] < 5 for r in model_rows)

@@ -608,6 +608,9 @@ def _score_split(
             vals.update(mse_ratio=ratio, mse_ratio_lo=lo, mse_ratio_hi=hi)
             if n != ref:
                 vals["dm_pvalue"] = M.diebold_mariano(loss.mean().to_numpy(), ref_mean, h=h).pvalue
+            if n != ref and split == "pooled":  # diagnostic: the fixed block beside Politis-White's
+                vals["mse_ratio_block"] = block
+                vals["mse_ratio_block_opt"] = M.optimal_block(loss.sum().to_numpy(), ref_sum)
         out += [_record(n, kind, bench, m, split, v) for m, v in vals.items()]
     return [r for r in out if r is not None]
 

@@ -18,24 +18,43 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-# The public API (`adaptive_beta.api`), loaded on first use so `import adaptive_beta` stays fast.
-__all__ = [
-    "load_dataset",
-    "simulate",
-    "load_model",
-    "classical_beta",
-    "evaluate_baselines",
-    "Model",
-    "BetaResult",
-    "__version__",
-]
+# The public API, loaded on first use so `import adaptive_beta` stays fast and torch-free: each
+# name maps to the small module that defines it (data and models, backtests, the audit trail).
+_HOMES = {
+    "api": (
+        "load_dataset",
+        "simulate",
+        "features",
+        "forward_betas",
+        "true_forward_betas",
+        "classical_beta",
+        "BetaResult",
+        "walk_forward_folds",
+        "evaluate_baselines",
+        "train",
+        "load_model",
+        "Model",
+    ),
+    "backtesting": ("baseline_forecasts", "episodes", "backtest", "BacktestReport"),
+    "audit_trail": (
+        "LocalService",
+        "read_audit",
+        "count_audit",
+        "verify_audit",
+        "export_audit",
+        "audit_report",
+    ),
+}
+_WHERE = {name: module for module, names in _HOMES.items() for name in names}
+__all__ = [*_WHERE, "__version__"]
 
 
 def __getattr__(name: str):
-    if name in __all__ and name != "__version__":
-        from adaptive_beta import api
+    module = _WHERE.get(name)
+    if module is not None:
+        from importlib import import_module
 
-        return getattr(api, name)
+        return getattr(import_module(f"adaptive_beta.{module}"), name)
     raise AttributeError(f"module 'adaptive_beta' has no attribute {name!r}")
 
 

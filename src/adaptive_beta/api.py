@@ -4,7 +4,9 @@ Why a separate layer: the deep modules are organised for the service and the tra
 module per job, arrays for speed), which made a notebook import fifteen of them.  These functions
 compose them without adding rules of their own, so a number from the API is the number the CLI,
 the service and the scorecard give.  Every import is lazy: `import adaptive_beta` stays fast and
-torch-free; only `evaluate_baselines` loads the training package (still no torch).
+torch-free; `evaluate_baselines` and `walk_forward_folds` load the training package (no torch),
+`train` loads torch.  Backtests are in `adaptive_beta.backtesting`, the audit trail in
+`adaptive_beta.audit_trail`; all are re-exported by `adaptive_beta`.
 """
 
 from __future__ import annotations
@@ -50,6 +52,80 @@ def simulate(
     return write_simulation(_simulate(cfg), out, force=force)
 
 
+def _panel(data) -> Panel:
+    """A loaded `Panel` as is; a dataset path through `load_dataset`."""
+    from adaptive_beta.models.data.schema import Panel
+
+    return data if isinstance(data, Panel) else load_dataset(data)
+
+
+def features(data, **spec):
+    """The causal feature table of a dataset (a `FeatureTable`): what the model sees at every bar.
+
+    Why: the same code computes them in training and in the service, so a notebook inspects the
+    real inputs.  `.frame` is indexed by (timestamp, symbol), `.groups` maps column -> feature
+    group (the players of the Shapley explanations), `.base_columns` the Welch beta per benchmark
+    that the network corrects.  `spec`: `FeatureSpec` fields to change (e.g. `state=True`).
+    """
+    from adaptive_beta.models.features.compute import compute_features
+    from adaptive_beta.models.features.spec import FeatureSpec
+
+    return compute_features(_panel(data), FeatureSpec(**spec))
+
+
+def forward_betas(data, horizon: str = "30d") -> pd.DataFrame:
+    """Realised OLS beta over the next `horizon` (the training target), per (timestamp, symbol).
+
+    One column per benchmark; NaN where the window is incomplete or the asset is the benchmark.
+    """
+    from adaptive_beta.models.features.targets import forward_betas as _forward
+
+    return _forward(_panel(data), horizon)
+
+
+def true_forward_betas(data, horizon: str = "30d") -> pd.DataFrame:
+    """The simulator's true forward beta over the next `horizon`, same layout as `forward_betas`.
+
+    Why: on simulated data the gap between realised and true forward betas is the target's noise
+    floor, which no forecaster can remove.  Raises `DataError` on data without truth files.
+    """
+    from adaptive_beta.models.features.targets import true_forward_betas as _true
+
+    return _true(_panel(data), horizon)
+
+
+def walk_forward_folds(data, **splits) -> pd.DataFrame:
+    """The walk-forward folds (one row each: `fold`, `train_start` ... `test_end`) that training and
+    the scorecards use on this data; `splits`: `WalkForwardConfig` fields (`test="120d"`, `end=...`)."""
+    from adaptive_beta.training.splits import WalkForwardConfig, make_folds
+
+    rows = []
+    for f in make_folds(_panel(data).index, WalkForwardConfig(**splits)):
+        rows.append({"fold": f.name, **{k: getattr(f, k) for k in _FOLD_BOUNDS}})
+    return pd.DataFrame(rows, columns=["fold", *_FOLD_BOUNDS])
+
+
+_FOLD_BOUNDS = ("train_start", "train_end", "val_start", "val_end", "test_start", "test_end")
+
+
+def train(data=None, *, panel: Panel | None = None, **config):
+    """Train, score and export a model exactly as `abeta train` does; returns the `TrainResult`.
+
+    Walk-forward fits on the folds, the scorecard of model and baselines on the same test rows
+    (`.scorecard`), the final fit, the ONNX bundle (`.bundle_dir`, loadable by `load_model`), an
+    MLflow run (`.run_id`) and, unless `register_model=False`, registration with the promotion gate
+    (`.version`, `.promotion`).  `data`: a dataset folder or manifest (None: the built-in simulator);
+    `panel`: the same data already loaded (skips re-reading it).  `config`: `TrainConfig` fields,
+    sections as dicts, e.g. `model={"epochs": 2, "hidden": 8}`, `walk_forward={"max_folds": 1}`,
+    `n_boot=50`, `progress=False`.  Loads torch.
+    """
+    from adaptive_beta.training.train_config import TrainConfig
+    from adaptive_beta.training.train_run import train as _train
+
+    cfg = TrainConfig(data=None if data is None else str(data), **config)
+    return _train(cfg, panel=panel)
+
+
 @dataclass
 class Model:
     """A model bundle ready to forecast and explain, from `load_model`.
@@ -77,18 +153,56 @@ class Model:
         """The bundle's `BundleMeta`: benchmarks, regimes, required history, training period."""
         return self.bundle.meta
 
-    def predict(self, panel) -> pd.DataFrame:
-        """One row per asset: `symbol`, `as_of`, `<bench>`, `<bench>_lo`, `<bench>_hi`, `regime_<r>`."""
+    def predict(self, panel, symbols: list[str] | None = None) -> pd.DataFrame:
+        """One row per asset: `symbol`, `as_of`, `<bench>`, `<bench>_lo`, `<bench>_hi`, `regime_<r>`.
+
+        `symbols`: keep only these assets (default: every asset the data holds)."""
         from adaptive_beta.models.bundle.panel_frame import forecasts_frame
 
-        return forecasts_frame(self.bundle, self.predictor, panel)
+        return _only(forecasts_frame(self.bundle, self.predictor, panel), symbols)
 
-    def explain(self, panel) -> pd.DataFrame:
+    def explain(self, panel, symbols: list[str] | None = None) -> pd.DataFrame:
         """Exact group Shapley values: one row per (symbol, benchmark, group) with `contribution`,
-        `baseline` and `beta`; contributions add up to `beta - baseline`."""
+        `baseline` and `beta`; contributions add up to `beta - baseline`.
+
+        The groups are the bundle's feature groups and the baseline is every feature at its
+        training mean, as the service's explanations (2^G coalitions in one ONNX Runtime call)."""
         from adaptive_beta.models.bundle.panel_frame import explanations_frame
 
-        return explanations_frame(self.bundle, self.predictor, panel)
+        return _only(explanations_frame(self.bundle, self.predictor, panel), symbols)
+
+    def forecast_history(self, data, start: str | None = None, end: str | None = None) -> dict:
+        """Benchmark -> (bar x asset) betas at every bar of `data` in [start, end], for backtests.
+
+        Why out of sample only: a bar inside the model's training period is NaN (a model scored on
+        the data it was fitted on would flatter it), as are bars with too little history."""
+        import numpy as np
+
+        from adaptive_beta.models.portfolio.forecasts import bundle_forecasts
+
+        panel = _panel(data)
+        keep = np.ones(len(panel.index), dtype=bool)
+        if start is not None:
+            keep &= panel.index >= pd.Timestamp(start, tz="UTC")
+        if end is not None:
+            keep &= panel.index <= pd.Timestamp(end, tz="UTC")
+        after = self.meta.training_end()
+        return bundle_forecasts(panel, self.bundle, np.nonzero(keep)[0], out_of_sample_after=after)
+
+    def evaluate(self, data: str | Path, horizon: str = "30d", start: str | None = None, n_boot: int = 500):
+        """Scorecard of this model, unchanged, beside every baseline on another dataset (what
+        `abeta evaluate model` writes): one block `oos` from the first bar with a full window (or
+        `start`); `data` is a dataset folder or manifest.  Run by ONNX Runtime as served."""
+        from adaptive_beta.training.evaluate_model import evaluate_model
+
+        return evaluate_model(self.source, str(data), horizon, start, n_boot, progress=False)
+
+
+def _only(frame: pd.DataFrame, symbols: list[str] | None) -> pd.DataFrame:
+    """Rows of the given symbols (all when None), renumbered."""
+    if symbols is None:
+        return frame
+    return frame[frame["symbol"].isin(list(symbols))].reset_index(drop=True)
 
 
 def load_model(uri_or_path: str | Path) -> Model:
