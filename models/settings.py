@@ -65,7 +65,9 @@ class Settings(BaseSettings):
     audit_db: str | None = (
         None  # audit log: path, sqlite:///path or postgresql://; default HOME/audit/audit.db
     )
-    market_db: str | None = None  # market-data store (POST /bars); default market.db beside a SQLite audit_db, else audit_db
+    market_db: str | None = (
+        None  # market-data store (POST /bars); default market.db beside a SQLite audit_db, else audit_db
+    )
     audit_anchors: str | None = None  # signed anchor file (default DB.anchors beside SQLite)
     audit_anchor_key: str | None = None  # HMAC key file of the anchors (default DB.anchor-key)
     audit_anchor_every: int = Field(1000, ge=1)  # an anchor at least every N records ...
