@@ -191,3 +191,31 @@ def test_roles_on_the_real_server_and_abeta_audit_verify_after_a_restatement(ser
     assert res.returncode == 0 and res.stdout.startswith("OK"), res.stdout + res.stderr
     spec = httpx.get(server.url + "/openapi.json", headers=auth("admin"), timeout=30).json()
     assert "409" in spec["paths"]["/bars"]["post"]["responses"]
+
+
+def test_stored_window_builds_the_panel_the_stateless_request_builds(state, tiny_bundle):
+    """Bars posted to /bars and read back give the same Panel as the same bars in a /forecast body."""
+    import pandas as pd
+
+    from adaptive_beta.serving.schemas import ForecastRequest
+
+    n = 30
+    body = request_body(tiny_bundle["assets"], tiny_bundle["spy"], tiny_bundle["composite"], n_last=n)
+    end = pd.Timestamp(body["assets"][0]["history"][-1]["timestamp"])
+    start = pd.Timestamp(body["assets"][0]["history"][0]["timestamp"]) - pd.Timedelta("7D")
+    body["series"]["SPY"] = [
+        p for p in body["series"]["SPY"] if start <= pd.Timestamp(p["timestamp"], tz="UTC") <= end
+    ]
+    post(state, body)
+    symbols = [a["symbol"] for a in body["assets"]]
+    with open_market_store(state.market_db) as store:
+        window = store.window(symbols, ["CRYPTO_EW", "SPY"], last=n)
+    stored = window.panel(state.bundle.meta)
+    direct = state.panel_from_request(ForecastRequest.model_validate(body))
+    for name in ("close", "volume", "funding_rate", "factors", "factor_staleness", "benchmarks"):
+        pd.testing.assert_frame_equal(getattr(stored, name), getattr(direct, name), check_exact=True)
+    assert window.ranges()["SOLUSDT"] == {
+        "n": n,
+        "first": "2025-01-31T00:00:00+00:00",
+        "last": "2025-03-01T00:00:00+00:00",
+    }
