@@ -112,12 +112,9 @@ class MarketStore:
             sql += " LIMIT :n"
             params["n"] = int(last)
         rows = self._read(sql, params)[::-1]
-        us = np.array([int(r[0]) for r in rows], dtype=np.int64)
-        cols = {
-            c: np.array([np.nan if r[k + 1] is None else float(r[k + 1]) for r in rows], dtype=np.float64)
-            for k, c in enumerate(VALUE_COLUMNS)
-        }
-        return us, cols
+        us = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        values = np.array(rows, dtype=np.float64).reshape(len(rows), 1 + len(VALUE_COLUMNS))  # NULL -> NaN
+        return us, {c: values[:, k + 1].copy() for k, c in enumerate(VALUE_COLUMNS)}
 
     def window(self, assets: Sequence[str], series: Sequence[str], last: int, **kw: Any):
         """The last `last` bars of `assets` and `series` as a `MarketWindow` (models/market/window.py)."""

@@ -109,8 +109,10 @@ def bars(state: AppState, req: BarsRequest, caller: str) -> dict:
     try:
         result = store.append(batch, restate=req.restate, max_jump=MAX_PRICE_JUMP, on_restate=audit)
     except MarketDataError as exc:
-        cls = BarsConflict if exc.status == 409 else RequestError
-        raise cls(exc.message, _field(req, exc.series, exc.ts_us)) from exc
+        where = _field(req, exc.series, exc.ts_us)
+        if exc.status == 409:
+            raise BarsConflict(exc.message, where) from exc
+        raise RequestError(exc.message, where.replace(".timestamp", ".close")) from exc  # a jump
     except Exception as exc:
         from adaptive_beta.models.audit.log import AuditUnavailable
 

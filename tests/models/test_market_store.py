@@ -156,3 +156,30 @@ def test_window_feeds_the_panel_and_hashes_exactly_the_bars_returned(url):
         assert w2.sha256 != w.sha256 and w2.last_us == T0 + 28 * H8
         with pytest.raises(Exception, match="DOGEUSDT"):
             store.window(["DOGEUSDT"], [], last=3)
+
+
+def test_two_writers_appending_the_same_bars_at_once_store_them_once(url):
+    """Two store objects (two connections, as two replicas) race on the same 200 bars."""
+    import threading
+
+    with open_market_store(url) as a, open_market_store(url) as b:
+        a.append([asset("SOLUSDT", 0, 1)])
+        results, errors = [], []
+
+        def feed(store):
+            try:
+                for k in range(1, 201, 20):
+                    results.append(store.append([asset("SOLUSDT", k, 20)]).counts["SOLUSDT"])
+            except Exception as exc:  # pragma: no cover - the assertion below reports it
+                errors.append(exc)
+
+        threads = [threading.Thread(target=feed, args=(s,)) for s in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert sum(c.appended for c in results) == 200 and sum(c.duplicate for c in results) == 200
+        (info,) = a.info()
+        assert (info.n_bars, info.last_us) == (201, T0 + 200 * H8)
+        assert len(b.bars("SOLUSDT")[0]) == 201

@@ -140,7 +140,7 @@ def test_the_forecast_checks_apply_future_jump_unused_series_and_grid(state, bod
     }
     with pytest.raises(RequestError, match="implausible jump") as err:
         post(state, jump)
-    assert err.value.field == "assets[0].history[0].timestamp" and not isinstance(err.value, BarsConflict)
+    assert err.value.field == "assets[0].history[0].close" and not isinstance(err.value, BarsConflict)
     with pytest.raises(RequestError, match="not used by the model"):
         post(state, {"series": {"GLD": [{"timestamp": "2025-03-01", "close": 180.0}]}})
     two = [{**last, "timestamp": "2025-03-02T00:00:00Z"}, {**last, "timestamp": "2025-03-02T12:00:00Z"}]
