@@ -90,3 +90,12 @@ def test_a_bad_file_exits_2_naming_file_row_and_column_and_stores_nothing(sim, t
     assert not db.exists()
     bad = abeta("store", "info", "--db", "mysql://x/y", cwd=tmp_path)
     assert bad.returncode == 2 and "mysql://x/y" in bad.stderr
+
+
+def test_abeta_serve_refuses_a_market_db_url_it_cannot_open_before_starting(monkeypatch):
+    from adaptive_beta.cli.serve import preflight
+    from adaptive_beta.models.data.schema import DataError
+
+    monkeypatch.setenv("ABETA_MARKET_DB", "mysql://db/market")
+    with pytest.raises(DataError, match=r"ABETA_MARKET_DB: market-data store url 'mysql://db/market'"):
+        preflight("127.0.0.1", 0)
