@@ -219,3 +219,21 @@ def test_stored_window_builds_the_panel_the_stateless_request_builds(state, tiny
         "first": "2025-01-31T00:00:00+00:00",
         "last": "2025-03-01T00:00:00+00:00",
     }
+
+
+def test_a_restatement_record_is_readable_on_the_compliance_pages_and_feeders_cannot_log_in(
+    state, body, tiny_bundle
+):
+    from tests.serving.test_compliance_pages import login, make_client
+
+    post(state, body)
+    changed = copy.deepcopy(body)
+    changed["assets"][2]["history"][-1]["close"] *= 1.01
+    rid = post(state, {**changed, "restate": True})["restatement_record"]
+    client = make_client(state.audit.url, tiny_bundle["path"])
+    refused = login(client, "feeder")
+    assert refused.status_code == 403 and "feeder" in refused.text
+    assert login(client).status_code in (200, 303)
+    page = client.get(f"/records/{rid}")
+    assert page.status_code == 200 and "SOLUSDT" in page.text and "/bars" in page.text
+    assert client.get("/").status_code == 200
