@@ -13,7 +13,8 @@ instead of a traceback (`bentoml serve` imports the service module).
 Path defaults come from one place, `ABETA_HOME` (the project home), never from the working
 directory: it defaults to the checkout the package is installed from (the editable install that
 scripts/setup.sh makes), else `~/.adaptive-beta`.  Under it: `mlruns/` (MLflow store,
-`ABETA_MLRUNS`) and `audit/audit.db` (`ABETA_AUDIT_DB`).  A relative path a user *gives* is
+`ABETA_MLRUNS`) and `audit/audit.db` (`ABETA_AUDIT_DB`), with the market-data store
+`market.db` beside the audit log (`ABETA_MARKET_DB`).  A relative path a user *gives* is
 relative to the working directory as usual.
 
 Torch-free and light (pydantic-settings only), so every layer (models, training, serving, the
@@ -64,6 +65,9 @@ class Settings(BaseSettings):
     audit_db: str | None = (
         None  # audit log: path, sqlite:///path or postgresql://; default HOME/audit/audit.db
     )
+    market_db: str | None = (
+        None  # market-data store (POST /bars); default market.db beside a SQLite audit_db, else audit_db
+    )
     audit_anchors: str | None = None  # signed anchor file (default DB.anchors beside SQLite)
     audit_anchor_key: str | None = None  # HMAC key file of the anchors (default DB.anchor-key)
     audit_anchor_every: int = Field(1000, ge=1)  # an anchor at least every N records ...
@@ -109,6 +113,7 @@ class Settings(BaseSettings):
         data = {**data, "home": home}
         data.setdefault("mlruns", home / "mlruns")
         data.setdefault("audit_db", str(home / "audit" / "audit.db"))
+        data.setdefault("market_db", _beside_audit(str(data["audit_db"]), home))
         return data
 
     @classmethod
@@ -119,6 +124,18 @@ class Settings(BaseSettings):
     def tracking_uri(self) -> str:
         """MLFLOW_TRACKING_URI, else SQLite in `mlruns` (the folder is not created here)."""
         return self.mlflow_tracking_uri or f"sqlite:///{Path(self.mlruns).resolve() / 'mlflow.db'}"
+
+
+def _beside_audit(audit_db: str, home: Path) -> str:
+    """The market store's default: market.db beside a SQLite audit log, the same PostgreSQL
+    database as a PostgreSQL one (its own tables), HOME/audit/market.db if audit_db is unreadable."""
+    from adaptive_beta.models.database import sqlite_file
+
+    try:
+        path = sqlite_file(audit_db)
+    except ValueError:
+        return str(home / "audit" / "market.db")
+    return audit_db if path is None else str(path.parent / "market.db")
 
 
 def variable(field: str) -> str:

@@ -68,6 +68,7 @@ class ServeConfig:
     anchor_every: int = 1000  # ABETA_AUDIT_ANCHOR_EVERY: anchor at least every N records ...
     anchor_seconds: float = 60.0  # ABETA_AUDIT_ANCHOR_SECONDS: ... and every T seconds
     max_record_bytes: int = 1024 * 1024  # ABETA_MAX_RECORD_BYTES: larger audit records are refused (422)
+    market_db: str = "audit/market.db"  # ABETA_MARKET_DB: the market-data store POST /bars writes
 
     @classmethod
     def from_env(cls) -> ServeConfig:
@@ -84,6 +85,7 @@ class ServeConfig:
             anchor_every=s.audit_anchor_every,
             anchor_seconds=s.audit_anchor_seconds,
             max_record_bytes=s.max_record_bytes,
+            market_db=str(s.market_db),
         )
 
     def anchor_settings(self) -> Any:
@@ -135,6 +137,7 @@ class AppState:
     alias: str | None
     groups: dict[str, list[int]] = field(default_factory=dict)  # group -> feature column indices
     max_record_bytes: int = ServeConfig.max_record_bytes  # ServeConfig.max_record_bytes
+    market_db: str = ServeConfig.market_db  # opened on the first POST /bars (serving/endpoints/bars.py)
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -161,6 +164,7 @@ class AppState:
             alias=alias,
             groups=groups,
             max_record_bytes=cfg.max_record_bytes,
+            market_db=cfg.market_db,
         )
 
     # ---------------------------------------------------------------- warm-up

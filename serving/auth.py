@@ -1,6 +1,6 @@
 """API keys and roles, as ASGI middleware (BentoML 1.4 has no built-in auth).
 
-Keys come from `ABETA_API_KEYS="trader:KEY,compliance:KEY,admin:KEY"` (role:key, or
+Keys come from `ABETA_API_KEYS="trader:KEY,compliance:KEY,feeder:KEY,admin:KEY"` (role:key, or
 `name@role:key` to give the key an id) and/or a file `ABETA_API_KEYS_FILE` with one such entry
 per line (`#` comments).  Only sha256 hashes stay in memory; a presented key is hashed and
 compared with `hmac.compare_digest` against every stored hash (no early exit on a match, so the
@@ -8,6 +8,7 @@ time does not depend on which key matched).  The key id (never the key) is what 
 records as the caller: `name` if given, else `role-<first 8 hex of the hash>`.
 
 Roles: trader (forecast, explain, hedge, model), compliance (audit read endpoints, /compliance),
+feeder (POST /bars only: a market-data feed holds a key that can append bars and read nothing),
 admin (everything).  Probes (/healthz, /readyz, /livez, /metrics) are open.  Missing or unknown
 key -> 401; known key, wrong role -> 403.  The authenticated caller is put in the ASGI scope
 under `abeta.caller`.
@@ -34,7 +35,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-ROLES = ("trader", "compliance", "admin")
+ROLES = ("trader", "compliance", "feeder", "admin")
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/metrics"})
 # Mounted browser apps that authorise by their own session cookie (serving/compliance/session.py):
 # no Bearer header is required under these prefixes; the app itself checks the role.
@@ -42,6 +43,7 @@ OPEN_PREFIXES: tuple[str, ...] = ("/compliance",)
 # path prefix -> roles allowed (admin always allowed)
 ROUTE_ROLES: dict[str, frozenset[str]] = {
     "/forecast": frozenset({"trader"}),
+    "/bars": frozenset({"feeder"}),  # market-data feeds append bars; they may call nothing else
     "/explain": frozenset({"trader"}),
     "/hedge": frozenset({"trader"}),
     "/stress": frozenset({"trader"}),

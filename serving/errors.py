@@ -30,7 +30,7 @@ from http import HTTPStatus
 
 log = logging.getLogger("abeta.errors")
 
-JSON_POST_ROUTES = frozenset({"/forecast", "/explain", "/hedge", "/stress", "/backtest"})
+JSON_POST_ROUTES = frozenset({"/forecast", "/explain", "/hedge", "/stress", "/backtest", "/bars"})
 ERROR_SCHEMA = {
     "type": "object",
     "title": "Error",

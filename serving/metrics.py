@@ -26,6 +26,7 @@ from starlette.responses import Response
 EXACT_ROUTES = frozenset(
     {
         "/forecast",
+        "/bars",
         "/explain",
         "/hedge",
         "/stress",

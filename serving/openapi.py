@@ -220,7 +220,14 @@ def served_document(bentoml_spec: dict) -> dict:
     paths = spec.setdefault("paths", {})
     for path, ops in EXTRA_OPERATIONS.items():
         paths.setdefault(path, {}).update(ops)
-    for path in JSON_POST_ROUTES:  # every answer is audited: its request_id names its record page
+    bars = paths.get("/bars", {}).get("post", {}).get("responses", {})
+    if bars:  # a conflict with the stored bars (serving/endpoints/bars.py)
+        bars["409"] = {
+            "description": "the bars contradict the stored ones (a changed value sent without restate, "
+            "out of order, a gap); `field` names the series",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+    for path in JSON_POST_ROUTES - {"/bars"}:  # every answer is audited: its request_id names its record page
         responses = paths.get(path, {}).get("post", {}).get("responses", {})
         for code in [c for c in responses if str(c) == "200"]:  # BentoML's keys are ints
             responses[code]["links"] = {"AuditRecordPage": RECORD_LINK}

@@ -3,7 +3,7 @@
     ABETA_MODEL=bundles/x ABETA_API_KEYS="desk@trader:..." bentoml serve adaptive_beta.serving.service:AdaptiveBeta
 
 Endpoints (all JSON): POST /forecast, POST /explain, POST /hedge, POST /stress, POST /backtest,
-GET /model, GET /monitor (drift report over the audit log, read-only); open probes
+POST /bars (a feed appends market data: serving/endpoints/bars.py), GET /model, GET /monitor (drift report over the audit log, read-only); open probes
 /healthz, /readyz (bundle loaded AND audit log writable), /metrics (Prometheus; the histogram
 `abeta_request_duration_seconds{endpoint, model_version, status}` per endpoint and the counter
 `abeta_http_requests_total{route, status}` by route template: serving/metrics.py says why
@@ -39,8 +39,10 @@ from adaptive_beta.models.settings import settings_at_import
 from adaptive_beta.serving.app_state import AppState, ServeConfig
 from adaptive_beta.serving.auth import APIKeyMiddleware
 from adaptive_beta.serving.backtest_schemas import BacktestRequest, BacktestResponse
+from adaptive_beta.serving.bars_schemas import BarsRequest, BarsResponse
 from adaptive_beta.serving.compliance.app import compliance_app
 from adaptive_beta.serving.endpoints.backtest import backtest
+from adaptive_beta.serving.endpoints.bars import StoreUnavailable, bars, close_stores
 from adaptive_beta.serving.endpoints.explain import explain
 from adaptive_beta.serving.endpoints.forecast import forecast
 from adaptive_beta.serving.endpoints.hedge import hedge
@@ -193,6 +195,7 @@ class AdaptiveBeta:
     @bentoml.on_shutdown
     def close_audit(self) -> None:
         """Finish pending appends and write the closing anchor of the audit chain."""
+        close_stores()
         if self.state is not None:
             self.state.audit.close()
 
@@ -214,12 +217,21 @@ class AdaptiveBeta:
             key_id = caller.key_id if caller is not None else "anonymous"
             return fn(req, key_id)
         except RequestError as exc:
-            status = 422
-            return _error(422, exc.message, exc.field)
+            status = getattr(exc, "status", 422)  # BarsConflict: 409
+            return _error(status, exc.message, exc.field)
         except AuditUnavailable as exc:
             status = 503
+            if endpoint == "/bars":
+                log.error("audit log unavailable, restatement refused: %s", exc)
+                return _error(
+                    503, "audit log unavailable: the restatement was not recorded, so nothing was stored"
+                )
             log.error("audit log unavailable, forecast withheld: %s", exc)
             return _error(503, "audit log unavailable: the forecast was not recorded, so it is not returned")
+        except StoreUnavailable as exc:
+            status = 503
+            log.error("market-data store unavailable: %s", exc)
+            return _error(503, "market-data store unavailable: nothing was stored; see the server log")
         except Exception:
             status = 500
             log.exception("unexpected error in %s", endpoint)
@@ -239,6 +251,12 @@ class AdaptiveBeta:
         return self._call(
             "/forecast", lambda r, c: ForecastResponse.model_validate(forecast(self.state, r, c)), req, ctx
         )
+
+    @bentoml.api(route="/bars", input_spec=BarsRequest, output_spec=BarsResponse)
+    def bars(self, ctx: bentoml.Context, **kwargs) -> BarsResponse:
+        """Append bars to the market-data store (roles feeder, admin): idempotent per series and bar."""
+        req = BarsRequest.model_construct(**kwargs)
+        return self._call("/bars", lambda r, c: BarsResponse.model_validate(bars(self.state, r, c)), req, ctx)
 
     @bentoml.api(route="/explain", input_spec=ExplainRequest, output_spec=ExplainResponse)
     def explain(self, ctx: bentoml.Context, **kwargs) -> ExplainResponse:

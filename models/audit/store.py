@@ -23,6 +23,9 @@ from typing import Any
 from urllib.parse import quote
 
 from adaptive_beta.models.audit.chain import COLUMNS, canonical_json
+from adaptive_beta.models.database import postgres_driver, postgres_engine, sqlite_connect, sqlite_file
+
+__all__ = ["open_store", "postgres_driver", "sqlite_file"]  # the last two live in models/database.py
 
 TABLE = "audit_records"
 _COLS = ", ".join(COLUMNS)
@@ -257,13 +260,7 @@ class SqliteStore(Store):
         return (st.st_dev, st.st_ino)
 
     def connect_writer(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
-        return conn
+        return sqlite_connect(self.path, self.busy_timeout_s)
 
     def _reader(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -356,16 +353,6 @@ _PG_DDL = [
 ]
 
 
-def postgres_driver() -> str | None:
-    """SQLAlchemy driver name for an installed PostgreSQL DB-API module, or None."""
-    import importlib.util
-
-    for module, driver in (("psycopg", "psycopg"), ("psycopg2", "psycopg2"), ("pg8000", "pg8000")):
-        if importlib.util.find_spec(module) is not None:
-            return driver
-    return None
-
-
 class _PgTx(WriteTx):
     def __init__(self, conn: Any):
         from sqlalchemy import text
@@ -392,21 +379,11 @@ class PostgresStore(Store):
     symbol_sql = "jsonb_exists(symbols::jsonb, :symbol)"
 
     def __init__(self, url: str, busy_timeout_s: float = 5.0, create: bool = True):
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.engine import make_url
+        from sqlalchemy import text
 
-        parsed = make_url(url)
-        if parsed.drivername == "postgresql" or parsed.drivername == "postgres":
-            driver = postgres_driver()
-            if driver is None:
-                raise ModuleNotFoundError(
-                    "no PostgreSQL driver is installed for the audit log: pip install 'psycopg[binary]'"
-                )
-            parsed = parsed.set(drivername=f"postgresql+{driver}")
-        self.description = parsed.render_as_string(hide_password=True)
+        self.engine, self.description = postgres_engine(url, "audit log")
         self.busy_timeout_s = busy_timeout_s
         self.text = text
-        self.engine = create_engine(parsed, pool_pre_ping=True)
         if create:
             with self.engine.begin() as conn:
                 for stmt in _PG_DDL:
@@ -444,22 +421,6 @@ class PostgresStore(Store):
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-def sqlite_file(url: str | os.PathLike[str]) -> Path | None:
-    """The SQLite file a store url names (a path or sqlite:///path), None for PostgreSQL.
-
-    Raises ValueError for any other scheme.
-    """
-    text = os.fspath(url)
-    if text.startswith(("postgresql:", "postgresql+", "postgres:")):
-        return None
-    if text.startswith("sqlite:///"):
-        text = text[len("sqlite:///") :]
-        # sqlite:////abs/path (SQLAlchemy style) leaves "/abs/path"; sqlite:///rel leaves "rel".
-    elif "://" in text:
-        raise ValueError(f"audit log url {text!r}: expected a file path, sqlite:///path or postgresql://...")
-    return Path(text)
 
 
 def open_store(url: str | os.PathLike[str], busy_timeout_s: float = 5.0, create: bool = True) -> Store:

@@ -32,6 +32,7 @@ KEYS = {
     "trader": "trader-key-0123456789abcdef",
     "compliance": "compliance-key-0123456789abcdef",
     "admin": "admin-key-0123456789abcdef",
+    "feeder": "feeder-key-0123456789abcdef",
 }
 API_KEYS_ENV = ",".join(f"{role}-desk@{role}:{key}" for role, key in KEYS.items())
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "DOGEUSDT"]

@@ -21,10 +21,12 @@ data_app = typer.Typer(help="Market data: simulate, validate, features.", **PLAI
 evaluate_app = typer.Typer(help="Walk-forward scorecards: baselines and models.", **PLAIN)
 models_app = typer.Typer(help="Registered models.", **PLAIN)
 audit_app = typer.Typer(help="The audit log: verify, export, report.", **PLAIN)
+store_app = typer.Typer(help="The service's market-data store: load a dataset, list the series.", **PLAIN)
 app.add_typer(data_app, name="data")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
+app.add_typer(store_app, name="store")
 
 
 def _version(value: bool) -> None:
@@ -68,6 +70,8 @@ def _register() -> None:
         (audit_app, "verify", "adaptive_beta.cli.audit", "verify"),
         (audit_app, "export", "adaptive_beta.cli.audit", "export"),
         (audit_app, "report", "adaptive_beta.cli.report", "report"),
+        (store_app, "load", "adaptive_beta.cli.store", "load"),
+        (store_app, "info", "adaptive_beta.cli.store", "info"),
     ]
     for sub, name, module, func in table:
         sub.command(name)(getattr(importlib.import_module(module), func))

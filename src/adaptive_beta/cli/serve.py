@@ -1,7 +1,7 @@
 """`abeta serve`: run the prediction service (BentoML) on a bundle folder or a registered model.
 
-Before BentoML starts, the settings, the API keys, the port and the model are checked; a problem
-is one line on stderr and exit 2 (`preflight`).  Then this process *becomes* `bentoml serve`
+Before BentoML starts, the settings (and the market-data store URL), the API keys, the port and
+the model are checked; a problem is one line on stderr and exit 2 (`preflight`).  Then this process *becomes* `bentoml serve`
 (`os.execve`, same pid): a signal sent to `abeta serve` reaches the server itself, and no
 `bentoml serve` is left behind, adopted by init, when the command is killed.  The workers stop
 when the server is gone, even after `kill -9` of its process group (serving/parent_watch.py).
@@ -34,10 +34,15 @@ def check_port(host: str, port: int) -> None:
 def preflight(host: str, port: int) -> None:
     """Settings, API keys, port, model: the first problem as a DataError (one line, exit 2)."""
     from adaptive_beta.models.bundle.resolve import check_model
+    from adaptive_beta.models.database import sqlite_file
     from adaptive_beta.models.settings import get_settings
     from adaptive_beta.serving.auth import AuthConfigError, KeyStore
 
     settings = get_settings()  # SettingsError names the variable
+    try:
+        sqlite_file(str(settings.market_db), "market-data store")
+    except ValueError as exc:
+        raise DataError(f"ABETA_MARKET_DB: {exc}") from None
     try:
         keys = KeyStore.from_env()
     except (AuthConfigError, OSError) as exc:
