@@ -197,3 +197,43 @@ def test_ccxt_unknown_exchange_and_symbol_exit_2(server, tmp_path):
     args = ["data", "fetch", "ccxt", "binanceusdm", "DOGE/USDT:USDT", "--start", "2024-01-01"]
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o"), "--base-url", server.url])
     assert result.exit_code == 2 and "DOGE/USDT:USDT" in result.output
+
+
+def bash_blocks(markdown: Path) -> list[str]:
+    text = markdown.read_text()
+    return [block.split("```", 1)[0] for block in text.split("```bash\n")[1:]]
+
+
+def test_docs_data_input_commands_run_as_written(server, tmp_path):
+    """Every ```bash block of docs/data-input.md, verbatim, with the base URLs set to the local server."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("abeta") or str(Path(sys.executable).parent / "abeta")
+    if not Path(exe).exists():
+        pytest.skip("abeta console script not installed in this environment")
+    env = {
+        **os.environ,
+        "PATH": f"{Path(exe).parent}{os.pathsep}{os.environ['PATH']}",
+        "ABETA_BINANCE_DATA_URL": server.url,
+        "ABETA_CCXT_URL": server.url,
+    }
+    blocks = bash_blocks(Path(__file__).resolve().parents[2] / "docs" / "data-input.md")
+    assert len(blocks) == 3
+    outputs = []
+    for block in blocks:
+        run = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", block],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 0, (block, run.stdout, run.stderr)
+        outputs.append(run.stdout)
+    assert "panel: 2 assets x 3 bars of 1d (2024-01-01 .. 2024-01-03)" in outputs[0]
+    assert "panel: 2 assets x 99 bars of 8h (2024-01-01 .. 2024-02-02)" in outputs[1]
+    assert "panel: 2 assets x 93 bars of 8h (2024-01-01 .. 2024-01-31)" in outputs[2]
