@@ -89,6 +89,7 @@ class DatasetReport:
     errors: list = field(default_factory=list)
     panel: Panel | None = None
     seconds: float = 0.0
+    manifest_error: DataError | None = None  # the manifest itself is bad (all its problems in one)
 
 
 @dataclass
@@ -106,6 +107,8 @@ def load_dataset(path: str | Path, **overrides) -> Panel:
     `overrides` replace manifest settings (`freq="1d"`, `btc="ETHUSDT"`, `max_staleness="3d"`).
     """
     report = inspect_dataset(path, **overrides)
+    if report.manifest_error is not None:  # one error listing every manifest problem
+        raise report.manifest_error
     Problems(report.errors).raise_if_any()
     assert report.panel is not None
     return report.panel
@@ -125,6 +128,7 @@ def inspect_dataset(path: str | Path, **overrides) -> DatasetReport:
         res = _resolve(Path(path), overrides)
     except DataError as exc:
         report.errors = list(getattr(exc, "errors", [exc]))
+        report.manifest_error = exc
         return report
     m = manifest = res.manifest
     freq = parse_duration(m.freq) if m.freq else None

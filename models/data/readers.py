@@ -42,10 +42,22 @@ CCXT_COLUMNS = ["timestamp", "open", "high", "low", "close", "volume"]
 
 # canonical column -> aliases (normalised: lower case, letters and digits only), in order of preference
 ALIASES: dict[str, tuple[str, ...]] = {
-    "timestamp": ("timestamp", "datetime", "date", "time", "opentime", "ts", "index"),
+    # calctime / createtime: Binance public-data funding and metrics files; fundingtime: its REST API
+    "timestamp": (
+        "timestamp",
+        "datetime",
+        "date",
+        "time",
+        "opentime",
+        "ts",
+        "index",
+        "calctime",
+        "createtime",
+        "fundingtime",
+    ),
     "close": ("close", "adjclose", "closeprice", "price", "value", "last"),
     "volume": ("volume", "vol"),
-    "funding_rate": ("fundingrate", "funding"),
+    "funding_rate": ("fundingrate", "funding", "lastfundingrate"),
     "open_interest": ("openinterest", "sumopeninterest", "oi"),
     "symbol": ("symbol", "ticker", "asset", "pair", "instrument"),
 }

@@ -203,3 +203,38 @@ def test_shift_hint_is_silent_for_grid_bars_and_irregular_offsets():
     jitter = DAYS + pd.to_timedelta([0, 7, 13, 0, 2, 5], unit="min")
     assert shift_hint(jitter, day) is None
     assert shift_hint(DAYS + pd.Timedelta("3h"), day) is not None
+
+
+def test_load_dataset_raises_one_error_listing_every_manifest_problem(tmp_path):
+    from adaptive_beta.models.data.manifest import ManifestErrors
+
+    write(tmp_path / "ds" / "dataset.toml", 'layout = "tall"\n[[assets]]\nsymbol = "A"\npth = "a.csv"\n')
+    with pytest.raises(ManifestErrors) as e:
+        load_dataset(tmp_path / "ds")
+    assert [err.column for err in e.value.errors] == ["layout", "assets[0].pth"]
+    assert "did you mean 'path'?" in str(e.value) and "'layout'" in str(e.value)
+
+
+def test_raw_binance_funding_and_metrics_files_read_as_they_are(tmp_path):
+    """The archive's own column names (calc_time, last_funding_rate, create_time, sum_open_interest)."""
+    ds = tmp_path / "ds"
+    opens = pd.date_range("2024-01-01", periods=6, freq="8h", tz="UTC")
+    write(
+        ds / "a.csv",
+        "timestamp,close\n" + "".join(f"{t:%Y-%m-%dT%H:%M}Z,{i + 1}\n" for i, t in enumerate(opens)),
+    )
+    prints = "".join(
+        f"{(t + pd.Timedelta('8h')).value // 10**6 + 2},8,0.000{i + 1}\n" for i, t in enumerate(opens)
+    )
+    write(ds / "f.csv", "calc_time,funding_interval_hours,last_funding_rate\n" + prints)
+    metrics = "".join(
+        f"{t + pd.Timedelta('8h'):%Y-%m-%d %H:%M:%S},BTCUSDT,{100 + i},1\n" for i, t in enumerate(opens)
+    )
+    write(ds / "oi.csv", "create_time,symbol,sum_open_interest,sum_open_interest_value\n" + metrics)
+    write(
+        ds / "m.toml",
+        '[[assets]]\nsymbol = "BTCUSDT"\npath = "a.csv"\nfunding = "f.csv"\nopen_interest = "oi.csv"\n',
+    )
+    panel = load_dataset(ds / "m.toml")
+    assert panel.funding_rate["BTCUSDT"].tolist() == pytest.approx([0.0001 * (i + 1) for i in range(6)])
+    assert panel.open_interest["BTCUSDT"].tolist() == [100.0 + i for i in range(6)]
