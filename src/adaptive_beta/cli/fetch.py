@@ -140,7 +140,19 @@ def ccxt(
         _ccxt(exchange_id, symbols, start, end, out, timeframe, funding, base_url, retries, backoff, progress)
 
 
-def _ccxt(exchange_id, symbols, start, end, out, timeframe, funding, base_url, retries, backoff, progress):
+def _ccxt(
+    exchange_id: str,
+    symbols: list[str],
+    start: str,
+    end: str | None,
+    out: Path,
+    timeframe: str,
+    funding: bool,
+    base_url: str | None,
+    retries: int,
+    backoff: float,
+    progress: bool | None,
+) -> None:
     from adaptive_beta.models.data import fetch_ccxt as fc
     from adaptive_beta.models.settings import get_settings
 
