@@ -365,7 +365,9 @@ def _read_asset(
         report.files.append(summary)
         n_sub = len(problems)
         checked = asset_frame(table, problems, drop_missing=spec.drop_missing)
-        summary.ok = len(problems) == n_sub and (len(picked) > 1 or len(problems) == n_before)
+        summary.ok = (
+            checked is not None and len(problems) == n_sub and (len(picked) > 1 or len(problems) == n_before)
+        )
         if checked is not None:
             _summarise(summary, checked[0].index)
             out.append((sub, checked[0], checked[1], table))

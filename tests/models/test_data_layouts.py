@@ -238,3 +238,12 @@ def test_raw_binance_funding_and_metrics_files_read_as_they_are(tmp_path):
     panel = load_dataset(ds / "m.toml")
     assert panel.funding_rate["BTCUSDT"].tolist() == pytest.approx([0.0001 * (i + 1) for i in range(6)])
     assert panel.open_interest["BTCUSDT"].tolist() == [100.0 + i for i in range(6)]
+
+
+def test_bad_timestamp_in_a_wide_file_marks_every_symbol_of_it_as_an_error(tmp_path):
+    frame = wide_frame()
+    frame.loc[3, "Date"] = "someday"
+    path = save(frame, tmp_path / "ds" / "assets" / "prices.csv")
+    report = inspect_dataset(tmp_path / "ds")
+    assert [(e.file, e.row, e.column) for e in report.errors] == [(str(path), 4, "Date")]
+    assert [(f.name, f.ok) for f in report.files] == [("BTCUSDT", False), ("ETHUSDT", False)]
