@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     monitor_reference: str | None = None  # training reference file for /monitor (else rebuilt)
     realised_data: str | None = None  # market data the realised betas are computed from
     realised_horizon: str = "30d"  # the forecast horizon the model was trained for
+    # market data downloads (abeta data fetch)
+    binance_data_url: str = "https://data.binance.vision"  # Binance public-data archive (--base-url)
+    ccxt_url: str | None = None  # replaces the API host of a ccxt exchange (a proxy; --base-url)
 
     @model_validator(mode="before")
     @classmethod

@@ -25,6 +25,7 @@ SLOW_MODULES = {
     "tests/training/test_export.py",
     "tests/training/test_fit.py",
     "tests/training/test_tune.py",
+    "tests/training/test_cmd_fetch.py",  # a local HTTP server of recorded market data
     "tests/training/test_mlflow_model.py",
     "tests/serving/test_audit_anchors_service.py",  # a real server
     "tests/serving/test_operator_errors.py",  # the CLI in subprocesses, a real port

@@ -30,6 +30,7 @@ from adaptive_beta.models.data.manifest import (
     AssetSpec,
     CapWeights,
     Manifest,
+    ReadOptions,
     parse_manifest,
 )
 from adaptive_beta.models.data.manifest import read_manifest as _read_manifest
@@ -43,6 +44,7 @@ from adaptive_beta.models.data.publication import (
 from adaptive_beta.models.data.readers import (
     SUFFIXES,
     Table,
+    TimeOptions,
     asset_frame,
     find_column,
     parse_timestamps,
@@ -51,6 +53,7 @@ from adaptive_beta.models.data.readers import (
     series_frame,
 )
 from adaptive_beta.models.data.schema import DataError, FactorSeries, Panel, build_panel, infer_category
+from adaptive_beta.models.data.timezones import shift_hint
 from adaptive_beta.models.data.validation import Problems, check_grid
 from adaptive_beta.models.durations import format_freq, parse_duration
 
@@ -86,6 +89,7 @@ class DatasetReport:
     errors: list = field(default_factory=list)
     panel: Panel | None = None
     seconds: float = 0.0
+    manifest_error: DataError | None = None  # the manifest itself is bad (all its problems in one)
 
 
 @dataclass
@@ -103,6 +107,8 @@ def load_dataset(path: str | Path, **overrides) -> Panel:
     `overrides` replace manifest settings (`freq="1d"`, `btc="ETHUSDT"`, `max_staleness="3d"`).
     """
     report = inspect_dataset(path, **overrides)
+    if report.manifest_error is not None:  # one error listing every manifest problem
+        raise report.manifest_error
     Problems(report.errors).raise_if_any()
     assert report.panel is not None
     return report.panel
@@ -121,25 +127,24 @@ def inspect_dataset(path: str | Path, **overrides) -> DatasetReport:
     try:
         res = _resolve(Path(path), overrides)
     except DataError as exc:
-        report.errors = [exc]
+        report.errors = list(getattr(exc, "errors", [exc]))
+        report.manifest_error = exc
         return report
     m = manifest = res.manifest
     freq = parse_duration(m.freq) if m.freq else None
     specs = _asset_specs(res, problems)
-    natives: dict[str, tuple[pd.DataFrame, np.ndarray, str]] = {}
-    for spec, _ in specs:
-        got = _read_asset(spec, res.root, problems, report)
-        if got is not None:
-            natives[spec.symbol] = got
+    natives = _read_assets(specs, res, problems, report)
     if freq is None and natives:
-        freq = bar_length(max((f for f, _, _ in natives.values()), key=len).index)
+        freq = bar_length(max((n[1] for n in natives.values()), key=len).index)
     assets: dict[str, pd.DataFrame] = {}
-    for spec, _ in specs:
-        if spec.symbol not in natives or freq is None:
+    for spec, frame, rows, table in natives.values():
+        if freq is None:
             continue
-        frame, rows, file = natives[spec.symbol]
-        frame = _on_grid(frame, rows, file, freq, problems)
-        if frame is None:
+        frame = _on_grid(frame, rows, table, freq, problems, res)
+        if frame is None:  # the file's summary line must not say "ok" above its grid errors
+            for summary in report.files:
+                if summary.role == "asset" and summary.name == spec.symbol:
+                    summary.ok = False
             continue
         frame = _attach_perp_series(spec, frame, res.root, freq, problems, report)
         if frame is not None:
@@ -151,9 +156,10 @@ def inspect_dataset(path: str | Path, **overrides) -> DatasetReport:
         if weights is not None:  # as of each bar open (build_panel joins on exact timestamps)
             bars = pd.DatetimeIndex(sorted(set().union(*(f.index for f in assets.values()))))
             weights = weights.reindex(weights.index.union(bars)).ffill().reindex(bars)
-    if m.btc is not None and specs and m.btc not in {s.symbol for s, _ in specs}:
+    symbols = list(dict.fromkeys([*natives, *(s.symbol for s, w in specs if w not in EXPANDING)]))
+    if m.btc is not None and specs and m.btc not in symbols:
         problems.add(
-            f"btc symbol {m.btc!r} is not among the assets {[s.symbol for s, _ in specs]}",
+            f"btc symbol {m.btc!r} is not among the assets {symbols}",
             res.label,
             column="btc",
         )
@@ -189,6 +195,25 @@ def inspect_dataset(path: str | Path, **overrides) -> DatasetReport:
     report.errors = problems.errors
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _read_assets(
+    specs: list[tuple[AssetSpec, str]], res: _Resolved, problems: Problems, report: DatasetReport
+) -> dict[str, tuple[AssetSpec, pd.DataFrame, np.ndarray, Table]]:
+    """Every asset at its native bar, by symbol; a symbol in two files is an error."""
+    natives: dict[str, tuple[AssetSpec, pd.DataFrame, np.ndarray, Table]] = {}
+    for spec, where in specs:
+        for got in _read_asset(spec, where, res, problems, report):
+            sym, file = got[0].symbol, got[3].file
+            if sym in natives:
+                problems.add(
+                    f"asset symbol {sym!r} appears in two files ({natives[sym][3].file} and {file})",
+                    file,
+                    column="symbol",
+                )
+                continue
+            natives[sym] = got
+    return natives
 
 
 # --- where the files are -----------------------------------------------------------------------
@@ -256,6 +281,10 @@ def _asset_specs(res: _Resolved, problems: Problems) -> list[tuple[AssetSpec, st
                         funding=g.funding.format(symbol=sym) if g.funding else None,
                         open_interest=g.open_interest.format(symbol=sym) if g.open_interest else None,
                         drop_missing=g.drop_missing,
+                        layout=g.layout,
+                        timestamp_column=g.timestamp_column,
+                        timezone=g.timezone,
+                        date_only=g.date_only,
                     ),
                     "assets_glob",
                 )
@@ -289,22 +318,60 @@ def _asset_specs(res: _Resolved, problems: Problems) -> list[tuple[AssetSpec, st
 
 
 # --- assets --------------------------------------------------------------------------------------
+EXPANDING = ("assets/", "assets_glob")  # specs named after their file: a wide/long file gives many
+
+
+def time_options(spec: ReadOptions, manifest: Manifest) -> TimeOptions:
+    """The spec's timestamp column, time zone and date-only flag, else the manifest's."""
+
+    def pick(key: str):
+        own = getattr(spec, key)
+        return own if own is not None else getattr(manifest, key)
+
+    return TimeOptions(pick("timestamp_column"), pick("timezone"), bool(pick("date_only")))
+
+
 def _read_asset(
-    spec: AssetSpec, root: Path, problems: Problems, report: DatasetReport
-) -> tuple[pd.DataFrame, np.ndarray, str] | None:
-    path = root / spec.path
-    summary = FileSummary("asset", spec.symbol, str(path))
-    report.files.append(summary)
+    spec: AssetSpec, where: str, res: _Resolved, problems: Problems, report: DatasetReport
+) -> list[tuple[AssetSpec, pd.DataFrame, np.ndarray, Table]]:
+    """The asset(s) of one price file: one, or one per symbol of a wide/long file in folder/glob mode."""
+    path = res.root / spec.path
+    layout = spec.layout or res.manifest.layout
     n_before = len(problems)
-    tables = read_tables(path, problems, fmt=spec.format, column=spec.column)
-    table = _one_table(tables, spec.symbol, str(path), problems)
-    checked = asset_frame(table, problems, drop_missing=spec.drop_missing) if table is not None else None
-    summary.ok = len(problems) == n_before
-    if checked is None:
-        return None
-    frame, rows = checked
-    _summarise(summary, frame.index)
-    return frame, rows, table.file
+    tables = read_tables(
+        path,
+        problems,
+        fmt=spec.format,
+        column=spec.column,
+        time=time_options(spec, res.manifest),
+        layout=layout,
+    )
+    if where in EXPANDING and tables is not None and None not in tables:
+        picked = [(spec.model_copy(update={"symbol": str(k)}), t) for k, t in tables.items()]
+        if spec.funding or spec.open_interest:  # glob templates were filled with the file stem
+            problems.add(
+                "funding/open_interest templates apply to one-symbol files, not wide or long ones",
+                res.label,
+                column=f"{where}.funding",
+            )
+    else:
+        table = _one_table(tables, spec.symbol, str(path), problems)
+        picked = [(spec, table)] if table is not None else []
+    if not picked:
+        report.files.append(FileSummary("asset", spec.symbol, str(path), ok=False))
+    out = []
+    for sub, table in picked:
+        summary = FileSummary("asset", sub.symbol, str(path))
+        report.files.append(summary)
+        n_sub = len(problems)
+        checked = asset_frame(table, problems, drop_missing=spec.drop_missing)
+        summary.ok = (
+            checked is not None and len(problems) == n_sub and (len(picked) > 1 or len(problems) == n_before)
+        )
+        if checked is not None:
+            _summarise(summary, checked[0].index)
+            out.append((sub, checked[0], checked[1], table))
+    return out
 
 
 def _one_table(tables: dict | None, symbol: str, file: str, problems: Problems) -> Table | None:
@@ -325,10 +392,24 @@ def _summarise(summary: FileSummary, index: pd.DatetimeIndex) -> None:
 
 
 def _on_grid(
-    frame: pd.DataFrame, rows: np.ndarray, file: str, freq: pd.Timedelta, problems: Problems
+    frame: pd.DataFrame,
+    rows: np.ndarray,
+    table: Table,
+    freq: pd.Timedelta,
+    problems: Problems,
+    res: _Resolved,
 ) -> pd.DataFrame | None:
-    """The asset's bars at the dataset frequency: as is, or coarsened from a finer native bar."""
+    """The asset's bars at the dataset frequency: as is, or coarsened from a finer native bar.
+
+    Bars off the grid by a time-zone offset get one error saying so (and which manifest keys
+    fix it) instead of one per row.
+    """
+    file = table.file
     native = bar_length(frame.index) if len(frame) > 1 else freq
+    hint = shift_hint(frame.index, min(native, freq)) if native <= freq else None
+    if hint is not None:
+        problems.add(hint, file, row=int(rows[0]), column=table.column("timestamp"))
+        return None
     if native == freq:
         return frame if check_grid(frame.index, rows, freq, file, problems) else None
     if native > freq or freq.value % native.value != 0:
@@ -444,7 +525,14 @@ def _factor_observations(
         summary = FileSummary("factor", spec.name, str(path))
         report.files.append(summary)
         n_before = len(problems)
-        tables = read_tables(path, problems, value_columns=("close",), required="close", column=spec.column)
+        tables = read_tables(
+            path,
+            problems,
+            value_columns=("close",),
+            required="close",
+            column=spec.column,
+            time=time_options(spec, res.manifest),
+        )
         table = _one_table(tables, spec.name, str(path), problems)
         got = (
             series_frame(table, "close", problems, drop_missing=spec.drop_missing)

@@ -19,20 +19,43 @@ are relative to `root`, which is relative to the manifest file.  Example (TOML):
     path = "kksimsr_fred_fx/fx_EUR.csv"
     transform = "invert"
 
-Unknown keys are errors (a typo must not silently drop a setting).
+Files whose timestamps are not UTC say so: `timezone = "America/New_York"` reads naive
+timestamps as New York wall-clock time (aware ones and epoch numbers are absolute already), and
+`date_only = true` takes each bar's calendar date in that zone and stamps the bar at 00:00 UTC
+of that date (daily bars a vendor stamped at a local midnight).  `timestamp_column` names the
+time column when it is not one of the usual names.  The three keys may be set at the top level
+(every file) or per asset, glob or factor (that entry only).  `layout` says how a price file
+holds its symbols: `single` (symbol = file name), `wide` (a timestamp column and one close
+column per symbol), `long` (symbol, timestamp, close [, volume, ...] rows); `auto` tells them
+apart from the header.
+
+Unknown keys are errors (a typo must not silently drop a setting), reported with the closest
+known key; every manifest problem is reported in one run.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import tomllib
+import zoneinfo
+from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from adaptive_beta.models.data.schema import FACTOR_CATEGORIES, DataError
+from adaptive_beta.models.data.validation import DatasetErrors
 from adaptive_beta.models.durations import Duration
 
 MANIFEST_SUFFIXES = (".toml", ".yaml", ".yml")
@@ -43,30 +66,58 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class AssetSpec(_Strict):
+@cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _known_zone(name: str) -> str:
+    """An IANA zone name; a typo gets the closest names (`America/New_Yrok` -> New_York)."""
+    if name in _zones() or name.upper() == "UTC":
+        return name
+    close = difflib.get_close_matches(name, sorted(_zones()), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"unknown time zone {name!r} (an IANA name such as 'America/New_York'){hint}")
+
+
+TimeZone = Annotated[str, AfterValidator(_known_zone)]
+Layout = Literal["auto", "single", "wide", "long"]
+
+
+class ReadOptions(_Strict):
+    """How to read a file's time column; None inherits the manifest's top-level value."""
+
+    timestamp_column: str | None = None  # the time column when not one of the usual names
+    timezone: TimeZone | None = None  # zone of naive timestamps (and of dates for date_only); default UTC
+    date_only: bool | None = None  # bars are dates: local calendar date -> 00:00 UTC of that date
+
+
+class AssetSpec(ReadOptions):
     """One perpetual (or spot) price series."""
 
     symbol: str  # the name used everywhere downstream, e.g. BTCUSDT
     path: str  # price file (CSV/parquet), relative to root
     format: Literal["auto", "generic", "binance"] = "auto"  # binance: data.binance.vision kline CSV
+    layout: Layout | None = None  # default: the manifest's top-level layout
     column: str | None = None  # the close column when not one of the usual names
     funding: str | None = None  # funding prints file (summed per bar)
     open_interest: str | None = None  # open interest observations file (last at or before close)
     drop_missing: bool = False  # drop rows with an empty close instead of reporting them
 
 
-class AssetGlob(_Strict):
+class AssetGlob(ReadOptions):
     """Every file matching `path`; symbol = file stem; `{symbol}` in funding/open_interest paths."""
 
     path: str
     format: Literal["auto", "generic", "binance"] = "auto"
+    layout: Layout | None = None  # default: the manifest's top-level layout
     column: str | None = None
     funding: str | None = None
     open_interest: str | None = None
     drop_missing: bool = False
 
 
-class FactorSpec(_Strict):
+class FactorSpec(ReadOptions):
     """One cross-market series (equity index, gold, dollar, rates, volatility, ...)."""
 
     name: str
@@ -100,7 +151,7 @@ class CapWeights(_Strict):
     symbols: dict[str, str] = Field(default_factory=dict)  # asset symbol -> symbol in the file
 
 
-class Manifest(_Strict):
+class Manifest(ReadOptions):
     """A dataset: its assets, factors and how they combine into a `Panel`."""
 
     name: str = "dataset"
@@ -110,6 +161,7 @@ class Manifest(_Strict):
     composite: Literal["equal", "cap"] = "equal"
     weights: CapWeights | None = None  # required for composite = "cap"
     max_staleness: Duration = "5d"  # a factor value older than this at a bar close is missing
+    layout: Layout = "auto"  # how files in assets/ (and globbed files) hold their symbols
     assets: list[AssetSpec] = Field(default_factory=list)
     assets_glob: AssetGlob | None = None
     factors: list[FactorSpec] = Field(default_factory=list)
@@ -137,21 +189,80 @@ def _loc(loc: tuple) -> str:
     return out or "(top level)"
 
 
+_TABLES: dict[str, type[BaseModel]] = {
+    "assets": AssetSpec,
+    "assets_glob": AssetGlob,
+    "factors": FactorSpec,
+    "weights": CapWeights,
+}
+
+
+class ManifestErrors(DatasetErrors):
+    """Every problem of one manifest at once; the message lists them all, one per line."""
+
+    def __init__(self, errors: list[DataError]):
+        super().__init__(errors)
+        lines = "\n".join(f"  {e}" for e in errors)
+        self.message = f"{len(errors)} problems in the manifest:\n{lines}"
+        self.args = (f"file {errors[0].file}: {self.message}",)
+
+
+def _known_keys(loc: tuple) -> list[str]:
+    """The keys allowed next to the (unknown) key at `loc`: of its table, or the top level."""
+    table = next((p for p in loc[:-1] if isinstance(p, str)), None)
+    return list((_TABLES.get(table) or Manifest).model_fields) if table else list(Manifest.model_fields)
+
+
+def _did_you_mean(key: str, known: list[str]) -> str | None:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def parse_manifest(data: dict, file: str, overrides: dict | None = None) -> Manifest:
-    """Validate a manifest mapping; errors name the manifest key (`factors[2].calendar`)."""
+    """Validate a manifest mapping; every error in one go, each naming its key (`factors[2].calendar`).
+
+    An unknown key is reported with the closest known key ("did you mean 'path'"), and the
+    required key it was meant to be is then not reported as missing too.
+    """
     merged = dict(data)
     merged.update(overrides or {})
     try:
         return Manifest.model_validate(merged)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = _loc(tuple(err["loc"]))
+        errors = _manifest_errors(exc, file)
+    if len(errors) == 1:
+        raise errors[0] from None
+    raise ManifestErrors(errors) from None
+
+
+def _manifest_errors(exc: ValidationError, file: str) -> list[DataError]:
+    raw = exc.errors()
+    meant: set[tuple] = set()  # (parent loc, key) that an unknown key probably meant
+    for err in raw:
+        loc = tuple(err["loc"])
         if err["type"] == "extra_forbidden":
-            raise DataError(f"unknown manifest key {key!r}", file=file, column=key) from None
-        if err["type"] == "missing":
-            raise DataError(f"manifest key {key!r} is required", file=file, column=key) from None
-        msg = err["msg"].removeprefix("Value error, ")
-        raise DataError(f"invalid manifest value at {key!r}: {msg}", file=file, column=key) from None
+            guess = _did_you_mean(str(loc[-1]), _known_keys(loc))
+            if guess:
+                meant.add((loc[:-1], guess))
+    out: list[DataError] = []
+    seen: set[str] = set()
+    for err in raw:
+        loc = tuple(err["loc"])
+        key = _loc(loc)
+        if key in seen:  # one message per key (a union reports each alternative)
+            continue
+        seen.add(key)
+        if err["type"] == "extra_forbidden":
+            guess = _did_you_mean(str(loc[-1]), _known_keys(loc))
+            hint = f"; did you mean {guess!r}?" if guess else ""
+            out.append(DataError(f"unknown manifest key {key!r}{hint}", file=file, column=key))
+        elif err["type"] == "missing":
+            if (loc[:-1], loc[-1]) not in meant:
+                out.append(DataError(f"manifest key {key!r} is required", file=file, column=key))
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            out.append(DataError(f"invalid manifest value at {key!r}: {msg}", file=file, column=key))
+    return out
 
 
 def read_manifest(path: str | Path, overrides: dict | None = None) -> tuple[Manifest, Path, str]:

@@ -42,10 +42,22 @@ CCXT_COLUMNS = ["timestamp", "open", "high", "low", "close", "volume"]
 
 # canonical column -> aliases (normalised: lower case, letters and digits only), in order of preference
 ALIASES: dict[str, tuple[str, ...]] = {
-    "timestamp": ("timestamp", "datetime", "date", "time", "opentime", "ts", "index"),
+    # calctime / createtime: Binance public-data funding and metrics files; fundingtime: its REST API
+    "timestamp": (
+        "timestamp",
+        "datetime",
+        "date",
+        "time",
+        "opentime",
+        "ts",
+        "index",
+        "calctime",
+        "createtime",
+        "fundingtime",
+    ),
     "close": ("close", "adjclose", "closeprice", "price", "value", "last"),
     "volume": ("volume", "vol"),
-    "funding_rate": ("fundingrate", "funding"),
+    "funding_rate": ("fundingrate", "funding", "lastfundingrate"),
     "open_interest": ("openinterest", "sumopeninterest", "oi"),
     "symbol": ("symbol", "ticker", "asset", "pair", "instrument"),
 }
@@ -88,31 +100,57 @@ class Table:
         return self.source_columns.get(canonical, canonical)
 
 
-def parse_timestamps(values: pd.Series | pd.Index) -> pd.DatetimeIndex:
-    """Parse any supported timestamp column into a UTC ns DatetimeIndex (NaT where unparseable)."""
-    s = pd.Series(values)
+def parse_timestamps(values: pd.Series | pd.Index, tz: str | None = None) -> pd.DatetimeIndex:
+    """Parse any supported timestamp column into a UTC ns DatetimeIndex (NaT where unparseable).
+
+    Naive values (no offset) are wall-clock time in `tz` (default UTC); values with an offset,
+    tz-aware columns and epoch numbers are absolute and only converted.
+    """
+    local = _parse_local(pd.Series(values))
+    if local.tz is None:
+        local = local.tz_localize(tz or "UTC", ambiguous="NaT", nonexistent="NaT")
+    return local.tz_convert("UTC").as_unit("ns")
+
+
+def _parse_local(s: pd.Series) -> pd.DatetimeIndex:
+    """Naive DatetimeIndex for naive inputs (dates, strings without offset), UTC-aware otherwise."""
     if isinstance(s.dtype, pd.DatetimeTZDtype):
-        return pd.DatetimeIndex(s).tz_convert("UTC").as_unit("ns")
+        return pd.DatetimeIndex(s)
     if pd.api.types.is_datetime64_dtype(s.dtype):
-        return pd.DatetimeIndex(s).tz_localize("UTC").as_unit("ns")
+        return pd.DatetimeIndex(s)
     if pd.api.types.is_bool_dtype(s.dtype):
-        return pd.DatetimeIndex(np.full(len(s), np.datetime64("NaT", "ns"))).tz_localize("UTC")
+        return pd.DatetimeIndex(np.full(len(s), np.datetime64("NaT", "ns")))
     numeric = pd.to_numeric(s, errors="coerce") if not pd.api.types.is_numeric_dtype(s.dtype) else s
     n_numeric = int(pd.Series(numeric).notna().sum())
     if n_numeric and n_numeric == int(s.notna().sum()):
         x = np.asarray(numeric, dtype=float)
         if _looks_like_yyyymmdd(x):
             text = pd.Series(x).map(lambda v: f"{v:.0f}" if np.isfinite(v) else None)
-            return pd.DatetimeIndex(pd.to_datetime(text, format="%Y%m%d", utc=True, errors="coerce")).as_unit(
-                "ns"
-            )
+            return pd.DatetimeIndex(pd.to_datetime(text, format="%Y%m%d", errors="coerce"))
         return _from_epoch(x)
     text = s.astype("string").str.strip()
-    out = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+    out = _to_datetime(text, "ISO8601")
     if out.isna().sum() > text.isna().sum():
-        mixed = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
-        out = out.fillna(mixed) if out.notna().any() else mixed
-    return pd.DatetimeIndex(out).as_unit("ns")
+        mixed = _to_datetime(text, "mixed")
+        if not out.notna().any():
+            out = mixed
+        elif (mixed.tz is None) == (out.tz is None):
+            out = pd.DatetimeIndex(pd.Series(out).fillna(pd.Series(mixed)))
+    return out
+
+
+def _to_datetime(text: pd.Series, fmt: str) -> pd.DatetimeIndex:
+    """Naive values stay naive (they may be local time); mixed offsets are converted to UTC."""
+    try:
+        return pd.DatetimeIndex(pd.to_datetime(text, errors="coerce", format=fmt))
+    except (ValueError, TypeError):
+        return pd.DatetimeIndex(pd.to_datetime(text, utc=True, errors="coerce", format=fmt))
+
+
+def to_dates(index: pd.DatetimeIndex, tz: str | None) -> pd.DatetimeIndex:
+    """Each timestamp's calendar date in `tz` (default UTC), stamped 00:00 UTC: date-only bars."""
+    local = index.tz_convert(tz or "UTC").tz_localize(None).normalize()
+    return local.tz_localize("UTC").as_unit("ns")
 
 
 def _looks_like_yyyymmdd(x: np.ndarray) -> bool:
@@ -191,6 +229,15 @@ def _is_number(text: str) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class TimeOptions:
+    """How to read a file's time column (the manifest keys of the same names)."""
+
+    timestamp_column: str | None = None  # default: the first usual name (timestamp, date, ...)
+    timezone: str | None = None  # zone of naive timestamps; default UTC
+    date_only: bool = False  # bars are dates: local date -> 00:00 UTC
+
+
 def to_tables(
     raw: pd.DataFrame,
     file: str,
@@ -199,26 +246,35 @@ def to_tables(
     value_columns: tuple[str, ...] = ("close", "volume", "funding_rate", "open_interest"),
     required: str = "close",
     column: str | None = None,
+    time: TimeOptions = TimeOptions(),
+    layout: str = "auto",
 ) -> dict[str | None, Table] | None:
     """Canonicalise a raw frame: find the timestamp and value columns, parse timestamps.
 
-    Returns {None: table} for a single-series file, or {symbol: table} for a long file with a
-    symbol column holding several symbols; None (with problems recorded) when unusable.
+    Returns {None: table} for a single-series file, or {symbol: table} for a long file (a
+    symbol column holding several symbols) or a wide file (one close column per symbol; only
+    for `layout` "wide", or "auto" when the header has no close column but several others);
+    None (with problems recorded) when unusable.
     """
     cols = [str(c) for c in raw.columns]
     raw = raw.set_axis(cols, axis=1)
-    ts_col = find_column(cols, "timestamp")
+    ts_col = find_column(cols, "timestamp", time.timestamp_column)
     if ts_col is None:
+        want = [time.timestamp_column] if time.timestamp_column else list(ALIASES["timestamp"])
         problems.add(
-            f"missing timestamp column; expected one of {list(ALIASES['timestamp'])}",
+            f"missing timestamp column; expected one of {want}, found {cols}"
+            + ("" if time.timestamp_column else "; name it with timestamp_column in the manifest"),
             file,
-            column="timestamp",
+            column=time.timestamp_column or "timestamp",
         )
         return None
+    others = [c for c in cols if c != ts_col]
+    if layout == "wide" or (layout == "auto" and _looks_wide(others, column, required)):
+        return _wide_tables(raw, ts_col, others, file, problems, time)
     picked: dict[str, str] = {}
     for canon in value_columns:
         explicit = column if canon == required else None
-        c = find_column([c for c in cols if c != ts_col], canon, explicit)
+        c = find_column(others, canon, explicit)
         if c is not None:
             picked[canon] = c
     if required not in picked:
@@ -231,37 +287,109 @@ def to_tables(
         return None
     frame = pd.DataFrame({canon: raw[c].rename(canon) for canon, c in picked.items()})
     frame.columns = list(picked)
-    rows = np.arange(1, len(raw) + 1, dtype=np.int64)
-    index = parse_timestamps(raw[ts_col])
+    sym_col = find_column([c for c in others if c not in picked.values()], "symbol")
+    if layout == "long" and sym_col is None:
+        problems.add(
+            f"long layout needs a symbol column; expected one of {list(ALIASES['symbol'])}, found {cols}",
+            file,
+            column="symbol",
+        )
+        return None
+    split = sym_col is not None and (layout == "long" or raw[sym_col].nunique(dropna=True) > 1)
+    labels = raw[sym_col].astype("string").to_numpy() if split else None
+    return _split_tables(frame, raw[ts_col], labels, file, ts_col, problems, time, dict(picked))
+
+
+def _looks_wide(others: list[str], column: str | None, required: str) -> bool:
+    """No close (or symbol) column but several value columns: one close column per symbol."""
+    if column is not None or len(others) < 2:
+        return False
+    return find_column(others, required) is None and find_column(others, "symbol") is None
+
+
+def _wide_tables(
+    raw: pd.DataFrame,
+    ts_col: str,
+    others: list[str],
+    file: str,
+    problems: Problems,
+    time: TimeOptions,
+) -> dict[str | None, Table] | None:
+    """One table per value column of a wide file, the column name being the symbol."""
+    if not others:
+        problems.add("wide file has no symbol columns besides the timestamp", file, column=ts_col)
+        return None
+    index, rows, bad = _index(raw[ts_col], file, ts_col, problems, time)
+    ordered = check_timestamps(index, rows, file, ts_col, problems)
+    out: dict[str | None, Table] = {}
+    for c in others:
+        frame = pd.DataFrame({"close": raw[c].to_numpy()[~bad]}, index=index)
+        out[c] = Table(
+            frame=frame,
+            rows=rows,
+            file=f"{file} [column {c}]",
+            date_only=time.date_only or _is_date_only(index),
+            broken=bool(bad.any()) or not ordered,
+            source_columns={"close": c},
+        )
+    return out
+
+
+def _index(
+    values: pd.Series, file: str, ts_col: str, problems: Problems, time: TimeOptions
+) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
+    """(parsed UTC index of the good rows, their 1-based source rows, mask of unparseable rows)."""
+    rows = np.arange(1, len(values) + 1, dtype=np.int64)
+    index = parse_timestamps(values, time.timezone)
     bad = np.asarray(index.isna())
     if bad.any():
-        problems.add_rows("unparseable timestamp", file, rows[bad], ts_col)
-        frame, rows, index = frame.loc[~bad], rows[~bad], index[~bad]
+        what = "unparseable timestamp"
+        if time.timezone:
+            what += f" (or a wall-clock time that does not exist or is ambiguous in {time.timezone})"
+        problems.add_rows(what, file, rows[bad], ts_col)
+    index, rows = index[~bad], rows[~bad]
+    if time.date_only:
+        index = to_dates(index, time.timezone)
+    index.name = "timestamp"
+    return index, rows, bad
+
+
+def _split_tables(
+    frame: pd.DataFrame,
+    stamps: pd.Series,
+    labels: np.ndarray | None,
+    file: str,
+    ts_col: str,
+    problems: Problems,
+    time: TimeOptions,
+    source_columns: dict[str, str],
+) -> dict[str | None, Table]:
+    """Parse the index, then one table per symbol label (or one table when `labels` is None)."""
+    index, rows, bad = _index(stamps, file, ts_col, problems, time)
+    frame = frame.loc[~bad]
     frame.index = index
-    frame.index.name = "timestamp"
-    sym_col = find_column([c for c in cols if c not in (ts_col, *picked.values())], "symbol")
-    groups: dict[str | None, tuple[pd.DataFrame, np.ndarray]]
-    if sym_col is not None and raw[sym_col].nunique(dropna=True) > 1:
-        labels = raw[sym_col].astype("string").to_numpy()
-        groups = {}
-        for sym in pd.unique(labels):
-            if pd.isna(sym):
-                continue
-            m = labels == sym
-            groups[str(sym)] = (frame.loc[m], rows[m])
+    groups: dict[str | None, np.ndarray] = {}
+    if labels is None:
+        groups[None] = np.ones(len(frame), dtype=bool)
     else:
-        groups = {None: (frame, rows)}
+        kept = pd.Series(labels[~bad], dtype="string")
+        empty = kept.isna().to_numpy() | (kept.str.strip() == "").fillna(True).to_numpy()
+        if empty.any():
+            problems.add_rows("missing symbol", file, rows[empty], "symbol")
+        for sym in pd.unique(kept[~empty]):
+            groups[str(sym)] = kept.eq(sym).fillna(False).to_numpy(dtype=bool)
     out: dict[str | None, Table] = {}
-    for key, (f, r) in groups.items():
+    for key, m in groups.items():
+        f, r = frame.loc[m], rows[m]
         label = file if key is None else f"{file} [symbol {key}]"
         ordered = check_timestamps(f.index, r, label, ts_col, problems)
         out[key] = Table(
             frame=f,
             rows=r,
             file=label,
-            date_only=_is_date_only(f.index),
+            date_only=time.date_only or _is_date_only(f.index),
             broken=bool(bad.any()) or not ordered,
-            source_columns=dict(picked),
+            source_columns=dict(source_columns),
         )
     return out
 

@@ -145,6 +145,10 @@ def check_grid(
         return True
     off = np.flatnonzero(index.asi8 % freq.value != 0)
     if len(off):
-        problems.add_rows(f"timestamp is not on the {freq} bar grid", file, rows[off], "timestamp")
+        from adaptive_beta.models.durations import format_freq
+
+        problems.add_rows(
+            f"timestamp is not on the {format_freq(freq)} bar grid", file, rows[off], "timestamp"
+        )
         return False
     return True

@@ -129,3 +129,75 @@ def test_shipped_manifests_parse(name):
     assert {f.name for f in m.factors} == {"SPY", "QQQ", "GLD", "DXY", "VIX", "WTI", "DGS10", "EUR"}
     eur = next(f for f in m.factors if f.name == "EUR")
     assert eur.transform == "invert"
+
+
+def test_unknown_key_pth_is_unknown_with_did_you_mean_not_a_missing_path():
+    with pytest.raises(DataError) as e:
+        parse_manifest({"assets": [{"symbol": "A", "pth": "a.csv"}]}, "m.toml")
+    assert e.value.column == "assets[0].pth"
+    assert e.value.message == "unknown manifest key 'assets[0].pth'; did you mean 'path'?"
+    assert "required" not in str(e.value)
+
+
+def test_every_manifest_error_is_reported_in_one_go():
+    data = {
+        "nmae": "x",
+        "freq": "eight hours",
+        "timezone": "America/New_Yrok",
+        "assets": [{"symbol": "A", "pth": "a.csv"}, {"symbol": "B"}],
+        "factors": [{"name": "SPY", "path": "s.csv", "calender": "us_close"}],
+    }
+    with pytest.raises(DataError) as e:
+        parse_manifest(data, "m.toml")
+    errors = e.value.errors
+    assert sorted(err.column for err in errors) == [
+        "assets[0].pth",
+        "assets[1].path",
+        "factors[0].calender",
+        "freq",
+        "nmae",
+        "timezone",
+    ]
+    by_key = {err.column: err.message for err in errors}
+    assert by_key["nmae"].endswith("did you mean 'name'?")
+    assert by_key["factors[0].calender"].endswith("did you mean 'calendar'?")
+    assert by_key["assets[1].path"] == "manifest key 'assets[1].path' is required"  # B really has none
+    assert "did you mean 'America/New_York'" in by_key["timezone"]
+    text = str(e.value)
+    assert text.startswith("file m.toml: 6 problems in the manifest:")
+    assert all(err.message in text for err in errors)
+
+
+def test_time_and_layout_keys_at_top_level_and_per_entry():
+    m = parse_manifest(
+        {
+            "timestamp_column": "Date",
+            "timezone": "America/New_York",
+            "date_only": True,
+            "layout": "wide",
+            "assets": [{"symbol": "A", "path": "a.csv", "timezone": "UTC", "layout": "long"}],
+            "assets_glob": {"path": "*.csv", "date_only": False, "layout": "single"},
+            "factors": [{"name": "SPY", "path": "s.csv", "timestamp_column": "when"}],
+        },
+        "m.toml",
+    )
+    assert (m.timestamp_column, m.timezone, m.date_only, m.layout) == (
+        "Date",
+        "America/New_York",
+        True,
+        "wide",
+    )
+    assert (m.assets[0].timezone, m.assets[0].layout, m.assets[0].date_only) == ("UTC", "long", None)
+    assert (m.assets_glob.date_only, m.assets_glob.layout) == (False, "single")
+    assert m.factors[0].timestamp_column == "when"
+    with pytest.raises(DataError, match="'layout'"):
+        parse_manifest({"layout": "tall"}, "m.toml")
+
+
+def test_validate_lists_each_manifest_error_on_its_own_line(tmp_path: Path):
+    from adaptive_beta.models.data.loaders import validate_dataset
+
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "dataset.toml").write_text('nmae = "x"\nfreq = "soon"\n')
+    errors = validate_dataset(tmp_path / "ds")
+    assert [err.column for err in errors] == ["freq", "nmae"]

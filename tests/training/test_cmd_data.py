@@ -79,3 +79,29 @@ def test_abeta_console_script_in_subprocess(tmp_path):
     )
     assert bad.returncode == 2
     assert "row 2, column 'close': price must be strictly positive" in bad.stderr
+
+
+def test_validate_new_york_midnight_bars_agrees_with_load_and_names_the_fix(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    ds = tmp_path / "ny"
+    (ds / "assets").mkdir(parents=True)
+    local = pd.date_range("2020-01-01", periods=1800, freq="D", tz="America/New_York")
+    for sym in ("BTCUSDT", "ETHUSDT"):
+        pd.DataFrame(
+            {
+                "timestamp": local.tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S"),
+                "close": np.linspace(1, 2, 1800),
+            }
+        ).to_csv(ds / "assets" / f"{sym}.csv", index=False)
+    result = CliRunner().invoke(app, ["data", "validate", str(ds)])
+    assert result.exit_code == 2
+    assert [line[:5] for line in result.stdout.splitlines()] == ["ERROR", "ERROR"]  # no "ok" above the errors
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 2  # one per file, not ~1,800 grid errors
+    assert all('timezone = "America/New_York" and date_only = true' in e for e in errors)
+    (ds / "dataset.toml").write_text('timezone = "America/New_York"\ndate_only = true\n')
+    fixed = CliRunner().invoke(app, ["data", "validate", str(ds)])
+    assert fixed.exit_code == 0, fixed.output
+    assert "panel: 2 assets x 1800 bars of 1d (2020-01-01 .. 2024-12-04)" in fixed.stdout

@@ -17,12 +17,14 @@ from adaptive_beta.models.data.schema import DataError
 # `[policy]` (TOML section names) in option help.
 PLAIN = {"no_args_is_help": True, "rich_markup_mode": None}
 app = typer.Typer(add_completion=False, help="Adaptive Beta: forward beta of crypto perps.", **PLAIN)
-data_app = typer.Typer(help="Market data: simulate, validate, features.", **PLAIN)
+data_app = typer.Typer(help="Market data: simulate, validate, features, fetch.", **PLAIN)
+fetch_app = typer.Typer(help="Download market data into a dataset folder (resumable).", **PLAIN)
 evaluate_app = typer.Typer(help="Walk-forward scorecards: baselines and models.", **PLAIN)
 models_app = typer.Typer(help="Registered models.", **PLAIN)
 audit_app = typer.Typer(help="The audit log: verify, export, report.", **PLAIN)
 store_app = typer.Typer(help="The service's market-data store: load a dataset, list the series.", **PLAIN)
 app.add_typer(data_app, name="data")
+data_app.add_typer(fetch_app, name="fetch")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
@@ -54,6 +56,8 @@ def _register() -> None:
         (data_app, "simulate", "adaptive_beta.cli.simulate", "simulate"),
         (data_app, "validate", "adaptive_beta.cli.data", "validate"),
         (data_app, "features", "adaptive_beta.cli.features", "features"),
+        (fetch_app, "binance", "adaptive_beta.cli.fetch", "binance"),
+        (fetch_app, "ccxt", "adaptive_beta.cli.fetch", "ccxt"),
         (evaluate_app, "baselines", "adaptive_beta.cli.evaluate", "baselines"),
         (evaluate_app, "model", "adaptive_beta.cli.evaluate_model", "model"),
         (app, "train", "adaptive_beta.cli.train", "train"),
