@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     market_db: str | None = (
         None  # market-data store (POST /bars); default market.db beside a SQLite audit_db, else audit_db
     )
+    live_history_bars: int = Field(0, ge=0)  # stored bars replayed into the live forecasts (0: all)
     audit_anchors: str | None = None  # signed anchor file (default DB.anchors beside SQLite)
     audit_anchor_key: str | None = None  # HMAC key file of the anchors (default DB.anchor-key)
     audit_anchor_every: int = Field(1000, ge=1)  # an anchor at least every N records ...

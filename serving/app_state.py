@@ -69,6 +69,7 @@ class ServeConfig:
     anchor_seconds: float = 60.0  # ABETA_AUDIT_ANCHOR_SECONDS: ... and every T seconds
     max_record_bytes: int = 1024 * 1024  # ABETA_MAX_RECORD_BYTES: larger audit records are refused (422)
     market_db: str = "audit/market.db"  # ABETA_MARKET_DB: the market-data store POST /bars writes
+    live_history_bars: int = 0  # ABETA_LIVE_HISTORY_BARS: stored bars replayed into the live state (0: all)
 
     @classmethod
     def from_env(cls) -> ServeConfig:
@@ -86,6 +87,7 @@ class ServeConfig:
             anchor_seconds=s.audit_anchor_seconds,
             max_record_bytes=s.max_record_bytes,
             market_db=str(s.market_db),
+            live_history_bars=s.live_history_bars,
         )
 
     def anchor_settings(self) -> Any:
@@ -138,6 +140,8 @@ class AppState:
     groups: dict[str, list[int]] = field(default_factory=dict)  # group -> feature column indices
     max_record_bytes: int = ServeConfig.max_record_bytes  # ServeConfig.max_record_bytes
     market_db: str = ServeConfig.market_db  # opened on the first POST /bars (serving/endpoints/bars.py)
+    live_history_bars: int = 0  # ServeConfig.live_history_bars
+    live: Any = field(default=None, repr=False)  # LiveMarket, made on the first stored-state call
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -165,6 +169,7 @@ class AppState:
             groups=groups,
             max_record_bytes=cfg.max_record_bytes,
             market_db=cfg.market_db,
+            live_history_bars=cfg.live_history_bars,
         )
 
     # ---------------------------------------------------------------- warm-up
@@ -233,6 +238,23 @@ class AppState:
         )
         self.feature_rows(inputs)
         request_sha256(req)
+        return time.perf_counter() - t0
+
+    def warm_up_live(self) -> float | None:
+        """Build the stored-state forecasts if the market-data store already exists and holds the
+        model's series (seconds taken), else None: a restarted worker answers `{"symbols": ...}`
+        at once instead of replaying the store on its first such request."""
+        from adaptive_beta.models.database import sqlite_file
+        from adaptive_beta.serving.live import StoreEmpty
+
+        path = sqlite_file(self.market_db, "market-data store")
+        if path is not None and not path.exists():
+            return None
+        t0 = time.perf_counter()
+        try:
+            self.live_market().sync()
+        except StoreEmpty:
+            return None
         return time.perf_counter() - t0
 
     # ---------------------------------------------------------------- facts about the model
@@ -430,6 +452,7 @@ class AppState:
                 "as_of": {s: t.isoformat() for s, t in zip(inputs.symbols, inputs.as_of, strict=True)},
                 "rows": features,
                 "inputs": self.inputs_summary(req, inputs.symbols),
+                **({"bars": inputs.bars} if getattr(inputs, "bars", None) else {}),
                 "baseline_forecast": baseline,
             },
             "output": output,
@@ -454,6 +477,25 @@ class AppState:
             )
 
     # ---------------------------------------------------------------- what every endpoint needs
+    def live_market(self):
+        """This worker's stored-state forecasts (serving/live.py), created on first use over the
+        market-data store of `market_db` (the store POST /bars writes)."""
+        if self.live is None:
+            from adaptive_beta.serving.live import LiveMarket
+            from adaptive_beta.serving.market_stores import market_store
+
+            self.live = LiveMarket(self, market_store(self.market_db), self.live_history_bars)
+        return self.live
+
+    def forecast_with_shapley(self, req: ForecastRequest):
+        """(inputs, model outputs, (phi, base, full)) of a /forecast or /explain request: computed
+        now from the request's history, or, for a stored-state request (`symbols` / `universe`),
+        read from the forecasts kept since the last bar (serving/live.py)."""
+        if getattr(req, "stored", False):
+            return self.live_market().inputs(None if req.universe else list(req.symbols))
+        inputs, out = self.forecast_core(req)
+        return inputs, out, self.shapley(inputs.x)
+
     def forecast_core(self, req: ForecastRequest, symbols: list[str] | None = None):
         """(inputs, model outputs) for the request's assets (or `symbols`), non-finite outputs refused."""
         inputs, out, _ = self.forecast_core_with_panel(req, symbols)

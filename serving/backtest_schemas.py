@@ -16,7 +16,7 @@ import math
 
 from pydantic import BaseModel, Field, model_validator
 
-from adaptive_beta.serving.schemas import MAX_ASSETS, MAX_TARGET_BETA, ForecastRequest, ModelInfo
+from adaptive_beta.serving.schemas import MAX_ASSETS, MAX_TARGET_BETA, HistoryRequest, ModelInfo
 
 MAX_INSTRUMENTS = 8
 MAX_ESTIMATORS = 16
@@ -25,7 +25,7 @@ DEFAULT_ESTIMATORS = ("rolling_ols_30d", "rolling_ols_90d", "welch_hl60d", "ewma
 DURATION_PATTERN = r"^[0-9]{1,4}(min|h|d|w)$"
 
 
-class BacktestRequest(ForecastRequest):
+class BacktestRequest(HistoryRequest):
     portfolio: dict[str, float] = Field(
         min_length=1,
         max_length=MAX_ASSETS,

@@ -13,19 +13,25 @@ no series the model does not use: 422).  What contradicts the stored bars is a 4
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
+from typing import Annotated
 
 import pandas as pd
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, model_validator
 
 from adaptive_beta.serving.schemas import (
+    COLUMNS,
     MAX_ASSETS,
     MAX_HISTORY,
+    ROWS,
     AssetHistory,
     Bar,
-    ForecastRequest,
+    BarColumns,
+    HistoryRequest,
     RequestError,
     _check_grid,
     _check_plausible,
+    _form,
     check_series_used,
     history_columns,
 )
@@ -37,13 +43,21 @@ class BarsConflict(RequestError):
     status = 409
 
 
-class NewBars(AssetHistory):
-    history: list[Bar] = Field(
-        min_length=1, max_length=MAX_HISTORY, description="new bars sorted by time (one is enough)"
+class NewBarColumns(BarColumns):
+    timestamps: list[datetime] = Field(
+        min_length=1, max_length=MAX_HISTORY, description="bar open times, sorted"
     )
 
 
-class BarsRequest(ForecastRequest):
+class NewBars(AssetHistory):
+    history: Annotated[
+        Annotated[list[Bar], Field(min_length=1, max_length=MAX_HISTORY), Tag(ROWS)]
+        | Annotated[NewBarColumns, Tag(COLUMNS)],
+        Discriminator(_form),
+    ] = Field(description="new bars sorted by time (one is enough), as bar objects or columns")
+
+
+class BarsRequest(HistoryRequest):
     assets: list[NewBars] = Field(default_factory=list, max_length=MAX_ASSETS)
     restate: bool = Field(
         default=False,
@@ -66,10 +80,21 @@ class SeriesAppend(BaseModel):
     last: str | None = Field(description="the series' last stored bar after this request (UTC ISO 8601)")
 
 
+class ForecastsRefresh(BaseModel):
+    updated: int = Field(description="assets whose stored-state forecast these bars completed (computed now)")
+    as_of: str | None = Field(default=None, description="the last bar the stored-state forecasts have seen")
+    note: str | None = Field(
+        default=None, description="why no forecast was refreshed (e.g. a series missing)"
+    )
+
+
 class BarsResponse(BaseModel):
     series: dict[str, SeriesAppend]
     restatement_record: str | None = Field(
         default=None, description="request_id of the audit record of the restatements, if any"
+    )
+    forecasts: ForecastsRefresh | None = Field(
+        default=None, description="the stored-state forecasts after these bars (POST /forecast with symbols)"
     )
 
 
@@ -83,10 +108,10 @@ def check_bars(
     for i, a in enumerate(req.assets):
         where = f"assets[{i}].history"
         cols = history_columns(a)
-        _check_grid(cols.us, freq, f"asset {a.symbol}", where)
+        _check_grid(cols.us, freq, f"asset {a.symbol}", where, cols.columnar)
         _check_plausible(cols, freq, f"asset {a.symbol}", where, positive=True)
     for name, pts in req.series.items():
         cols = history_columns(pts)
         if name in bar_series:
-            _check_grid(cols.us, freq, f"series {name}", f"series.{name}")
+            _check_grid(cols.us, freq, f"series {name}", f"series.{name}", cols.columnar)
         _check_plausible(cols, freq, f"series {name}", f"series.{name}", infer_category(name) != "rates")

@@ -42,7 +42,7 @@ from adaptive_beta.serving.backtest_schemas import BacktestRequest, BacktestResp
 from adaptive_beta.serving.bars_schemas import BarsRequest, BarsResponse
 from adaptive_beta.serving.compliance.app import compliance_app
 from adaptive_beta.serving.endpoints.backtest import backtest
-from adaptive_beta.serving.endpoints.bars import StoreUnavailable, bars, close_stores
+from adaptive_beta.serving.endpoints.bars import bars
 from adaptive_beta.serving.endpoints.explain import explain
 from adaptive_beta.serving.endpoints.forecast import forecast
 from adaptive_beta.serving.endpoints.hedge import hedge
@@ -50,6 +50,7 @@ from adaptive_beta.serving.endpoints.model import model
 from adaptive_beta.serving.endpoints.stress import stress
 from adaptive_beta.serving.errors import JSONErrorsMiddleware, json_bad_request_in_uvicorn
 from adaptive_beta.serving.limits import BodyLimitMiddleware, ConcurrencyLimitMiddleware
+from adaptive_beta.serving.market_stores import StoreUnavailable, close_stores
 from adaptive_beta.serving.metrics import RouteMetricsMiddleware, metrics_response
 from adaptive_beta.serving.openapi import ModelCard, served_document
 from adaptive_beta.serving.parent_watch import exit_with_parent
@@ -183,6 +184,12 @@ class AdaptiveBeta:
             log.info("warm-up forecast took %.3f s", self.state.warm_up())
         except Exception as exc:  # a model that rejects the synthetic window can still serve real ones
             log.warning("warm-up forecast failed (serving anyway): %s: %s", type(exc).__name__, exc)
+        try:  # stored-state forecasts: replay the market-data store now, not on the first request
+            took = self.state.warm_up_live()
+            if took is not None:
+                log.info("stored-state forecasts rebuilt from the market-data store in %.3f s", took)
+        except Exception as exc:  # the stateless path serves regardless; stored-state calls say why
+            log.warning("stored-state forecasts not built at start-up: %s: %s", type(exc).__name__, exc)
         # A request allocates ~10^4 short-lived objects (pydantic bars, pandas frames): with the
         # default thresholds full collections rescan everything loaded at start-up (bundle, ORT,
         # pandas, mlflow).  Freeze those and collect the young generation less often: measured

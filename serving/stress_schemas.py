@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, Field, model_validator
 
 from adaptive_beta.models.portfolio.stress import ScenarioResult
-from adaptive_beta.serving.schemas import MAX_ASSETS, ForecastRequest, ModelInfo
+from adaptive_beta.serving.schemas import MAX_ASSETS, HistoryRequest, ModelInfo
 
 MAX_SCENARIOS = 32
 MAX_INSTRUMENTS = 8
@@ -31,7 +31,7 @@ def _finite_map(values: dict[str, float], where: str) -> None:
             raise ValueError(f"{where}.{k} is not a finite number")
 
 
-class StressRequest(ForecastRequest):
+class StressRequest(HistoryRequest):
     positions: dict[str, float] = Field(
         min_length=1, max_length=MAX_ASSETS, description="symbol -> signed USD notional (long > 0)"
     )

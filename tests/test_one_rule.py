@@ -188,6 +188,7 @@ def test_each_unified_helper_is_defined_once_and_the_old_copies_are_gone():
         "find_btc",
         "btc_benchmark",
         "is_bar_series",
+        "is_bar_input",
         "window_span",
         "feature_spec_hash",
         "forecast_windows",
@@ -195,7 +196,14 @@ def test_each_unified_helper_is_defined_once_and_the_old_copies_are_gone():
         "replay_covered",
     ):
         assert defined[name] == 1, name
-    for old in ("_covers", "_is_bar_series", "_is_bar_name", "_spec_hash", "_zero_or_duration"):
+    for old in (
+        "_covers",
+        "_is_bar_series",
+        "_is_bar_input",
+        "_is_bar_name",
+        "_spec_hash",
+        "_zero_or_duration",
+    ):
         assert defined[old] == 0, old
 
 

@@ -37,6 +37,14 @@ OPTIONAL_COLUMNS = ("volume", "funding_rate", "open_interest")
 Observations = Mapping[str, tuple[np.ndarray, dict[str, np.ndarray]]]  # name -> (int64 us UTC, columns)
 
 
+def is_bar_input(meta: BundleMeta, name: str) -> bool:
+    """Whether series `name` is a bar series for this model (on its grid: a benchmark, the
+    composite) rather than a factor's irregular observations: what the model's inputs say, else
+    the name rule.  The one rule for requests, panel frames, the market-data store and the live state."""
+    known = meta.inputs.get(name)
+    return known.kind != "factor" if known is not None else is_bar_series(name, meta.benchmarks)
+
+
 def observation_panel(meta: BundleMeta, assets: Observations, series: Observations) -> Panel:
     """The Panel a model sees for raw observations, built as training built its panel.
 
@@ -54,7 +62,7 @@ def observation_panel(meta: BundleMeta, assets: Observations, series: Observatio
         known = meta.inputs.get(name)
         if known is not None and known.kind == "factor":
             factors[name] = (us, close, known.category, known.calendar, known.lag)
-        elif known is not None or is_bar_series(name, meta.benchmarks):
+        elif is_bar_input(meta, name):
             bars[name] = (us, close)
         else:  # a series the model does not use: the loaders' default rule
             category = infer_category(name)

@@ -13,51 +13,16 @@ transaction: if the audit log cannot take the record nothing is restated (503).
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pandas as pd
 
+from adaptive_beta.models.bundle.panel_frame import is_bar_input
 from adaptive_beta.serving.app_state import AppState
 from adaptive_beta.serving.bars_schemas import BarsConflict, BarsRequest, check_bars
+from adaptive_beta.serving.market_stores import StoreUnavailable, market_store
 from adaptive_beta.serving.schemas import MAX_PRICE_JUMP, RequestError, history_columns, request_sha256
 
 RESTATEMENT_KIND = "bar-restatement"
-_STORES: dict[str, object] = {}
-_LOCK = threading.Lock()
-
-
-class StoreUnavailable(RuntimeError):
-    """The market-data store cannot be opened or written (503; nothing was stored)."""
-
-
-def market_store(url: str):
-    """The worker's store for `url` (opened once; StoreUnavailable if it cannot be)."""
-    from adaptive_beta.models.market.store import open_market_store
-
-    with _LOCK:
-        store = _STORES.get(url)
-        if store is None:
-            try:
-                store = _STORES[url] = open_market_store(url)
-            except Exception as exc:
-                raise StoreUnavailable(f"market-data store {url} cannot be opened: {exc}") from exc
-        return store
-
-
-def close_stores() -> None:
-    with _LOCK:
-        for store in _STORES.values():
-            store.close()
-        _STORES.clear()
-
-
-def _is_bar_series(state: AppState, name: str) -> bool:
-    """As `observation_panel` reads it: a known bar input, or an unknown benchmark-like name."""
-    from adaptive_beta.models.data.schema import is_bar_series
-
-    known = state.bundle.meta.inputs.get(name)
-    return known.kind != "factor" if known is not None else is_bar_series(name, state.bundle.meta.benchmarks)
 
 
 def to_series_bars(state: AppState, req: BarsRequest) -> list:
@@ -72,7 +37,7 @@ def to_series_bars(state: AppState, req: BarsRequest) -> list:
         out.append(SeriesBars(a.symbol, "asset", cols.us, {"close": cols.close, **cols.extras}, freq_us))
     for name, pts in req.series.items():
         cols = history_columns(pts)
-        freq = freq_us if _is_bar_series(state, name) else None
+        freq = freq_us if is_bar_input(state.bundle.meta, name) else None
         positive = infer_category(name) != "rates"
         out.append(SeriesBars(name, "series", cols.us, {"close": cols.close}, freq, positive))
     return out
@@ -97,7 +62,7 @@ def bars(state: AppState, req: BarsRequest, caller: str) -> dict:
     from adaptive_beta.models.market.bars import MarketDataError
 
     meta = state.bundle.meta
-    bar_series = [n for n in req.series if _is_bar_series(state, n)]
+    bar_series = [n for n in req.series if is_bar_input(state.bundle.meta, n)]
     check_bars(req, state.freq, bar_series, list(meta.inputs))
     batch = to_series_bars(state, req)
     store = market_store(state.market_db)
@@ -123,7 +88,26 @@ def bars(state: AppState, req: BarsRequest, caller: str) -> dict:
     return {
         "series": {name: {"kind": kinds[name], **c.as_dict()} for name, c in result.counts.items()},
         "restatement_record": logged[0] if logged else None,
+        "forecasts": _refresh(state, bool(result.restatements)),
     }
+
+
+def _refresh(state: AppState, restated: bool) -> dict:
+    """Bring the stored-state forecasts up to the new bars (serving/live.py): every asset a new
+    bar completes is forecast now, once. The bars are stored whatever happens here."""
+    import logging
+
+    from adaptive_beta.serving.live import StoreEmpty
+
+    try:
+        updated = state.live_market().sync(restated=restated)
+    except StoreEmpty as exc:
+        return {"updated": 0, "note": exc.message}
+    except Exception as exc:  # noqa: BLE001 - logged and reported; the append itself succeeded
+        logging.getLogger(__name__).warning("stored-state forecasts not refreshed: %s", exc)
+        return {"updated": 0, "note": f"stored-state forecasts not refreshed: {type(exc).__name__}"}
+    last = state.live.model.last_timestamp if state.live.model is not None else None
+    return {"updated": len(updated), "as_of": last.isoformat() if last is not None else None}
 
 
 def _audit_restatements(state: AppState, req: BarsRequest, caller: str, restatements) -> str:

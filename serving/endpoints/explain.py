@@ -11,8 +11,7 @@ from adaptive_beta.serving.schemas import ExplainRequest
 def explain(state: AppState, req: ExplainRequest, caller: str) -> dict:
     """The /explain response for `caller`, logged to the audit trail before it is returned."""
     request_id = state.new_request_id()
-    inputs, out = state.forecast_core(req)
-    phi, base, full = state.shapley(inputs.x)
+    inputs, out, (phi, base, full) = state.forecast_with_shapley(req)
     benches = list(state.bundle.meta.benchmarks)
     names = list(state.groups)
     means = baseline_from_means(state._means(), lookback=inputs.x.shape[1])

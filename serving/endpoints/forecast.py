@@ -12,8 +12,7 @@ from adaptive_beta.serving.schemas import ForecastRequest
 def forecast(state: AppState, req: ForecastRequest, caller: str) -> dict:
     """The /forecast response for `caller`, logged to the audit trail before it is returned."""
     request_id = state.new_request_id()
-    inputs, out = state.forecast_core(req)
-    phi, base, full = state.shapley(inputs.x)
+    inputs, out, (phi, base, full) = state.forecast_with_shapley(req)
     benches = list(state.bundle.meta.benchmarks)
     regimes = list(state.bundle.meta.regimes)
     names = list(state.groups)

@@ -15,7 +15,8 @@ from adaptive_beta.models.audit.log import AuditReader, verify_chain
 from adaptive_beta.models.market.store import open_market_store
 from adaptive_beta.serving.app_state import AppState, ServeConfig
 from adaptive_beta.serving.bars_schemas import BarsConflict, BarsRequest
-from adaptive_beta.serving.endpoints.bars import bars, close_stores
+from adaptive_beta.serving.endpoints.bars import bars
+from adaptive_beta.serving.market_stores import close_stores
 from adaptive_beta.serving.schemas import RequestError
 from tests.serving.conftest import auth, request_body
 

@@ -198,9 +198,8 @@ def test_request_sha256_is_spelling_free_and_sees_every_value_and_field():
     assert ex1 != ex2
     # the documented canonical form, rebuilt by hand for this body
     req = ForecastRequest.model_validate(body)
-    h = hashlib.sha256(
-        req.model_dump_json(exclude={"assets": {"__all__": {"history"}}, "series": True}).encode()
-    )
+    stateless = {"assets": {"__all__": {"history"}}, "series": True, "symbols": True, "universe": True}
+    h = hashlib.sha256(req.model_dump_json(exclude=stateless).encode())
     day = 86_400_000_000
     h.update(b"asset\0SOLUSDT\0")
     h.update(np.array([1_704_067_200_000_000 + i * day for i in range(5)], "<i8").tobytes())
@@ -211,6 +210,5 @@ def test_request_sha256_is_spelling_free_and_sees_every_value_and_field():
     h.update(np.array([1_704_067_200_000_000 + i * day for i in range(5)], "<i8").tobytes())
     h.update(np.array([400.0, 401.0, 402.0, 403.0, 404.0], "<f8").tobytes())
     assert h.hexdigest() == base
-    assert req.model_dump_json(exclude={"assets": {"__all__": {"history"}}, "series": True}) == (
-        '{"assets":[{"symbol":"SOLUSDT"}]}'
-    )
+    # the same text as before the stored-state fields existed: earlier records' hashes still hold
+    assert req.model_dump_json(exclude=stateless) == '{"assets":[{"symbol":"SOLUSDT"}]}'

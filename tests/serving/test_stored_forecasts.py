@@ -1,0 +1,184 @@
+"""Issue 12 item 3: stored-state forecasts. Bars posted to `/bars` are kept; each new bar is
+forecast once; `{"symbols": [...]}` / `{"universe": true}` read the kept forecasts, which equal
+the stateless forecast of the same bars; the audit record names the stored bars (range and a hash
+that `bars_chain` recomputes from the store).  In-process on the tiny bundle (AppState + the
+endpoint functions), a real SQLite store.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from adaptive_beta.models.market.store import open_market_store
+from adaptive_beta.serving.app_state import AppState, ServeConfig
+from adaptive_beta.serving.bars_schemas import BarsRequest
+from adaptive_beta.serving.endpoints.bars import bars
+from adaptive_beta.serving.endpoints.explain import explain
+from adaptive_beta.serving.endpoints.forecast import forecast
+from adaptive_beta.serving.live import StoreEmpty, bars_chain
+from adaptive_beta.serving.market_stores import close_stores
+from adaptive_beta.serving.schemas import ExplainRequest, ForecastRequest, HedgeRequest, RequestError
+from tests.serving.conftest import request_body
+
+
+@pytest.fixture
+def state(tiny_bundle, tmp_path):
+    cfg = ServeConfig(
+        model=str(tiny_bundle["path"]),
+        audit_db=str(tmp_path / "audit.db"),
+        market_db=str(tmp_path / "market.db"),
+    )
+    st = AppState.load(cfg)
+    yield st
+    close_stores()
+    st.audit.close()
+
+
+@pytest.fixture(scope="module")
+def full(tiny_bundle):
+    return request_body(tiny_bundle["assets"], tiny_bundle["spy"], tiny_bundle["composite"])
+
+
+def head(body: dict, drop: int) -> dict:
+    """The body without its last `drop` bars of every asset and bar series (factors kept whole:
+    their points are published after the bars they belong to)."""
+    out = copy.deepcopy(body)
+    for a in out["assets"]:
+        a["history"] = a["history"][: len(a["history"]) - drop]
+    out["series"]["CRYPTO_EW"] = out["series"]["CRYPTO_EW"][: len(out["series"]["CRYPTO_EW"]) - drop]
+    return out
+
+
+def tail(body: dict, n: int) -> dict:
+    out = copy.deepcopy(body)
+    for a in out["assets"]:
+        a["history"] = a["history"][-n:]
+    out["series"] = {"CRYPTO_EW": out["series"]["CRYPTO_EW"][-n:]}
+    return out
+
+
+def post(state, body):
+    return bars(state, BarsRequest.model_validate(body), "feed")
+
+
+def stored(state, **form):
+    return forecast(state, ForecastRequest.model_validate(form), "desk")
+
+
+def betas(answer: dict) -> dict:
+    return {f["symbol"]: {b: v["beta"] for b, v in f["betas"].items()} for f in answer["forecasts"]}
+
+
+def test_stored_forecasts_equal_the_stateless_forecast_of_the_same_bars(state, full):
+    out = post(state, full)
+    n_assets = len(full["assets"])
+    assert out["forecasts"]["updated"] == n_assets
+    got = stored(state, universe=True)
+    ref = forecast(state, ForecastRequest.model_validate(full), "desk")
+    assert [f["symbol"] for f in got["forecasts"]] == sorted(a["symbol"] for a in full["assets"])
+    b_got, b_ref = betas(got), betas(ref)
+    for sym in b_ref:
+        for bench, v in b_ref[sym].items():
+            assert b_got[sym][bench] == pytest.approx(v, abs=1e-5)
+    assert {f["symbol"]: f["as_of"] for f in got["forecasts"]} == {
+        f["symbol"]: f["as_of"] for f in ref["forecasts"]
+    }
+    # drivers come from the kept exact group Shapley values: the same as the stateless ones
+    d_got = {f["symbol"]: f["drivers"] for f in got["forecasts"]}
+    for f in ref["forecasts"]:
+        for bench, drivers in f["drivers"].items():
+            assert [d["group"] for d in d_got[f["symbol"]][bench]] == [d["group"] for d in drivers]
+
+
+def test_a_new_bar_is_forecast_once_and_moves_as_of(state, full):
+    post(state, head(full, 1))
+    before = stored(state, symbols=["SOLUSDT"])
+    out = post(state, tail(full, 1))
+    assert out["series"]["SOLUSDT"]["appended"] == 1 and out["forecasts"]["updated"] == len(full["assets"])
+    after = stored(state, symbols=["SOLUSDT", "ETHUSDT"])
+    assert [f["symbol"] for f in after["forecasts"]] == ["SOLUSDT", "ETHUSDT"]  # the order asked for
+    assert after["forecasts"][0]["as_of"] > before["forecasts"][0]["as_of"]
+    ref = betas(forecast(state, ForecastRequest.model_validate(full), "desk"))
+    for f in after["forecasts"]:
+        for bench, v in f["betas"].items():
+            assert v["beta"] == pytest.approx(ref[f["symbol"]][bench], abs=1e-5)
+    # the same bar posted again: a duplicate, nothing recomputed
+    again = post(state, tail(full, 1))
+    assert again["series"]["SOLUSDT"]["duplicate"] == 1 and again["forecasts"]["updated"] == 0
+
+
+def test_the_audit_record_names_the_stored_bars_and_the_hash_recomputes_from_the_store(state, full):
+    post(state, head(full, 2))
+    post(state, tail(full, 2))
+    ans = stored(state, symbols=["DOGEUSDT"])
+    rec = state.audit.get(ans["request_id"])
+    b = rec["features"]["bars"]
+    assert b["source"] == "market-data store" and b["last"] == ans["forecasts"][0]["as_of"]
+    assert b["first"] < b["replayed_to"] < b["last"]
+    assert rec["symbols"] == ["DOGEUSDT"] and rec["features"]["inputs"] == {}
+    with open_market_store(state.market_db) as store:
+        assets = sorted(a["symbol"] for a in full["assets"])
+        assert bars_chain(store, state.bundle.meta, assets, b, state.freq) == b["sha256"]
+        # a restatement of a bar the forecast used breaks the match
+        changed = tail(full, 3)
+        changed["assets"][3]["history"][0]["close"] *= 1.01  # DOGEUSDT
+        changed["restate"] = True
+        post(state, changed)
+        assert bars_chain(store, state.bundle.meta, assets, b, state.freq) != b["sha256"]
+    # and the state was rebuilt on the restated bars: the forecast moved
+    moved = stored(state, symbols=["DOGEUSDT"])
+    assert moved["forecasts"][0]["betas"] != ans["forecasts"][0]["betas"]
+
+
+def test_explain_reads_the_kept_forecast_too(state, full):
+    post(state, full)
+    ex = explain(state, ExplainRequest.model_validate({"symbols": ["ETHUSDT"], "top_groups": 1}), "desk")
+    fc = stored(state, symbols=["ETHUSDT"])
+    for bench, e in ex["explanations"][0]["benchmarks"].items():
+        total = e["baseline_forecast"] + sum(g["contribution"] for g in e["groups"])
+        assert total == pytest.approx(fc["forecasts"][0]["betas"][bench]["beta"], abs=1e-4)
+
+
+def test_unknown_symbols_an_empty_store_and_mixed_forms_are_refused(state, full):
+    with pytest.raises(StoreEmpty) as empty:
+        stored(state, universe=True)
+    assert empty.value.status == 409 and "POST /bars" in empty.value.message
+    post(state, full)
+    with pytest.raises(RequestError) as unknown:
+        stored(state, symbols=["SOLUSDT", "NOPEUSDT"])
+    assert unknown.value.field == "symbols[1]" and "not in the market-data store" in unknown.value.message
+    for bad in (
+        {"symbols": ["SOLUSDT"], "universe": True},
+        {**full, "symbols": ["SOLUSDT"]},
+        {"symbols": []},
+        {"symbols": ["SOLUSDT", "SOLUSDT"]},
+        {},
+    ):
+        with pytest.raises(ValidationError):
+            ForecastRequest.model_validate(bad)
+    with pytest.raises(ValidationError) as hedge:
+        HedgeRequest.model_validate({"symbols": ["SOLUSDT"], "positions": {"SOLUSDT": 1.0}})
+    assert "symbols" in str(hedge.value)
+    assert state.audit.query(limit=5) == []  # nothing refused was logged
+
+
+def test_a_restart_rebuilds_the_state_from_the_store(state, full, tiny_bundle, tmp_path):
+    post(state, full)
+    first = betas(stored(state, universe=True))
+    close_stores()
+    cfg = ServeConfig(
+        model=str(tiny_bundle["path"]), audit_db=str(tmp_path / "audit2.db"), market_db=state.market_db
+    )
+    st2 = AppState.load(cfg)
+    try:
+        assert st2.warm_up_live() is not None  # built at start-up from the stored bars
+        again = betas(stored(st2, universe=True))
+    finally:
+        st2.audit.close()
+    assert again.keys() == first.keys()
+    for sym in first:
+        assert np.allclose(list(again[sym].values()), list(first[sym].values()), atol=1e-12)
