@@ -2,8 +2,10 @@
 
     from adaptive_beta.serving.http_client import BetaClient
     with BetaClient("http://127.0.0.1:3000", key) as c:
-        c.send_bars(bars_body)                       # POST /bars (feeder role)
-        df = c.forecast(body)                        # POST /forecast -> one row per symbol x benchmark
+        c.send_bars(bars_body)                       # POST /bars (feeder key): the service keeps them
+        df = c.forecast(symbols=["SOLUSDT"])         # kept forecasts -> one row per symbol x benchmark
+        df = c.forecast(universe=True)               # every asset the store holds
+        df = c.forecast(body)                        # stateless: a body with the history
 
 Why requests + urllib3's `Retry` rather than a hand-written loop: backoff with jitter, honouring
 `Retry-After` on 429 (rate limits) and 503 (queue full, audit unavailable), and retrying POSTs,
@@ -180,17 +182,32 @@ class BetaClient:
         """GET /model: name, version, required_history, benchmarks, regimes, feature groups."""
         return self.request("GET", "/model")
 
-    def forecast_raw(self, body: dict) -> dict:
-        """POST /forecast with a full body (assets with history, series): the JSON answer."""
-        return self.request("POST", "/forecast", body)
+    @staticmethod
+    def _body(body: dict | None, symbols, universe: bool) -> dict:
+        """A stateless body as given, or the stored-state form (`symbols` / `universe`)."""
+        forms = (body is not None) + (symbols is not None) + bool(universe)
+        if forms != 1:
+            raise ValueError("give exactly one of body (with history), symbols= or universe=True")
+        if body is not None:
+            return body
+        return {"universe": True} if universe else {"symbols": list(symbols)}
 
-    def forecast(self, body: dict) -> pd.DataFrame:
+    def forecast_raw(self, body: dict | None = None, *, symbols=None, universe: bool = False) -> dict:
+        """POST /forecast: with a full body (assets with history, series) or, from the service's
+        market-data store, `symbols=[...]` / `universe=True`; the JSON answer."""
+        return self.request("POST", "/forecast", self._body(body, symbols, universe))
+
+    def forecast(self, body: dict | None = None, *, symbols=None, universe: bool = False) -> pd.DataFrame:
         """POST /forecast: the answer as `forecasts_frame` (one row per symbol x benchmark)."""
-        return forecasts_frame(self.forecast_raw(body))
+        return forecasts_frame(self.forecast_raw(body, symbols=symbols, universe=universe))
 
-    def explain(self, body: dict, top_groups: int = 2) -> dict:
+    def explain(
+        self, body: dict | None = None, top_groups: int = 2, *, symbols=None, universe: bool = False
+    ) -> dict:
         """POST /explain: forecast plus group Shapley explanations (JSON answer)."""
-        return self.request("POST", "/explain", {**body, "top_groups": top_groups})
+        return self.request(
+            "POST", "/explain", {**self._body(body, symbols, universe), "top_groups": top_groups}
+        )
 
     def send_bars(self, body: dict) -> dict:
         """POST /bars (feeder or admin key): append bars to the service's market-data store; the

@@ -31,6 +31,7 @@ SLOW_MODULES = {
     "tests/serving/test_operator_errors.py",  # the CLI in subprocesses, a real port
     "tests/serving/test_http_client.py",  # a real server
     "tests/models/test_live_state.py",  # trains a bundle
+    "tests/training/test_cmd_predict.py",  # trains a bundle
 }
 
 

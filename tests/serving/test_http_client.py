@@ -134,3 +134,22 @@ def test_unavailable_after_the_last_503(scripted):
     with BetaClient(url, "k" * 32, retries=1, backoff=0.001) as c, pytest.raises(Unavailable):
         c.forecast({"assets": []})
     assert len(_Scripted.calls) == 2
+
+
+def test_send_bars_then_forecast_by_symbol_from_the_stored_state(server, body):
+    with BetaClient(server.url, KEYS["feeder"]) as feed:
+        sent = feed.send_bars(body)
+    assert sent["series"]["SOLUSDT"]["appended"] + sent["series"]["SOLUSDT"]["duplicate"] == len(
+        body["assets"][0]["history"]
+    )
+    with BetaClient(server.url, KEYS["trader"]) as c:
+        kept = c.forecast(symbols=["SOLUSDT", "ETHUSDT"])
+        everything = c.forecast(universe=True)
+        ref = c.forecast(body)
+        with pytest.raises(ValueError):
+            c.forecast(body, symbols=["SOLUSDT"])
+    assert list(dict.fromkeys(kept["symbol"])) == ["SOLUSDT", "ETHUSDT"]
+    assert set(everything["symbol"]) == {a["symbol"] for a in body["assets"]}
+    merged = kept.merge(ref, on=["symbol", "benchmark"], suffixes=("", "_ref"))
+    assert len(merged) == len(kept) and np.allclose(merged["beta"], merged["beta_ref"], atol=1e-5)
+    assert (merged["as_of"] == merged["as_of_ref"]).all()

@@ -182,3 +182,24 @@ def test_a_restart_rebuilds_the_state_from_the_store(state, full, tiny_bundle, t
     assert again.keys() == first.keys()
     for sym in first:
         assert np.allclose(list(again[sym].values()), list(first[sym].values()), atol=1e-12)
+
+
+def test_the_compliance_record_page_shows_the_stored_bars(state, full):
+    from starlette.testclient import TestClient
+
+    from adaptive_beta.serving.auth import KeyStore
+    from adaptive_beta.serving.compliance.app import ComplianceConfig, create_app
+    from tests.serving.conftest import API_KEYS_ENV, KEYS
+
+    post(state, full)
+    ans = stored(state, symbols=["ETHUSDT"])
+    bars_logged = state.audit.get(ans["request_id"])["features"]["bars"]
+    app = create_app(ComplianceConfig(audit_db=state.audit.url, model=""), store=KeyStore.parse(API_KEYS_ENV))
+    client = TestClient(app, base_url="http://testserver")
+    assert (
+        client.post("/login", data={"api_key": KEYS["compliance"]}, follow_redirects=False).status_code == 303
+    )
+    page = client.get(f"/records/{ans['request_id']}")
+    assert page.status_code == 200
+    assert 'id="stored-bars"' in page.text and bars_logged["sha256"] in page.text
+    assert bars_logged["last"] in page.text

@@ -70,6 +70,7 @@ def _register() -> None:
         (app, "stress", "adaptive_beta.cli.stress", "stress"),
         (app, "monitor", "adaptive_beta.cli.monitor", "monitor"),
         (app, "recalibrate", "adaptive_beta.cli.monitor", "recalibrate"),
+        (app, "predict", "adaptive_beta.cli.predict", "predict"),
         (app, "serve", "adaptive_beta.cli.serve", "serve"),
         (audit_app, "verify", "adaptive_beta.cli.audit", "verify"),
         (audit_app, "export", "adaptive_beta.cli.audit", "export"),
