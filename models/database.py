@@ -47,6 +47,17 @@ def sqlite_connect(path: str | os.PathLike[str], busy_timeout_s: float) -> sqlit
     return conn
 
 
+def close_connections(conns: list[sqlite3.Connection]) -> None:
+    """Close every per-thread SQLite connection a store opened (errors of a dead one ignored) and
+    forget them; the caller holds its write lock and resets its thread-local afterwards."""
+    for conn in conns:
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
+    conns.clear()
+
+
 def postgres_driver() -> str | None:
     """SQLAlchemy driver name for an installed PostgreSQL DB-API module, or None."""
     for module, driver in (("psycopg", "psycopg"), ("psycopg2", "psycopg2"), ("pg8000", "pg8000")):

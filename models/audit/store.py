@@ -23,7 +23,13 @@ from typing import Any
 from urllib.parse import quote
 
 from adaptive_beta.models.audit.chain import COLUMNS, canonical_json
-from adaptive_beta.models.database import postgres_driver, postgres_engine, sqlite_connect, sqlite_file
+from adaptive_beta.models.database import (
+    close_connections,
+    postgres_driver,
+    postgres_engine,
+    sqlite_connect,
+    sqlite_file,
+)
 
 __all__ = ["open_store", "postgres_driver", "sqlite_file"]  # the last two live in models/database.py
 
@@ -324,12 +330,7 @@ class SqliteStore(Store):
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._conns:
-                try:
-                    conn.close()
-                except sqlite3.Error:
-                    pass
-            self._conns.clear()
+            close_connections(self._conns)
         self._local = threading.local()
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from adaptive_beta.models.database import postgres_engine, sqlite_connect, sqlite_file
+from adaptive_beta.models.database import close_connections, postgres_engine, sqlite_connect, sqlite_file
 from adaptive_beta.models.market.bars import (
     VALUE_COLUMNS,
     AppendResult,
@@ -333,12 +333,7 @@ class SqliteMarketStore(MarketStore):
 
     def close(self) -> None:
         with self._write_lock:
-            for conn in self._conns:
-                try:
-                    conn.close()
-                except sqlite3.Error:
-                    pass
-            self._conns.clear()
+            close_connections(self._conns)
         self._local = threading.local()
 
 

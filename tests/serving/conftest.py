@@ -333,6 +333,29 @@ def tiny_bundle(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def tiny_body(tiny_bundle):
+    """A /forecast body with every asset and series of the tiny bundle's market (all bars)."""
+    return request_body(tiny_bundle["assets"], tiny_bundle["spy"], tiny_bundle["composite"])
+
+
+@pytest.fixture
+def inproc_state(tiny_bundle, tmp_path):
+    """An AppState on the tiny bundle with its own audit log and market-data store (in-process)."""
+    from adaptive_beta.serving.app_state import AppState, ServeConfig
+    from adaptive_beta.serving.market_stores import close_stores
+
+    cfg = ServeConfig(
+        model=str(tiny_bundle["path"]),
+        audit_db=str(tmp_path / "audit.db"),
+        market_db=str(tmp_path / "market.db"),
+    )
+    st = AppState.load(cfg)
+    yield st
+    close_stores()
+    st.audit.close()
+
+
+@pytest.fixture(scope="module")
 def server(tiny_bundle, tmp_path_factory):
     d = tmp_path_factory.mktemp("server")
     srv = Server(tiny_bundle["path"], d / "audit" / "audit.db", d / "server.log")

@@ -13,10 +13,8 @@ import pytest
 
 from adaptive_beta.models.audit.log import AuditReader, verify_chain
 from adaptive_beta.models.market.store import open_market_store
-from adaptive_beta.serving.app_state import AppState, ServeConfig
 from adaptive_beta.serving.bars_schemas import BarsConflict, BarsRequest
 from adaptive_beta.serving.endpoints.bars import bars
-from adaptive_beta.serving.market_stores import close_stores
 from adaptive_beta.serving.schemas import RequestError
 from tests.serving.conftest import auth, request_body
 
@@ -24,16 +22,8 @@ N = 10  # bars per asset in the first post
 
 
 @pytest.fixture
-def state(tiny_bundle, tmp_path):
-    cfg = ServeConfig(
-        model=str(tiny_bundle["path"]),
-        audit_db=str(tmp_path / "audit.db"),
-        market_db=str(tmp_path / "market.db"),
-    )
-    st = AppState.load(cfg)
-    yield st
-    close_stores()
-    st.audit.close()
+def state(inproc_state):
+    return inproc_state
 
 
 @pytest.fixture

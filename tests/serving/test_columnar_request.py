@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from adaptive_beta.serving.app_state import AppState, ServeConfig
 from adaptive_beta.serving.client import as_columns as to_columns
 from adaptive_beta.serving.endpoints.explain import explain
 from adaptive_beta.serving.endpoints.forecast import forecast
@@ -26,19 +25,16 @@ from adaptive_beta.serving.schemas import (
     history_columns,
     request_sha256,
 )
-from tests.serving.conftest import request_body
 
 
 @pytest.fixture(scope="module")
-def body(tiny_bundle):
-    return request_body(tiny_bundle["assets"], tiny_bundle["spy"], tiny_bundle["composite"])
+def body(tiny_body):
+    return tiny_body
 
 
 @pytest.fixture()
-def state(tiny_bundle, tmp_path):
-    st = AppState.load(ServeConfig(model=str(tiny_bundle["path"]), audit_db=str(tmp_path / "a.db")))
-    yield st
-    st.audit.close()
+def state(inproc_state):
+    return inproc_state
 
 
 def test_both_forms_give_the_same_columns_and_the_same_audit_hash(body):

@@ -24,12 +24,12 @@ from adaptive_beta.serving.http_client import (
     Unavailable,
     Unprocessable,
 )
-from tests.serving.conftest import KEYS, request_body
+from tests.serving.conftest import KEYS
 
 
 @pytest.fixture(scope="module")
-def body(tiny_bundle):
-    return request_body(tiny_bundle["assets"], tiny_bundle["spy"], tiny_bundle["composite"])
+def body(tiny_body):
+    return tiny_body
 
 
 def test_forecast_comes_back_as_one_row_per_symbol_and_benchmark(server, body):

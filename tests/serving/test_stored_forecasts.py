@@ -22,25 +22,16 @@ from adaptive_beta.serving.endpoints.forecast import forecast
 from adaptive_beta.serving.live import StoreEmpty, bars_chain
 from adaptive_beta.serving.market_stores import close_stores
 from adaptive_beta.serving.schemas import ExplainRequest, ForecastRequest, HedgeRequest, RequestError
-from tests.serving.conftest import request_body
 
 
 @pytest.fixture
-def state(tiny_bundle, tmp_path):
-    cfg = ServeConfig(
-        model=str(tiny_bundle["path"]),
-        audit_db=str(tmp_path / "audit.db"),
-        market_db=str(tmp_path / "market.db"),
-    )
-    st = AppState.load(cfg)
-    yield st
-    close_stores()
-    st.audit.close()
+def state(inproc_state):
+    return inproc_state
 
 
 @pytest.fixture(scope="module")
-def full(tiny_bundle):
-    return request_body(tiny_bundle["assets"], tiny_bundle["spy"], tiny_bundle["composite"])
+def full(tiny_body):
+    return tiny_body
 
 
 def head(body: dict, drop: int) -> dict:
