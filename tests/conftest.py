@@ -28,6 +28,8 @@ SLOW_MODULES = {
     "tests/training/test_mlflow_model.py",
     "tests/serving/test_audit_anchors_service.py",  # a real server
     "tests/serving/test_operator_errors.py",  # the CLI in subprocesses, a real port
+    "tests/serving/test_bento_build.py",  # abeta train, bentoml build and serve in subprocesses
+    "tests/serving/test_bento_store.py",  # the CLI in subprocesses (BentoML reads its home once)
 }
 
 
