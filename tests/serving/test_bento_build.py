@@ -116,6 +116,20 @@ def test_bentoml_build_packs_the_service_and_the_model_and_no_local_state(built)
     assert not (folder / "env" / "python" / "requirements.lock.txt").exists()  # nothing resolved online
 
 
+def test_the_image_dockerfile_serves_the_packed_model_without_torch(built, tmp_path):
+    """The Dockerfile `bentoml containerize` would build (generated offline; docker is not run)."""
+    out = tmp_path / "Dockerfile"
+    code = f"import bentoml.container as c; c.get_containerfile('adaptive_beta:latest', output_path={str(out)!r})"
+    res = subprocess.run(
+        [sys.executable, "-c", code], env=built["env"], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    docker = out.read_text()
+    assert "FROM python:3.11-slim" in docker and "EXPOSE 3000" in docker
+    assert "ARG ABETA_MODEL=bento:adaptive-beta:latest" in docker and "ENV ABETA_MODEL=$ABETA_MODEL" in docker
+    assert "pip install -r $BENTO_PATH/env/python/requirements.txt" in docker and "torch" not in docker
+
+
 def test_the_bento_maps_its_source_folders_when_the_package_is_not_installed(built):
     """In the image adaptive_beta is not pip-installed: bento_entry maps the Bento's folders."""
     folder = next((built["home"] / "bentos" / "adaptive_beta").glob("*/bento.yaml")).parent / "src"
@@ -186,3 +200,94 @@ def test_serving_the_bento_loads_the_bundle_from_its_model_store(built, trained_
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
+
+
+# --- requirements/bento.txt covers every import the service can reach --------------------------
+FOLDERS = {"adaptive_beta.models": ROOT / "models", "adaptive_beta.serving": ROOT / "serving"}
+FOLDERS["adaptive_beta"] = ROOT / "src" / "adaptive_beta"
+
+
+def _module_file(name: str) -> Path | None:
+    for prefix in sorted(FOLDERS, key=len, reverse=True):
+        if name == prefix or name.startswith(prefix + "."):
+            base = (
+                FOLDERS[prefix].joinpath(*name[len(prefix) :].strip(".").split("."))
+                if name != prefix
+                else FOLDERS[prefix]
+            )
+            for cand in (base.with_suffix(".py"), base / "__init__.py"):
+                if cand.is_file():
+                    return cand
+    return None
+
+
+def _reached_imports(start: str) -> tuple[set[str], set[str]]:
+    """(project modules, third-party top-level names) reachable from `start` by any import
+    statement, lazy ones inside functions included (an endpoint imports what it needs late)."""
+    import ast
+
+    seen, third, todo = set(), set(), [start]
+    while todo:
+        name = todo.pop()
+        path = _module_file(name)
+        if name in seen or path is None:
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            else:
+                continue
+            for n in names:
+                if n.startswith("adaptive_beta"):
+                    todo.append(n)
+                elif n.split(".")[0] not in sys.stdlib_module_names:
+                    third.add(n.split(".")[0])
+    return seen, third
+
+
+def _closure(requirements: list[str]) -> set[str]:
+    """Installed distributions required (transitively) by `requirements`, extras honoured."""
+    import importlib.metadata as md
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    dists = {canonicalize_name(d.metadata["Name"]): d for d in md.distributions()}
+    seen: set[str] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        extras = set(req.extras)
+        key = name + "[" + ",".join(sorted(extras)) + "]"
+        if key in seen or name not in dists:
+            continue
+        seen |= {key, name}
+        for line in dists[name].requires or []:
+            sub = Requirement(line)
+            envs = [{"extra": e} for e in extras] or [{"extra": ""}]
+            if sub.marker is None or any(sub.marker.evaluate(e) for e in envs):
+                todo.append(sub)
+    return {s for s in seen if "[" not in s}
+
+
+def test_bento_requirements_cover_every_import_the_service_can_reach():
+    import importlib.metadata as md
+
+    from packaging.utils import canonicalize_name
+
+    modules, third = _reached_imports("adaptive_beta.serving.service")
+    assert "adaptive_beta.serving.compliance.app" in modules and len(modules) > 40
+    assert not any(m.startswith("adaptive_beta.training") for m in modules)
+    lines = [
+        ln.split("#")[0].strip() for ln in (ROOT / "requirements" / "bento.txt").read_text().splitlines()
+    ]
+    have = _closure([ln for ln in lines if ln])
+    by_module = md.packages_distributions()
+    missing = {
+        m: by_module.get(m) for m in third if not {canonicalize_name(d) for d in by_module.get(m, [])} & have
+    }
+    assert missing == {}, f"imported by the service but not installed by requirements/bento.txt: {missing}"
