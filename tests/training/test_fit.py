@@ -327,6 +327,12 @@ def test_best_epoch_checkpoint_holds_the_restored_weights_and_only_that_epoch(ta
     assert len(trained) > 4
     for k in trained:
         assert torch.equal(ckpt["state_dict"][f"net.{k}"], state[k]), k
+    assert res.best_epoch == int(np.argmin([e["val_loss"] for e in res.history]))
+    # keeping a checkpoint changes nothing in the model itself (the shipped bundle stays the same)
+    plain = fit_model(f, y, r, TRAIN, VAL, _cfg(epochs=4, patience=4, max_train_samples=800), progress=False)
+    assert plain.checkpoints == [] and plain.best_epoch == res.best_epoch
+    for k, v in plain.net.state_dict().items():
+        assert torch.equal(v, state[k]), k
 
 
 def test_trainer_options_default_to_auto_accelerator_and_change_the_fit_when_set(task):
