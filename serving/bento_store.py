@@ -5,8 +5,9 @@
 the version being the first 16 hex digits of the bundle's sha256 (one bundle, one version: a
 second export of the same bytes is a no-op).  Labels and metadata carry what an operator needs
 to trace it back: the MLflow name, version, alias and run, the bundle and feature-spec hashes,
-the training period.  A served `bento:adaptive-beta:latest` (`ABETA_MODEL`; what the Bento's
-image sets) loads it from the store: `models.bundle.resolve` resolves the `bento:` scheme.
+the training period.  Run as a Bento (`bentoml serve <bento>`, its image) without `ABETA_MODEL`,
+the service loads the model packed in the Bento (`served_model`); `ABETA_MODEL=bento:NAME[:VERSION]`
+names one in the store explicitly (`models.bundle.resolve` resolves the `bento:` scheme).
 
 Torch-free (bentoml and, for registry URIs, mlflow only), like the rest of serving.
 """
@@ -79,3 +80,14 @@ def export_bundle_to_store(uri: str, name: str = BENTO_MODEL):
     with bentoml.models.create(tag, labels=labels, metadata=metadata, module=__name__) as model:
         shutil.copytree(folder, model.path, dirs_exist_ok=True)
     return bentoml.models.get(tag)
+
+
+def served_model(settings, bento) -> str:
+    """The model the service loads: `ABETA_MODEL` when set; else, run as a Bento (`bento` is the
+    Bento BentoML loaded the service from, None otherwise), the `adaptive-beta` model packed in it;
+    else the settings' default (the MLflow registry's champion)."""
+    if "model" not in settings.model_fields_set and bento is not None:
+        tags = [str(m.tag) for m in bento.info.all_models if m.tag.name == BENTO_MODEL]
+        if tags:
+            return f"bento:{tags[0]}"
+    return settings.model

@@ -103,7 +103,7 @@ def test_bentoml_build_packs_the_service_and_the_model_and_no_local_state(built)
     spec = yaml.safe_load((folder / "bento.yaml").read_text())
     assert spec["service"] == "serving.bento_entry:AdaptiveBeta"
     assert [m["tag"] for m in spec["models"]] == [_list(built["env"], "models list")[0]["tag"]]
-    assert {e["name"]: e["value"] for e in spec["envs"]}["ABETA_MODEL"] == "bento:adaptive-beta:latest"
+    assert {e["name"]: e["value"] for e in spec["envs"]} == {"ABETA_HOME": "/home/bentoml/abeta"}
     src = {p.relative_to(folder / "src").as_posix() for p in (folder / "src").rglob("*") if p.is_file()}
     for needed in ("serving/service.py", "serving/bento_entry.py", "models/bundle/predictor.py"):
         assert needed in src
@@ -126,7 +126,7 @@ def test_the_image_dockerfile_serves_the_packed_model_without_torch(built, tmp_p
     assert res.returncode == 0, res.stderr[-3000:]
     docker = out.read_text()
     assert "FROM python:3.11-slim" in docker and "EXPOSE 3000" in docker
-    assert "ARG ABETA_MODEL=bento:adaptive-beta:latest" in docker and "ENV ABETA_MODEL=$ABETA_MODEL" in docker
+    assert "ENV ABETA_HOME=$ABETA_HOME" in docker and "ABETA_MODEL" not in docker  # the Bento's model
     assert "pip install -r $BENTO_PATH/env/python/requirements.txt" in docker and "torch" not in docker
 
 
@@ -158,6 +158,22 @@ def test_the_bento_maps_its_source_folders_when_the_package_is_not_installed(bui
     )
 
 
+def test_the_served_model_is_the_bentos_unless_abeta_model_names_one(built):
+    code = (
+        "import bentoml\n"
+        "from adaptive_beta.models.settings import Settings\n"
+        "from adaptive_beta.serving.bento_store import served_model\n"
+        "b = bentoml.get('adaptive_beta:latest')\n"
+        "print(served_model(Settings(), b)); print(served_model(Settings(model='/x'), b))\n"
+        "print(served_model(Settings(), None))\n"
+    )
+    env = {k: v for k, v in built["env"].items() if k != "ABETA_MODEL"}
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    tag = _list(built["env"], "models list")[0]["tag"]
+    assert res.stdout.split() == [f"bento:{tag}", "/x", "models:/adaptive-beta@champion"]
+
+
 def test_serving_the_bento_loads_the_bundle_from_its_model_store(built, trained_bundle, tmp_path):
     from adaptive_beta.models.bundle.folder import load_bundle
 
@@ -165,11 +181,11 @@ def test_serving_the_bento_loads_the_bundle_from_its_model_store(built, trained_
     port = _free_port()
     env = {
         **built["env"],
-        "ABETA_MODEL": "bento:adaptive-beta:latest",
         "ABETA_API_KEYS": API_KEYS_ENV,
         "ABETA_HOME": str(tmp_path),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/empty.db",  # not the registry: the Bento's model
     }
+    env.pop("ABETA_MODEL", None)  # run as a Bento, the service loads the Bento's model by itself
     log = tmp_path / "serve.log"
     proc = subprocess.Popen(
         [*BENTOML, "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
