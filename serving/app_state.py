@@ -105,16 +105,20 @@ class ServeConfig:
 
 
 def resolve_model(uri: str) -> tuple[str, str | None, str | None]:
-    """(local bundle folder, registry version, alias) for a folder path or `models:/NAME@ALIAS`.
+    """(local bundle folder, registry version, alias) for a folder path, `models:/NAME@ALIAS` or
+    `bento:NAME[:VERSION]` (version and alias: the MLflow ones it was exported from).
 
     The one place the service resolves a model (torch-free: `adaptive_beta.models.bundle.resolve` imports mlflow only
     for registry URIs, and mlflow does not import torch).
     """
-    from adaptive_beta.models.bundle.resolve import resolve_bundle
+    from adaptive_beta.models.bundle.resolve import BENTO_SCHEME, bento_model, resolve_bundle
 
     path = resolve_bundle(uri)
     version = alias = None
-    if uri.startswith("models:/"):
+    if uri.startswith(BENTO_SCHEME):  # the MLflow version and alias it was exported from, if any
+        labels = bento_model(uri)[1].info.labels
+        version, alias = labels.get("mlflow_version"), labels.get("mlflow_alias")
+    elif uri.startswith("models:/"):
         name_part = uri[len("models:/") :]
         if "@" in name_part:
             name, alias = name_part.split("@", 1)

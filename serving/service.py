@@ -40,6 +40,7 @@ from adaptive_beta.serving.app_state import AppState, ServeConfig
 from adaptive_beta.serving.auth import APIKeyMiddleware
 from adaptive_beta.serving.backtest_schemas import BacktestRequest, BacktestResponse
 from adaptive_beta.serving.bars_schemas import BarsRequest, BarsResponse
+from adaptive_beta.serving.bento_store import served_model
 from adaptive_beta.serving.compliance.app import compliance_app
 from adaptive_beta.serving.endpoints.backtest import backtest
 from adaptive_beta.serving.endpoints.bars import bars
@@ -166,6 +167,7 @@ class AdaptiveBeta:
     def __init__(self) -> None:
         exit_with_parent()  # a worker runs in its own session: stop it when the server is killed
         cfg = ServeConfig.from_env()
+        cfg.model = served_model(SETTINGS, AdaptiveBeta.bento)  # run as a Bento: the Bento's model
         cfg.intra_op_threads = ORT_THREADS
         self.cfg = cfg
         self.state: AppState | None = None

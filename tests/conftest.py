@@ -32,6 +32,8 @@ SLOW_MODULES = {
     "tests/serving/test_http_client.py",  # a real server
     "tests/models/test_live_state.py",  # trains a bundle
     "tests/training/test_cmd_predict.py",  # trains a bundle
+    "tests/serving/test_bento_build.py",  # abeta train, bentoml build and serve in subprocesses
+    "tests/serving/test_bento_store.py",  # the CLI in subprocesses (BentoML reads its home once)
 }
 
 

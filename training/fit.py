@@ -2,8 +2,11 @@
 
 The walk-forward driver calls this once per fold with timestamp ranges (the embargo between train
 and validation is the caller's business: pass ranges that already leave a gap >= the horizon).
-Nothing is written into the repository: Lightning runs in a temporary folder with checkpointing
-and loggers off; the best-validation weights are kept in memory and restored at the end.
+Nothing is written into the repository: Lightning runs in a temporary folder with loggers off;
+the best-validation weights are kept in memory and restored at the end.  Given a `checkpoint_dir`,
+Lightning's ModelCheckpoint also writes the best epoch's checkpoint there (the final fit of
+`abeta train` logs it to its MLflow run).  Where and how Lightning runs (accelerator "auto",
+precision, ...) comes from `TrainerConfig`, the `[trainer]` table of the training config.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 import tempfile
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +25,7 @@ from adaptive_beta.models.data.schema import infer_freq
 from adaptive_beta.models.durations import format_freq, parse_duration
 from adaptive_beta.models.features.windows import feature_cube, gather_windows, sample_index, window_geometry
 from adaptive_beta.training.model_config import ModelConfig
+from adaptive_beta.training.trainer_config import TrainerConfig
 
 N_PARITY_WINDOWS = 64  # real validation windows kept with the fit for the ONNX parity check
 
@@ -50,6 +55,7 @@ class FitResult:
     n_val: int
     metrics: dict[str, float] = field(default_factory=dict)  # validation metrics after calibration
     sample_windows: np.ndarray | None = None  # [<=64, L, F] real validation windows (parity checks)
+    checkpoints: list[str] = field(default_factory=list)  # best-epoch .ckpt per member (checkpoint_dir)
 
 
 def _range_mask(timestamps: pd.DatetimeIndex, rng) -> np.ndarray:
@@ -173,6 +179,8 @@ def fit_model(
     freq: pd.Timedelta | str | None = None,
     timestamps: pd.DatetimeIndex | None = None,
     callbacks: tuple = (),
+    trainer: TrainerConfig | None = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> FitResult:
     """Train a BetaNet on windows ending in `train_range`, early-stop and calibrate on `val_range`.
 
@@ -182,8 +190,11 @@ def fit_model(
     train_range / val_range: (start, end) timestamps, inclusive; None = open.
     freq / timestamps: the panel's bar length and grid (default: inferred from the feature frame).
     callbacks: extra Lightning callbacks for every member's fit (e.g. `abeta tune`'s pruning).
+    trainer: Lightning options (default `TrainerConfig()`: accelerator "auto", deterministic).
+    checkpoint_dir: where each member's best-epoch checkpoint goes (`member<m>/`); None = none kept.
     """
     cfg = cfg or ModelConfig()
+    run = _TrainerRun(trainer or TrainerConfig(), Path(checkpoint_dir) if checkpoint_dir else None, callbacks)
     benchmarks = list(benchmarks or list(features.base_columns))
     base_cols = _base_columns(features, benchmarks)
     data = _build_cubes(features, targets, regimes, benchmarks, base_cols, cfg, freq, timestamps)
@@ -191,7 +202,7 @@ def fit_model(
     mean, std = _normalisation(data.cube, data.in_train)
     train_ds, val_ds = _datasets(data, train_pairs, val_pairs, cfg)
     members, modules = _fit_members(
-        data, mean, std, train_ds, val_ds, cfg, regimes is not None, progress, callbacks
+        data, mean, std, train_ds, val_ds, cfg, regimes is not None, progress, run
     )
     net = _ensemble(members)
     xv, yv, beta_v, half, scale = _calibrate(net, data, val_pairs, cfg)
@@ -220,7 +231,17 @@ def fit_model(
         n_val=len(val_pairs),
         metrics=metrics,
         sample_windows=xv[pick].copy(),
+        checkpoints=[md.best_checkpoint for md in modules if getattr(md, "best_checkpoint", None)],
     )
+
+
+@dataclass
+class _TrainerRun:
+    """How Lightning runs every member's fit: trainer options, checkpoint folder, extra callbacks."""
+
+    options: TrainerConfig
+    checkpoint_dir: Path | None
+    callbacks: tuple = ()
 
 
 @dataclass
@@ -329,7 +350,7 @@ def _fit_members(
     cfg: ModelConfig,
     has_regimes: bool,
     progress: bool,
-    callbacks: tuple = (),
+    run: _TrainerRun,
 ):
     """Fit `n_members` nets (seeds seed, seed+1, ...) and restore the caller's torch thread and
     determinism settings afterwards: Trainer(deterministic=True) flips a process-wide flag."""
@@ -344,8 +365,9 @@ def _fit_members(
     members, modules = [], []
     try:
         for m in range(cfg.n_members):
+            ckpt = run.checkpoint_dir / f"member{m}" if run.checkpoint_dir else None
             net, module = _fit_one_member(
-                data, mean, std, train_ds, val_ds, cfg, cfg.seed + m, has_regimes, progress, callbacks
+                data, mean, std, train_ds, val_ds, cfg, cfg.seed + m, has_regimes, progress, run, ckpt
             )
             members.append(net)
             modules.append(module)
@@ -353,6 +375,20 @@ def _fit_members(
         torch.set_num_threads(prev_threads)
         torch.use_deterministic_algorithms(prev_det[0], warn_only=prev_det[1])
     return members, modules
+
+
+def _callbacks(cfg: ModelConfig, run: _TrainerRun, ckpt_dir: Path | None) -> list:
+    """Early stopping on the validation loss, a best-epoch ModelCheckpoint when asked, the caller's."""
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    out = [EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min", verbose=False)]
+    if ckpt_dir is not None:  # save_top_k=1: the best epoch only (the one the module restores)
+        out.append(
+            ModelCheckpoint(
+                dirpath=str(ckpt_dir), filename="best-{epoch}", monitor="val_loss", mode="min", save_top_k=1
+            )
+        )
+    return [*out, *run.callbacks]
 
 
 def _fit_one_member(
@@ -365,15 +401,16 @@ def _fit_one_member(
     seed: int,
     has_regimes: bool,
     progress: bool,
-    callbacks: tuple = (),
+    run: _TrainerRun,
+    ckpt_dir: Path | None = None,
 ):
     """One seeded, deterministic Lightning fit with early stopping; returns the net with its
-    best-validation weights (eval mode) and the module holding its history.
+    best-validation weights (eval mode, on the CPU) and the module holding its history (and
+    `best_checkpoint`, the path of the best epoch's checkpoint when `ckpt_dir` is given).
 
-    Lightning runs in a temporary folder with loggers and checkpoints off: nothing lands in the repo.
+    Lightning runs in a temporary folder with loggers off: nothing lands in the repo.
     """
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import EarlyStopping
 
     from adaptive_beta.models.networks import build_net
     from adaptive_beta.training.datasets import WindowDataModule
@@ -391,24 +428,22 @@ def _fit_one_member(
             loss=cfg.loss,
         )
         dm = WindowDataModule(train_ds, val_ds, cfg.batch_size, seed)
+        callbacks = _callbacks(cfg, run, ckpt_dir)
         trainer = pl.Trainer(
             max_epochs=cfg.epochs,
-            accelerator="cpu",
-            devices=1,
-            deterministic=True,
+            **run.options.trainer_kwargs(),
             logger=False,
-            enable_checkpointing=False,
+            enable_checkpointing=ckpt_dir is not None,
             enable_model_summary=False,
             enable_progress_bar=progress,
             num_sanity_val_steps=0,
             gradient_clip_val=cfg.grad_clip,
             default_root_dir=tmp,
-            callbacks=[
-                EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min", verbose=False),
-                *callbacks,
-            ],
+            callbacks=callbacks,
         )
         trainer.fit(module, datamodule=dm)
+    module.best_checkpoint = (trainer.checkpoint_callback.best_model_path or None) if ckpt_dir else None
+    net.cpu()  # a GPU fit ("auto") hands back a CPU net: export, calibration and ONNX run there
     if module.best_state is not None:
         net.load_state_dict(module.best_state)
     net.eval()

@@ -271,10 +271,11 @@ def model_name_of(cfg: TrainConfig) -> str:
     return f"adaptive_beta_{cfg.model.arch}"
 
 
-def fit_fold(prep: Prepared, model, fold, progress: bool, callbacks: tuple = ()):
+def fit_fold(prep: Prepared, model, fold, progress: bool, callbacks: tuple = (), trainer=None):
     """The network fitted on one fold: trained on its training block, early-stopped and
     calibrated on its validation block (the test block is never seen).  The one fold fit of
-    the walk-forward and of `abeta tune`."""
+    the walk-forward and of `abeta tune`; `trainer` is the config's TrainerConfig (no checkpoint:
+    folds are evaluations, only the final fit's best epoch is kept)."""
     from adaptive_beta.training.fit import fit_model
 
     return fit_model(
@@ -289,6 +290,7 @@ def fit_fold(prep: Prepared, model, fold, progress: bool, callbacks: tuple = ())
         freq=prep.panel.freq,
         timestamps=prep.panel.index,
         callbacks=callbacks,
+        trainer=trainer,
     )
 
 
@@ -310,11 +312,14 @@ def walk_forward(prep: Prepared, cfg: TrainConfig):
             f"test {fold.test_start:%Y-%m-%d}..{fold.test_end:%Y-%m-%d}",
             cfg.progress,
         )
-        fit = fit_fold(prep, cfg.model, fold, cfg.progress)
+        fit = fit_fold(prep, cfg.model, fold, cfg.progress, trainer=cfg.trainer)
         preds[fold.k] = predict_range(fit, cube, ts, symbols, fold.test_start, fold.test_end)
         infos.append(
             {
                 "fold": fold.k,
+                "train": [f"{fold.train_start:%Y-%m-%d}", f"{fold.train_end:%Y-%m-%d}"],
+                "val": [f"{fold.val_start:%Y-%m-%d}", f"{fold.val_end:%Y-%m-%d}"],
+                "test": [f"{fold.test_start:%Y-%m-%d}", f"{fold.test_end:%Y-%m-%d}"],
                 "best_epoch": fit.best_epoch,
                 "seconds": time.perf_counter() - t0,
                 **fit.metrics,

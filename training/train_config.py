@@ -1,7 +1,7 @@
 """`TrainConfig`: one typed object for `abeta train`, with defaults that run on the simulator.
 
 Load it from TOML, YAML or JSON (`load_train_config`); every section has the defaults of its own
-module (FeatureSpec, ModelConfig, WalkForwardConfig, BaselineConfig), so a config file only
+module (FeatureSpec, ModelConfig, TrainerConfig, WalkForwardConfig, BaselineConfig), so a config file only
 says what it changes.  Unknown keys are errors that name the key.
 """
 
@@ -19,6 +19,7 @@ from adaptive_beta.models.durations import Duration
 from adaptive_beta.models.features.spec import FeatureSpec
 from adaptive_beta.training.model_config import ModelConfig
 from adaptive_beta.training.splits import WalkForwardConfig
+from adaptive_beta.training.trainer_config import TrainerConfig
 
 SimPreset = Literal["calibrated", "legacy"]  # = models.sim.config.PRESETS (a test checks)
 
@@ -45,6 +46,7 @@ class TrainConfig(BaseModel):
     regime_horizon: Duration = "7d"  # window of the forward-regime label
     features: FeatureSpec = FeatureSpec()
     model: ModelConfig = ModelConfig()
+    trainer: TrainerConfig = TrainerConfig()  # Lightning options: accelerator, precision, checkpoint
     walk_forward: WalkForwardConfig = Field(default_factory=WalkForwardConfig)
     model_name: str = "adaptive-beta"  # registered model name in MLflow
     experiment: str = "adaptive-beta"  # MLflow experiment of training runs

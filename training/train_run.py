@@ -181,7 +181,11 @@ def _walk_forward_scorecard(prep: Prepared, cfg: TrainConfig, scorecard_out, tim
 
 
 def _final_fit(prep: Prepared, cfg: TrainConfig, timings: dict):
-    """The model that ships: fit on the most recent train/validation ranges (`final_ranges`)."""
+    """The model that ships: fit on the most recent train/validation ranges (`final_ranges`).
+
+    With `trainer.checkpoint` its best epoch's checkpoint (per member) lands in a scratch folder
+    that `_mlflow_run` logs under `checkpoints/`."""
+    from adaptive_beta.training import tracking
     from adaptive_beta.training.fit import fit_model
 
     t2 = time.perf_counter()
@@ -201,6 +205,8 @@ def _final_fit(prep: Prepared, cfg: TrainConfig, timings: dict):
         progress=cfg.progress,
         freq=prep.panel.freq,
         timestamps=prep.panel.index,
+        trainer=cfg.trainer,
+        checkpoint_dir=tracking.scratch_dir("abeta-ckpt-") if cfg.trainer.checkpoint else None,
     )
     timings["final_fit_s"] = time.perf_counter() - t2
     return fit, train_rng
@@ -270,12 +276,14 @@ def _mlflow_run(
         bundle_dir = export_bundle(fit, cfg.features, meta, tmp / "bundle", text)
         _log_params_and_tags(cfg, prep, head)
         _log_dataset(prep)
-        _log_histories(fit, infos)
+        _log_histories(fit)
+        _log_checkpoints(fit)
         mlflow.log_metrics(_score_metrics(card))
         mlflow.log_metrics({k: float(v) for k, v in timings.items()})
         tracking.log_json(card.records, "scorecard.json")
         tracking.log_text(card.table(), "scorecard.txt")
         tracking.log_json([{k: v for k, v in i.items() if k != "history"} for i in infos], "folds.json")
+        _log_fold_runs(infos, card, prep.data_path)
         tracking.log_json(attributions, "attributions.json")
         tracking.log_text(text, "model_card.md")
         _log_plots(prep, cfg, model_long, card, regime_extra, attributions)
@@ -354,23 +362,68 @@ def _log_params_and_tags(cfg: TrainConfig, prep: Prepared, head) -> None:
     )
 
 
-def _log_histories(fit, infos) -> None:
-    """Per-epoch curves of the final fit and of every fold (prefixed `fold<k>_`), to see over/underfitting."""
+def _log_histories(fit) -> None:
+    """Per-epoch curves of the final fit on the parent run, to see over/underfitting."""
     import mlflow
 
     for epoch, h in enumerate(fit.history):
-        mlflow.log_metrics(
-            {k: float(v) for k, v in h.items() if isinstance(v, int | float) and k != "epoch"}, step=epoch
-        )
+        mlflow.log_metrics(_epoch_metrics(h), step=epoch)
+
+
+def _epoch_metrics(h: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in h.items() if isinstance(v, int | float) and k != "epoch"}
+
+
+def _log_checkpoints(fit) -> None:
+    """The final fit's best-epoch Lightning checkpoint(s) as `checkpoints/member<m>/best-epoch=N.ckpt`
+    (one per ensemble member; folds keep none), to resume or inspect the fit in torch."""
+    import shutil
+
+    import mlflow
+
+    for path in fit.checkpoints:
+        p = Path(path)
+        mlflow.log_artifact(str(p), artifact_path=f"checkpoints/{p.parent.name}")
+        mlflow.set_tag(f"checkpoint.{p.parent.name}", f"checkpoints/{p.parent.name}/{p.name}")
+    for folder in {Path(path).parent.parent for path in fit.checkpoints}:  # the scratch folder
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def fold_run_name(info: dict) -> str:
+    """`fold 3 (test 2023-01..2023-04)`: the walk-forward fold as the MLflow UI lists it."""
+    return f"fold {info['fold']} (test {info['test'][0][:7]}..{info['test'][1][:7]})"
+
+
+def _log_fold_runs(infos: list[dict], card, data_source: str) -> None:
+    """Each walk-forward fold as a nested run of the active run: its ranges as params, its fit's
+    per-epoch curves (train/val loss, NLL, CE, MSE) by step, its validation metrics, and the
+    model's test scores on that fold from the scorecard (`<estimator>.<benchmark>.<metric>`).
+    The parent keeps the pooled scorecard metrics; the folds no longer crowd it as `fold<k>_*`."""
+    import mlflow
+
     for info in infos:
-        for epoch, h in enumerate(info["history"]):
-            mlflow.log_metrics(
+        with mlflow.start_run(run_name=fold_run_name(info), nested=True):
+            mlflow.set_tags({"abeta.kind": "walk-forward fold", "data_source": data_source})
+            mlflow.log_params(
                 {
-                    f"fold{info['fold']}_{k}": float(v)
-                    for k, v in h.items()
-                    if isinstance(v, int | float) and k != "epoch"
-                },
-                step=epoch,
+                    "fold": info["fold"],
+                    **{
+                        f"{part}_{end}": info[part][i]
+                        for part in ("train", "val", "test")
+                        for i, end in ((0, "start"), (1, "end"))
+                    },
+                }
+            )
+            for epoch, h in enumerate(info["history"]):
+                mlflow.log_metrics(_epoch_metrics(h), step=epoch)
+            # the fit's summary; its val_loss (the best epoch's) is best_val_loss beside the curve
+            summary = {
+                ("best_val_loss" if k == "val_loss" else k): float(v)
+                for k, v in info.items()
+                if isinstance(v, int | float) and k != "fold"
+            }
+            mlflow.log_metrics(
+                {**summary, **_score_metrics(card, split=f"fold{info['fold']}", model_only=True)}
             )
 
 
@@ -406,10 +459,13 @@ def _flat_params(cfg: TrainConfig) -> dict[str, str]:
     return {k: v[:500] for k, v in out.items()}
 
 
-def _score_metrics(card) -> dict[str, float]:
+def _score_metrics(card, split: str = "pooled", model_only: bool = False) -> dict[str, float]:
+    """Scorecard records of one split as MLflow metrics `<estimator>.<benchmark>.<metric>`."""
     out = {}
     for r in card.records:
-        if r["split"] != "pooled" or r["value"] is None or not np.isfinite(r["value"]):
+        if r["split"] != split or r["value"] is None or not np.isfinite(r["value"]):
+            continue
+        if model_only and r["kind"] != "model":
             continue
         key = f"{r['estimator']}.{r['benchmark']}.{r['metric']}"
         out[key.replace("@", "_")] = float(r["value"])

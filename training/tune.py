@@ -119,14 +119,15 @@ def pool(fold_metrics: list[dict[str, float]], benchmarks: list[str]) -> TrialSc
     return TrialScore(float(np.mean(list(mse.values()))), mse, base)
 
 
-def score_config(prep: Prepared, model: ModelConfig, folds, trial=None) -> TrialScore:
-    """Fit `model` on every fold's training block and pool its validation errors (test unused)."""
+def score_config(prep: Prepared, model: ModelConfig, folds, trial=None, trainer=None) -> TrialScore:
+    """Fit `model` on every fold's training block and pool its validation errors (test unused);
+    `trainer`: the config's `[trainer]` options (TrainerConfig), default Lightning's as in training."""
     import mlflow
 
     per_fold = []
     for fold in folds:
         callbacks = (PruningCallback(trial, fold.k, model.epochs),) if trial is not None else ()
-        fit = fit_fold(prep, model, fold, False, callbacks)
+        fit = fit_fold(prep, model, fold, False, callbacks, trainer)
         per_fold.append(fit.metrics)
         for b in prep.benchmarks:
             mlflow.log_metric(f"val_mse_{b}", fit.metrics[f"val_rmse_{b}"] ** 2, step=fold.k)
@@ -157,7 +158,7 @@ def _objective(prep: Prepared, cfg: TrainConfig, folds):
             mlflow.log_params({k: str(v) for k, v in trial.params.items()})
             mlflow.set_tag("optuna.trial", trial.number)
             try:
-                score = score_config(prep, model, folds, trial)
+                score = score_config(prep, model, folds, trial, cfg.trainer)
             except optuna.TrialPruned:
                 mlflow.set_tag("optuna.state", "PRUNED")
                 raise

@@ -1,4 +1,5 @@
-"""Where a bundle lives: a folder path, or an MLflow registry URI (`models:/name@alias`).
+"""Where a bundle lives: a folder path, an MLflow registry URI (`models:/name@alias`), or the
+BentoML model store (`bento:NAME[:VERSION]`, what a Bento serves: serving/bento_store.py).
 
 A registered version is an MLflow pyfunc model (`adaptive_beta.models.bundle.pyfunc`) holding the
 bundle folder at `artifacts/bundle/`; versions registered before that are the bare folder.  Both
@@ -16,6 +17,7 @@ from pathlib import Path
 from adaptive_beta.models.data.schema import DataError
 from adaptive_beta.models.settings import get_settings
 
+BENTO_SCHEME = "bento:"  # bento:adaptive-beta[:VERSION]: a bundle in BentoML's model store
 MODEL_BUNDLE_DIR = "artifacts/bundle"  # where an MLflow model made by `pyfunc.log_bundle_model` keeps it
 
 
@@ -51,7 +53,7 @@ def check_model(uri: str) -> None:
     """Raise DataError (one line) unless `uri` names a bundle: a folder with manifest.json, or a
     registered `models:/NAME@ALIAS` / `models:/NAME/VERSION` in an existing store.  Nothing is
     downloaded or created; a missing `@champion` names the `@challenger` and how to promote it."""
-    if "://" not in uri and not uri.startswith(("models:/", "runs:/")):
+    if uri.startswith(BENTO_SCHEME) or ("://" not in uri and not uri.startswith(("models:/", "runs:/"))):
         resolve_bundle(uri)
         return
     store = require_store()
@@ -86,6 +88,8 @@ def check_model(uri: str) -> None:
 def resolve_bundle(uri_or_path: str | Path) -> Path:
     """Local folder of the bundle named by a path, `models:/NAME@ALIAS`, `models:/NAME/VERSION` or `runs:/`."""
     text = str(uri_or_path)
+    if text.startswith(BENTO_SCHEME):
+        return bento_model(text)[0]
     if "://" not in text and not text.startswith(("models:/", "runs:/")):
         path = model_bundle(Path(text))
         if path is None:
@@ -118,3 +122,24 @@ def model_bundle(path: Path) -> Path | None:
     if (path / "MLmodel").is_file() and (path / MODEL_BUNDLE_DIR / "manifest.json").is_file():
         return path / MODEL_BUNDLE_DIR
     return None
+
+
+def bento_model(uri: str):
+    """(bundle folder, bentoml.Model) of `bento:NAME[:VERSION]` in the current BentoML model store
+    (inside a Bento: the Bento's own models).  A DataError names the tag and how to import one.
+    bentoml is imported only here: the rest of this module must not need it."""
+    import bentoml
+    from bentoml.exceptions import BentoMLException
+
+    tag = uri.removeprefix(BENTO_SCHEME)
+    try:
+        model = bentoml.models.get(tag)
+    except BentoMLException as exc:
+        raise DataError(
+            f"no BentoML model {tag!r} in the model store ({exc}); import one with "
+            "`abeta models export-bento --model models:/NAME@ALIAS`"
+        ) from None
+    path = model_bundle(Path(model.path))
+    if path is None:
+        raise DataError(f"BentoML model {model.tag} at {model.path} holds no bundle manifest.json")
+    return path, model

@@ -7,6 +7,8 @@ RMSE near 0.1 while the base beta alone has RMSE ~0.35-0.45.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,6 +28,7 @@ from adaptive_beta.training.datasets import make_synthetic_task, time_decay_weig
 from adaptive_beta.training.fit import calibration_scale, correction_scale, fit_model, predict_torch
 from adaptive_beta.training.lit_module import masked_gaussian_nll, weighted_regime_ce
 from adaptive_beta.training.model_config import ModelConfig
+from adaptive_beta.training.trainer_config import TrainerConfig
 
 torch.set_num_threads(1)
 TRAIN = ("2021-01-01", "2021-10-31")
@@ -298,3 +301,51 @@ def test_fit_with_an_ensemble_of_seeds_beats_the_base_and_calibrates(task):
     for b in fit.benchmarks:
         assert fit.metrics[f"val_rmse_{b}"] < fit.metrics[f"val_rmse_base_{b}"]
         assert 0.8 <= fit.metrics[f"val_coverage90_{b}"] <= 1.0
+
+
+def test_best_epoch_checkpoint_holds_the_restored_weights_and_only_that_epoch(task, tmp_path):
+    """ModelCheckpoint (save_top_k=1 on val_loss) keeps the epoch the module restores: its weights
+    are the fit's trained weights (the calibration buffers are set after the fit, so not compared)."""
+    f, y, r = task
+    res = fit_model(
+        f,
+        y,
+        r,
+        TRAIN,
+        VAL,
+        _cfg(epochs=4, patience=4, max_train_samples=800),
+        progress=False,
+        checkpoint_dir=tmp_path,
+    )
+    assert len(res.checkpoints) == 1
+    files = list((tmp_path / "member0").iterdir())
+    assert files == [Path(res.checkpoints[0])] and files[0].name == f"best-epoch={res.best_epoch}.ckpt"
+    ckpt = torch.load(res.checkpoints[0], map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == res.best_epoch
+    state = res.net.state_dict()
+    trained = [k for k, _ in res.net.named_parameters()]
+    assert len(trained) > 4
+    for k in trained:
+        assert torch.equal(ckpt["state_dict"][f"net.{k}"], state[k]), k
+    assert res.best_epoch == int(np.argmin([e["val_loss"] for e in res.history]))
+    # keeping a checkpoint changes nothing in the model itself (the shipped bundle stays the same)
+    plain = fit_model(f, y, r, TRAIN, VAL, _cfg(epochs=4, patience=4, max_train_samples=800), progress=False)
+    assert plain.checkpoints == [] and plain.best_epoch == res.best_epoch
+    for k, v in plain.net.state_dict().items():
+        assert torch.equal(v, state[k]), k
+
+
+def test_trainer_options_default_to_auto_accelerator_and_change_the_fit_when_set(task):
+    """accelerator "auto" is the CPU here and gives the same weights as "cpu"; accumulating two
+    batches per optimiser step (a [trainer] option) gives different ones."""
+    f, y, r = task
+    cfg = _cfg(epochs=2, max_train_samples=800)
+    auto = fit_model(f, y, r, TRAIN, VAL, cfg, progress=False)
+    cpu = fit_model(f, y, r, TRAIN, VAL, cfg, progress=False, trainer=TrainerConfig(accelerator="cpu"))
+    acc = fit_model(
+        f, y, r, TRAIN, VAL, cfg, progress=False, trainer=TrainerConfig(accumulate_grad_batches=2)
+    )
+    assert TrainerConfig().accelerator == "auto" and auto.checkpoints == []
+    w = "delta_head.weight"
+    assert torch.equal(auto.net.state_dict()[w], cpu.net.state_dict()[w])
+    assert float((auto.net.state_dict()[w] - acc.net.state_dict()[w]).abs().max()) > 1e-4

@@ -14,6 +14,31 @@ def test_shipped_example_config_loads_with_its_overrides():
     cfg = load_train_config(ROOT / "docs" / "train-config.example.toml")
     assert cfg.model.arch == "gru" and cfg.walk_forward.test == "180d" and cfg.horizon == "30d"
     assert cfg.walk_forward.horizon == cfg.horizon  # one source of truth for the horizon
+    assert cfg.trainer.accelerator == "auto" and cfg.trainer.checkpoint is True
+
+
+def test_trainer_table_is_typed_and_an_unknown_trainer_key_is_named(tmp_path):
+    good = tmp_path / "trainer.toml"
+    good.write_text('[trainer]\naccelerator = "cpu"\naccumulate_grad_batches = 4\ncheckpoint = false\n')
+    cfg = load_train_config(good)
+    assert cfg.trainer.trainer_kwargs() == {
+        "accelerator": "cpu",
+        "devices": 1,
+        "precision": "32-true",
+        "deterministic": True,
+        "accumulate_grad_batches": 4,
+        "gradient_clip_algorithm": "norm",
+    }
+    assert cfg.trainer.checkpoint is False
+    for text, field in (
+        ('[trainer]\nacelerator = "gpu"\n', "trainer.acelerator"),
+        ('[trainer]\naccelerator = "tpu-pod"\n', "trainer.accelerator"),
+        ("[trainer]\naccumulate_grad_batches = 0\n", "trainer.accumulate_grad_batches"),
+        ('[trainer]\nprecision = "64-true"\n', "trainer.precision"),
+    ):
+        good.write_text(text)
+        with pytest.raises(DataError, match=field.replace(".", r"\.")):
+            load_train_config(good)
 
 
 def test_unknown_key_and_bad_duration_name_the_field(tmp_path):

@@ -5,9 +5,11 @@ on another dataset.  One module-scoped training run keeps this under a minute or
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -178,3 +180,43 @@ def test_walk_forward_predictions_drive_the_overlay_backtest(trained, tmp_path):
     assert r.exit_code == 0, r.output
     summary = json.loads((tmp_path / "bt" / "summary.json").read_text())
     assert {"model", "rolling_ols_30d", "welch_hl60d"} <= {row["estimator"] for row in summary["rows"]}
+
+
+def test_folds_are_nested_runs_with_epoch_curves_and_fold_test_scores(trained):
+    """Each walk-forward fold is a child run named by its test months, with one val_loss point per
+    epoch and the model's fold scores equal to the scorecard's; the parent has no fold<k>_ keys."""
+    parent = trained["result"].run_id
+    client = mlflow.MlflowClient()
+    exp = client.get_run(parent).info.experiment_id
+    children = client.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    folds = json.loads(Path(client.download_artifacts(parent, "folds.json")).read_text())
+    assert len(children) == len(folds) == 1
+    child, info = children[0], folds[0]
+    assert child.info.run_name == f"fold 0 (test {info['test'][0][:7]}..{info['test'][1][:7]})"
+    assert re.fullmatch(r"fold 0 \(test \d{4}-\d\d\.\.\d{4}-\d\d\)", child.info.run_name)
+    assert (
+        child.data.params["test_start"] == info["test"][0]
+        and child.data.params["train_end"] == info["train"][1]
+    )
+    curve = client.get_metric_history(child.info.run_id, "val_loss")
+    assert [m.step for m in curve] == list(range(len(curve))) and len(curve) >= 1
+    assert child.data.metrics["best_val_loss"] == pytest.approx(info["val_loss"])
+    records = json.loads((trained["root"] / "scorecard.json").read_text())
+    rmse = next(
+        r["value"]
+        for r in records
+        if r["kind"] == "model"
+        and r["split"] == "fold0"
+        and r["benchmark"] == "BTCUSDT"
+        and r["metric"] == "rmse"
+    )
+    assert child.data.metrics["adaptive_beta_gru.BTCUSDT.rmse"] == pytest.approx(rmse)
+    assert not [k for k in client.get_run(parent).data.metrics if k.startswith("fold")]
+
+
+def test_final_fit_best_epoch_checkpoint_is_logged_once(trained):
+    client = mlflow.MlflowClient()
+    run = client.get_run(trained["result"].run_id)
+    logged = [f.path for f in client.list_artifacts(run.info.run_id, "checkpoints/member0")]
+    assert logged == [run.data.tags["checkpoint.member0"]]
+    assert re.fullmatch(r"checkpoints/member0/best-epoch=\d+\.ckpt", logged[0])

@@ -64,6 +64,7 @@ def _register() -> None:
         (app, "export", "adaptive_beta.cli.train", "export"),
         (app, "promote", "adaptive_beta.cli.train", "promote"),
         (models_app, "list", "adaptive_beta.cli.train", "models_list"),
+        (models_app, "export-bento", "adaptive_beta.cli.bento", "export_bento"),
         (app, "tune", "adaptive_beta.cli.tune", "tune"),
         (app, "run", "adaptive_beta.cli.run", "run"),
         (app, "backtest", "adaptive_beta.cli.backtest", "backtest"),
