@@ -83,3 +83,31 @@ def test_hmmlearn_convergence_warnings_are_silenced():
     }
     assert runs["loud"].stderr.count("Model is not converging") >= 1
     assert runs["quiet"].returncode == 0 and "not converging" not in runs["quiet"].stderr
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["train", "--bogus"], "error: No such option: --bogus (see 'abeta train --help')"),
+        (["data", "simulate", "--assets", "x"], "error: Invalid value for '--assets'"),
+        (
+            ["data", "validate", "/nonexistent-abeta"],
+            "error: file /nonexistent-abeta: dataset path does not exist",
+        ),
+    ],
+)
+def test_one_error_style_usage_and_data_errors_are_one_error_line_and_exit_2(argv, says, capsys):
+    """Click's "Error: No such option" box and our data errors used to look different."""
+    from adaptive_beta.cli.main import run
+
+    assert run(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and says in err
+    assert "Usage:" not in err and "Error:" not in err
+
+
+def test_help_and_version_still_exit_0(capsys):
+    from adaptive_beta.cli.main import run
+
+    assert run(["--version"]) == 0 and run(["train", "--help"]) == 0
+    assert "--config" in capsys.readouterr().out

@@ -90,11 +90,31 @@ def main() -> None:
     from adaptive_beta.models.noise import quiet_libraries
 
     quiet_libraries()
+    sys.exit(run(sys.argv[1:]))
+
+
+def run(argv: list[str]) -> int:
+    """`abeta ARGV` -> exit code. One error style: a usage error (unknown option, missing value),
+    a data error and an operator error are each one `error: ...` line and exit 2; click's own
+    "Error: No such option" box is reworded here, with the command's help hint."""
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendors click
+
     try:
-        app()
+        rc = app(args=argv, prog_name="abeta", standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # `abeta data`: the group's help, as before
+        typer.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message(), err=True)
+        return 2
+    except UsageError as exc:
+        cmd = exc.ctx.command_path if exc.ctx is not None else "abeta"
+        typer.secho(f"error: {exc.format_message()} (see '{cmd} --help')", fg=typer.colors.RED, err=True)
+        return 2
     except DataError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        sys.exit(2)
+        return 2
+    except typer.Abort:
+        typer.secho("error: aborted", fg=typer.colors.RED, err=True)
+        return 1
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":
