@@ -58,7 +58,9 @@ def build_real_bundle(
     from adaptive_beta.training.model_config import ModelConfig
 
     torch.set_num_threads(1)
-    data = write_simulation(simulate(SimConfig(n_assets=n_assets, days=days, seed=seed, freq=freq)), root / "data")
+    data = write_simulation(
+        simulate(SimConfig(n_assets=n_assets, days=days, seed=seed, freq=freq)), root / "data"
+    )
     panel = load_dataset(data)
     fspec = FeatureSpec(**(E2E_SPEC if spec is None else spec))
     table = compute_features(panel, fspec)
