@@ -15,8 +15,10 @@ What it does, all on 127.0.0.1 with servers it starts and stops itself:
      same bytes, plus one measured fsync of the audit log's disk (median of many);
      POST /bars with one new 8h bar of every perp and series, timed until its answer (which
      comes after every forecast and explanation is recomputed: `forecasts.updated` is checked);
-     stateless /forecast in the columnar form beside the no-op receiving the same bytes (on a
-     second service with an empty store, whose RSS is the baseline for the memory rows);
+     stateless /forecast in the columnar form beside the no-op receiving the same bytes (on the
+     daily model bench_service.py trains, 661 bars, as the issue's figures; cached under --root);
+     worker RSS of the same 8h service on an empty store, the baseline of the memory row;
+     in-process, incremental vs batch features on the same market (as bench_incremental.py);
   4. prints measure | value | goal | met? | settings, and writes the rows as JSON (--json-out).
 
 Durable audit as served by default: SQLite WAL, synchronous=FULL.  Each load level sends at
@@ -294,7 +296,33 @@ def noop_phase(tmp: Path, bodies: dict[str, bytes], args) -> dict:
     return out
 
 
-def table(st: dict, sl: dict, no: dict) -> list[dict]:
+def features_agreement(data_dir: Path, n_bars: int) -> dict:
+    """Incremental vs batch features on the served market (default FeatureSpec, the bundle's):
+    warm-started on all but the last `n_bars` bars, which are then appended one at a time, against
+    `compute_feature_arrays` over the whole history (as bench_incremental.py, on this market)."""
+    from adaptive_beta.models.data.loaders import load_dataset
+    from adaptive_beta.models.features.compute import compute_feature_arrays
+    from adaptive_beta.models.features.incremental import IncrementalFeatures, PanelBars
+    from adaptive_beta.models.features.spec import FeatureSpec
+
+    spec, panel = FeatureSpec(), load_dataset(data_dir)
+    total = len(panel.index)
+    engine = IncrementalFeatures.from_panel(panel.slice(end=panel.index[total - n_bars - 1]), spec)
+    bars = PanelBars(panel, engine.symbols)
+    got = np.stack([engine.append(bars.bar(i)).values for i in range(total - n_bars, total)])
+    arrays = compute_feature_arrays(panel, spec).arrays
+    want = np.stack([np.asarray(arrays[c])[total - n_bars :] for c in engine.columns], axis=2)
+    ok = ~np.isnan(got) & ~np.isnan(want)
+    return {
+        "max_diff": float(np.max(np.abs(got[ok] - want[ok]))),
+        "same_nan": bool(np.array_equal(np.isnan(got), np.isnan(want))),
+        "values": int(got.size),
+        "bars": n_bars,
+        "columns": len(engine.columns),
+    }
+
+
+def table(st: dict, sl: dict, no: dict, fa: dict) -> list[dict]:
     """The goals of issue 12 with this run's figures; every row says its settings."""
     base = f"workers {ENV['ABETA_WORKERS']}, ORT threads {ENV['ABETA_ORT_THREADS']}"
     audit = "audit SQLite WAL synchronous=FULL"
@@ -346,6 +374,14 @@ def table(st: dict, sl: dict, no: dict) -> list[dict]:
             f"{len(sl['columns_body']) / 1024:.0f} KiB, n={col['n']}, {audit}",
         },
         {
+            "measure": "incremental vs batch features, max abs difference",
+            "value": f"{fa['max_diff']:.1e} over {fa['values']} values (NaN patterns equal: {fa['same_nan']})",
+            "goal": "<= 1e-9",
+            "met": fa["max_diff"] <= 1e-9 and fa["same_nan"],
+            "settings": f"in-process, {assets}, last {fa['bars']} bars appended after a warm start, "
+            f"{fa['columns']} features (default spec)",
+        },
+        {
             "measure": "memory, service worker RSS with the store's assets",
             "value": f"{st['rss_mib']:.0f} MiB ({per_asset * 1024:.0f} KiB per stored asset over the "
             f"{sl['rss_empty_mib']:.0f} MiB of an empty store)",
@@ -364,6 +400,7 @@ def main() -> None:
     ap.add_argument(
         "--new-bars", type=int, default=3, help="bars held out of the store and posted one by one"
     )
+    ap.add_argument("--feature-bars", type=int, default=30, help="bars appended in the features check")
     ap.add_argument("--json-out", type=Path, help="also write the table (and raw figures) as JSON here")
     args = ap.parse_args()
 
@@ -376,7 +413,8 @@ def main() -> None:
     daily = ensure_bundle(args.root / "daily", n_assets=4, days=1000, freq="1d")  # bench_service's model
     sl = stateless_phase(bundle_dir, daily, tmp, args)
     no = noop_phase(tmp, {"symbols": st["symbols_body"], "columns": sl["columns_body"]}, args)
-    rows = table(st, sl, no)
+    fa = features_agreement(data_dir, args.feature_bars)
+    rows = table(st, sl, no, fa)
     errors = sum(d.get("errors", 0) for ph in (st, sl, no) for d in ph.values() if isinstance(d, dict))
     print(f"\n{'measure':52s} | {'value':70s} | {'goal':32s} | met? | settings")
     for r in rows:
@@ -387,7 +425,7 @@ def main() -> None:
     )
     if args.json_out:
         raw = {k: v for ph in (st, sl) for k, v in ph.items() if not isinstance(v, bytes)}
-        doc = {"settings": ENV, "rows": rows, "errors": errors, "stored": raw, "noop": no}
+        doc = {"settings": ENV, "rows": rows, "errors": errors, "stored": raw, "noop": no, "features": fa}
         args.json_out.write_text(json.dumps(doc, indent=2, default=str))
 
 
