@@ -24,6 +24,13 @@ TIMEOUT_S = float(os.environ.get("ABETA_TIMEOUT_S", "30"))
 )
 class Noop:
     @bentoml.api(route="/forecast")
-    def forecast(self, assets: list, series: dict | None = None) -> dict:
-        """Accept a /forecast body, do nothing with it, answer a constant."""
-        return {"request_id": "noop", "n_assets": len(assets)}
+    def forecast(
+        self,
+        assets: list | None = None,
+        series: dict | None = None,
+        symbols: list | None = None,
+        universe: bool = False,
+    ) -> dict:
+        """Accept a /forecast body (stateless `assets`, or stored-state `symbols` / `universe`), do
+        nothing with it, answer a constant."""
+        return {"request_id": "noop", "n_assets": len(assets or symbols or [])}

@@ -115,7 +115,7 @@ class LiveMarket:
         self.replay_last = self.model.last_timestamp
 
     def _catch_up(self) -> list[str]:
-        heads = {i.name: i for i in self.store.info([*self.bar_series, *self.assets])}
+        heads = {i.name: i for i in self.store.info(self.bar_series)}  # the bars that set the target
         updated: set[str] = set()
         if not all(b in heads for b in self.bar_series):
             return []

@@ -34,12 +34,14 @@ def build_real_bundle(
     days: int = 500,
     seed: int = 0,
     model: dict | None = None,
+    freq: str = "1d",
 ) -> dict:
     """Simulate, write and load a market under `root/data`; fit a tiny BetaNet; export `root/bundle`.
 
     The steps and their arguments are those of training/train_run.py (features from the bundle's
     spec, 30d forward-beta targets, 7d forward regimes, last 20 % of the panel for validation,
-    factor names in meta), at toy sizes: one epoch, hidden 8, 500 training windows.  Needs torch.
+    factor names in meta), at toy sizes: one epoch, hidden 8, 500 training windows.  `freq` is the
+    simulated bar length ("1d", "8h", "1h"): the stored-state benchmark serves an 8h model.  Needs torch.
     Returns {"data", "bundle", "panel", "spec"}.
     """
     import torch
@@ -56,7 +58,9 @@ def build_real_bundle(
     from adaptive_beta.training.model_config import ModelConfig
 
     torch.set_num_threads(1)
-    data = write_simulation(simulate(SimConfig(n_assets=n_assets, days=days, seed=seed)), root / "data")
+    data = write_simulation(
+        simulate(SimConfig(n_assets=n_assets, days=days, seed=seed, freq=freq)), root / "data"
+    )
     panel = load_dataset(data)
     fspec = FeatureSpec(**(E2E_SPEC if spec is None else spec))
     table = compute_features(panel, fspec)

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adaptive_beta.models.bundle.shapley import (
+    coalition_batch,
     coalition_inputs,
     coalition_masks,
     exact_group_shapley,
@@ -62,6 +63,28 @@ def test_coalition_inputs_swap_whole_columns_over_time():
     assert np.all(z[0][:, [0, 1, 3]] == -1) and np.all(z[0][:, 2] == x[:, 2])
     assert np.all(z[1][:, :2] == x[:, :2]) and np.all(z[1][:, 3] == -1)
     assert np.array_equal(z[3], x)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.integers(0, 10_000),
+    st.integers(1, 4),
+    st.sampled_from([np.float32, np.float64]),
+)
+def test_coalition_batch_is_every_windows_coalition_inputs_as_float32(seed, n_windows, dtype):
+    """The batched builder the stored-state path uses is bit-equal to stacking `coalition_inputs`
+    per window and casting (NaN in place too), column 5 in no group."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n_windows, 3, 6)).astype(dtype)
+    x[0, 1, 2] = np.nan
+    base = rng.normal(size=(3, 6))
+    groups = [[0, 1], [2], [3, 4]]
+    masks = coalition_masks(3)
+    want = np.concatenate([coalition_inputs(xi, base, groups, masks) for xi in x]).astype(np.float32)
+    got = coalition_batch(x, base, groups, masks)
+    assert got.dtype == np.float32 and got.shape == (n_windows * 8, 3, 6)
+    assert np.array_equal(got, want, equal_nan=True)
+    assert np.array_equal(got[7], x[0].astype(np.float32), equal_nan=True)  # full coalition: the window
 
 
 def test_linear_model_contributions_are_weight_times_deviation():

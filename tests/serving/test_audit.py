@@ -116,6 +116,31 @@ def test_non_finite_and_numpy_values_are_stored_as_plain_json():
         to_json_value({"x": object()}, "entry")
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    payload=st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
+        lambda c: (
+            st.lists(c, max_size=4) | st.tuples(c, c) | st.dictionaries(st.text(max_size=5), c, max_size=4)
+        ),
+        max_leaves=25,
+    )
+)
+def test_fast_conversion_equals_the_path_naming_reference(payload):
+    """to_json_value converts without building paths (chain._plain); the result, and so the stored
+    text and its hash, is the reference walk's, numpy values and a timestamp included."""
+    np = pytest.importorskip("numpy")
+    import pandas as pd
+
+    from adaptive_beta.models.audit.chain import _with_paths
+
+    value = {"p": payload, "n": [np.float64(np.nan), np.float32(-np.inf), np.int64(7), np.arange(2.0)]}
+    value["t"] = pd.Timestamp("2026-01-01T08:00:00Z")
+    assert canonical_json(to_json_value(value)) == canonical_json(_with_paths(value, "entry"))
+    with pytest.raises(TypeError, match=r"entry\.p\[1\]"):
+        to_json_value({"p": [payload, object()]})
+
+
 @pytest.fixture(scope="module")
 def shared_log(tmp_path_factory):
     with AuditLog(tmp_path_factory.mktemp("prop") / "p.db") as log:
