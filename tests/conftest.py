@@ -32,6 +32,7 @@ SLOW_MODULES = {
     "tests/serving/test_http_client.py",  # a real server
     "tests/models/test_live_state.py",  # trains a bundle
     "tests/training/test_cmd_predict.py",  # trains a bundle
+    "tests/serving/test_replicas_pg.py",  # PostgreSQL and two real servers
 }
 
 
