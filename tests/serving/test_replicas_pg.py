@@ -12,11 +12,14 @@ port, point ABETA_AUDIT_DB and ABETA_MARKET_DB at it.
    MIN_ANSWERS more (or after WAIT_S, or MAX_REQUESTS in all).
 2. The same bars posted through both replicas concurrently: every post is a 200, each bar is
    stored once, and both replicas then forecast the same asset at the same last bar identically.
+   Stopped one after the other, A's anchor file ends in `leave` (B was still appending) and B's in
+   `close`; both verify.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import subprocess
@@ -211,7 +214,7 @@ def test_bars_posted_through_both_replicas_are_stored_once(tiny_bundle, shared_d
             for srv in replicas
         ]
     finally:
-        for srv in replicas:
+        for srv in replicas:  # in order: B is still serving when A stops
             srv.stop()
     assert statuses == [200] * (2 * (n - HEAD + 1)), [s for s in statuses if s != 200][:3]
     last = full["assets"][0]["history"][-1]["timestamp"]
@@ -228,3 +231,12 @@ def test_bars_posted_through_both_replicas_are_stored_once(tiny_bundle, shared_d
     fa, fb = (r.json()["forecasts"][0] for r in answers)
     assert fa["as_of"] == fb["as_of"] == last
     assert fa["betas"] == fb["betas"]  # the same state, rebuilt from the same store
+    # stopped one after the other (SIGTERM): A left while B was still attached, B closed the log
+    events = {
+        n: [json.loads(x)["event"] for x in (tmp_path / f"{n}.anchors").read_text().splitlines()]
+        for n in "ab"
+    }
+    assert (events["a"][-1], events["b"][-1]) == ("leave", "close"), events
+    for name in ("a", "b"):
+        res = _verify_cli(shared_db, tmp_path / f"{name}.anchors")
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
