@@ -19,7 +19,9 @@ database; a PostgreSQL log needs one named explicitly.
 * a rewrite: the record at an anchored seq has another hash (first bad = the seq after the last
   anchor that still matches; the rewrite lies between the two anchors);
 * records stored while the log was closed: a close anchor at seq S is followed by an open anchor,
-  or by the end of the file, with a higher head (first bad = S + 1);
+  or by the end of the file, with a higher head (first bad = S + 1).  A writer that stops while
+  other writers of the same PostgreSQL log (replicas) are still attached writes `leave` instead,
+  which claims only its own head: the last writer out writes `close`;
 * anchor lines whose MAC does not verify with the key (lines that are not JSON at all, as a
   write cut short by a crash leaves, claim nothing and are only warned about).
 
@@ -48,7 +50,7 @@ log_ = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 ANCHORS_SUFFIX = ".anchors"
 KEY_SUFFIX = ".anchor-key"
-EVENTS = ("open", "interval", "close")
+EVENTS = ("open", "interval", "close", "leave")  # leave: this writer stopped, other replicas append on
 _FIELDS = ("v", "seq", "hash", "time", "event", "writer")
 MIN_KEY_BYTES = 32
 

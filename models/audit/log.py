@@ -320,6 +320,7 @@ class AuditLog(AuditReader):
         self.max_batch = max(1, int(max_batch))
         try:
             self._store: Store = open_store(url, busy_timeout_s, create=True)
+            self._store.attach_writer()
             self._head: Head | None = self._store.head()
         except (ValueError, ImportError):
             raise
@@ -600,8 +601,16 @@ class AuditLog(AuditReader):
                 head = self._store.head()
             except Exception:
                 head = self._head
-            self._anchor("close", head)
+            self._anchor(self._closing_event(), head)
         self._store.close()
+
+    def _closing_event(self) -> str:
+        """`close` claims nothing is appended after it; while other replicas still append to the
+        same PostgreSQL log this writer only `leave`s (the last one out closes)."""
+        try:
+            return "leave" if self._store.other_writers() > 0 else "close"
+        except Exception:
+            return "close"
 
 
 # ---------------------------------------------------------------------------- verification

@@ -186,6 +186,14 @@ class Store:
         where, params = _where(f, self.symbol_sql)
         return int(self._fetch(f"SELECT COUNT(*) FROM {TABLE}{where}", params)[0][0])
 
+    def attach_writer(self) -> None:
+        """Mark this process as a writer of the log (see `other_writers`)."""
+
+    def other_writers(self) -> int:
+        """Writers of the same log still attached besides this one: 0 for SQLite, whose writers
+        (the workers of one service) share one anchor file and stop together."""
+        return 0
+
     def close(self) -> None:
         pass
 
@@ -354,6 +362,10 @@ _PG_DDL = [
 ]
 
 
+# Held shared by every open writer (see PostgresStore.attach_writer); objsubid 1 in pg_locks.
+_WRITERS_LOCK = 7302114411
+
+
 class _PgTx(WriteTx):
     def __init__(self, conn: Any):
         from sqlalchemy import text
@@ -384,6 +396,7 @@ class PostgresStore(Store):
 
         self.engine, self.description = postgres_engine(url, "audit log")
         self.busy_timeout_s = busy_timeout_s
+        self._writer_conn: Any = None
         self.text = text
         if create:
             with self.engine.begin() as conn:
@@ -420,7 +433,35 @@ class PostgresStore(Store):
     def file_identity(self) -> None:
         return None
 
+    def attach_writer(self) -> None:
+        """Hold a shared advisory lock on a dedicated session while the log is open: replicas on
+        other machines show up in pg_locks, and a replica killed outright drops out with its session."""
+        if self._writer_conn is None:
+            conn = self.engine.connect()
+            conn.execute(self.text(f"SELECT pg_advisory_lock_shared({_WRITERS_LOCK})"))
+            conn.commit()
+            self._writer_conn = conn
+
+    def other_writers(self) -> int:
+        """Other sessions holding the writers' lock on this database (replicas still appending)."""
+        sql = """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND classid = :hi AND objid = :lo AND objsubid = 1 AND pid <> pg_backend_pid()"""
+        params = {"hi": _WRITERS_LOCK >> 32, "lo": _WRITERS_LOCK & 0xFFFFFFFF}
+        if self._writer_conn is None:
+            return int(self._fetch(sql, params)[0][0])
+        n = self._writer_conn.execute(self.text(sql), params).scalar()
+        self._writer_conn.commit()
+        return int(n)
+
     def close(self) -> None:
+        if self._writer_conn is not None:
+            try:
+                self._writer_conn.execute(self.text(f"SELECT pg_advisory_unlock_shared({_WRITERS_LOCK})"))
+                self._writer_conn.close()
+            except Exception:
+                pass
+            self._writer_conn = None
         self.engine.dispose()
 
 

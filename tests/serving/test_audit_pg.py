@@ -259,3 +259,60 @@ def test_pg_truncation_and_forged_append_are_detected_with_anchors(pg_url, tmp_p
     assert "truncated: the log ends at seq 18" in verify() and "(first bad record: seq 19)" in verify()
     with pytest.raises(AnchorMismatch, match="truncated"):
         AuditLog(pg_url, anchors=settings)
+
+
+def test_pg_replica_stopping_while_another_appends_is_no_false_alarm(pg_url, tmp_path, caplog):
+    """Two writers (replicas) on one PostgreSQL log, each with its own anchor file: one stopping
+    while the other keeps appending writes `leave`, not `close`, so its file does not report the
+    other's records as appended while closed; the last writer to stop writes `close`, which still
+    catches a forged append after it."""
+    import logging
+
+    from sqlalchemy import text
+
+    from adaptive_beta.models.audit.anchors import verify_anchors
+    from adaptive_beta.models.audit.log import AnchorSettings
+
+    def settings(name):
+        return AnchorSettings(
+            file=tmp_path / name, key_file=tmp_path / "key", every_records=5, every_seconds=3600
+        )
+
+    a = AuditLog(pg_url, anchors=settings("a.anchors"))
+    b = AuditLog(pg_url, anchors=settings("b.anchors"))
+    for i in range(1, 11):
+        (a if i % 2 else b).append(entry(i))
+    a.close()  # a rolling restart of replica A: B keeps serving
+    for i in range(11, 18):
+        b.append(entry(i))
+    events = [json.loads(x)["event"] for x in (tmp_path / "a.anchors").read_text().splitlines()]
+    assert events[0] == "open" and events[-1] == "leave"
+    check = verify_anchors(pg_url, tmp_path / "a.anchors", tmp_path / "key")
+    assert check.ok, check.problem
+    with caplog.at_level(logging.ERROR, logger="adaptive_beta.models.audit.log"):
+        a = AuditLog(pg_url, anchors=settings("a.anchors"))  # A back: no "appended while closed"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    a.append(entry(18))
+    a.close()
+    b.close()  # the last writer out closes
+    assert [json.loads(x)["event"] for x in (tmp_path / "b.anchors").read_text().splitlines()][-1] == "close"
+    assert verify_anchors(pg_url, tmp_path / "b.anchors", tmp_path / "key").ok
+    stored = AuditReader(pg_url)
+    last = stored._store.record_at(18)
+    stored.close()
+    from adaptive_beta.models.audit.chain import record_hash
+    from adaptive_beta.models.audit.store import COLUMNS, to_row
+
+    forged = {**last, "seq": 19, "request_id": "forged", "prev_hash": last["hash"]}
+    forged["hash"] = record_hash(forged)
+    engine = _engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE audit_records DISABLE TRIGGER USER"))
+        cols = ", ".join(COLUMNS)
+        conn.execute(
+            text(f"INSERT INTO audit_records ({cols}) VALUES ({', '.join(':' + c for c in COLUMNS)})"),
+            to_row(forged),
+        )
+    engine.dispose()
+    check = verify_anchors(pg_url, tmp_path / "b.anchors", tmp_path / "key")
+    assert not check.ok and check.kind == "appended-while-closed" and check.first_bad_seq == 19
