@@ -34,6 +34,7 @@ SLOW_MODULES = {
     "tests/training/test_cmd_predict.py",  # trains a bundle
     "tests/serving/test_bento_build.py",  # abeta train, bentoml build and serve in subprocesses
     "tests/serving/test_bento_store.py",  # the CLI in subprocesses (BentoML reads its home once)
+    "tests/training/test_mlflow_server_pg.py",  # PostgreSQL + mlflow server + abeta serve; trains
 }
 
 
