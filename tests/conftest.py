@@ -35,6 +35,7 @@ SLOW_MODULES = {
     "tests/serving/test_bento_build.py",  # abeta train, bentoml build and serve in subprocesses
     "tests/serving/test_bento_store.py",  # the CLI in subprocesses (BentoML reads its home once)
     "tests/serving/test_replicas_pg.py",  # PostgreSQL and two real servers
+    "tests/training/test_mlflow_server_pg.py",  # PostgreSQL + mlflow server + abeta serve; trains
 }
 
 

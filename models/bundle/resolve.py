@@ -33,12 +33,51 @@ def default_tracking_uri(create: bool = True) -> str:
 MODELS_URI = re.compile(r"^models:/(?P<name>[^/@\s]+)(?:@(?P<alias>[A-Za-z0-9_\-]+)|/(?P<version>\d+))$")
 
 
+def check_tracking_server(uri: str, timeout_s: float = 5.0) -> None:
+    """DataError (one line) unless the MLflow tracking server at an http(s) `uri` answers GET /health.
+
+    Other URIs pass.  Why: MLflow's client retries an unreachable server with backoff for minutes,
+    then says something that reads like "no such model" (or, for a training run, fails after the
+    walk-forward).  A command that needs the store asks first and names the URL it tried.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    health = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(health, timeout=timeout_s) as resp:  # noqa: S310 (http(s) only)
+            status = resp.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DataError(
+            f"cannot reach the MLflow tracking server {uri} (MLFLOW_TRACKING_URI): GET {health}: {reason}; "
+            "start it (docs/topology.md) or point MLFLOW_TRACKING_URI at a running one"
+        ) from None
+    if status != 200:
+        raise DataError(
+            f"the MLflow tracking server {uri} (MLFLOW_TRACKING_URI) is not healthy: GET {health} answered {status}"
+        )
+
+
+def browse_hint(uri: str) -> str:
+    """How a user looks at the runs of store `uri`: the server's own web UI, or `mlflow ui` on a local store."""
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri} in a browser"
+    return f"mlflow ui --backend-store-uri {uri}"
+
+
 def require_store(uri: str | None = None) -> str:
-    """The tracking URI (default: the settings'), after checking that a SQLite store exists.
+    """The tracking URI (default: the settings'), after checking that a SQLite store exists or that
+    a tracking server answers.
 
     Nothing is created: a DataError names the store looked for and how to choose or make one.
     """
     uri = uri or default_tracking_uri(create=False)
+    check_tracking_server(uri)
     if uri.startswith("sqlite:///"):
         path = Path(uri.removeprefix("sqlite:///"))
         if not path.is_file():

@@ -24,9 +24,11 @@ def champion_history(name: str | None = None, tracking_uri: str | None = None) -
     try:
         from mlflow import MlflowClient
 
-        from adaptive_beta.models.bundle.resolve import default_tracking_uri
+        from adaptive_beta.models.bundle.resolve import check_tracking_server, default_tracking_uri
 
-        client = MlflowClient(tracking_uri=tracking_uri or default_tracking_uri())
+        uri = tracking_uri or default_tracking_uri()
+        check_tracking_server(uri, timeout_s=2.0)  # a server that is down: no page waits minutes of retries
+        client = MlflowClient(tracking_uri=uri)
         rm = client.get_registered_model(name or model_name())
     except Exception as exc:  # no store, no model, mlflow missing: informational only
         log.info("no registry information: %s", exc)

@@ -73,12 +73,11 @@ def run(
         if e.status_code == 200:
             (out / "explain.json").write_text(json.dumps(e.json(), indent=2))
     typer.echo(
-        f"done. Look at the runs with: mlflow ui --backend-store-uri {_uri()}\n"
-        f"verify the audit log with: abeta audit verify --db {audit_db}"
+        f"done. Look at the runs: {_uri()}\nverify the audit log with: abeta audit verify --db {audit_db}"
     )
 
 
 def _uri() -> str:
-    from adaptive_beta.models.bundle.resolve import default_tracking_uri
+    from adaptive_beta.models.bundle.resolve import browse_hint, default_tracking_uri
 
-    return default_tracking_uri()
+    return browse_hint(default_tracking_uri())

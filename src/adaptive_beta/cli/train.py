@@ -23,9 +23,11 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
 ) -> None:
     """Walk-forward train and score vs every baseline, fit the final model, export, log, register."""
+    from adaptive_beta.models.bundle.resolve import check_tracking_server, default_tracking_uri
     from adaptive_beta.training.train_config import load_train_config, with_cli_overrides
     from adaptive_beta.training.train_run import train as run_train
 
+    check_tracking_server(default_tracking_uri(create=False))  # before minutes of training, not after
     cfg = load_train_config(config, data=data)
     cfg = with_cli_overrides(cfg, arch, max_folds, quiet)
     result = run_train(cfg, scorecard_out=scorecard_out)
@@ -37,15 +39,13 @@ def train(
         typer.echo(
             ("champion: " if result.promotion.promoted else "not promoted: ") + result.promotion.reason
         )
-    typer.echo(
-        f"took {result.timings.get('total_s', 0):.0f}s; look at it with: mlflow ui --backend-store-uri {_uri()}"
-    )
+    typer.echo(f"took {result.timings.get('total_s', 0):.0f}s; look at it: {_uri()}")
 
 
 def _uri() -> str:
-    from adaptive_beta.models.bundle.resolve import default_tracking_uri
+    from adaptive_beta.models.bundle.resolve import browse_hint, default_tracking_uri
 
-    return default_tracking_uri()
+    return browse_hint(default_tracking_uri())
 
 
 def export(

@@ -30,9 +30,11 @@ def tune(
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
 ) -> None:
     """Search the model config (Optuna, pruned per epoch) on pooled validation beta MSE; test blocks unused."""
+    from adaptive_beta.models.bundle.resolve import check_tracking_server, default_tracking_uri
     from adaptive_beta.training.train_config import load_train_config, with_cli_overrides
     from adaptive_beta.training.tune import TuneConfig, default_storage, run_tune
 
+    check_tracking_server(default_tracking_uri(create=False))  # before the trials, not after
     cfg = load_train_config(config, data=data)
     cfg = with_cli_overrides(cfg, max_folds=max_folds, quiet=quiet)
     settings = TuneConfig(
