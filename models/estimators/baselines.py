@@ -11,7 +11,9 @@ i only where y_i and the regressors are finite.  The implementations live in sma
 from __future__ import annotations
 
 import math
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import pandas as pd
 
@@ -130,6 +132,9 @@ def baseline_forecasts(
     factor_returns: pd.DataFrame | None,
     freq: pd.Timedelta,
     cfg: BaselineConfig | None = None,
+    *,
+    block_assets: int | None = None,
+    workers: int = 1,
 ) -> dict[str, dict[str, pd.DataFrame]]:
     """Every classical baseline for every benchmark: name -> benchmark -> T x N betas at row t.
 
@@ -143,13 +148,84 @@ def baseline_forecasts(
     forward target; the partial loadings themselves are available from
     `multifactor_ols_coefs` / `kalman_multifactor_beta`.  The Kalman delta is scaled to the
     bar: delta_per_bar = kalman_delta_per_day * freq / 1 day.
+
+    Every estimator but Vasicek is per asset, so assets are processed in blocks of
+    `block_assets` columns (default: as many as keep the intermediate arrays near 100 MB) and,
+    with `workers` > 1, blocks run in a local process pool; Vasicek (cross-sectional) runs on
+    the joined rolling OLS beta and s.e.  The numbers do not depend on the blocking or the pool.
     """
     cfg = cfg or BaselineConfig()
     freq = pd.Timedelta(freq)
     bench_returns = bench_returns.reindex(returns.index)
-    out: dict[str, dict[str, pd.DataFrame]] = {}
+    if workers < 1:
+        raise ValueError(f"baseline_forecasts: workers must be >= 1, got {workers!r}")
+    n = returns.shape[1]
+    if block_assets is not None and block_assets < 1:
+        raise ValueError(f"baseline_forecasts: block_assets must be >= 1, got {block_assets!r}")
+    block = block_assets or max(1, int(_BLOCK_NUMBERS // max(1, len(returns) * _NUMBERS_PER_ASSET_ROW)))
+    # a one-column block takes another BLAS path in the Kalman filter (1 ulp off): never make one
+    block = max(block, 2)
+    starts = list(range(0, n, block))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    ends = starts[1:] + [n]
+    blocks = (
+        [returns.iloc[:, s:e] for s, e in zip(starts, ends, strict=True)] if len(starts) > 1 else [returns]
+    )
+    job = partial(
+        _asset_block, bench_returns=bench_returns, factor_returns=factor_returns, freq=freq, cfg=cfg
+    )
+    if workers > 1 and len(blocks) > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, len(blocks))) as pool:
+            parts = list(pool.map(job, blocks))
+    else:
+        parts = [job(b) for b in blocks]
+    return _join_blocks(parts, cfg)
 
-    def put(name: str, bench: str, frame: pd.DataFrame) -> None:
+
+# Blocks of assets keep the estimators' intermediates (rolling cross-products, Kalman states,
+# ~_NUMBERS_PER_ASSET_ROW numbers per asset and bar) near _BLOCK_NUMBERS float64s (~200 MB).
+_BLOCK_NUMBERS = 2.5e7
+_NUMBERS_PER_ASSET_ROW = 64
+
+
+def _join_blocks(parts: list[dict], cfg: BaselineConfig) -> dict[str, dict[str, pd.DataFrame]]:
+    """Join per-block results column-wise (in block order); Vasicek on the joined beta and s.e."""
+
+    def join(frames: list[pd.DataFrame]) -> pd.DataFrame:
+        return frames[0] if len(frames) == 1 else pd.concat(frames, axis=1)
+
+    shrink = {
+        b: (join([p["_shrink"][b][0] for p in parts]), join([p["_shrink"][b][1] for p in parts]))
+        for b in parts[0]["_shrink"]
+    }
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    for name, per_bench in parts[0].items():
+        if name == "_shrink":
+            continue
+        out[name] = {}
+        for b, frame in per_bench.items():
+            if frame is None:  # the Vasicek placeholder: cross-sectional, so on the joined frames
+                beta, se = shrink[b]
+                out[name][b] = vasicek_beta(beta, se, floor_frac=cfg.vasicek_floor_frac)
+            else:
+                out[name][b] = join([p[name][b] for p in parts])
+    return out
+
+
+def _asset_block(
+    returns: pd.DataFrame,
+    *,
+    bench_returns: pd.DataFrame,
+    factor_returns: pd.DataFrame | None,
+    freq: pd.Timedelta,
+    cfg: BaselineConfig,
+) -> dict:
+    """Every per-asset baseline for one block of asset columns (name -> benchmark -> frame);
+    Vasicek is a None placeholder (keeps the name order) and `_shrink` holds its (beta, se)."""
+    out: dict = {"_shrink": {}}
+
+    def put(name: str, bench: str, frame: pd.DataFrame | None) -> None:
         out.setdefault(name, {})[bench] = frame
 
     shrink_label = _label(cfg.shrink_window)
@@ -180,7 +256,8 @@ def baseline_forecasts(
             )
         if cfg.kalman:
             put("kalman_rw", b, kalman_beta(returns, x, delta_bar, var_halflife=var_hl, min_periods=k_min))
-        put(f"vasicek_{shrink_label}", b, vasicek_beta(beta, se, floor_frac=cfg.vasicek_floor_frac))
+        put(f"vasicek_{shrink_label}", b, None)
+        out["_shrink"][b] = (beta, se)
         put(f"blume_{shrink_label}", b, blume_beta(beta, cfg.blume_weight))
         if cfg.multifactor_window is not None or cfg.kalman_mf:
             X = _regressors(bench_returns, factor_returns, b, cfg.factors)
