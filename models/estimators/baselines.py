@@ -11,10 +11,12 @@ i only where y_i and the regressors are finite.  The implementations live in sma
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import pandas as pd
 
 from adaptive_beta.models.durations import parse_duration, to_periods
@@ -177,10 +179,8 @@ def baseline_forecasts(
     )
     if workers > 1 and len(blocks) > 1:
         with ProcessPoolExecutor(max_workers=min(workers, len(blocks))) as pool:
-            parts = list(pool.map(job, blocks))
-    else:
-        parts = [job(b) for b in blocks]
-    return _join_blocks(parts, cfg)
+            return _join_blocks(pool.map(job, blocks), returns, cfg)
+    return _join_blocks((job(b) for b in blocks), returns, cfg)  # lazily: one block's frames at a time
 
 
 # Blocks of assets keep the estimators' intermediates (rolling cross-products, Kalman states,
@@ -189,28 +189,46 @@ _BLOCK_NUMBERS = 2.5e7
 _NUMBERS_PER_ASSET_ROW = 64
 
 
-def _join_blocks(parts: list[dict], cfg: BaselineConfig) -> dict[str, dict[str, pd.DataFrame]]:
-    """Join per-block results column-wise (in block order); Vasicek on the joined beta and s.e."""
-
-    def join(frames: list[pd.DataFrame]) -> pd.DataFrame:
-        return frames[0] if len(frames) == 1 else pd.concat(frames, axis=1)
-
-    shrink = {
-        b: (join([p["_shrink"][b][0] for p in parts]), join([p["_shrink"][b][1] for p in parts]))
-        for b in parts[0]["_shrink"]
-    }
+def _join_blocks(
+    parts: Iterable[dict], returns: pd.DataFrame, cfg: BaselineConfig
+) -> dict[str, dict[str, pd.DataFrame]]:
+    """Copy each block's frames into full (T, N) arrays as the block arrives, then drop the block
+    (holding every block's frames and their joined copies at once would double the output);
+    Vasicek on the joined rolling OLS beta and s.e."""
+    T, n = returns.shape
+    full: dict[str, dict[str, np.ndarray | None]] = {}
+    col = 0
+    for part in parts:
+        width = 0
+        for name, per_bench in part.items():
+            slot = full.setdefault(name, {})
+            for b, frame in per_bench.items():
+                if frame is None:  # the Vasicek placeholder
+                    slot[b] = None
+                    continue
+                if b not in slot:
+                    slot[b] = np.empty((T, n))
+                slot[b][:, col : col + frame.shape[1]] = frame.to_numpy()
+                width = frame.shape[1]
+        col += width
+        del part
     out: dict[str, dict[str, pd.DataFrame]] = {}
-    for name, per_bench in parts[0].items():
-        if name == "_shrink":
+    for name, per_bench in full.items():
+        if name in _SHRINK:
             continue
         out[name] = {}
-        for b, frame in per_bench.items():
-            if frame is None:  # the Vasicek placeholder: cross-sectional, so on the joined frames
-                beta, se = shrink[b]
+        for b, values in per_bench.items():
+            if values is None:  # cross-sectional, so on the joined frames
+                beta, se = (
+                    pd.DataFrame(full[k][b], index=returns.index, columns=returns.columns) for k in _SHRINK
+                )
                 out[name][b] = vasicek_beta(beta, se, floor_frac=cfg.vasicek_floor_frac)
             else:
-                out[name][b] = join([p[name][b] for p in parts])
+                out[name][b] = pd.DataFrame(values, index=returns.index, columns=returns.columns, copy=False)
     return out
+
+
+_SHRINK = ("_shrink_beta", "_shrink_se")  # the rolling OLS (beta, s.e.) Vasicek adjusts, per block
 
 
 def _asset_block(
@@ -222,8 +240,8 @@ def _asset_block(
     cfg: BaselineConfig,
 ) -> dict:
     """Every per-asset baseline for one block of asset columns (name -> benchmark -> frame);
-    Vasicek is a None placeholder (keeps the name order) and `_shrink` holds its (beta, se)."""
-    out: dict = {"_shrink": {}}
+    Vasicek is a None placeholder (keeps the name order), `_SHRINK` names hold its (beta, se)."""
+    out: dict = {}
 
     def put(name: str, bench: str, frame: pd.DataFrame | None) -> None:
         out.setdefault(name, {})[bench] = frame
@@ -257,7 +275,8 @@ def _asset_block(
         if cfg.kalman:
             put("kalman_rw", b, kalman_beta(returns, x, delta_bar, var_halflife=var_hl, min_periods=k_min))
         put(f"vasicek_{shrink_label}", b, None)
-        out["_shrink"][b] = (beta, se)
+        put(_SHRINK[0], b, beta)
+        put(_SHRINK[1], b, se)
         put(f"blume_{shrink_label}", b, blume_beta(beta, cfg.blume_weight))
         if cfg.multifactor_window is not None or cfg.kalman_mf:
             X = _regressors(bench_returns, factor_returns, b, cfg.factors)
