@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 STEPS = ("simulate", "write", "load", "features", "baselines")
-DEFAULT_SIZES = "25x365,50x730,100x730"
+DEFAULT_SIZES = "50x182,50x365,100x365"  # bars x2, then assets x2: growth in each
 GOAL_MB = 2048.0
 GOAL_S = 300.0
 
