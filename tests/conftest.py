@@ -19,6 +19,7 @@ REAL_DATA = Path(os.environ.get("ABETA_REAL_DATA", ROOT.parent / "shared" / "dat
 # lane. Everything else is the fast lane (`pytest -m "not slow"`, under 90 s on 2 cores).
 SLOW_MODULES = {
     "tests/test_notebooks.py",
+    "tests/models/test_baseline_pool.py",  # a local process pool
     "tests/training/test_train_e2e.py",
     "tests/training/test_recalibrate.py",
     "tests/training/test_cmd_backtest.py",

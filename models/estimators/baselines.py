@@ -11,8 +11,12 @@ i only where y_i and the regressors are finite.  The implementations live in sma
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
+import numpy as np
 import pandas as pd
 
 from adaptive_beta.models.durations import parse_duration, to_periods
@@ -130,6 +134,9 @@ def baseline_forecasts(
     factor_returns: pd.DataFrame | None,
     freq: pd.Timedelta,
     cfg: BaselineConfig | None = None,
+    *,
+    block_assets: int | None = None,
+    workers: int = 1,
 ) -> dict[str, dict[str, pd.DataFrame]]:
     """Every classical baseline for every benchmark: name -> benchmark -> T x N betas at row t.
 
@@ -143,13 +150,100 @@ def baseline_forecasts(
     forward target; the partial loadings themselves are available from
     `multifactor_ols_coefs` / `kalman_multifactor_beta`.  The Kalman delta is scaled to the
     bar: delta_per_bar = kalman_delta_per_day * freq / 1 day.
+
+    Every estimator but Vasicek is per asset, so assets are processed in blocks of
+    `block_assets` columns (default: as many as keep the intermediate arrays near 100 MB) and,
+    with `workers` > 1, blocks run in a local process pool; Vasicek (cross-sectional) runs on
+    the joined rolling OLS beta and s.e.  The numbers do not depend on the blocking or the pool.
     """
     cfg = cfg or BaselineConfig()
     freq = pd.Timedelta(freq)
     bench_returns = bench_returns.reindex(returns.index)
-    out: dict[str, dict[str, pd.DataFrame]] = {}
+    if workers < 1:
+        raise ValueError(f"baseline_forecasts: workers must be >= 1, got {workers!r}")
+    n = returns.shape[1]
+    if block_assets is not None and block_assets < 1:
+        raise ValueError(f"baseline_forecasts: block_assets must be >= 1, got {block_assets!r}")
+    block = block_assets or max(1, int(_BLOCK_NUMBERS // max(1, len(returns) * _NUMBERS_PER_ASSET_ROW)))
+    # a one-column block takes another BLAS path in the Kalman filter (1 ulp off): never make one
+    block = max(block, 2)
+    starts = list(range(0, n, block))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    ends = starts[1:] + [n]
+    blocks = (
+        [returns.iloc[:, s:e] for s, e in zip(starts, ends, strict=True)] if len(starts) > 1 else [returns]
+    )
+    job = partial(
+        _asset_block, bench_returns=bench_returns, factor_returns=factor_returns, freq=freq, cfg=cfg
+    )
+    if workers > 1 and len(blocks) > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, len(blocks))) as pool:
+            return _join_blocks(pool.map(job, blocks), returns, cfg)
+    return _join_blocks((job(b) for b in blocks), returns, cfg)  # lazily: one block's frames at a time
 
-    def put(name: str, bench: str, frame: pd.DataFrame) -> None:
+
+# Blocks of assets keep the estimators' intermediates (rolling cross-products, Kalman states,
+# ~_NUMBERS_PER_ASSET_ROW numbers per asset and bar) near _BLOCK_NUMBERS float64s (~200 MB).
+_BLOCK_NUMBERS = 2.5e7
+_NUMBERS_PER_ASSET_ROW = 64
+
+
+def _join_blocks(
+    parts: Iterable[dict], returns: pd.DataFrame, cfg: BaselineConfig
+) -> dict[str, dict[str, pd.DataFrame]]:
+    """Copy each block's frames into full (T, N) arrays as the block arrives, then drop the block
+    (holding every block's frames and their joined copies at once would double the output);
+    Vasicek on the joined rolling OLS beta and s.e."""
+    T, n = returns.shape
+    full: dict[str, dict[str, np.ndarray | None]] = {}
+    col = 0
+    for part in parts:
+        width = 0
+        for name, per_bench in part.items():
+            slot = full.setdefault(name, {})
+            for b, frame in per_bench.items():
+                if frame is None:  # the Vasicek placeholder
+                    slot[b] = None
+                    continue
+                if b not in slot:
+                    slot[b] = np.empty((T, n))
+                slot[b][:, col : col + frame.shape[1]] = frame.to_numpy()
+                width = frame.shape[1]
+        col += width
+        del part
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    for name, per_bench in full.items():
+        if name in _SHRINK:
+            continue
+        out[name] = {}
+        for b, values in per_bench.items():
+            if values is None:  # cross-sectional, so on the joined frames
+                beta, se = (
+                    pd.DataFrame(full[k][b], index=returns.index, columns=returns.columns) for k in _SHRINK
+                )
+                out[name][b] = vasicek_beta(beta, se, floor_frac=cfg.vasicek_floor_frac)
+            else:
+                out[name][b] = pd.DataFrame(values, index=returns.index, columns=returns.columns, copy=False)
+    return out
+
+
+_SHRINK = ("_shrink_beta", "_shrink_se")  # the rolling OLS (beta, s.e.) Vasicek adjusts, per block
+
+
+def _asset_block(
+    returns: pd.DataFrame,
+    *,
+    bench_returns: pd.DataFrame,
+    factor_returns: pd.DataFrame | None,
+    freq: pd.Timedelta,
+    cfg: BaselineConfig,
+) -> dict:
+    """Every per-asset baseline for one block of asset columns (name -> benchmark -> frame);
+    Vasicek is a None placeholder (keeps the name order), `_SHRINK` names hold its (beta, se)."""
+    out: dict = {}
+
+    def put(name: str, bench: str, frame: pd.DataFrame | None) -> None:
         out.setdefault(name, {})[bench] = frame
 
     shrink_label = _label(cfg.shrink_window)
@@ -180,7 +274,9 @@ def baseline_forecasts(
             )
         if cfg.kalman:
             put("kalman_rw", b, kalman_beta(returns, x, delta_bar, var_halflife=var_hl, min_periods=k_min))
-        put(f"vasicek_{shrink_label}", b, vasicek_beta(beta, se, floor_frac=cfg.vasicek_floor_frac))
+        put(f"vasicek_{shrink_label}", b, None)
+        put(_SHRINK[0], b, beta)
+        put(_SHRINK[1], b, se)
         put(f"blume_{shrink_label}", b, blume_beta(beta, cfg.blume_weight))
         if cfg.multifactor_window is not None or cfg.kalman_mf:
             X = _regressors(bench_returns, factor_returns, b, cfg.factors)

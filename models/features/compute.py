@@ -200,7 +200,7 @@ def compute_features(panel: Panel, spec: FeatureSpec | None = None) -> FeatureTa
     """All features of `panel` at every (bar, asset) with a close; see the module docstring."""
     spec = spec or FeatureSpec()
     fa = compute_feature_arrays(panel, spec)
-    frame = wide_to_long(fa.arrays, fa.index, fa.symbols, fa.rows)
+    frame = wide_to_long(fa.arrays, fa.index, fa.symbols, fa.rows, consume=True)  # fa is ours: free as we go
     return FeatureTable(
         frame=frame, groups=fa.groups, base_columns=fa.base_columns, spec_hash=spec.hash(), freq=fa.freq
     )
@@ -501,12 +501,27 @@ def _factor_features(b: _Builder, p: Panel, spec: FeatureSpec, bars: _Bars) -> N
 
 
 def wide_to_long(
-    arrays: dict[str, np.ndarray], index: pd.DatetimeIndex, symbols: list[str], rows: np.ndarray
+    arrays: dict[str, np.ndarray],
+    index: pd.DatetimeIndex,
+    symbols: list[str],
+    rows: np.ndarray,
+    *,
+    consume: bool = False,
 ) -> pd.DataFrame:
-    """(T, N) arrays -> frame indexed by (timestamp, symbol) on the rows where `rows` holds."""
+    """(T, N) arrays -> frame indexed by (timestamp, symbol) on the rows where `rows` holds.
+
+    The long values go straight into one preallocated block (no per-column copies that pandas
+    then consolidates: a third copy of the table at universe scale).  `consume`: pop each wide
+    array from `arrays` once copied, so the wide and the long table are not both held in full.
+    """
     ti, si = np.nonzero(rows)  # row-major: sorted by time, then by (sorted) symbol
     idx = pd.MultiIndex.from_arrays(
         [index[ti], pd.Index(symbols, dtype=object)[si]], names=["timestamp", "symbol"]
     )
-    data = {name: np.ascontiguousarray(a)[ti, si] for name, a in arrays.items()}
-    return pd.DataFrame(data, index=idx)
+    names = list(arrays)
+    block = np.empty((len(names), len(ti)))  # column-major: column j is block[j]
+    for j, name in enumerate(names):
+        a = arrays.pop(name) if consume else arrays[name]
+        block[j] = np.ascontiguousarray(a)[ti, si]
+        del a
+    return pd.DataFrame(block.T, index=idx, columns=names, copy=False)
