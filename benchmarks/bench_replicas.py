@@ -35,7 +35,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -101,18 +100,9 @@ class ThrowawayPostgres:
 
 
 def new_database(server_url: str) -> str:
-    from sqlalchemy import create_engine, text
+    from adaptive_beta.models.database import create_database
 
-    from adaptive_beta.models.database import postgres_driver
-
-    name = "bench_" + uuid.uuid4().hex[:10]
-    admin = create_engine(
-        f"{server_url}/postgres".replace("postgresql://", f"postgresql+{postgres_driver()}://")
-    )
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return f"{server_url}/{name}"
+    return create_database(server_url, "bench")
 
 
 # ---------------------------------------------------------------------------------- CPU accounting

@@ -60,41 +60,6 @@ def row(name: str, clients: int, lat: list[float], errors: int, wall: float) -> 
     }
 
 
-async def load(url: str, payload: bytes, headers: dict, clients: int, total: int, cap_s: float):
-    """`clients` concurrent loops share `total` requests; stop early at cap_s. Returns (lat, errors, wall)."""
-    import httpx
-
-    lat: list[float] = []
-    errors = 0
-    left = total
-    deadline = time.perf_counter() + cap_s
-    hdrs = {**headers, "content-type": "application/json"}
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        await client.post(url, content=payload, headers=hdrs)  # connection warm
-
-        async def one() -> None:
-            nonlocal left, errors
-            while left > 0 and time.perf_counter() < deadline:
-                left -= 1
-                t = time.perf_counter()
-                try:
-                    r = await client.post(url, content=payload, headers=hdrs)
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    lat.append(time.perf_counter() - t)
-                else:
-                    errors += 1
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*[one() for _ in range(clients)])
-        wall = time.perf_counter() - t0
-    return lat, errors, wall
-
-
 def timed(fn, n: int, cap_s: float) -> list[float]:
     fn()
     out = []
@@ -147,7 +112,13 @@ def main() -> None:
     import httpx
 
     from adaptive_beta.models.data.loaders import load_dataset
-    from adaptive_beta.serving.client import LocalService, as_columns, forecast_request, raw_factor_series
+    from adaptive_beta.serving.client import (
+        LocalService,
+        as_columns,
+        bounded_load,
+        forecast_request,
+        raw_factor_series,
+    )
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "abeta-bench-service")
@@ -173,17 +144,17 @@ def main() -> None:
         )
         for c in LEVELS:
             lat, err, wall = asyncio.run(
-                load(svc.url + "/forecast", payload, svc.headers(), c, args.requests, args.cap_s)
+                bounded_load(svc.url + "/forecast", payload, svc.headers(), c, args.requests, args.cap_s)
             )
             results.append(row("/forecast", c, lat, err, wall))
         for c in (1, 32):
             lat, err, wall = asyncio.run(
-                load(svc.url + "/forecast", col_payload, svc.headers(), c, args.requests, args.cap_s)
+                bounded_load(svc.url + "/forecast", col_payload, svc.headers(), c, args.requests, args.cap_s)
             )
             results.append(row("/forecast (columns)", c, lat, err, wall))
         explain = json.dumps({**body, "top_groups": 2}).encode()
         lat, err, wall = asyncio.run(
-            load(svc.url + "/explain", explain, svc.headers(), 1, args.requests // 2, args.cap_s)
+            bounded_load(svc.url + "/explain", explain, svc.headers(), 1, args.requests // 2, args.cap_s)
         )
         results.append(row("(d) /explain", 1, lat, err, wall))
     with LocalService(
@@ -195,12 +166,12 @@ def main() -> None:
     ) as noop:
         for c in LEVELS:
             lat, err, wall = asyncio.run(
-                load(noop.url + "/forecast", payload, {}, c, args.requests, args.cap_s)
+                bounded_load(noop.url + "/forecast", payload, {}, c, args.requests, args.cap_s)
             )
             results.append(row("(a) no-op BentoML", c, lat, err, wall))
         for c in (1, 32):
             lat, err, wall = asyncio.run(
-                load(noop.url + "/forecast", col_payload, {}, c, args.requests, args.cap_s)
+                bounded_load(noop.url + "/forecast", col_payload, {}, c, args.requests, args.cap_s)
             )
             results.append(row("(a) no-op, columns body", c, lat, err, wall))
     results += in_process_rows(bundle_dir, body, columns, tmp, args.requests, args.cap_s)

@@ -70,41 +70,10 @@ def ms(values: list[float], q: float = 50) -> float:
     return float(np.percentile(np.asarray(values) * 1e3, q)) if values else float("nan")
 
 
-async def load(url: str, payload: bytes, headers: dict, clients: int, total: int, cap_s: float):
-    """`clients` concurrent loops share `total` requests; stop early at cap_s. (latencies, errors, wall)."""
-    import httpx
-
-    lat: list[float] = []
-    errors = 0
-    left = total
-    deadline = time.perf_counter() + cap_s
-    hdrs = {**headers, "content-type": "application/json"}
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        await client.post(url, content=payload, headers=hdrs)  # connection warm
-
-        async def one() -> None:
-            nonlocal left, errors
-            while left > 0 and time.perf_counter() < deadline:
-                left -= 1
-                t = time.perf_counter()
-                try:
-                    ok = (await client.post(url, content=payload, headers=hdrs)).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    lat.append(time.perf_counter() - t)
-                else:
-                    errors += 1
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*[one() for _ in range(clients)])
-        wall = time.perf_counter() - t0
-    return lat, errors, wall
-
-
 def level(url: str, payload: bytes, headers: dict, clients: int, requests: int, cap_s: float) -> dict:
-    lat, errors, wall = asyncio.run(load(url, payload, headers, clients, requests, cap_s))
+    from adaptive_beta.serving.client import bounded_load
+
+    lat, errors, wall = asyncio.run(bounded_load(url, payload, headers, clients, requests, cap_s))
     return {"n": len(lat), "errors": errors, "p50": ms(lat), "p90": ms(lat, 90), "rps": len(lat) / wall}
 
 

@@ -66,6 +66,25 @@ def postgres_driver() -> str | None:
     return None
 
 
+def create_database(server_url: str, prefix: str) -> str:
+    """CREATE DATABASE `<prefix>_<12 hex>` on a PostgreSQL server (`postgresql://user@host:port`)
+    and return its URL: a fresh, empty database for a test or a benchmark run."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(
+        f"{server_url}/postgres".replace("postgresql://", f"postgresql+{postgres_driver()}://")
+    )
+    try:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f"CREATE DATABASE {name}"))
+    finally:
+        admin.dispose()
+    return f"{server_url}/{name}"
+
+
 def postgres_engine(url: str, what: str = "audit log") -> tuple[Any, str]:
     """(SQLAlchemy engine, the URL without its password) for postgresql://... with the installed
     driver filled in; ModuleNotFoundError naming `what` when no driver is installed."""

@@ -134,6 +134,43 @@ class LocalService:
         self.stop()
 
 
+async def bounded_load(url: str, payload: bytes, headers: dict, clients: int, total: int, cap_s: float):
+    """`clients` concurrent loops POST `payload` to `url`, sharing `total` requests and stopping at
+    `cap_s` seconds; (latencies of the 200s, errors, wall seconds).  The load of the service
+    benchmarks (bounded in count and time, one connection per client, kept alive)."""
+    import asyncio
+
+    import httpx
+
+    lat: list[float] = []
+    errors = 0
+    left = total
+    deadline = time.perf_counter() + cap_s
+    hdrs = {**headers, "content-type": "application/json"}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        await client.post(url, content=payload, headers=hdrs)  # connection warm
+
+        async def one() -> None:
+            nonlocal left, errors
+            while left > 0 and time.perf_counter() < deadline:
+                left -= 1
+                t = time.perf_counter()
+                try:
+                    ok = (await client.post(url, content=payload, headers=hdrs)).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    lat.append(time.perf_counter() - t)
+                else:
+                    errors += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*[one() for _ in range(clients)])
+        wall = time.perf_counter() - t0
+    return lat, errors, wall
+
+
 def raw_factor_series(data: str | Path) -> dict[str, pd.Series]:
     """Factor values as observed (date -> close, UTC; the loader's readers and transforms) of a
     dataset folder or manifest: what a client sends; the service publishes them by the model's rule."""

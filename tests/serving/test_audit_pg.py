@@ -14,7 +14,6 @@ import socket
 import subprocess
 import tempfile
 import threading
-import uuid
 from pathlib import Path
 
 import pytest
@@ -91,16 +90,9 @@ def pg_server():
 @pytest.fixture
 def pg_url(pg_server):
     """A fresh, empty database on the throwaway server for each test."""
-    from sqlalchemy import create_engine, text
+    from adaptive_beta.models.database import create_database
 
-    name = "audit_" + uuid.uuid4().hex[:12]
-    engine = create_engine(
-        f"{pg_server}/postgres".replace("postgresql://", f"postgresql+{postgres_driver()}://")
-    )
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    engine.dispose()
-    return f"{pg_server}/{name}"
+    return create_database(pg_server, "audit")
 
 
 def _engine(url: str):

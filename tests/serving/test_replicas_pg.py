@@ -26,7 +26,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 
 import httpx
 import pandas as pd
@@ -47,18 +46,9 @@ HEAD = 40  # bars posted before the concurrent feed
 @pytest.fixture
 def shared_db(pg_server):  # noqa: F811
     """A fresh database on the throwaway server, as the replicas' URL."""
-    from sqlalchemy import create_engine, text
+    from adaptive_beta.models.database import create_database
 
-    from adaptive_beta.models.database import postgres_driver
-
-    name = "replicas_" + uuid.uuid4().hex[:12]
-    admin = create_engine(
-        f"{pg_server}/postgres".replace("postgresql://", f"postgresql+{postgres_driver()}://")
-    )
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return f"{pg_server}/{name}"
+    return create_database(pg_server, "replicas")
 
 
 def _replicas(bundle, url: str, tmp_path) -> list[Server]:
