@@ -76,16 +76,21 @@ class LiveMarket:
         self.restatements_seen = 0
 
     # ---------------------------------------------------------------------------------- sync
-    def sync(self, restated: bool = False) -> list[str]:
-        """Build the state (first call, or after a restatement) or append the bars stored since;
-        the symbols whose forecasts this computed."""
+    def sync(self, restated: bool = False, rescan: bool = False) -> list[str]:
+        """Build the state (first call, after a restatement, or when `rescan` finds an asset the
+        state does not hold: a new listing) or append the bars stored since; the symbols whose
+        forecasts this computed."""
         with self.lock:
-            if restated:
+            if restated or (rescan and self.model is not None and self._new_assets()):
                 self.model = None
             if self.model is None:
                 self._build()
                 return sorted(self.model.latest)
             return self._catch_up()
+
+    def _new_assets(self) -> bool:
+        """Whether the store holds an asset the live state was built without (one query)."""
+        return bool(set(self._stored_assets(self.store.info())) - set(self.assets))
 
     def _stored_assets(self, info) -> list[str]:
         """Every stored asset, a benchmark stored as an asset (BTCUSDT) included: it is forecast
@@ -161,6 +166,9 @@ class LiveMarket:
             assert self.model is not None
             kept = self.model.latest
             wanted = sorted(kept) if symbols is None else list(symbols)
+            if any(s not in kept for s in wanted) and self._new_assets():  # listed since the build
+                self.sync(rescan=True)
+                kept = self.model.latest
             unknown = [s for s in wanted if s not in kept]
             if unknown:
                 i = wanted.index(unknown[0])

@@ -100,7 +100,7 @@ def _refresh(state: AppState, restated: bool) -> dict:
     from adaptive_beta.serving.live import StoreEmpty
 
     try:
-        updated = state.live_market().sync(restated=restated)
+        updated = state.live_market().sync(restated=restated, rescan=True)
     except StoreEmpty as exc:
         return {"updated": 0, "note": exc.message}
     except Exception as exc:  # noqa: BLE001 - logged and reported; the append itself succeeded

@@ -194,3 +194,33 @@ def test_the_compliance_record_page_shows_the_stored_bars(state, full):
     assert page.status_code == 200
     assert 'id="stored-bars"' in page.text and bars_logged["sha256"] in page.text
     assert bars_logged["last"] in page.text
+
+
+def test_an_asset_listed_after_the_build_is_forecast_by_every_worker(state, full, tiny_bundle, tmp_path):
+    """A new listing rebuilds the live state: on the worker that stored its bars (POST /bars) and
+    on another worker of the same store when it is first asked for the symbol."""
+    three = copy.deepcopy(full)
+    three["assets"] = [a for a in full["assets"] if a["symbol"] != "DOGEUSDT"]
+    post(state, three)
+    other = AppState.load(
+        ServeConfig(
+            model=str(tiny_bundle["path"]), audit_db=str(tmp_path / "w2.db"), market_db=state.market_db
+        )
+    )
+    try:
+        assert sorted(f["symbol"] for f in stored(other, universe=True)["forecasts"]) == [
+            "BTCUSDT",
+            "ETHUSDT",
+            "SOLUSDT",
+        ]
+        with pytest.raises(RequestError) as before:
+            stored(state, symbols=["DOGEUSDT"])
+        assert "not in the market-data store" in before.value.message
+        out = post(state, {"assets": [a for a in full["assets"] if a["symbol"] == "DOGEUSDT"]})
+        assert out["forecasts"]["updated"] == len(full["assets"])  # rebuilt with the new listing
+        ref = betas(forecast(state, ForecastRequest.model_validate(full), "desk"))["DOGEUSDT"]
+        for st in (state, other):  # the other worker rescans when asked for the unknown symbol
+            got = betas(stored(st, symbols=["DOGEUSDT"]))["DOGEUSDT"]
+            assert got == pytest.approx(ref, abs=1e-5)
+    finally:
+        other.audit.close()
