@@ -227,6 +227,14 @@ def served_document(bentoml_spec: dict) -> dict:
             "out of order, a gap); `field` names the series",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
+    for path in ("/forecast", "/explain"):  # the stored-state form before the store holds the model's series
+        stored = paths.get(path, {}).get("post", {}).get("responses", {})
+        if stored:
+            stored["409"] = {
+                "description": "a stored-state request (symbols / universe) while the market-data store does "
+                "not yet hold the model's series; `field`: symbols",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
     for path in JSON_POST_ROUTES - {"/bars"}:  # every answer is audited: its request_id names its record page
         responses = paths.get(path, {}).get("post", {}).get("responses", {})
         for code in [c for c in responses if str(c) == "200"]:  # BentoML's keys are ints
