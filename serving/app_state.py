@@ -495,7 +495,7 @@ class AppState:
         """(inputs, model outputs, (phi, base, full)) of a /forecast or /explain request: computed
         now from the request's history, or, for a stored-state request (`symbols` / `universe`),
         read from the forecasts kept since the last bar (serving/live.py)."""
-        if getattr(req, "stored", False):
+        if req.stored:
             return self.live_market().inputs(None if req.universe else list(req.symbols))
         inputs, out = self.forecast_core(req)
         return inputs, out, self.shapley(inputs.x)

@@ -110,9 +110,7 @@ def forecasts_frame(answer: dict) -> pd.DataFrame:
                     "lo": b["lo"],
                     "hi": b["hi"],
                     **regimes,
-                    "as_of": pd.Timestamp(f["as_of"]).tz_convert("UTC")
-                    if pd.Timestamp(f["as_of"]).tzinfo
-                    else pd.Timestamp(f["as_of"], tz="UTC"),
+                    "as_of": pd.to_datetime(f["as_of"], utc=True),
                     "request_id": answer.get("request_id"),
                     "model_version": model.get("version"),
                 }

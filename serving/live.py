@@ -73,7 +73,6 @@ class LiveMarket:
         self.first_us: int | None = None
         self.replay_last: pd.Timestamp | None = None
         self.sha256 = ""
-        self.restatements_seen = 0
 
     # ---------------------------------------------------------------------------------- sync
     def sync(self, restated: bool = False, rescan: bool = False) -> list[str]:

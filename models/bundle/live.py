@@ -86,7 +86,7 @@ class LiveModelState:
             state._advance(bars.bar(i))
             if progress is not None:
                 progress(i + 1, len(bars))
-        state._forecast(state._ready(final=True))
+        state._forecast(state._ready())
         return state
 
     @property
@@ -111,17 +111,16 @@ class LiveModelState:
         self.head = (self.head + 1) % self.span
         self.filled += 1
         self.bars_listed += (self.bars_listed > 0) | row.rows
-        return self._ready(final=False, rows=row.rows)
+        return self._ready()
 
-    def _ready(self, final: bool, rows: np.ndarray | None = None) -> np.ndarray:
-        """Indices of assets whose latest window ends at the newest bar: a close there (`rows`),
-        finite base betas, a full window on the grid and enough history since listing."""
+    def _ready(self) -> np.ndarray:
+        """Indices of assets whose latest window ends at the newest bar: a close there (a row
+        without one is all NaN in the ring, base betas included), finite base betas, a full window
+        on the grid and enough history since listing."""
         if self.filled < self.span:
             return np.empty(0, dtype=np.int64)
         newest = self.ring[(self.head - 1) % self.span]
         ok = np.isfinite(newest[:, self.base_cols]).all(axis=1) & (self.bars_listed >= self.min_periods)
-        if rows is not None:
-            ok &= rows
         return np.flatnonzero(ok)
 
     def _ordered(self) -> np.ndarray:

@@ -20,7 +20,13 @@ from adaptive_beta.models.bundle.panel_frame import is_bar_input
 from adaptive_beta.serving.app_state import AppState
 from adaptive_beta.serving.bars_schemas import BarsConflict, BarsRequest, check_bars
 from adaptive_beta.serving.market_stores import StoreUnavailable, market_store
-from adaptive_beta.serving.schemas import MAX_PRICE_JUMP, RequestError, history_columns, request_sha256
+from adaptive_beta.serving.schemas import (
+    MAX_PRICE_JUMP,
+    RequestError,
+    history_columns,
+    point_path,
+    request_sha256,
+)
 
 RESTATEMENT_KIND = "bar-restatement"
 
@@ -43,18 +49,18 @@ def to_series_bars(state: AppState, req: BarsRequest) -> list:
     return out
 
 
-def _field(req: BarsRequest, series: str, ts_us: int | None) -> str:
-    """The JSON path of the bar (or series) a store error names."""
+def _field(req: BarsRequest, series: str, ts_us: int | None, name: str = "timestamp") -> str:
+    """The JSON path of field `name` of the bar (or of the series) a store error names."""
     for i, a in enumerate(req.assets):
         if a.symbol == series:
-            where, us = f"assets[{i}].history", history_columns(a).us
+            where, cols = f"assets[{i}].history", history_columns(a)
             break
     else:
         if series not in req.series:
             return "body"
-        where, us = f"series.{series}", history_columns(req.series[series]).us
-    hit = np.flatnonzero(us == ts_us) if ts_us is not None else []
-    return f"{where}[{int(hit[0])}].timestamp" if len(hit) else where
+        where, cols = f"series.{series}", history_columns(req.series[series])
+    hit = np.flatnonzero(cols.us == ts_us) if ts_us is not None else []
+    return point_path(where, int(hit[0]), name, cols.columnar) if len(hit) else where
 
 
 def bars(state: AppState, req: BarsRequest, caller: str) -> dict:
@@ -74,10 +80,9 @@ def bars(state: AppState, req: BarsRequest, caller: str) -> dict:
     try:
         result = store.append(batch, restate=req.restate, max_jump=MAX_PRICE_JUMP, on_restate=audit)
     except MarketDataError as exc:
-        where = _field(req, exc.series, exc.ts_us)
         if exc.status == 409:
-            raise BarsConflict(exc.message, where) from exc
-        raise RequestError(exc.message, where.replace(".timestamp", ".close")) from exc  # a jump
+            raise BarsConflict(exc.message, _field(req, exc.series, exc.ts_us)) from exc
+        raise RequestError(exc.message, _field(req, exc.series, exc.ts_us, "close")) from exc  # a jump
     except Exception as exc:
         from adaptive_beta.models.audit.log import AuditUnavailable
 

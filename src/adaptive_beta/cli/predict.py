@@ -124,9 +124,7 @@ def to_long(frame: pd.DataFrame, benchmarks: list[str], regimes: list[str], vers
                     "lo": r[f"{b}_lo"],
                     "hi": r[f"{b}_hi"],
                     **{f"p_{g}": r[f"regime_{g}"] for g in regimes},
-                    "as_of": pd.Timestamp(r["as_of"]).tz_convert("UTC")
-                    if pd.Timestamp(r["as_of"]).tzinfo
-                    else pd.Timestamp(r["as_of"], tz="UTC"),
+                    "as_of": pd.to_datetime(r["as_of"], utc=True),
                     "model_version": version,
                 }
             )
