@@ -18,6 +18,7 @@ the store (serving/reproduce.py).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from adaptive_beta.models.audit.chain import CanonicalText, canonical_array, canonical_json, canonical_object
@@ -26,13 +27,14 @@ from adaptive_beta.serving.schemas import RequestError
 
 @dataclass(frozen=True)
 class KeptAnswer:
-    """One asset's answer as of its kept forecast, with its audit fragments."""
+    """One asset's answer as of its kept forecast, with its serialised forms."""
 
     forecast: object  # the LiveForecast it was made from (a new bar replaces that object)
     response: dict  # its entry of the /forecast response (never mutated: shared by requests)
-    output_text: CanonicalText  # canonical JSON of `response`: the record's output.forecasts[i]
-    drivers_text: CanonicalText  # canonical JSON of response["drivers"]: explanation[symbol]
-    as_of_text: CanonicalText  # canonical JSON of response["as_of"]
+    response_json: bytes  # `response` as the HTTP answer carries it (field order of the schema)
+    output_text: str  # canonical JSON of `response`: the record's output.forecasts[i]
+    as_of_item: str  # '"SYMBOL":<canonical as_of>': a member of the record's features.as_of
+    drivers_item: str  # '"SYMBOL":<canonical drivers>': a member of the record's explanation
     error: RequestError | None = None  # a non-finite output: refused (422) when asked for
 
 
@@ -85,26 +87,42 @@ class StoredAnswers:
         try:
             require_finite(entry, f"forecasts[{sym}]")
         except RequestError as exc:
-            empty = CanonicalText("null")
-            return KeptAnswer(
-                f, entry, empty, empty, empty, RequestError(f"asset {sym}: {exc.message}", "symbols")
-            )
+            error = RequestError(f"asset {sym}: {exc.message}", "symbols")
+            return KeptAnswer(f, entry, b"", "", "", "", error)
+        key = json.dumps(sym, ensure_ascii=False) + ":"
+        # the record's explanation keeps each driver's group and contribution (views.py), as
+        # the drivers' text is in output.forecasts[i] already
+        drivers = {
+            b: [{"group": d["group"], "contribution": d["contribution"]} for d in ds]
+            for b, ds in entry["drivers"].items()
+        }
         return KeptAnswer(
             f,
             entry,
-            CanonicalText(canonical_json(entry)),
-            CanonicalText(canonical_json(entry["drivers"])),
-            CanonicalText(canonical_json(entry["as_of"])),
+            json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode(),
+            canonical_json(entry),
+            key + canonical_json(entry["as_of"]),
+            key + canonical_json(drivers),
         )
+
+
+def response_bytes(request_id: str, model: dict, answers: list[KeptAnswer]) -> bytes:
+    """The stored-state /forecast answer as JSON bytes, the entries' serialised forms joined:
+    parses to exactly the `ForecastResponse` of the same body (tests/serving/test_stored_records.py)."""
+    head = json.dumps({"request_id": request_id, "model": model}, separators=(",", ":"), ensure_ascii=False)
+    return b"".join(
+        (head[:-1].encode(), b',"forecasts":[', b",".join(a.response_json for a in answers), b"]}")
+    )
 
 
 def record_payload(answers: list[KeptAnswer], bars_text: str, baseline: dict) -> CanonicalText:
     """The canonical text of a stored-state /forecast record's payload {explanation, features,
     output}, spliced from the answers' fragments (equal to `canonical_json` of the parsed value:
     tests/serving/test_stored_records.py)."""
+    by_symbol = sorted(answers, key=lambda a: a.response["symbol"])  # object members in key order
     features = canonical_object(
         {
-            "as_of": canonical_object({a.response["symbol"]: a.as_of_text for a in answers}),
+            "as_of": "{" + ",".join(a.as_of_item for a in by_symbol) + "}",
             "bars": bars_text,
             "baseline_forecast": canonical_json(baseline),
             "inputs": "{}",
@@ -112,7 +130,7 @@ def record_payload(answers: list[KeptAnswer], bars_text: str, baseline: dict) ->
     )
     return canonical_object(
         {
-            "explanation": canonical_object({a.response["symbol"]: a.drivers_text for a in answers}),
+            "explanation": "{" + ",".join(a.drivers_item for a in by_symbol) + "}",
             "features": features,
             "output": canonical_object({"forecasts": canonical_array([a.output_text for a in answers])}),
         }

@@ -25,7 +25,6 @@ Usage::
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import queue
@@ -187,12 +186,11 @@ def _prepare(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 def flatten(record: dict[str, Any]) -> dict[str, Any]:
     """Stored record -> the dict callers see: entry fields (features/output/explanation at top level)
-    plus seq, ts, prev_hash, hash."""
+    plus seq, ts, prev_hash, hash.  A record appended with a prepared `CanonicalText` payload
+    comes back from `append` with them None (the caller has them; parsing ~0.4 MB of a universe
+    record on the writer thread would cost what the prepared text saves)."""
     out = {k: record[k] for k in COLUMNS if k != "payload"}
-    payload = record["payload"]
-    if type(payload) is CanonicalText:  # appended as prepared text (`AuditLog.append`)
-        payload = json.loads(payload)
-    payload = payload if isinstance(payload, dict) else {}
+    payload = record["payload"] if isinstance(record["payload"], dict) else {}
     for key in PAYLOAD_FIELDS:
         out[key] = payload.get(key)
     return out

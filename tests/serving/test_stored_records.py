@@ -20,10 +20,10 @@ from adaptive_beta.models.audit.store import TABLE
 from adaptive_beta.models.market.store import open_market_store
 from adaptive_beta.serving.bars_schemas import BarsRequest
 from adaptive_beta.serving.endpoints.bars import bars
-from adaptive_beta.serving.endpoints.forecast import forecast
+from adaptive_beta.serving.endpoints.forecast import forecast, forecast_http, stored_answer
 from adaptive_beta.serving.live import bars_chain
 from adaptive_beta.serving.reproduce import reproduce
-from adaptive_beta.serving.schemas import ForecastRequest, RequestError
+from adaptive_beta.serving.schemas import ForecastRequest, ForecastResponse, RequestError
 
 runner = CliRunner()
 
@@ -79,7 +79,13 @@ def test_the_universe_record_names_the_stored_bars_and_holds_no_feature_rows(sta
         assert bars_chain(store, state.bundle.meta, b["assets"], b, state.freq) == b["sha256"]
     # the record keeps what was answered, exactly (numbers through JSON unchanged)
     assert rec["output"]["forecasts"] == json.loads(json.dumps(ans["forecasts"]))
-    assert rec["explanation"] == {f["symbol"]: f["drivers"] for f in ans["forecasts"]}
+    assert rec["explanation"] == {  # the drivers' numbers; their text is in output.forecasts
+        f["symbol"]: {
+            b: [{"group": d["group"], "contribution": d["contribution"]} for d in ds]
+            for b, ds in f["drivers"].items()
+        }
+        for f in ans["forecasts"]
+    }
     assert feats["as_of"] == {f["symbol"]: f["as_of"] for f in ans["forecasts"]}
     base = state.live.model.latest[assets[0]].base
     assert feats["baseline_forecast"] == {
@@ -149,6 +155,17 @@ def test_reproduce_refuses_a_stateless_record_with_exit_2(state, tiny_body, tiny
     assert out.exit_code == 2 and "not a stored-state /forecast record" in out.output
     missing = runner.invoke(app, ["audit", "reproduce", "--request-id", "nope", "--db", state.audit.url])
     assert missing.exit_code == 2 and "no record with request id 'nope'" in missing.output
+
+
+def test_the_http_answer_bytes_parse_to_the_validated_response(state, tiny_body):
+    post(state, tiny_body)
+    for form in ({"universe": True}, {"symbols": ["SOLUSDT", "BTCUSDT"]}):
+        body, raw = stored_answer(state, ForecastRequest.model_validate(form), "desk")
+        assert json.loads(raw) == ForecastResponse.model_validate(body).model_dump(mode="json")
+    http = forecast_http(state, ForecastRequest.model_validate({"symbols": ["ETHUSDT"]}), "desk")
+    assert http.media_type == "application/json"
+    got = json.loads(http.body)
+    assert [f["symbol"] for f in got["forecasts"]] == ["ETHUSDT"] and state.audit.get(got["request_id"])
 
 
 def test_answers_are_made_once_per_bar_and_shared_by_requests(state, tiny_body):
