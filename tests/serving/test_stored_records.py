@@ -209,3 +209,36 @@ def test_a_200_asset_universe_record_fits_the_default_limit(state, tiny_body):
     per_asset = (size["uni"] - size["one"]) / (len(uni["forecasts"]) - 1)
     assert state.max_record_bytes == 1024 * 1024
     assert 200 * per_asset * 1.5 < state.max_record_bytes  # 1.5: a model with more groups or benchmarks
+
+
+def test_the_record_page_renders_a_stored_universe_record_with_its_bars_and_reproduce_command(
+    state, tiny_body
+):
+    from starlette.testclient import TestClient
+
+    from adaptive_beta.serving.auth import KeyStore
+    from adaptive_beta.serving.compliance.app import ComplianceConfig, create_app
+    from tests.serving.conftest import API_KEYS_ENV, KEYS
+
+    fed(state, tiny_body)
+    ans = stored(state, universe=True)
+    b = state.audit.get(ans["request_id"])["features"]["bars"]
+    app_ = create_app(
+        ComplianceConfig(audit_db=state.audit.url, model=""), store=KeyStore.parse(API_KEYS_ENV)
+    )
+    client = TestClient(app_, base_url="http://testserver")
+    assert (
+        client.post("/login", data={"api_key": KEYS["compliance"]}, follow_redirects=False).status_code == 303
+    )
+    page = client.get(f"/records/{ans['request_id']}")
+    assert page.status_code == 200
+    text = page.text
+    assert 'id="stored-bars"' in text and b["sha256"] in text and b["first"] in text and b["last"] in text
+    assert f"abeta audit reproduce --request-id {ans['request_id']}" in text
+    assert text.count("features reproduced from the stored bars") == len(ans["forecasts"])
+    for f in ans["forecasts"]:  # every asset's betas, as the page rounds them
+        assert f">{f['betas']['CRYPTO_EW']['beta']:.3f}<" in text
+    n_bench = len(
+        state.bundle.meta.benchmarks
+    )  # a waterfall per asset and benchmark, from the logged drivers
+    assert text.count('<canvas class="waterfall"') == len(ans["forecasts"]) * n_bench
