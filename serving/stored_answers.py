@@ -64,6 +64,15 @@ class StoredAnswers:
             answers.append(a)
         return answers, bars
 
+    def prepare(self, symbols: list[str]) -> None:
+        """Make the answers of `symbols` now (POST /bars, right after their bar is forecast), so
+        the first request after a bar does not pay for them (~0.13 ms of CPU per asset)."""
+        kept = self.live.model.latest if self.live.model is not None else {}
+        for sym in symbols:
+            f = kept.get(sym)
+            if f is not None:
+                self.cache[sym] = self._make(sym, f)
+
     def bars_text(self, bars: dict) -> CanonicalText:
         """Canonical JSON of `bars`, kept while the stored bars named stay the same."""
         held = self._bars

@@ -175,7 +175,13 @@ def test_answers_are_made_once_per_bar_and_shared_by_requests(state, tiny_body):
     by_sym = {f["symbol"]: f for f in one["forecasts"]}
     assert two["forecasts"][0] is by_sym["SOLUSDT"] and two["forecasts"][1] is by_sym["ETHUSDT"]
     post(state, tail(tiny_body, 1))
+    made = state.answers.cache["SOLUSDT"]  # made by POST /bars with the forecast, before any request
+    assert (
+        made.forecast is state.live.model.latest["SOLUSDT"]
+        and made.response["as_of"] > by_sym["SOLUSDT"]["as_of"]
+    )
     three = stored(state, symbols=["SOLUSDT"])
+    assert three["forecasts"][0] is made.response
     assert three["forecasts"][0] is not by_sym["SOLUSDT"]
     assert three["forecasts"][0]["as_of"] > by_sym["SOLUSDT"]["as_of"]
 
