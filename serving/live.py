@@ -13,8 +13,8 @@ the series table), so a bar posted to one worker is seen by all.  A restatement 
 state has already used: the worker that stored it rebuilds at once; the others when they next
 see that the store's restatement count moved.
 
-What the audit record names (`features.bars`): the replay's first bar, the forecast's last bar,
-and `sha256`, a hash chain over exactly the stored bars read: the replay window's
+What the audit record names (`features.bars`): the replay's first bar, the bar it replayed to,
+the forecast's last bar, the stored assets it read, and `sha256`, a hash chain over exactly the stored bars read: the replay window's
 `MarketWindow.sha256`, then for each appended bar sha256(previous hex + the hex of the tail window
 read for it).  `replay_chain` recomputes it from the store, so compliance can check a record and
 reproduce the forecast from the same bars.
