@@ -11,11 +11,13 @@ What it does, all on 127.0.0.1 with servers it starts and stops itself:
   2. a market-data store (SQLite) loaded with all but the last --new-bars bars, and the service
      started on it (ABETA_MARKET_DB): it rebuilds the live state at start-up;
   3. stored-state /forecast {"symbols": [one]} at 1 and 32 clients and {"universe": true} at
-     1 client, each beside the no-op BentoML service (benchmarks/noop_service.py) receiving the
-     same bytes, plus one measured fsync of the audit log's disk (median of many);
+     1 client, each level followed at once by the same level on the no-op BentoML service
+     (benchmarks/noop_service.py, up beside it the whole run) receiving the same bytes, with the
+     CPU ms per request of each, plus one measured fsync of the audit log's disk (median of
+     many, right after the 1-client level);
      POST /bars with one new 8h bar of every perp and series, timed until its answer (which
      comes after every forecast and explanation is recomputed: `forecasts.updated` is checked);
-     stateless /forecast in the columnar form beside the no-op receiving the same bytes (on the
+     stateless /forecast in the columnar form, then the no-op receiving the same bytes (on the
      daily model bench_service.py trains, 661 bars, as the issue's figures; cached under --root);
      worker RSS of the same 8h service on an empty store, the baseline of the memory row;
      in-process, incremental vs batch features on the same market (as bench_incremental.py);
@@ -39,15 +41,14 @@ from pathlib import Path
 import numpy as np
 
 # README and docs/serving.md quote these beside the figures.  Not the defaults: MAX_ASSETS, so one
-# POST /bars carries all 200 perps (default 64 per request); MAX_RECORD_BYTES, because the audit
-# record of a 200-asset {"universe": true} answer is ~1.3 MB (default limit 1 MiB: a 422);
-# MAX_CONCURRENCY as bench_service.py.
+# POST /bars carries all 200 perps (default 64 per request); MAX_CONCURRENCY as bench_service.py.
+# ABETA_MAX_RECORD_BYTES stays at its default (1 MiB): a stored-state record names the stored bars
+# instead of copying feature rows, and a 200-asset universe record is ~0.3 MB (printed below).
 ENV = {
     "ABETA_WORKERS": "1",
     "ABETA_ORT_THREADS": "1",
     "ABETA_MAX_CONCURRENCY": "64",
     "ABETA_MAX_ASSETS": "256",
-    "ABETA_MAX_RECORD_BYTES": str(4 * 1024 * 1024),
 }
 N_ASSETS, DAYS, FREQ = 200, 730, "8h"
 UNIVERSE = b'{"universe": true}'
@@ -75,6 +76,34 @@ def level(url: str, payload: bytes, headers: dict, clients: int, requests: int, 
 
     lat, errors, wall = asyncio.run(bounded_load(url, payload, headers, clients, requests, cap_s))
     return {"n": len(lat), "errors": errors, "p50": ms(lat), "p90": ms(lat, 90), "rps": len(lat) / wall}
+
+
+def cpu_seconds(root_pid: int) -> float:
+    """User + system CPU seconds of a service's processes (the `bentoml serve` process and its
+    workers), from /proc."""
+    from adaptive_beta.serving.client import process_tree
+
+    total = 0
+    for pid in process_tree(root_pid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def pair(ours: dict, noop_out: dict, key: str, svc, noop, payload: bytes, clients: int, n: int, cap: float):
+    """One load level on the service, then at once the same level on the no-op with the same bytes.
+
+    Why back to back: on the shared machine the load drifts by 2x within minutes, and a no-op
+    measured in a later phase made the ratios move with it (0.37x in one run, 0.95x in a probe
+    minutes later).  Each result also carries the CPU ms per request of that service's processes,
+    which the machine's load does not change much."""
+    for out, s, hdr in ((ours, svc, svc.headers()), (noop_out, noop, {})):
+        c0 = cpu_seconds(s.proc.pid)
+        out[key] = level(s.url + "/forecast", payload, hdr, clients, n, cap)
+        out[key]["cpu_ms"] = (cpu_seconds(s.proc.pid) - c0) / max(out[key]["n"], 1) * 1e3
 
 
 def fsync_ms(folder: Path, n: int = 200) -> float:
@@ -175,8 +204,9 @@ def service(model: str, tmp: Path, name: str, market_db: Path, **kw):
     return svc
 
 
-def stored_phase(bundle_dir: Path, data_dir: Path, tmp: Path, args) -> dict:
-    """The service on the loaded store: build time, stored /forecast, universe, POST /bars, RSS."""
+def stored_phase(bundle_dir: Path, data_dir: Path, tmp: Path, args, noop, no: dict) -> dict:
+    """The service on the loaded store: build time, stored /forecast, universe (each beside the
+    no-op, figures into `no`), POST /bars, RSS."""
     import httpx
 
     db = tmp / "market.db"
@@ -194,10 +224,12 @@ def stored_phase(bundle_dir: Path, data_dir: Path, tmp: Path, args) -> dict:
         out["rss_after_build_mib"] = worker_rss_mib(svc.proc.pid)
         sym = next(f["symbol"] for f in first.json()["forecasts"] if f["symbol"] != "BTCUSDT")
         out["symbols_body"] = json.dumps({"symbols": [sym]}).encode()
-        url, n, cap = svc.url + "/forecast", args.requests, args.cap_s
-        out["stored_1"] = level(url, out["symbols_body"], svc.headers(), 1, n, cap)
-        out["stored_32"] = level(url, out["symbols_body"], svc.headers(), 32, n, cap)
-        out["universe_1"] = level(url, UNIVERSE, svc.headers(), 1, max(20, n // 5), cap)
+        n, cap, one = args.requests, args.cap_s, out["symbols_body"]
+        no["symbols_body"] = one
+        pair(out, no, "stored_1", svc, noop, one, 1, n, cap)
+        out["fsync_ms"] = fsync_ms(tmp)  # the disk's state of the moment, as the level just measured
+        pair(out, no, "stored_32", svc, noop, one, 32, n, cap)
+        pair(out, no, "universe_1", svc, noop, UNIVERSE, 1, max(20, n // 5), cap)
         feed = {"Authorization": f"Bearer {svc.feeder_key}", "content-type": "application/json"}
         out["bars"] = []
         for t in stamps:
@@ -214,11 +246,23 @@ def stored_phase(bundle_dir: Path, data_dir: Path, tmp: Path, args) -> dict:
         out["bars_assets"] = len(json.loads(body)["assets"])
         out["rss_mib"] = worker_rss_mib(svc.proc.pid)
         out["stored_assets"] = sum(s.kind == "asset" for s in series)
-    out["fsync_ms"] = fsync_ms(tmp)
+    out["universe_record_kib"] = largest_record_kib(tmp / "stored-audit.db")
     return out
 
 
-def stateless_phase(bundle_dir: Path, daily: tuple[Path, Path], tmp: Path, args) -> dict:
+def largest_record_kib(audit_db: Path) -> float:
+    """Size of the largest /forecast record's payload (the universe's), KiB, as stored."""
+    import sqlite3
+    from contextlib import closing
+
+    from adaptive_beta.models.audit.store import TABLE
+
+    with closing(sqlite3.connect(f"file:{audit_db}?mode=ro", uri=True)) as conn:
+        sql = f"SELECT max(length(payload)) FROM {TABLE} WHERE endpoint = '/forecast'"
+        return float(conn.execute(sql).fetchone()[0] or 0) / 1024
+
+
+def stateless_phase(bundle_dir: Path, daily: tuple[Path, Path], tmp: Path, args, noop, no: dict) -> dict:
     """The memory baseline (the 8h service on an empty store, RSS once ready), and the columnar
     stateless /forecast of the daily model (`daily`: its data and bundle; 661 bars, as the issue)."""
     import httpx
@@ -238,31 +282,23 @@ def stateless_phase(bundle_dir: Path, daily: tuple[Path, Path], tmp: Path, args)
         out["columns_body"] = json.dumps(body).encode()
         out["bars"] = required["min_periods"]
         out["n_series"] = len(body["series"])
-        out["columns_1"] = level(
-            svc.url + "/forecast", out["columns_body"], svc.headers(), 1, args.requests, args.cap_s
-        )
+        pair(out, no, "columns_1", svc, noop, out["columns_body"], 1, args.requests, args.cap_s)
     return out
 
 
-def noop_phase(tmp: Path, bodies: dict[str, bytes], args) -> dict:
-    """The no-op BentoML service receiving the same bytes, at the same levels."""
+def noop_service(tmp: Path):
+    """The no-op BentoML service (benchmarks/noop_service.py) with the same settings; it stays up
+    beside the measured service so each level is measured on both back to back (`pair`)."""
     from adaptive_beta.serving.client import LocalService
 
-    out = {}
     env = {**ENV, "ABETA_MARKET_DB": str(tmp / "noop-market.db")}
-    with LocalService(
+    return LocalService(
         "unused",
         tmp / "noop-audit.db",
         tmp / "noop.log",
         extra_env=env,
         service="benchmarks.noop_service:Noop",
-    ) as noop:
-        url, n, cap = noop.url + "/forecast", args.requests, args.cap_s
-        out["symbols_1"] = level(url, bodies["symbols"], {}, 1, n, cap)
-        out["symbols_32"] = level(url, bodies["symbols"], {}, 32, n, cap)
-        out["universe_1"] = level(url, UNIVERSE, {}, 1, max(20, n // 5), cap)
-        out["columns_1"] = level(url, bodies["columns"], {}, 1, n, cap)
-    return out
+    )
 
 
 def features_agreement(data_dir: Path, n_bars: int) -> dict:
@@ -291,16 +327,21 @@ def features_agreement(data_dir: Path, n_bars: int) -> dict:
     }
 
 
+def cpu(ours: dict, noop: dict) -> str:
+    return f"CPU {ours['cpu_ms']:.1f} vs no-op {noop['cpu_ms']:.1f} ms/request"
+
+
 def table(st: dict, sl: dict, no: dict, fa: dict) -> list[dict]:
     """The goals of issue 12 with this run's figures; every row says its settings."""
     base = f"workers {ENV['ABETA_WORKERS']}, ORT threads {ENV['ABETA_ORT_THREADS']}"
     audit = "audit SQLite WAL synchronous=FULL"
-    s1, n1, s32, n32 = st["stored_1"], no["symbols_1"], st["stored_32"], no["symbols_32"]
+    s1, n1, s32, n32 = st["stored_1"], no["stored_1"], st["stored_32"], no["stored_32"]
     bound1 = 2 * n1["p50"] + st["fsync_ms"]
     posts = [b["s"] for b in st["bars"]]
     all_updated = all(b["updated"] == st["stored_assets"] for b in st["bars"])
     per_asset = (st["rss_mib"] - sl["rss_empty_mib"]) / st["stored_assets"]
     col, ncol = sl["columns_1"], no["columns_1"]
+    nu = no["universe_1"]
     assets = f"{st['stored_assets']} assets stored"
     return [
         {
@@ -308,21 +349,23 @@ def table(st: dict, sl: dict, no: dict, fa: dict) -> list[dict]:
             "value": f"{s1['p50']:.2f} ms (no-op {n1['p50']:.2f} ms, fsync {st['fsync_ms']:.2f} ms)",
             "goal": f"<= 2x no-op + 1 fsync = {bound1:.2f} ms",
             "met": s1["p50"] <= bound1,
-            "settings": f"{base}, 1 client, n={s1['n']}, {audit}, {assets}",
+            "settings": f"{base}, 1 client, n={s1['n']}, {audit}, {assets}, {cpu(s1, n1)}",
         },
         {
             "measure": "stored /forecast, 32 clients, req/s vs no-op",
             "value": f"{s32['rps']:.0f} vs {n32['rps']:.0f} req/s ({s32['rps'] / n32['rps']:.2f}x); p50 {s32['p50']:.1f} ms",
             "goal": ">= 0.5x",
             "met": s32["rps"] >= 0.5 * n32["rps"],
-            "settings": f"{base}, 32 clients, max_concurrency {ENV['ABETA_MAX_CONCURRENCY']}, n={s32['n']}, {audit}",
+            "settings": f"{base}, 32 clients, max_concurrency {ENV['ABETA_MAX_CONCURRENCY']}, n={s32['n']}, "
+            f"{audit}, {cpu(s32, n32)}",
         },
         {
             "measure": '{"universe": true}, p50, 1 client',
             "value": f"{st['universe_1']['p50']:.2f} ms for {st['n_forecast']} assets (no-op {no['universe_1']['p50']:.2f} ms)",
             "goal": "<= 25 ms",
             "met": st["universe_1"]["p50"] <= 25.0,
-            "settings": f"{base}, 1 client, n={st['universe_1']['n']}, {audit}",
+            "settings": f"{base}, 1 client, n={st['universe_1']['n']}, {audit}, record "
+            f"{st['universe_record_kib']:.0f} KiB (limit 1024 KiB), {cpu(st['universe_1'], nu)}",
         },
         {
             "measure": "POST /bars, one new 8h bar, until all forecasts ready",
@@ -340,7 +383,7 @@ def table(st: dict, sl: dict, no: dict, fa: dict) -> list[dict]:
             "goal": "<= 3x no-op (same bytes)",
             "met": col["p50"] <= 3 * ncol["p50"],
             "settings": f"{base}, 1 asset, daily model, {sl['bars']} bars, {sl['n_series']} series, "
-            f"{len(sl['columns_body']) / 1024:.0f} KiB, n={col['n']}, {audit}",
+            f"{len(sl['columns_body']) / 1024:.0f} KiB, n={col['n']}, {audit}, {cpu(col, ncol)}",
         },
         {
             "measure": "incremental vs batch features, max abs difference",
@@ -377,11 +420,12 @@ def main() -> None:
     data_dir, bundle_dir = ensure_bundle(args.root)
     tmp = Path(tempfile.mkdtemp(prefix="abeta-bench-stored-"))
     print(f"bundle {bundle_dir} ({time.perf_counter() - t0:.0f} s); logs and databases in {tmp}", flush=True)
-    st = stored_phase(bundle_dir, data_dir, tmp, args)
-    print(f"stored-state service done ({time.perf_counter() - t0:.0f} s)", flush=True)
     daily = ensure_bundle(args.root / "daily", n_assets=4, days=1000, freq="1d")  # bench_service's model
-    sl = stateless_phase(bundle_dir, daily, tmp, args)
-    no = noop_phase(tmp, {"symbols": st["symbols_body"], "columns": sl["columns_body"]}, args)
+    no: dict = {}
+    with noop_service(tmp) as noop:
+        st = stored_phase(bundle_dir, data_dir, tmp, args, noop, no)
+        print(f"stored-state service done ({time.perf_counter() - t0:.0f} s)", flush=True)
+        sl = stateless_phase(bundle_dir, daily, tmp, args, noop, no)
     fa = features_agreement(data_dir, args.feature_bars)
     rows = table(st, sl, no, fa)
     errors = sum(d.get("errors", 0) for ph in (st, sl, no) for d in ph.values() if isinstance(d, dict))

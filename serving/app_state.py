@@ -146,6 +146,7 @@ class AppState:
     market_db: str = ServeConfig.market_db  # opened on the first POST /bars (serving/endpoints/bars.py)
     live_history_bars: int = 0  # ServeConfig.live_history_bars
     live: Any = field(default=None, repr=False)  # LiveMarket, made on the first stored-state call
+    answers: Any = field(default=None, repr=False)  # StoredAnswers over `live` (serving/stored_answers.py)
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -386,18 +387,44 @@ class AppState:
         The id in the response is always the one logged; a collision never reaches the client as
         an error.  Three collisions in a row mean the id source is broken: AuditUnavailable (503).
         """
-        from adaptive_beta.models.audit.log import AuditUnavailable, DuplicateRequest
-
         require_finite(body)  # the response: what is logged below is part of it
         require_finite(explanation or {}, "explanation")
+        self._unique_id(
+            body,
+            endpoint,
+            lambda rid: self.audit_append(endpoint, rid, caller, req, inputs, output, explanation, baseline),
+        )
+
+    def _unique_id(self, body: dict, endpoint: str, append) -> None:
+        """`append(request_id)`, drawing a new body["request_id"] on a duplicate (up to 3 times)."""
+        from adaptive_beta.models.audit.log import AuditUnavailable, DuplicateRequest
+
         for _ in range(3):
             try:
-                return self.audit_append(
-                    endpoint, body["request_id"], caller, req, inputs, output, explanation, baseline
-                )
+                return append(body["request_id"])
             except DuplicateRequest:
                 body["request_id"] = self.new_request_id()
         raise AuditUnavailable(f"audit: three request ids in a row were already logged ({endpoint})")
+
+    def log_stored(self, body: dict, endpoint: str, caller: str, req, answers: list, bars: dict) -> None:
+        """Log a stored-state /forecast answered from kept answers (serving/stored_answers.py):
+        the record's payload is spliced from their canonical fragments (checked finite when they
+        were made), measured once for the size limit and stored and hashed as that text."""
+        from adaptive_beta.serving.stored_answers import record_payload
+
+        base = answers[0].forecast.base
+        baseline = {b: float(base[k]) for k, b in enumerate(self.bundle.meta.benchmarks)}
+        payload = record_payload(answers, self.stored_answers().bars_text(bars), baseline)
+        symbols = [a.response["symbol"] for a in answers]
+        # the payload measured as stored; the other fields (ids, model, hashes) are under 1 KiB
+        self._check_size(len(payload.encode()) + 1024 + sum(len(s) + 3 for s in symbols))
+
+        def append(request_id: str) -> None:
+            self.audit.append(
+                {**self._entry_head(request_id, caller, endpoint, symbols, req), "payload": payload}
+            )
+
+        self._unique_id(body, endpoint, append)
 
     @staticmethod
     def feature_rows(inputs) -> dict:
@@ -440,30 +467,37 @@ class AppState:
         `baseline` ({benchmark: beta with every feature at its training mean}) is logged with the
         features when the endpoint explained its forecast, so a review page can draw the waterfall
         without the bundle."""
-        features = self.feature_rows(inputs)
+        bars = getattr(inputs, "bars", None)  # a stored-state request: the bars name the inputs
+        features = {
+            "as_of": {s: t.isoformat() for s, t in zip(inputs.symbols, inputs.as_of, strict=True)},
+            **({} if bars else {"rows": self.feature_rows(inputs)}),
+            "inputs": self.inputs_summary(req, inputs.symbols),
+            **({"bars": bars} if bars else {}),
+            "baseline_forecast": baseline,
+        }
         entry = {
+            **self._entry_head(request_id, caller, endpoint, list(inputs.symbols), req),
+            "features": features,
+            "output": output,
+            "explanation": explanation,
+        }
+        self.check_record_size(entry)
+        self.audit.append(entry)
+
+    def _entry_head(self, request_id: str, caller: str, endpoint: str, symbols: list, req) -> dict:
+        """The record's fields besides its payload: who asked, what for, with which model."""
+        return {
             "request_id": request_id,
             "caller": caller,
             "endpoint": endpoint,
-            "symbols": list(inputs.symbols),
+            "symbols": symbols,
             "model_name": self.model_name,
             "model_version": self.model_version,
             "bundle_sha256": self.bundle.sha256,
             "run_id": self.bundle.meta.run_id,
             "feature_spec_hash": self.feature_spec_hash,
             "input_sha256": request_sha256(req),
-            "features": {
-                "as_of": {s: t.isoformat() for s, t in zip(inputs.symbols, inputs.as_of, strict=True)},
-                "rows": features,
-                "inputs": self.inputs_summary(req, inputs.symbols),
-                **({"bars": inputs.bars} if getattr(inputs, "bars", None) else {}),
-                "baseline_forecast": baseline,
-            },
-            "output": output,
-            "explanation": explanation,
         }
-        self.check_record_size(entry)
-        self.audit.append(entry)
 
     def check_record_size(self, entry: dict) -> None:
         """RequestError (422, field `body`) when the entry's JSON exceeds `max_record_bytes`: the
@@ -471,7 +505,11 @@ class AppState:
 
         Measured with the C JSON encoder on the entry as given (within a few bytes of the stored
         canonical text; about 1 ms for a 500 KB record)."""
-        size = len(json.dumps(entry, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+        self._check_size(
+            len(json.dumps(entry, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+        )
+
+    def _check_size(self, size: int) -> None:
         if size > self.max_record_bytes:
             raise RequestError(
                 f"the audit record of this request would be {size} bytes, above the limit of "
@@ -490,6 +528,14 @@ class AppState:
 
             self.live = LiveMarket(self, market_store(self.market_db), self.live_history_bars)
         return self.live
+
+    def stored_answers(self):
+        """The per-asset answers of the kept forecasts (serving/stored_answers.py), made once per bar."""
+        if self.answers is None:
+            from adaptive_beta.serving.stored_answers import StoredAnswers
+
+            self.answers = StoredAnswers(self, self.live_market())
+        return self.answers
 
     def forecast_with_shapley(self, req: ForecastRequest):
         """(inputs, model outputs, (phi, base, full)) of a /forecast or /explain request: computed

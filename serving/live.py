@@ -13,8 +13,8 @@ the series table), so a bar posted to one worker is seen by all.  A restatement 
 state has already used: the worker that stored it rebuilds at once; the others when they next
 see that the store's restatement count moved.
 
-What the audit record names (`features.bars`): the replay's first bar, the forecast's last bar,
-and `sha256`, a hash chain over exactly the stored bars read: the replay window's
+What the audit record names (`features.bars`): the replay's first bar, the bar it replayed to,
+the forecast's last bar, the stored assets it read, and `sha256`, a hash chain over exactly the stored bars read: the replay window's
 `MarketWindow.sha256`, then for each appended bar sha256(previous hex + the hex of the tail window
 read for it).  `replay_chain` recomputes it from the store, so compliance can check a record and
 reproduce the forecast from the same bars.
@@ -160,6 +160,25 @@ class LiveMarket:
     # ---------------------------------------------------------------------------------- reads
     def inputs(self, symbols: list[str] | None) -> tuple[StoredInputs, dict, tuple]:
         """(inputs, model outputs, (phi, base, full)) of the kept forecasts of `symbols` (None: all)."""
+        wanted, fs, bars = self.kept(symbols)
+        rows = pd.DataFrame(
+            np.stack([f.row for f in fs]),
+            index=pd.Index(wanted, name="symbol"),
+            columns=self.state.bundle.feature_columns,
+        )
+        inputs = StoredInputs(np.stack([f.window for f in fs]), wanted, [f.as_of for f in fs], rows, bars)
+        out = {
+            "beta": np.stack([f.beta for f in fs]),
+            "beta_lo": np.stack([f.lo for f in fs]),
+            "beta_hi": np.stack([f.hi for f in fs]),
+            "regime_prob": np.stack([f.regime_prob for f in fs]),
+        }
+        shap = (np.stack([f.phi for f in fs]), fs[0].base, np.stack([f.full for f in fs]))
+        return inputs, out, shap
+
+    def kept(self, symbols: list[str] | None) -> tuple[list[str], list, dict]:
+        """(symbols, their kept `LiveForecast`s, what the audit record names of the stored bars)
+        for `symbols` (None: every asset with a forecast), without copying any array."""
         self.sync()
         with self.lock:
             assert self.model is not None
@@ -182,30 +201,19 @@ class LiveMarket:
                 raise StoreEmpty(
                     "no asset has a forecast yet: the store holds too little history", "universe"
                 )
-            fs = [kept[s] for s in wanted]
-            as_of = [f.as_of for f in fs]
-            rows = pd.DataFrame(
-                np.stack([f.row for f in fs]),
-                index=pd.Index(wanted, name="symbol"),
-                columns=self.state.bundle.feature_columns,
-            )
-            bars = {
-                "source": "market-data store",
-                "first": iso(self.first_us) if self.first_us is not None else None,
-                "replayed_to": self.replay_last.isoformat() if self.replay_last is not None else None,
-                "last": self.model.last_timestamp.isoformat(),
-                "n_assets": len(self.assets),
-                "sha256": self.sha256,
-            }
-            inputs = StoredInputs(np.stack([f.window for f in fs]), wanted, as_of, rows, bars)
-            out = {
-                "beta": np.stack([f.beta for f in fs]),
-                "beta_lo": np.stack([f.lo for f in fs]),
-                "beta_hi": np.stack([f.hi for f in fs]),
-                "regime_prob": np.stack([f.regime_prob for f in fs]),
-            }
-            shap = (np.stack([f.phi for f in fs]), fs[0].base, np.stack([f.full for f in fs]))
-            return inputs, out, shap
+            return wanted, [kept[s] for s in wanted], self.bars_named()
+
+    def bars_named(self) -> dict:
+        """`features.bars` of a record: the stored bars the kept forecasts were computed from."""
+        return {
+            "source": "market-data store",
+            "first": iso(self.first_us) if self.first_us is not None else None,
+            "replayed_to": self.replay_last.isoformat() if self.replay_last is not None else None,
+            "last": self.model.last_timestamp.isoformat(),
+            "n_assets": len(self.assets),
+            "assets": list(self.assets),
+            "sha256": self.sha256,
+        }
 
 
 def bars_chain(store, meta, assets: list[str], bars: dict, freq: pd.Timedelta) -> str:

@@ -45,7 +45,7 @@ from adaptive_beta.serving.compliance.app import compliance_app
 from adaptive_beta.serving.endpoints.backtest import backtest
 from adaptive_beta.serving.endpoints.bars import bars
 from adaptive_beta.serving.endpoints.explain import explain
-from adaptive_beta.serving.endpoints.forecast import forecast
+from adaptive_beta.serving.endpoints.forecast import forecast_http
 from adaptive_beta.serving.endpoints.hedge import hedge
 from adaptive_beta.serving.endpoints.model import model
 from adaptive_beta.serving.endpoints.stress import stress
@@ -257,9 +257,7 @@ class AdaptiveBeta:
     def forecast(self, ctx: bentoml.Context, **kwargs) -> ForecastResponse:
         """Forward beta per benchmark with a 90 % interval, regime probabilities and the top drivers."""
         req = ForecastRequest.model_construct(**kwargs)
-        return self._call(
-            "/forecast", lambda r, c: ForecastResponse.model_validate(forecast(self.state, r, c)), req, ctx
-        )
+        return self._call("/forecast", lambda r, c: forecast_http(self.state, r, c), req, ctx)
 
     @bentoml.api(route="/bars", input_spec=BarsRequest, output_spec=BarsResponse)
     def bars(self, ctx: bentoml.Context, **kwargs) -> BarsResponse:

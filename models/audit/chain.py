@@ -125,9 +125,45 @@ def _with_paths(obj: Any, where: str) -> Any:
     raise TypeError(f"audit {where}: value of type {type(obj).__name__} cannot be stored as JSON")
 
 
+class CanonicalText(str):
+    """The canonical JSON text of a value, made once (`canonical_json` of a plain value, or
+    `canonical_object` / `canonical_array` of such texts).
+
+    Why: a stored-state `{"universe": true}` record is assembled from per-asset fragments that
+    were serialised when their bar arrived; carrying the text instead of the value lets the size
+    check, the hash and the database row use it as is instead of re-serialising the record three
+    times.  `canonical_json` returns it unchanged (as a value, not as a JSON string), so the hash
+    of a record holding one is the hash of the same record holding the parsed value: the chain
+    rules above are unchanged and `abeta audit verify` re-checks it from the stored text.
+    """
+
+    __slots__ = ()
+
+
 def canonical_json(obj: Any) -> str:
-    """Canonical JSON text (see module docstring) of an already plain JSON value."""
+    """Canonical JSON text (see module docstring) of an already plain JSON value; a
+    `CanonicalText` (at the top or as a value of a top-level object) is spliced in as is."""
+    if type(obj) is CanonicalText:
+        return obj
+    if type(obj) is dict and any(type(v) is CanonicalText for v in obj.values()):
+        return canonical_object({str(k): canonical_json(v) for k, v in obj.items()})
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def canonical_object(items: Mapping[str, str]) -> CanonicalText:
+    """The canonical text of the object {key: value} whose values are given as canonical texts
+    (keys sorted as `json.dumps(sort_keys=True)` sorts them)."""
+    parts = [_key(k) + v for k, v in sorted(items.items())]
+    return CanonicalText("{" + ",".join(parts) + "}")
+
+
+def canonical_array(texts: list[str]) -> CanonicalText:
+    """The canonical text of the array of values given as canonical texts (order kept)."""
+    return CanonicalText("[" + ",".join(texts) + "]")
+
+
+def _key(k: str) -> str:
+    return json.dumps(k, ensure_ascii=False) + ":"
 
 
 def record_hash(record: Mapping[str, Any]) -> str:

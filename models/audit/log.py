@@ -53,6 +53,7 @@ from adaptive_beta.models.audit.chain import (
     GENESIS_HASH,
     PAYLOAD_FIELDS,
     TEXT_FIELDS,
+    CanonicalText,
     describe,
     record_hash,
     to_json_value,
@@ -150,7 +151,10 @@ def _prepare(entry: Mapping[str, Any]) -> dict[str, Any]:
     """Validate an entry and turn it into a stored record without seq, ts, prev_hash, hash."""
     if not isinstance(entry, Mapping):
         raise TypeError(f"audit entry must be a dict, got {type(entry).__name__}")
-    unknown = sorted(set(entry) - ENTRY_FIELDS)
+    prepared = entry.get("payload")
+    if type(prepared) is not CanonicalText or any(k in entry for k in PAYLOAD_FIELDS):
+        prepared = None
+    unknown = sorted(set(entry) - ENTRY_FIELDS - ({"payload"} if prepared is not None else set()))
     if unknown:
         raise ValueError(f"audit entry has unknown fields {unknown}; allowed: {sorted(ENTRY_FIELDS)}")
     rid = entry.get("request_id")
@@ -173,13 +177,18 @@ def _prepare(entry: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
         raise ValueError(f"audit entry field symbols must be a list of strings, got {entry.get('symbols')!r}")
     rec["symbols"] = symbols
-    rec["payload"] = {k: to_json_value(entry.get(k), f"entry.{k}") for k in PAYLOAD_FIELDS}
+    if prepared is not None:  # already the canonical text of {features, output, explanation}
+        rec["payload"] = prepared
+    else:
+        rec["payload"] = {k: to_json_value(entry.get(k), f"entry.{k}") for k in PAYLOAD_FIELDS}
     return rec
 
 
 def flatten(record: dict[str, Any]) -> dict[str, Any]:
     """Stored record -> the dict callers see: entry fields (features/output/explanation at top level)
-    plus seq, ts, prev_hash, hash."""
+    plus seq, ts, prev_hash, hash.  A record appended with a prepared `CanonicalText` payload
+    comes back from `append` with them None (the caller has them; parsing ~0.4 MB of a universe
+    record on the writer thread would cost what the prepared text saves)."""
     out = {k: record[k] for k in COLUMNS if k != "payload"}
     payload = record["payload"] if isinstance(record["payload"], dict) else {}
     for key in PAYLOAD_FIELDS:
@@ -417,6 +426,10 @@ class AuditLog(AuditReader):
 
     def append(self, entry: Mapping[str, Any]) -> dict[str, Any]:
         """Store `entry` durably; returns it with seq, ts, prev_hash and hash added.
+
+        `entry` holds `features`, `output` and `explanation`, or instead `payload`: a
+        `CanonicalText` of {"explanation", "features", "output"} serialised by the caller (then
+        stored and hashed as is, without another serialisation).
 
         Raises AuditUnavailable if it could not be stored (then nothing of it is stored),
         DuplicateRequest if its request_id is already logged, ValueError/TypeError for a bad entry.

@@ -87,7 +87,7 @@ def to_row(record: dict[str, Any]) -> dict[str, Any]:
     """Stored record -> database row (symbols and payload as canonical JSON text)."""
     row = dict(record)
     row["symbols"] = canonical_json(record["symbols"])
-    row["payload"] = canonical_json(record["payload"])
+    row["payload"] = str(canonical_json(record["payload"]))  # a plain str for the drivers
     return row
 
 

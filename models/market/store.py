@@ -88,14 +88,13 @@ class MarketStore:
     # ---------------------------------------------------------------- reads
     def info(self, names: Sequence[str] | None = None) -> list[SeriesInfo]:
         """Every stored series (or those of `names`), by name."""
-        rows = self._read(
-            f"SELECT name, kind, freq_us, n_bars, first_us, last_us FROM {SERIES} ORDER BY name", {}
-        )
-        out = [SeriesInfo(r[0], r[1], _int(r[2]), int(r[3]), int(r[4]), int(r[5])) for r in rows]
-        if names is None:
-            return out
-        wanted = set(names)  # once, not per row: a stored-state call reads ~200 rows
-        return [i for i in out if i.name in wanted]
+        sql = f"SELECT name, kind, freq_us, n_bars, first_us, last_us FROM {SERIES}"
+        params: dict[str, Any] = {}
+        if names is not None:  # a stored-state call's catch-up asks for the few bar series, not ~200 rows
+            params = {f"n{i}": n for i, n in enumerate(dict.fromkeys(names))}
+            sql += f" WHERE name IN ({', '.join(':' + k for k in params) or 'NULL'})"
+        rows = self._read(sql + " ORDER BY name", params)
+        return [SeriesInfo(r[0], r[1], _int(r[2]), int(r[3]), int(r[4]), int(r[5])) for r in rows]
 
     def bars(
         self, name: str, last: int | None = None, start_us: int | None = None, end_us: int | None = None

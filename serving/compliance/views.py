@@ -6,7 +6,8 @@ What the service logs per endpoint (serving/app_state.py):
   /explain   output {symbol: {benchmark: beta}}; explanation {"explanations": [{symbol, as_of,
              benchmarks{b: {forecast, baseline_forecast, groups[{group, contribution, features}]}}}]}
   /hedge     output {orders, portfolio_beta, target, residual_beta, betas_used, ...}; no explanation
-  all        features {"as_of": {symbol: time}, "rows": {symbol: {feature: value}},
+  all        features {"as_of": {symbol: time}, "rows": {symbol: {feature: value}} (not in a
+             stored-state record, which names the stored bars instead: "bars"),
              "inputs": {symbol: {n_bars, first, last, timestamps, closes}} (the last 120 closes the
              request carried), "baseline_forecast": {benchmark: beta} or null (/forecast, /explain)}
              (older records lack "inputs" and "baseline_forecast": the pages fall back, see app.py)
@@ -136,10 +137,13 @@ def _entry(sym, bench, forecast, baseline, groups, features, complete: bool) -> 
 
 
 def feature_summary(rec: dict) -> list[dict]:
-    """Per symbol: {symbol, as_of, n, own: [(feature, value)]} (own-history features shown in full)."""
+    """Per symbol: {symbol, as_of, n, own: [(feature, value)]} (own-history features shown in full).
+
+    A stored-state record logs no feature rows (they are reproduced from the stored bars it
+    names): one entry per symbol of `as_of`, with n = 0."""
     feats = rec.get("features") or {}
-    rows = feats.get("rows") or {}
     as_of = feats.get("as_of") or {}
+    rows = feats.get("rows") or ({s: {} for s in as_of} if isinstance(feats.get("bars"), dict) else {})
     out = []
     for sym, values in rows.items():
         values = values or {}

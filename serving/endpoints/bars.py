@@ -106,6 +106,7 @@ def _refresh(state: AppState, restated: bool) -> dict:
 
     try:
         updated = state.live_market().sync(restated=restated, rescan=True)
+        state.stored_answers().prepare(updated)  # their answers too (serving/stored_answers.py)
     except StoreEmpty as exc:
         return {"updated": 0, "note": exc.message}
     except Exception as exc:  # noqa: BLE001 - logged and reported; the append itself succeeded

@@ -308,3 +308,18 @@ def test_pg_replica_stopping_while_another_appends_is_no_false_alarm(pg_url, tmp
     engine.dispose()
     check = verify_anchors(pg_url, tmp_path / "b.anchors", tmp_path / "key")
     assert not check.ok and check.kind == "appended-while-closed" and check.first_bad_seq == 19
+
+
+def test_pg_a_prepared_canonical_payload_is_stored_as_is_and_verifies(pg_url):
+    from adaptive_beta.models.audit.chain import CanonicalText, canonical_json
+
+    payload = {"explanation": None, "features": {"x": [0.1, 1e-7]}, "output": {"beta": 1.25, "é": "ü"}}
+    text = CanonicalText(canonical_json(payload))
+    with AuditLog(pg_url) as log:
+        log.append(entry(1))
+        rec = log.append({"request_id": "p2", "symbols": ["SOLUSDT"], "payload": text})
+        log.append(entry(3))
+        assert rec["seq"] == 2 and rec["output"] is None  # not parsed back on the writer thread
+        assert log.get("p2")["output"] == payload["output"]
+    result = verify_chain(pg_url)
+    assert result.ok and result.n_records == 3

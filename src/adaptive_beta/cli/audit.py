@@ -139,3 +139,49 @@ def export(
     with reader:
         n = reader.export(out, since=since, until=until, fmt=format)
     typer.echo(f"wrote {n} records to {out}")
+
+
+def reproduce(
+    request_id: str = typer.Option(..., "--request-id", help="The record's request id."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    market_db: str | None = typer.Option(
+        None, "--market-db", help="Market-data store the service read (default: ABETA_MARKET_DB)."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="The record's model: bundle folder or registry URI (default: ABETA_MODEL)."
+    ),
+    tolerance: float = typer.Option(1e-9, "--tolerance", help="Largest absolute difference accepted."),
+) -> None:
+    """Recompute a stored-state /forecast record from the market-data store: replay the stored bars
+    it names with its model and compare every logged number (exit 1 if they differ by more than
+    --tolerance or the store no longer holds the same bars)."""
+    from adaptive_beta.models.audit.log import AuditReader
+    from adaptive_beta.models.audit.store import StoreMissing
+    from adaptive_beta.models.market.store import open_market_store
+    from adaptive_beta.models.settings import get_settings
+    from adaptive_beta.serving.reproduce import NotReproducible, model_state
+    from adaptive_beta.serving.reproduce import reproduce as redo
+
+    db = _default_db(db)
+    try:
+        with AuditReader(db) as reader:
+            rec = reader.get(request_id)
+    except StoreMissing as exc:
+        raise _fail(f"{exc} (--db)") from None
+    if rec is None:
+        raise _fail(f"no record with request id {request_id!r} in {db} (--request-id)")
+    settings = get_settings()
+    state = model_state(model or settings.model)
+    with open_market_store(market_db or str(settings.market_db)) as store:
+        try:
+            found = redo(state, store, rec)
+        except NotReproducible as exc:
+            raise _fail(str(exc)) from None
+    typer.echo(
+        f"{len(found.recomputed)} forecasts recomputed from the store; max abs difference "
+        f"{found.max_abs_diff:.3g}; stored bars {'match' if found.bars_match else 'DIFFER from'} the record"
+    )
+    if found.missing:
+        typer.echo(f"no forecast recomputed for {', '.join(found.missing)}")
+    if not found.bars_match or found.missing or not found.max_abs_diff <= tolerance:
+        raise typer.Exit(1)

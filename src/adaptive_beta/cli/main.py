@@ -75,6 +75,7 @@ def _register() -> None:
         (app, "serve", "adaptive_beta.cli.serve", "serve"),
         (audit_app, "verify", "adaptive_beta.cli.audit", "verify"),
         (audit_app, "export", "adaptive_beta.cli.audit", "export"),
+        (audit_app, "reproduce", "adaptive_beta.cli.audit", "reproduce"),
         (audit_app, "report", "adaptive_beta.cli.report", "report"),
         (store_app, "load", "adaptive_beta.cli.store", "load"),
         (store_app, "info", "adaptive_beta.cli.store", "info"),
