@@ -38,6 +38,7 @@ from adaptive_beta.models.data.schema import (
     DataError,
     infer_category,
 )
+from adaptive_beta.serving.finite import require_finite
 from adaptive_beta.serving.schemas import (
     ForecastRequest,
     RequestError,
@@ -566,27 +567,6 @@ class AppState:
                     "assets",
                 )
         return inputs, out, panel
-
-
-def require_finite(value: Any, where: str = "") -> None:
-    """Raise RequestError (422) naming the first non-finite float in a response, e.g. `orders[1].notional`.
-
-    Every endpoint's response passes here (`log_unique`) before it is logged, so a number JSON
-    cannot carry (the response would say null, the record Infinity) never reaches either.
-    """
-    if isinstance(value, float | np.floating):
-        if not math.isfinite(value):
-            raise RequestError(
-                f"the result {where or 'value'} is not a finite number ({value}): the request's numbers "
-                "are too large or degenerate for this calculation",
-                where or "body",
-            )
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            require_finite(v, f"{where}.{k}" if where else str(k))
-    elif isinstance(value, list | tuple):
-        for i, v in enumerate(value):
-            require_finite(v, f"{where}[{i}]")
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -80,7 +80,7 @@ def replay(state, store, bars: dict) -> tuple[LiveModelState, str]:
 
 def reproduce(state, store, record: dict) -> Reproduction:
     """Recompute a stored-state /forecast record's forecasts from `store` with `state`'s bundle."""
-    from adaptive_beta.serving.endpoints.forecast import forecast_entry
+    from adaptive_beta.serving.forecast_entry import forecast_entry
 
     bars = (record.get("features") or {}).get("bars")
     if not isinstance(bars, dict) or "assets" not in bars or record.get("endpoint") != "/forecast":

@@ -22,6 +22,8 @@ import json
 from dataclasses import dataclass
 
 from adaptive_beta.models.audit.chain import CanonicalText, canonical_array, canonical_json, canonical_object
+from adaptive_beta.serving.finite import require_finite
+from adaptive_beta.serving.forecast_entry import forecast_entry
 from adaptive_beta.serving.schemas import RequestError
 
 
@@ -81,8 +83,6 @@ class StoredAnswers:
         return held[1]
 
     def _make(self, sym: str, f) -> KeptAnswer:
-        from adaptive_beta.serving.app_state import require_finite
-        from adaptive_beta.serving.endpoints.forecast import forecast_entry
 
         entry = forecast_entry(
             sym,

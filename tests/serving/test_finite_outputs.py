@@ -45,7 +45,7 @@ def test_every_hedge_number_is_finite_and_the_record_equals_the_response(server,
 
 
 def test_the_finite_check_names_the_first_non_finite_number():
-    from adaptive_beta.serving.app_state import require_finite
+    from adaptive_beta.serving.finite import require_finite
     from adaptive_beta.serving.schemas import RequestError
 
     require_finite({"a": [1.0, {"b": 2}], "c": None, "d": "x", "e": True})
