@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=default_home)  # project home: path defaults below resolve from it
     mlruns: Path | None = None  # MLflow store folder (SQLite + artifacts); default HOME/mlruns
     mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")  # wins over mlruns
+    ray_address: str | None = None  # Ray cluster for abeta train/tune/evaluate: auto, local or HOST:PORT
     model: str = "models:/adaptive-beta@champion"  # bundle folder, models:/NAME@ALIAS or bento:NAME[:VERSION]
     registered_model: str = "adaptive-beta"  # registry name the compliance pages read history from
     audit_db: str | None = (

@@ -37,6 +37,8 @@ SLOW_MODULES = {
     "tests/serving/test_bento_store.py",  # the CLI in subprocesses (BentoML reads its home once)
     "tests/serving/test_replicas_pg.py",  # PostgreSQL and two real servers
     "tests/training/test_mlflow_server_pg.py",  # PostgreSQL + mlflow server + abeta serve; trains
+    "tests/training/test_ray_train.py",  # a local Ray cluster; trains twice
+    "tests/training/test_ray_tune.py",  # a local Ray cluster; Ray Tune trials, then trains
 }
 
 

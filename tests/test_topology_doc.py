@@ -10,6 +10,8 @@ tests/training/test_mlflow_server_pg.py.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.test_readme import fenced_blocks, shell_lines
@@ -75,16 +77,43 @@ def test_every_setting_the_topology_names_is_a_real_one():
     assert "MLFLOW_TRACKING_URI" in DOC.read_text()
 
 
-def test_the_ray_line_says_what_the_code_has():
-    """The doc says Ray is "not yet": true while no module imports ray (update both together)."""
+def test_the_ray_section_says_what_the_code_has():
+    """The doc shows Ray as part of the topology while training modules import it (lazily) and the
+    service never does; the `abeta` commands it runs on Ray name `--ray-address` (their options are
+    checked against `--help` above) and the `ray start` options it uses exist."""
     text = DOC.read_text()
-    uses_ray = [
-        p
+    uses_ray = {
+        p.relative_to(ROOT).parts[0]
         for folder in ("models", "training", "serving", "src")
         for p in (ROOT / folder).rglob("*.py")
         if re.search(r"^\s*(import ray|from ray\b)", p.read_text(), re.M)
+    }
+    assert uses_ray == {"training"}, uses_ray
+    assert "not yet" not in text and "ABETA_RAY_ADDRESS" in text
+    on_ray = {c[0] for c in _abeta_commands() if "--ray-address" in c}
+    assert on_ray == {"train", "tune"}, on_ray
+    starts = [
+        line.split()
+        for tag, body in fenced_blocks(text)
+        if tag == "bash"
+        for line in shell_lines(body)
+        if ".venv/bin/ray start" in line
     ]
-    assert ("**not yet**" in text) == (uses_ray == []), uses_ray
+    assert len(starts) == 1, starts
+    words = starts[0][starts[0].index(".venv/bin/ray") + 2 :]
+    opts = [w for w in words if w.startswith("--")]
+    assert {"--head", "--num-cpus", "--port", "--block"} <= set(opts), opts
+    res = subprocess.run(
+        [str(Path(sys.executable).parent / "ray"), "start", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    for opt in opts:
+        assert re.search(rf"(?<![\w-]){re.escape(opt)}(?![\w-])", res.stdout), (
+            f"`ray start` has no option {opt}"
+        )
 
 
 def test_the_readme_links_the_topology():

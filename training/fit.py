@@ -12,6 +12,7 @@ precision, ...) comes from `TrainerConfig`, the `[trainer]` table of the trainin
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import tempfile
 import warnings
@@ -181,6 +182,7 @@ def fit_model(
     callbacks: tuple = (),
     trainer: TrainerConfig | None = None,
     checkpoint_dir: str | Path | None = None,
+    members: list[MemberFit] | None = None,
 ) -> FitResult:
     """Train a BetaNet on windows ending in `train_range`, early-stop and calibrate on `val_range`.
 
@@ -192,19 +194,24 @@ def fit_model(
     callbacks: extra Lightning callbacks for every member's fit (e.g. `abeta tune`'s pruning).
     trainer: Lightning options (default `TrainerConfig()`: accelerator "auto", deterministic).
     checkpoint_dir: where each member's best-epoch checkpoint goes (`member<m>/`); None = none kept.
+    members: the ensemble members already fitted elsewhere (`fit_member`, e.g. as Ray tasks), in
+    member order; the rest (normalisation, calibration, metrics) is done here exactly as in-process.
     """
     cfg = cfg or ModelConfig()
     run = _TrainerRun(trainer or TrainerConfig(), Path(checkpoint_dir) if checkpoint_dir else None, callbacks)
     benchmarks = list(benchmarks or list(features.base_columns))
+    data = fit_data(features, targets, regimes, benchmarks, cfg, freq, timestamps)
     base_cols = _base_columns(features, benchmarks)
-    data = _build_cubes(features, targets, regimes, benchmarks, base_cols, cfg, freq, timestamps)
     train_pairs, val_pairs = _window_pairs(data, train_range, val_range, cfg)
     mean, std = _normalisation(data.cube, data.in_train)
-    train_ds, val_ds = _datasets(data, train_pairs, val_pairs, cfg)
-    members, modules = _fit_members(
-        data, mean, std, train_ds, val_ds, cfg, regimes is not None, progress, run
-    )
-    net = _ensemble(members)
+    if members is None:
+        train_ds, val_ds = _datasets(data, train_pairs, val_pairs, cfg)
+        nets, modules = _fit_members(
+            data, mean, std, train_ds, val_ds, cfg, regimes is not None, progress, run
+        )
+    else:
+        nets, modules = [m.net for m in members], members
+    net = _ensemble(nets)
     xv, yv, beta_v, half, scale = _calibrate(net, data, val_pairs, cfg)
     module = modules[0]
     metrics = _validation_metrics(net, modules, benchmarks, data.base_index, xv, yv, beta_v, half, scale)
@@ -233,6 +240,49 @@ def fit_model(
         sample_windows=xv[pick].copy(),
         checkpoints=[md.best_checkpoint for md in modules if getattr(md, "best_checkpoint", None)],
     )
+
+
+@dataclass
+class MemberFit:
+    """One ensemble member fitted on its own (a Ray task's answer): its net with the best-validation
+    weights and what `fit_model` reads of its Lightning module (duck-typed to it)."""
+
+    net: object  # BetaNet, eval mode, on the CPU
+    history: list[dict]
+    best_epoch: int
+    best_val: float
+    best_checkpoint: str | None = None
+
+
+def fit_data(features, targets, regimes, benchmarks, cfg: ModelConfig, freq=None, timestamps=None):
+    """The dense arrays every fit of one model config reads (`_FitData`): built once per walk-forward
+    when the members are Ray tasks, and put once in the object store."""
+    base_cols = _base_columns(features, list(benchmarks))
+    return _build_cubes(features, targets, regimes, list(benchmarks), base_cols, cfg, freq, timestamps)
+
+
+def fit_member(
+    data: _FitData,
+    train_range: tuple,
+    val_range: tuple,
+    cfg: ModelConfig,
+    member: int,
+    has_regimes: bool,
+    trainer: TrainerConfig | None = None,
+) -> MemberFit:
+    """Member `member` (seed `cfg.seed + member`) of the fit `fit_model` makes on these ranges, alone:
+    the same windows, normalisation, seed and torch thread count, so a Ray task gives the same
+    floats as the in-process loop (passed back through `fit_model(members=...)`)."""
+    data = dataclasses.replace(data)  # in_train / in_val are per fit; the arrays stay shared
+    train_pairs, val_pairs = _window_pairs(data, train_range, val_range, cfg)
+    mean, std = _normalisation(data.cube, data.in_train)
+    train_ds, val_ds = _datasets(data, train_pairs, val_pairs, cfg)
+    run = _TrainerRun(trainer or TrainerConfig(), None, ())
+    with _torch_threads(cfg.num_threads):
+        net, module = _fit_one_member(
+            data, mean, std, train_ds, val_ds, cfg, cfg.seed + member, has_regimes, False, run
+        )
+    return MemberFit(net, module.history, module.best_epoch, module.best_val)
 
 
 @dataclass
@@ -352,18 +402,9 @@ def _fit_members(
     progress: bool,
     run: _TrainerRun,
 ):
-    """Fit `n_members` nets (seeds seed, seed+1, ...) and restore the caller's torch thread and
-    determinism settings afterwards: Trainer(deterministic=True) flips a process-wide flag."""
-    import torch
-
-    prev_threads = torch.get_num_threads()
-    prev_det = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-    )
-    torch.set_num_threads(cfg.num_threads)
+    """Fit `n_members` nets (seeds seed, seed+1, ...) with `cfg.num_threads` torch threads."""
     members, modules = [], []
-    try:
+    with _torch_threads(cfg.num_threads):
         for m in range(cfg.n_members):
             ckpt = run.checkpoint_dir / f"member{m}" if run.checkpoint_dir else None
             net, module = _fit_one_member(
@@ -371,10 +412,27 @@ def _fit_members(
             )
             members.append(net)
             modules.append(module)
-    finally:  # Trainer(deterministic=True) flips a process-wide flag: give the caller its own back
+    return members, modules
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """Fit with `n` torch threads (the floats depend on it: a Ray task and the in-process loop must
+    agree), then restore the caller's thread and determinism settings: Trainer(deterministic=True)
+    flips a process-wide flag."""
+    import torch
+
+    prev_threads = torch.get_num_threads()
+    prev_det = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
         torch.set_num_threads(prev_threads)
         torch.use_deterministic_algorithms(prev_det[0], warn_only=prev_det[1])
-    return members, modules
 
 
 def _callbacks(cfg: ModelConfig, run: _TrainerRun, ckpt_dir: Path | None) -> list:

@@ -271,11 +271,12 @@ def model_name_of(cfg: TrainConfig) -> str:
     return f"adaptive_beta_{cfg.model.arch}"
 
 
-def fit_fold(prep: Prepared, model, fold, progress: bool, callbacks: tuple = (), trainer=None):
+def fit_fold(prep: Prepared, model, fold, progress: bool, callbacks: tuple = (), trainer=None, members=None):
     """The network fitted on one fold: trained on its training block, early-stopped and
     calibrated on its validation block (the test block is never seen).  The one fold fit of
     the walk-forward and of `abeta tune`; `trainer` is the config's TrainerConfig (no checkpoint:
-    folds are evaluations, only the final fit's best epoch is kept)."""
+    folds are evaluations, only the final fit's best epoch is kept); `members`: the fold's
+    ensemble members already fitted as Ray tasks (None: fitted here)."""
     from adaptive_beta.training.fit import fit_model
 
     return fit_model(
@@ -291,17 +292,24 @@ def fit_fold(prep: Prepared, model, fold, progress: bool, callbacks: tuple = (),
         timestamps=prep.panel.index,
         callbacks=callbacks,
         trainer=trainer,
+        members=members,
     )
 
 
-def walk_forward(prep: Prepared, cfg: TrainConfig):
-    """Refit the network per fold; return (folds, model test predictions per fold, per-fold fits info)."""
+def walk_forward(prep: Prepared, cfg: TrainConfig, ray_address: str | None = None, timings=None):
+    """Refit the network per fold; return (folds, model test predictions per fold, per-fold fits info).
+
+    ray_address: None fits every fold and member here, one after the other; an address (`auto`,
+    `local`, `HOST:PORT`) fits each fold x member as a Ray task there (`cluster_fit`) and gives the
+    same numbers.  timings: a `cluster_fit.ClusterTimings` to fill (the benchmark's overheads).
+    """
     from adaptive_beta.models.features.windows import feature_cube
     from adaptive_beta.training.splits import make_folds
 
     folds = make_folds(prep.panel.index, cfg.walk_forward)
     columns = list(prep.features.frame.columns)
     cube, ts, symbols = feature_cube(prep.features.frame, columns, prep.panel.index, prep.panel.symbols)
+    fitted = _members_on_ray(prep, cfg, folds, ray_address, timings) if ray_address else {}
     preds: dict[int, pd.DataFrame] = {}
     infos = []
     for fold in folds:
@@ -312,7 +320,7 @@ def walk_forward(prep: Prepared, cfg: TrainConfig):
             f"test {fold.test_start:%Y-%m-%d}..{fold.test_end:%Y-%m-%d}",
             cfg.progress,
         )
-        fit = fit_fold(prep, cfg.model, fold, cfg.progress, trainer=cfg.trainer)
+        fit = fit_fold(prep, cfg.model, fold, cfg.progress, trainer=cfg.trainer, members=fitted.get(fold.k))
         preds[fold.k] = predict_range(fit, cube, ts, symbols, fold.test_start, fold.test_end)
         infos.append(
             {
@@ -327,6 +335,23 @@ def walk_forward(prep: Prepared, cfg: TrainConfig):
             }
         )
     return folds, preds, infos
+
+
+def _members_on_ray(prep: Prepared, cfg: TrainConfig, folds, address: str, timings=None) -> dict:
+    """Every fold's ensemble members fitted as Ray tasks on the cluster at `address`."""
+    from adaptive_beta.training.cluster import ray_session
+    from adaptive_beta.training.cluster_fit import ClusterTimings, fit_members_on_ray
+
+    timings = timings if timings is not None else ClusterTimings()
+    t0 = time.perf_counter()
+    with ray_session(address) as ray:
+        timings.connect_s = time.perf_counter() - t0
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        say(
+            f"Ray at {address}: {len(folds)} folds x {cfg.model.n_members} members as tasks on {cpus} CPUs",
+            cfg.progress,
+        )
+        return fit_members_on_ray(prep, cfg.model, folds, cfg.trainer, timings)
 
 
 def final_ranges(prep: Prepared, cfg: TrainConfig):

@@ -453,6 +453,7 @@ def score_forecasts(
     seed: int = 0,
     min_coverage: float = 0.5,
     progress: bool = True,
+    ray_address: str | None = None,
 ) -> Scorecard:
     """Score every estimator x benchmark x split; returns a `Scorecard` (records + meta).
 
@@ -464,6 +465,7 @@ def score_forecasts(
     train_means: fold k -> benchmark -> mean realised beta on fold k's training rows, the centre
         of R^2's SST; computed from `realised` when None.
     horizon_bars: DM horizon h; block_bars: bootstrap block length in bars.
+    ray_address: score each benchmark x split as a Ray task there (same records); None: here.
     """
     from tqdm.auto import tqdm
 
@@ -483,6 +485,7 @@ def score_forecasts(
     }
     benches = list(realised.columns)
     samples: dict[str, pd.Index] = {}
+    jobs: list[tuple] = []  # (common-sample frame, rows, estimators, bench, split, reference)
     bar = tqdm(
         total=len(benches) * (len(folds) + 1), desc="scoring", disable=None if progress else True, leave=False
     )
@@ -500,15 +503,38 @@ def score_forecasts(
         ref = _reference_on(data, kept, kinds)
         meta["reference"][bench] = ref
         for split, sel in _splits(data, folds):
-            sub = data[sel]
+            jobs.append((data, sel, kept, bench, split, ref))
             bar.update(1)
-            if sub.empty:
-                continue
-            records += _score_split(
-                sub, kept, kinds, bench, split, ref, horizon_bars, block_bars, n_boot, alpha, seed
-            )
+    records = _score_jobs(jobs, (kinds, horizon_bars, block_bars, n_boot, alpha, seed), ray_address)
     bar.close()
     return Scorecard(records, meta, samples)
+
+
+def _score_rows(data: pd.DataFrame, sel, kept, bench, split, ref, kinds, h, block, n_boot, alpha, seed):
+    """One benchmark x split: its rows of the common sample, scored (none when the split is empty)."""
+    sub = data[sel]
+    if sub.empty:
+        return []
+    return _score_split(sub, kept, kinds, bench, split, ref, h, block, n_boot, alpha, seed)
+
+
+def _score_jobs(jobs: list[tuple], args: tuple, ray_address: str | None) -> list[dict]:
+    """Every benchmark x split scored, in order: here, or as Ray tasks at `ray_address` (each
+    benchmark's common-sample frame put once in the object store; the bootstrap is seeded, so the
+    records are the same)."""
+    if not ray_address:
+        return [r for job in jobs for r in _score_rows(*job, *args)]
+    from adaptive_beta.training.cluster import ray_session
+
+    with ray_session(ray_address) as ray:
+        task = ray.remote(num_cpus=1, max_retries=0)(_score_rows)
+        put: dict[int, Any] = {}  # id(frame) -> its object ref: once per benchmark
+        futures = []
+        for data, *rest in jobs:
+            if id(data) not in put:
+                put[id(data)] = ray.put(data)
+            futures.append(task.remote(put[id(data)], *rest, *args))
+        return [r for part in ray.get(futures) for r in part]
 
 
 def _test_fold_of(index: pd.MultiIndex, folds: list[Fold]) -> np.ndarray:
@@ -618,8 +644,11 @@ def _score_split(
 # --- baselines end to end ----------------------------------------------------------------------
 
 
-def evaluate_baselines(panel, cfg: EvalConfig | None = None, progress: bool = True) -> Scorecard:
-    """Walk-forward scorecard of every classical baseline on a `Panel`.
+def evaluate_baselines(
+    panel, cfg: EvalConfig | None = None, progress: bool = True, ray_address: str | None = None
+) -> Scorecard:
+    """Walk-forward scorecard of every classical baseline on a `Panel` (scored as Ray tasks at
+    `ray_address` when given: the bootstrap of every benchmark x split is the work that parallelises).
 
     Baseline forecasts are causal over the whole panel (row t uses rows <= t), so they are
     computed once and scored on each fold's test block; no fitting happens on the folds.
@@ -650,6 +679,7 @@ def evaluate_baselines(panel, cfg: EvalConfig | None = None, progress: bool = Tr
         seed=cfg.seed,
         min_coverage=cfg.min_coverage,
         progress=progress,
+        ray_address=ray_address,
     )
     card.meta.update(
         horizon=cfg.horizon,

@@ -144,13 +144,23 @@ def model_card(cfg: TrainConfig, prep: Prepared, card, head, fit, attributions) 
     return "\n".join(lines) + "\n"
 
 
-def train(cfg: TrainConfig, panel=None, scorecard_out: str | Path | None = None) -> TrainResult:
-    """The whole `abeta train` job; returns run id, scorecard, bundle path and registry outcome."""
+def train(
+    cfg: TrainConfig,
+    panel=None,
+    scorecard_out: str | Path | None = None,
+    ray_address: str | None = None,
+) -> TrainResult:
+    """The whole `abeta train` job; returns run id, scorecard, bundle path and registry outcome.
+
+    ray_address: fit the walk-forward's folds x members as tasks on that Ray cluster (same
+    numbers); None: in-process.  The final fit stays here (its checkpoints are local files)."""
     timings = {}
     t0 = time.perf_counter()
     prep = prepare(cfg, panel)
     timings["prepare_s"] = time.perf_counter() - t0
-    infos, card, model_long, regime_extra, head = _walk_forward_scorecard(prep, cfg, scorecard_out, timings)
+    infos, card, model_long, regime_extra, head = _walk_forward_scorecard(
+        prep, cfg, scorecard_out, timings, ray_address
+    )
     fit, train_rng = _final_fit(prep, cfg, timings)
     attributions = _global_attributions(prep, cfg, fit)
     text = model_card(cfg, prep, card, head, fit, attributions)
@@ -163,13 +173,15 @@ def train(cfg: TrainConfig, panel=None, scorecard_out: str | Path | None = None)
     return TrainResult(run_id, card, card.records, bundle_dir, version, decision, timings)
 
 
-def _walk_forward_scorecard(prep: Prepared, cfg: TrainConfig, scorecard_out, timings: dict):
+def _walk_forward_scorecard(
+    prep: Prepared, cfg: TrainConfig, scorecard_out, timings: dict, ray_address: str | None = None
+):
     """Walk-forward fits and their scorecard first: the final model is judged on folds it never saw.
 
     Writes the scorecard and its test predictions beside it when `scorecard_out` is given.
     """
     t1 = time.perf_counter()
-    folds, preds, infos = walk_forward(prep, cfg)
+    folds, preds, infos = walk_forward(prep, cfg, ray_address)
     timings["walk_forward_s"] = time.perf_counter() - t1
     card, model_long, regime_extra = score_all(prep, cfg, folds, preds)
     head = headline(card, prep, cfg)

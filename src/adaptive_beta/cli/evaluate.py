@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 from pydantic import ValidationError
 
+from adaptive_beta.cli.train import RAY_HELP
+
 
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
@@ -63,10 +65,13 @@ def baselines(
     config: Path | None = typer.Option(
         None, "--config", help="TOML/YAML EvalConfig (splits, bootstrap, ...)."
     ),
+    ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_HELP),
 ) -> None:
     """Walk-forward scorecard of every classical baseline: prints a table, writes JSON records."""
     from adaptive_beta.models.durations import parse_duration
+    from adaptive_beta.training.cluster import resolve_address
 
+    address = resolve_address(ray_address)  # a bad address: exit 2 before any work
     if horizon is not None:
         try:
             parse_duration(horizon)
@@ -85,7 +90,7 @@ def baselines(
     panel = load_dataset(data)  # DataError -> exit 2 in adaptive_beta.cli.main.main
     typer.secho(f"data: {panel.describe()}", err=True)
     try:
-        card = evaluate_baselines(panel, cfg)
+        card = evaluate_baselines(panel, cfg, ray_address=address)
     except ValueError as exc:  # e.g. data too short for one fold
         _fail(str(exc))
     typer.echo(card.table())

@@ -7,6 +7,12 @@ from pathlib import Path
 
 import typer
 
+RAY_HELP = (
+    "Run the work (fits, scoring) on a Ray cluster: auto (one started with `ray start --head`), local (a private "
+    "one for this command) or HOST:PORT; default ABETA_RAY_ADDRESS, unset = in-process. "
+    "Same results either way."
+)
+
 
 def train(
     config: Path | None = typer.Option(
@@ -21,16 +27,19 @@ def train(
     arch: str | None = typer.Option(None, "--arch", help="Override model.arch: gru | transformer | mlp."),
     max_folds: int | None = typer.Option(None, "--max-folds", help="Override walk_forward.max_folds."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_HELP),
 ) -> None:
     """Walk-forward train and score vs every baseline, fit the final model, export, log, register."""
     from adaptive_beta.models.bundle.resolve import check_tracking_server, default_tracking_uri
+    from adaptive_beta.training.cluster import resolve_address
     from adaptive_beta.training.train_config import load_train_config, with_cli_overrides
     from adaptive_beta.training.train_run import train as run_train
 
+    address = resolve_address(ray_address)  # a bad address stops here (exit 2), before any work
     check_tracking_server(default_tracking_uri(create=False))  # before minutes of training, not after
     cfg = load_train_config(config, data=data)
     cfg = with_cli_overrides(cfg, arch, max_folds, quiet)
-    result = run_train(cfg, scorecard_out=scorecard_out)
+    result = run_train(cfg, scorecard_out=scorecard_out, ray_address=address)
     typer.echo(result.scorecard.table())
     typer.echo(f"run id: {result.run_id}")
     if result.version:

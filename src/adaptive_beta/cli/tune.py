@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from adaptive_beta.cli.train import RAY_HELP
+
 
 def tune(
     config: Path | None = typer.Option(
@@ -28,23 +30,36 @@ def tune(
     max_folds: int | None = typer.Option(None, "--max-folds", help="Override walk_forward.max_folds."),
     seed: int = typer.Option(0, "--seed", help="Sampler seed."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray-address",
+        help=RAY_HELP + " With it the trials are Ray Tune trials (Optuna search, ASHA early stopping).",
+    ),
 ) -> None:
     """Search the model config (Optuna, pruned per epoch) on pooled validation beta MSE; test blocks unused."""
     from adaptive_beta.models.bundle.resolve import check_tracking_server, default_tracking_uri
+    from adaptive_beta.training.cluster import resolve_address
     from adaptive_beta.training.train_config import load_train_config, with_cli_overrides
     from adaptive_beta.training.tune import TuneConfig, default_storage, run_tune
 
+    address = resolve_address(ray_address)  # a bad address stops here (exit 2), before any work
     check_tracking_server(default_tracking_uri(create=False))  # before the trials, not after
     cfg = load_train_config(config, data=data)
     cfg = with_cli_overrides(cfg, max_folds=max_folds, quiet=quiet)
     settings = TuneConfig(
         n_trials=n_trials, timeout=timeout, storage=storage, study_name=study_name, seed=seed
     )
-    res = run_tune(cfg, settings, out=out)
+    if address:
+        from adaptive_beta.training.cluster_tune import run_tune_ray
+
+        res = run_tune_ray(cfg, settings, address, out=out)
+        where = f"on Ray at {address}"
+    else:
+        res = run_tune(cfg, settings, out=out)
+        where = f"in the study {study_name!r} at {storage or default_storage()}"
     typer.echo(
         f"best pooled validation beta MSE {res.best_value:.6f} "
-        f"({res.n_complete} complete, {res.n_pruned} pruned of {res.n_trials} trials in the study "
-        f"{study_name!r} at {storage or default_storage()})"
+        f"({res.n_complete} complete, {res.n_pruned} pruned of {res.n_trials} trials {where})"
     )
     typer.echo(f"best params: {res.best_params}")
     typer.echo(f"wrote {res.config_path}; train with: abeta train --config {res.config_path}")
