@@ -196,9 +196,22 @@ def compute_feature_arrays(panel: Panel, spec: FeatureSpec | None = None) -> Fea
     return FeatureArrays(b.arrays, b.groups, base, p.index, symbols, feature_rows(p), freq)
 
 
-def compute_features(panel: Panel, spec: FeatureSpec | None = None) -> FeatureTable:
-    """All features of `panel` at every (bar, asset) with a close; see the module docstring."""
+def compute_features(
+    panel: Panel, spec: FeatureSpec | None = None, *, block_assets: int | None = None, workers: int = 1
+) -> FeatureTable:
+    """All features of `panel` at every (bar, asset) with a close; see the module docstring.
+
+    `block_assets` / `workers`: compute per block of that many assets (None with workers 1: all
+    at once), blocks in a local process pool of `workers`; the same table bit for bit, with a
+    peak of the table plus one block (`adaptive_beta.models.features.blocks`, which also streams
+    a table too large for memory to parquet).
+    """
     spec = spec or FeatureSpec()
+    if block_assets is not None or workers != 1:
+        from adaptive_beta.models.features.blocks import blocked_feature_table, check_block_args
+
+        check_block_args(block_assets, workers, "compute_features")
+        return blocked_feature_table(panel, spec, block_assets, workers)
     fa = compute_feature_arrays(panel, spec)
     frame = wide_to_long(fa.arrays, fa.index, fa.symbols, fa.rows, consume=True)  # fa is ours: free as we go
     return FeatureTable(
