@@ -36,6 +36,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,7 @@ from adaptive_beta.models.features.spec import FeatureSpec
 # of hourly bars, the whole panel of a daily or 8h dataset.
 _BLOCK_NUMBERS = 5e7
 _NUMBERS_PER_ASSET_ROW = 300  # ~120 wide columns + ~120 long + intermediates
-META_FILE = "features.meta.json"
+META_FILE = "_features.meta.json"
 
 
 def check_block_args(block_assets: int | None, workers: int, where: str) -> None:
@@ -134,7 +135,7 @@ def blocked_feature_table(panel: Panel, spec: FeatureSpec, block_assets: int | N
     )
 
 
-def _write_block(panel: Panel, symbols: list[str], spec: FeatureSpec, path: str) -> dict:
+def _write_block(panel: Panel, symbols: list[str], path: str, spec: FeatureSpec) -> dict:
     """Compute one block's features and write them as one parquet file; returns its summary."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -148,7 +149,9 @@ def _write_block(panel: Panel, symbols: list[str], spec: FeatureSpec, path: str)
     for name in list(fa.arrays):
         cols[name] = pa.array(np.ascontiguousarray(fa.arrays.pop(name))[ti, si])
     table = pa.table(cols)
-    with pq.ParquetWriter(path, table.schema) as writer:
+    # dictionary-encode only the symbol: trying it on ~120 float columns of near-unique values
+    # (pyarrow's default) costs 5x the rest of the write and makes the files larger
+    with pq.ParquetWriter(path, table.schema, use_dictionary=["symbol"]) as writer:
         writer.write_table(table)
     return {
         "file": Path(path).name,
@@ -158,6 +161,45 @@ def _write_block(panel: Panel, symbols: list[str], spec: FeatureSpec, path: str)
         "base_columns": fa.base_columns,
         "freq": str(fa.freq),
     }
+
+
+def write_block_files(
+    panel: Panel,
+    out_dir: str | Path,
+    job: Callable[..., dict],
+    *,
+    block_assets: int | None,
+    workers: int,
+    where: str,
+    finish: Callable[[Path, list[dict]], None] | None = None,
+) -> tuple[Path, list[dict]]:
+    """Run `job(panel, symbols, path)` per asset block into a new folder; (folder, job results).
+
+    `job` computes and writes one block's parquet file at `path` (in the worker, so nothing
+    large travels back) and returns a small summary; it must be picklable (a module-level
+    function or a functools.partial of one) for `workers` > 1.  The folder appears atomically
+    (a hidden sibling renamed into place after `finish(tmp, results)` wrote any sidecars); an
+    existing `out_dir` is refused, so nothing already stored is overwritten.
+    """
+    check_block_args(block_assets, workers, where)
+    out = Path(out_dir)
+    if out.exists():
+        raise FileExistsError(f"{where}: {out} already exists; choose a new path")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        symbols = sorted(panel.symbols)
+        p = panel.select(symbols) if symbols != panel.symbols else panel
+        blocks = asset_blocks(symbols, block_assets, len(p.index))
+        jobs = [(p, b, str(tmp / f"block-{k:05d}.parquet")) for k, b in enumerate(blocks)]
+        parts = list(_in_pool(jobs, job, workers))
+        if finish is not None:
+            finish(tmp, parts)
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out, parts
 
 
 def write_feature_dataset(
@@ -170,24 +212,15 @@ def write_feature_dataset(
 ) -> Path:
     """Write the features of `panel` as a folder of parquet files, one per block of assets.
 
-    The folder appears atomically (written to a hidden sibling, renamed into place at the end);
-    an existing `out_dir` is refused, so nothing already stored is overwritten.  Beside the
-    block files, `features.meta.json` holds the spec hash, column groups, base columns, freq and
-    which symbols each file holds.  Peak memory: the panel plus one block per process.
+    Beside the block files, `_features.meta.json` (ignored by parquet dataset readers, as its
+    name starts with "_") holds the spec hash, column groups, base columns, freq and which
+    symbols each file holds; `pd.read_parquet(folder)` reads the blocks one after the other,
+    `read_feature_dataset` in the one-shot order.  Peak memory: the panel plus one block per
+    process.  The folder appears atomically; an existing `out_dir` is refused.
     """
     spec = spec or FeatureSpec()
-    check_block_args(block_assets, workers, "write_feature_dataset")
-    out = Path(out_dir)
-    if out.exists():
-        raise FileExistsError(f"write_feature_dataset: {out} already exists; choose a new folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        symbols = sorted(panel.symbols)
-        p = panel.select(symbols) if symbols != panel.symbols else panel
-        blocks = asset_blocks(symbols, block_assets, len(p.index))
-        jobs = [(p, b, spec, str(tmp / f"block-{k:05d}.parquet")) for k, b in enumerate(blocks)]
-        parts = list(_in_pool(jobs, _write_block, workers))
+
+    def finish(tmp: Path, parts: list[dict]) -> None:
         meta = {
             "spec_hash": spec.hash(),
             "freq": parts[0]["freq"] if parts else None,
@@ -197,11 +230,12 @@ def write_feature_dataset(
             "files": [{k: x[k] for k in ("file", "symbols", "rows")} for x in parts],
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    job = partial(_write_block, spec=spec)
+    where = "write_feature_dataset"
+    return write_block_files(
+        panel, out_dir, job, block_assets=block_assets, workers=workers, where=where, finish=finish
+    )[0]
 
 
 def read_feature_dataset(path: str | Path) -> pd.DataFrame:

@@ -106,6 +106,7 @@ def test_streamed_parquet_blocks_read_back_as_the_one_shot_table(panel, referenc
     one = pd.read_parquet(out / files[0])  # one block alone: its assets' rows, time-sorted
     assert set(one["symbol"]) == set(meta["files"][0]["symbols"])
     assert one["timestamp"].is_monotonic_increasing
+    assert len(pd.read_parquet(out)) == len(reference.frame)  # a plain parquet dataset: meta ignored
 
 
 def test_an_existing_output_folder_is_refused_and_kept(panel, tmp_path):
