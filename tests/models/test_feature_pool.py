@@ -26,3 +26,18 @@ def test_a_pool_of_two_streams_the_one_shot_table(panel, reference, tmp_path):  
 
 def test_workers_alone_use_memory_sized_blocks(panel, reference):  # noqa: F811
     assert_same_table(compute_features(panel, SPEC, workers=2).frame, reference.frame)
+
+
+def test_the_cli_streams_through_a_pool_of_two(monkeypatch, panel, tmp_path):  # noqa: F811
+    import pandas as pd
+
+    from tests.models.test_features_cli_blocks import canonical, run_cli
+
+    assert run_cli(monkeypatch, panel, tmp_path / "one.parquet") == 0
+    assert (
+        run_cli(monkeypatch, panel, tmp_path / "pool.parquet", "--block-assets", "2", "--workers", "2") == 0
+    )
+    ref = pd.read_parquet(tmp_path / "one.parquet")
+    got = canonical(pd.read_parquet(tmp_path / "pool.parquet"))
+    floats = [c for c in ref.columns if ref[c].dtype == "float64"]
+    assert len(got) == len(ref) and got[floats].to_numpy().tobytes() == ref[floats].to_numpy().tobytes()
