@@ -184,8 +184,9 @@ def baseline_forecasts(
 
 
 # Blocks of assets keep the estimators' intermediates (rolling cross-products, Kalman states,
-# ~_NUMBERS_PER_ASSET_ROW numbers per asset and bar) near _BLOCK_NUMBERS float64s (~200 MB).
-_BLOCK_NUMBERS = 2.5e7
+# ~_NUMBERS_PER_ASSET_ROW numbers per asset and bar) near _BLOCK_NUMBERS float64s (~100 MB; 11
+# assets of 2 years hourly: the peak of a block stays well below the 28 T x N outputs).
+_BLOCK_NUMBERS = 1.25e7
 _NUMBERS_PER_ASSET_ROW = 64
 
 
