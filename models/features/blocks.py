@@ -74,20 +74,22 @@ def asset_blocks(symbols: list[str], block_assets: int | None, n_bars: int) -> l
     return [symbols[i : i + size] for i in range(0, len(symbols), size)]
 
 
-def _in_pool(jobs: list[tuple], fn: Callable, workers: int) -> Iterator:
-    """fn(*job) for every job, results in job order; with workers > 1 in a process pool holding at
-    most `workers` jobs in flight (so neither inputs nor finished results pile up)."""
-    if workers == 1 or len(jobs) <= 1:
-        for job in jobs:
-            yield fn(*job)
+def _in_pool(n_jobs: int, make_args: Callable[[int], tuple], fn: Callable, workers: int) -> Iterator:
+    """fn(*make_args(k)) for k in range(n_jobs), results in order; with workers > 1 in a process
+    pool holding at most `workers` jobs in flight.  Arguments are built when a job is submitted
+    (one block's panel at a time, never all blocks' copies) and results are consumed as they
+    come, so neither inputs nor finished results pile up."""
+    if workers == 1 or n_jobs <= 1:
+        for k in range(n_jobs):
+            yield fn(*make_args(k))
         return
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, n_jobs)) as pool:
         pending: dict[int, Future] = {}
         done: dict[int, object] = {}
         nxt = 0
-        for k in range(len(jobs)):
-            while nxt < len(jobs) and len(pending) + len(done) < workers:
-                pending[nxt] = pool.submit(fn, *jobs[nxt])
+        for k in range(n_jobs):
+            while nxt < n_jobs and len(pending) + len(done) < workers:
+                pending[nxt] = pool.submit(fn, *make_args(nxt))
                 nxt += 1
             while k not in done:
                 finished, _ = wait(list(pending.values()), return_when=FIRST_COMPLETED)
@@ -96,10 +98,18 @@ def _in_pool(jobs: list[tuple], fn: Callable, workers: int) -> Iterator:
             yield done.pop(k)
 
 
-def _block_arrays(panel: Panel, symbols: list[str], spec: FeatureSpec):
+def block_panel(panel: Panel, symbols: list[str]) -> Panel:
+    """`panel.select(symbols)` without `meta` (the simulated truth, ~230 MB at universe scale,
+    which no feature reads): what one block's job needs, and all that is pickled to a worker."""
+    block = panel.select(symbols)
+    block.meta = {}
+    return block
+
+
+def _block_arrays(panel: Panel, spec: FeatureSpec):
     from adaptive_beta.models.features.compute import compute_feature_arrays
 
-    return compute_feature_arrays(panel.select(symbols), spec)
+    return compute_feature_arrays(panel, spec)
 
 
 def blocked_feature_table(panel: Panel, spec: FeatureSpec, block_assets: int | None, workers: int):
@@ -117,10 +127,10 @@ def blocked_feature_table(panel: Panel, spec: FeatureSpec, block_assets: int | N
     )
     del ti, si
     blocks = asset_blocks(symbols, block_assets, len(p.index))
-    jobs = [(p, b, spec) for b in blocks]
+    results = _in_pool(len(blocks), lambda k: (block_panel(p, blocks[k]), spec), _block_arrays, workers)
     block = names = fa = None
     start = 0
-    for b, fa in zip(blocks, _in_pool(jobs, _block_arrays, workers), strict=True):
+    for b, fa in zip(blocks, results, strict=True):
         if block is None:
             names = list(fa.arrays)
             block = np.empty((len(names), len(idx)))  # column-major, as wide_to_long
@@ -135,12 +145,12 @@ def blocked_feature_table(panel: Panel, spec: FeatureSpec, block_assets: int | N
     )
 
 
-def _write_block(panel: Panel, symbols: list[str], path: str, spec: FeatureSpec) -> dict:
+def _write_block(panel: Panel, path: str, spec: FeatureSpec) -> dict:
     """Compute one block's features and write them as one parquet file; returns its summary."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    fa = _block_arrays(panel, symbols, spec)
+    fa = _block_arrays(panel, spec)
     ti, si = np.nonzero(fa.rows)
     cols = {
         "timestamp": pa.array(fa.index[ti]),
@@ -155,7 +165,7 @@ def _write_block(panel: Panel, symbols: list[str], path: str, spec: FeatureSpec)
         writer.write_table(table)
     return {
         "file": Path(path).name,
-        "symbols": list(symbols),
+        "symbols": list(fa.symbols),
         "rows": int(len(ti)),
         "groups": fa.groups,
         "base_columns": fa.base_columns,
@@ -172,8 +182,9 @@ def write_block_files(
     workers: int,
     where: str,
     finish: Callable[[Path, list[dict]], None] | None = None,
+    cut: Callable[[Panel, list[str]], Panel] = block_panel,
 ) -> tuple[Path, list[dict]]:
-    """Run `job(panel, symbols, path)` per asset block into a new folder; (folder, job results).
+    """Run `job(cut(panel, symbols), path)` per asset block into a new folder; (folder, results).
 
     `job` computes and writes one block's parquet file at `path` (in the worker, so nothing
     large travels back) and returns a small summary; it must be picklable (a module-level
@@ -191,8 +202,8 @@ def write_block_files(
         symbols = sorted(panel.symbols)
         p = panel.select(symbols) if symbols != panel.symbols else panel
         blocks = asset_blocks(symbols, block_assets, len(p.index))
-        jobs = [(p, b, str(tmp / f"block-{k:05d}.parquet")) for k, b in enumerate(blocks)]
-        parts = list(_in_pool(jobs, job, workers))
+        paths = [str(tmp / f"block-{k:05d}.parquet") for k in range(len(blocks))]
+        parts = list(_in_pool(len(blocks), lambda k: (cut(p, blocks[k]), paths[k]), job, workers))
         if finish is not None:
             finish(tmp, parts)
         os.rename(tmp, out)

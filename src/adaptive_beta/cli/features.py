@@ -89,8 +89,8 @@ def build_feature_file(panel, spec, horizon: str = "30d", regime_horizon: str = 
 
 
 def _block_panel(panel, symbols: list[str]):
-    """`panel.select(symbols)` with the simulated truth cut to those symbols too, so a pool
-    worker receives one block's truth rather than the whole universe's."""
+    """`panel.select(symbols)` with the simulated truth (for `target_true_*`) cut to those
+    symbols too, so a pool worker receives one block's truth rather than the whole universe's."""
     block = panel.select(symbols)
     tb = block.meta.get("truth_betas")
     if tb is not None:
@@ -98,9 +98,9 @@ def _block_panel(panel, symbols: list[str]):
     return block
 
 
-def _write_block_file(panel, symbols: list[str], path: str, spec, horizon: str, regime_horizon: str) -> dict:
+def _write_block_file(block, path: str, spec, horizon: str, regime_horizon: str) -> dict:
     """One asset block's features + targets as one parquet file (runs in a pool worker)."""
-    frame, meta = build_feature_file(_block_panel(panel, symbols), spec, horizon, regime_horizon)
+    frame, meta = build_feature_file(block, spec, horizon, regime_horizon)
     frame.to_parquet(path, index=False)
     return {"rows": len(frame), "columns": frame.shape[1], "meta": meta}
 
@@ -129,7 +129,13 @@ def _write_streamed(panel, spec, out: Path, horizon, regime_horizon, block_asset
 
     job = partial(_write_block_file, spec=spec, horizon=horizon, regime_horizon=regime_horizon)
     folder, parts = write_block_files(
-        panel, out, job, block_assets=block_assets or None, workers=workers, where="abeta data features"
+        panel,
+        out,
+        job,
+        block_assets=block_assets or None,
+        workers=workers,
+        where="abeta data features",
+        cut=_block_panel,
     )
     meta = dict(parts[0]["meta"], data_fingerprint=panel.fingerprint(), files=len(parts))
     try:
