@@ -117,6 +117,11 @@ def blocked_feature_table(panel: Panel, spec: FeatureSpec, block_assets: int | N
     from adaptive_beta.models.features.compute import FeatureTable, feature_rows
 
     symbols = sorted(panel.symbols)
+    blocks = asset_blocks(symbols, block_assets, len(panel.index))
+    if len(blocks) <= 1:  # one block is the one-shot computation
+        from adaptive_beta.models.features.compute import compute_features
+
+        return compute_features(panel, spec)
     p = panel.select(symbols) if symbols != panel.symbols else panel
     rows = feature_rows(p)
     ti, si = np.nonzero(rows)  # the one-shot row order: by time, then by symbol
@@ -126,7 +131,6 @@ def blocked_feature_table(panel: Panel, spec: FeatureSpec, block_assets: int | N
         [p.index[ti], pd.Index(symbols, dtype=object)[si]], names=["timestamp", "symbol"]
     )
     del ti, si
-    blocks = asset_blocks(symbols, block_assets, len(p.index))
     results = _in_pool(len(blocks), lambda k: (block_panel(p, blocks[k]), spec), _block_arrays, workers)
     block = names = fa = None
     start = 0
