@@ -24,8 +24,9 @@ Two ways out:
   (timestamp, symbol) and the files hold consecutive runs of the sorted symbols;
   `read_feature_dataset` returns the frame of `compute_features` (same index, order and bits).
 
-Blocks run in a local `concurrent.futures` process pool when `workers` > 1, with at most
-`workers` blocks in flight, so memory grows with the pool size, not with the universe.
+Blocks run in a local process pool when `workers` > 1 (`adaptive_beta.models.pool.ordered_map`:
+at most `workers` blocks in flight, each job's panel built when it is submitted), so memory
+grows with the pool size, not with the universe.
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -44,6 +44,7 @@ import pandas as pd
 
 from adaptive_beta.models.data.schema import Panel
 from adaptive_beta.models.features.spec import FeatureSpec
+from adaptive_beta.models.pool import ordered_map
 
 # A block keeps its wide arrays (one (T, block) float64 per feature column), the estimators'
 # intermediates and its long copy near _BLOCK_NUMBERS float64s (~400 MB): a few assets of 2 years
@@ -72,30 +73,6 @@ def asset_blocks(symbols: list[str], block_assets: int | None, n_bars: int) -> l
     """Consecutive runs of `symbols` (already sorted) of `block_assets` (default: by memory)."""
     size = block_assets or default_block_assets(n_bars)
     return [symbols[i : i + size] for i in range(0, len(symbols), size)]
-
-
-def _in_pool(n_jobs: int, make_args: Callable[[int], tuple], fn: Callable, workers: int) -> Iterator:
-    """fn(*make_args(k)) for k in range(n_jobs), results in order; with workers > 1 in a process
-    pool holding at most `workers` jobs in flight.  Arguments are built when a job is submitted
-    (one block's panel at a time, never all blocks' copies) and results are consumed as they
-    come, so neither inputs nor finished results pile up."""
-    if workers == 1 or n_jobs <= 1:
-        for k in range(n_jobs):
-            yield fn(*make_args(k))
-        return
-    with ProcessPoolExecutor(max_workers=min(workers, n_jobs)) as pool:
-        pending: dict[int, Future] = {}
-        done: dict[int, object] = {}
-        nxt = 0
-        for k in range(n_jobs):
-            while nxt < n_jobs and len(pending) + len(done) < workers:
-                pending[nxt] = pool.submit(fn, *make_args(nxt))
-                nxt += 1
-            while k not in done:
-                finished, _ = wait(list(pending.values()), return_when=FIRST_COMPLETED)
-                for i in [i for i, f in pending.items() if f in finished]:
-                    done[i] = pending.pop(i).result()  # a worker's exception surfaces here
-            yield done.pop(k)
 
 
 def block_panel(panel: Panel, symbols: list[str]) -> Panel:
@@ -131,7 +108,7 @@ def blocked_feature_table(panel: Panel, spec: FeatureSpec, block_assets: int | N
         [p.index[ti], pd.Index(symbols, dtype=object)[si]], names=["timestamp", "symbol"]
     )
     del ti, si
-    results = _in_pool(len(blocks), lambda k: (block_panel(p, blocks[k]), spec), _block_arrays, workers)
+    results = ordered_map(len(blocks), lambda k: (block_panel(p, blocks[k]), spec), _block_arrays, workers)
     block = names = fa = None
     start = 0
     for b, fa in zip(blocks, results, strict=True):
@@ -207,7 +184,7 @@ def write_block_files(
         p = panel.select(symbols) if symbols != panel.symbols else panel
         blocks = asset_blocks(symbols, block_assets, len(p.index))
         paths = [str(tmp / f"block-{k:05d}.parquet") for k in range(len(blocks))]
-        parts = list(_in_pool(len(blocks), lambda k: (cut(p, blocks[k]), paths[k]), job, workers))
+        parts = list(ordered_map(len(blocks), lambda k: (cut(p, blocks[k]), paths[k]), job, workers))
         if finish is not None:
             finish(tmp, parts)
         os.rename(tmp, out)
