@@ -43,87 +43,12 @@ import numpy as np
 import pandas as pd
 
 from adaptive_beta.models.data.schema import Panel
+from adaptive_beta.models.features.compute import compute_feature_arrays
+from adaptive_beta.models.features.partition import asset_blocks, block_panel, check_block_args
 from adaptive_beta.models.features.spec import FeatureSpec
 from adaptive_beta.models.pool import ordered_map
 
-# A block keeps its wide arrays (one (T, block) float64 per feature column), the estimators'
-# intermediates and its long copy near _BLOCK_NUMBERS float64s (~400 MB): a few assets of 2 years
-# of hourly bars, the whole panel of a daily or 8h dataset.
-_BLOCK_NUMBERS = 5e7
-_NUMBERS_PER_ASSET_ROW = 300  # ~120 wide columns + ~120 long + intermediates
 META_FILE = "_features.meta.json"
-
-
-def check_block_args(block_assets: int | None, workers: int, where: str) -> None:
-    """ValueError naming the argument unless block_assets is None or >= 1 and workers >= 1."""
-    if block_assets is not None and (isinstance(block_assets, bool) or not isinstance(block_assets, int)):
-        raise ValueError(f"{where}: block_assets must be a whole number of assets, got {block_assets!r}")
-    if block_assets is not None and block_assets < 1:
-        raise ValueError(f"{where}: block_assets must be >= 1, got {block_assets!r}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"{where}: workers must be a whole number >= 1, got {workers!r}")
-
-
-def default_block_assets(n_bars: int) -> int:
-    """Assets per block that keep one block near _BLOCK_NUMBERS float64s (at least 1)."""
-    return max(1, int(_BLOCK_NUMBERS // max(1, n_bars * _NUMBERS_PER_ASSET_ROW)))
-
-
-def asset_blocks(symbols: list[str], block_assets: int | None, n_bars: int) -> list[list[str]]:
-    """Consecutive runs of `symbols` (already sorted) of `block_assets` (default: by memory)."""
-    size = block_assets or default_block_assets(n_bars)
-    return [symbols[i : i + size] for i in range(0, len(symbols), size)]
-
-
-def block_panel(panel: Panel, symbols: list[str]) -> Panel:
-    """`panel.select(symbols)` without `meta` (the simulated truth, ~230 MB at universe scale,
-    which no feature reads): what one block's job needs, and all that is pickled to a worker."""
-    block = panel.select(symbols)
-    block.meta = {}
-    return block
-
-
-def _block_arrays(panel: Panel, spec: FeatureSpec):
-    from adaptive_beta.models.features.compute import compute_feature_arrays
-
-    return compute_feature_arrays(panel, spec)
-
-
-def blocked_feature_table(panel: Panel, spec: FeatureSpec, block_assets: int | None, workers: int):
-    """`compute_features(panel, spec)` computed per asset block; the same frame, bit for bit."""
-    from adaptive_beta.models.features.compute import FeatureTable, feature_rows
-
-    symbols = sorted(panel.symbols)
-    blocks = asset_blocks(symbols, block_assets, len(panel.index))
-    if len(blocks) <= 1:  # one block is the one-shot computation
-        from adaptive_beta.models.features.compute import compute_features
-
-        return compute_features(panel, spec)
-    p = panel.select(symbols) if symbols != panel.symbols else panel
-    rows = feature_rows(p)
-    ti, si = np.nonzero(rows)  # the one-shot row order: by time, then by symbol
-    pos = np.full(rows.shape, -1, dtype=np.int64)
-    pos[ti, si] = np.arange(len(ti))
-    idx = pd.MultiIndex.from_arrays(
-        [p.index[ti], pd.Index(symbols, dtype=object)[si]], names=["timestamp", "symbol"]
-    )
-    del ti, si
-    results = ordered_map(len(blocks), lambda k: (block_panel(p, blocks[k]), spec), _block_arrays, workers)
-    block = names = fa = None
-    start = 0
-    for b, fa in zip(blocks, results, strict=True):
-        if block is None:
-            names = list(fa.arrays)
-            block = np.empty((len(names), len(idx)))  # column-major, as wide_to_long
-        bt, bs = np.nonzero(fa.rows)
-        at = pos[:, start : start + len(b)][bt, bs]
-        for j, name in enumerate(names):
-            block[j, at] = fa.arrays.pop(name)[bt, bs]
-        start += len(b)
-    frame = pd.DataFrame(block.T, index=idx, columns=names, copy=False)
-    return FeatureTable(
-        frame=frame, groups=fa.groups, base_columns=fa.base_columns, spec_hash=spec.hash(), freq=fa.freq
-    )
 
 
 def _write_block(panel: Panel, path: str, spec: FeatureSpec) -> dict:
@@ -131,7 +56,7 @@ def _write_block(panel: Panel, path: str, spec: FeatureSpec) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    fa = _block_arrays(panel, spec)
+    fa = compute_feature_arrays(panel, spec)
     ti, si = np.nonzero(fa.rows)
     cols = {
         "timestamp": pa.array(fa.index[ti]),
