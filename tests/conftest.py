@@ -20,6 +20,7 @@ REAL_DATA = Path(os.environ.get("ABETA_REAL_DATA", ROOT.parent / "shared" / "dat
 SLOW_MODULES = {
     "tests/test_notebooks.py",
     "tests/models/test_baseline_pool.py",  # a local process pool
+    "tests/models/test_feature_pool.py",  # a local process pool
     "tests/training/test_train_e2e.py",
     "tests/training/test_recalibrate.py",
     "tests/training/test_cmd_backtest.py",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
@@ -30,6 +29,7 @@ from adaptive_beta.models.estimators.rolling import (
     rolling_ols_beta_se,
 )
 from adaptive_beta.models.estimators.shrink import blume_beta, vasicek_beta
+from adaptive_beta.models.pool import ordered_map
 
 __all__ = [
     "BaselineConfig",
@@ -177,15 +177,14 @@ def baseline_forecasts(
     job = partial(
         _asset_block, bench_returns=bench_returns, factor_returns=factor_returns, freq=freq, cfg=cfg
     )
-    if workers > 1 and len(blocks) > 1:
-        with ProcessPoolExecutor(max_workers=min(workers, len(blocks))) as pool:
-            return _join_blocks(pool.map(job, blocks), returns, cfg)
-    return _join_blocks((job(b) for b in blocks), returns, cfg)  # lazily: one block's frames at a time
+    # lazily, in order: one block's frames at a time in process, at most `workers` with a pool
+    return _join_blocks(ordered_map(len(blocks), lambda k: (blocks[k],), job, workers), returns, cfg)
 
 
 # Blocks of assets keep the estimators' intermediates (rolling cross-products, Kalman states,
-# ~_NUMBERS_PER_ASSET_ROW numbers per asset and bar) near _BLOCK_NUMBERS float64s (~200 MB).
-_BLOCK_NUMBERS = 2.5e7
+# ~_NUMBERS_PER_ASSET_ROW numbers per asset and bar) near _BLOCK_NUMBERS float64s (~100 MB; 11
+# assets of 2 years hourly: the peak of a block stays well below the 28 T x N outputs).
+_BLOCK_NUMBERS = 1.25e7
 _NUMBERS_PER_ASSET_ROW = 64
 
 

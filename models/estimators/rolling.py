@@ -23,7 +23,7 @@ from adaptive_beta.models.estimators.common import (
 # constant over the window and the slope is not identified.
 _DEGENERATE = 1e-10
 # Largest rolling cross-product array (numbers) built at once; assets are processed in blocks.
-_BLOCK_NUMBERS = 1e7  # ~8 assets of 2 y hourly with 8 regressors: ~80 MB per array
+_BLOCK_NUMBERS = 4e6  # ~3 assets of 2 y hourly with 8 regressors: ~32 MB per array (x ~6 live)
 
 
 def _rolling_moments(y: pd.DataFrame, x: pd.Series, window: int) -> dict[str, np.ndarray]:

@@ -59,6 +59,7 @@ from adaptive_beta.models.data.schema import Panel
 from adaptive_beta.models.durations import parse_duration, to_periods
 from adaptive_beta.models.estimators.ewma import welch_beta_array
 from adaptive_beta.models.estimators.rolling import rolling_ols_beta_array
+from adaptive_beta.models.features.partition import asset_blocks, block_panel, check_block_args
 from adaptive_beta.models.features.rolling import (
     as_2d,
     ewma_beta_and_corr,
@@ -72,6 +73,7 @@ from adaptive_beta.models.features.rolling import (
     shift,
 )
 from adaptive_beta.models.features.spec import FeatureSpec
+from adaptive_beta.models.pool import ordered_map
 
 GROUPS = (
     "crypto_benchmark",
@@ -196,11 +198,57 @@ def compute_feature_arrays(panel: Panel, spec: FeatureSpec | None = None) -> Fea
     return FeatureArrays(b.arrays, b.groups, base, p.index, symbols, feature_rows(p), freq)
 
 
-def compute_features(panel: Panel, spec: FeatureSpec | None = None) -> FeatureTable:
-    """All features of `panel` at every (bar, asset) with a close; see the module docstring."""
+def compute_features(
+    panel: Panel, spec: FeatureSpec | None = None, *, block_assets: int | None = None, workers: int = 1
+) -> FeatureTable:
+    """All features of `panel` at every (bar, asset) with a close; see the module docstring.
+
+    `block_assets` / `workers`: compute per block of that many assets (None with workers 1: all
+    at once), blocks in a local process pool of `workers`; the same table bit for bit, with a
+    peak of the table plus one block (`adaptive_beta.models.features.blocks`, which also streams
+    a table too large for memory to parquet).
+    """
     spec = spec or FeatureSpec()
+    if block_assets is not None or workers != 1:
+        check_block_args(block_assets, workers, "compute_features")
+        return blocked_feature_table(panel, spec, block_assets, workers)
     fa = compute_feature_arrays(panel, spec)
     frame = wide_to_long(fa.arrays, fa.index, fa.symbols, fa.rows, consume=True)  # fa is ours: free as we go
+    return FeatureTable(
+        frame=frame, groups=fa.groups, base_columns=fa.base_columns, spec_hash=spec.hash(), freq=fa.freq
+    )
+
+
+def blocked_feature_table(panel: Panel, spec: FeatureSpec, block_assets: int | None, workers: int):
+    """`compute_features(panel, spec)` computed per asset block; the same frame, bit for bit."""
+    symbols = sorted(panel.symbols)
+    blocks = asset_blocks(symbols, block_assets, len(panel.index))
+    if len(blocks) <= 1:  # one block is the one-shot computation
+        return compute_features(panel, spec)
+    p = panel.select(symbols) if symbols != panel.symbols else panel
+    rows = feature_rows(p)
+    ti, si = np.nonzero(rows)  # the one-shot row order: by time, then by symbol
+    pos = np.full(rows.shape, -1, dtype=np.int64)
+    pos[ti, si] = np.arange(len(ti))
+    idx = pd.MultiIndex.from_arrays(
+        [p.index[ti], pd.Index(symbols, dtype=object)[si]], names=["timestamp", "symbol"]
+    )
+    del ti, si
+    results = ordered_map(
+        len(blocks), lambda k: (block_panel(p, blocks[k]), spec), compute_feature_arrays, workers
+    )
+    block = names = fa = None
+    start = 0
+    for b, fa in zip(blocks, results, strict=True):
+        if block is None:
+            names = list(fa.arrays)
+            block = np.empty((len(names), len(idx)))  # column-major, as wide_to_long
+        bt, bs = np.nonzero(fa.rows)
+        at = pos[:, start : start + len(b)][bt, bs]
+        for j, name in enumerate(names):
+            block[j, at] = fa.arrays.pop(name)[bt, bs]
+        start += len(b)
+    frame = pd.DataFrame(block.T, index=idx, columns=names, copy=False)
     return FeatureTable(
         frame=frame, groups=fa.groups, base_columns=fa.base_columns, spec_hash=spec.hash(), freq=fa.freq
     )
