@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from adaptive_beta.models.bundle.folder import Bundle
-from adaptive_beta.models.bundle.shapley import batched_beta_shapley, training_means
+from adaptive_beta.models.bundle.gru_shapley import GruCoalitions
+from adaptive_beta.models.bundle.shapley import batched_beta_shapley, shapley_of_windows, training_means
 from adaptive_beta.models.data.schema import Panel
 from adaptive_beta.models.features.incremental import Bar, IncrementalFeatures, PanelBars
 from adaptive_beta.models.features.windows import gather_windows, window_span
@@ -73,6 +74,9 @@ class LiveModelState:
         self.head = 0  # next slot to write
         self.bars_listed = np.zeros(n, dtype=np.int64)  # bars since each asset's first close
         self.latest: dict[str, LiveForecast] = {}
+        # the same coalition values with the GRU's input projection summed per group (None: the
+        # graph has another shape; the plain batched path then)
+        self.coalitions = GruCoalitions.from_bundle(bundle, self.groups, self.means, predict)
 
     @classmethod
     def from_panel(
@@ -135,7 +139,10 @@ class LiveModelState:
         pairs = np.stack([np.full(assets.size, self.span - 1), assets], axis=1).astype(np.int64)
         x = gather_windows(cube, pairs, self.lookback, self.stride)
         out = self.predict(x)
-        phi, base, full = batched_beta_shapley(self.predict, x, self.means, self.groups)
+        if self.coalitions is not None:
+            phi, base, full = shapley_of_windows(self.coalitions.beta_values(x))
+        else:
+            phi, base, full = batched_beta_shapley(self.predict, x, self.means, self.groups)
         as_of = self.engine.last_timestamp
         newest = self.ring[(self.head - 1) % self.span]
         done = []

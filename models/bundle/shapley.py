@@ -264,6 +264,13 @@ def batched_beta_shapley(
     out = [
         predict(coalition_batch(x[s : s + per], base, groups, masks))["beta"] for s in range(0, len(x), per)
     ]
-    values = np.concatenate(out, axis=0).astype(np.float64).reshape(x.shape[0], 2**n_groups, -1)
-    phi = shapley_from_values(values.transpose(1, 0, 2), n_groups).transpose(1, 0, 2)  # all windows at once
-    return phi, values[0, 0], values[:, -1]
+    return shapley_of_windows(np.concatenate(out, axis=0).reshape(x.shape[0], 2**n_groups, -1))
+
+
+def shapley_of_windows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(phi [N, G, K], base [K], full [N, K]) from every window's coalition values [N, 2^G, K]
+    (`coalition_masks` order), all windows in one vectorised pass."""
+    v = np.asarray(values, dtype=np.float64)
+    n_groups = int(round(np.log2(v.shape[1])))
+    phi = shapley_from_values(v.transpose(1, 0, 2), n_groups).transpose(1, 0, 2)
+    return phi, v[0, 0], v[:, -1]
