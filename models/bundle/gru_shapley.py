@@ -110,11 +110,12 @@ class GruCoalitions:
         return self.prefix.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
 
     def _projections(self, z: np.ndarray) -> np.ndarray:
-        """Per-group input projections [N, G + 1, L * 3H] float64 of GRU inputs z [L, N, F] (the
-        last entry: the columns in no group)."""
-        z64 = z.astype(np.float64).transpose(1, 0, 2)  # [N, L, F]
-        parts = [z64[..., g] @ self.weight[:, g].T for g in (*self.groups, self.rest)]  # [N, L, 3H] each
-        return np.stack(parts, axis=1).reshape(z64.shape[0], len(parts), -1)
+        """Per-group input projections [L, N, G + 1, 3H] float64 of GRU inputs z [L, N, F] (the
+        last entry: the columns in no group), laid out so that one stacked matmul with the
+        coalition masks gives the GRU's [L, batch, 3H] input directly (no transposing copy)."""
+        z64 = z.astype(np.float64)
+        parts = [z64[..., g] @ self.weight[:, g].T for g in (*self.groups, self.rest)]  # [L, N, 3H] each
+        return np.stack(parts, axis=2)
 
     def beta_values(self, x: np.ndarray) -> np.ndarray:
         """v(S) for every window and coalition: [N, 2^G, K] float32 beta (coalitions in the
@@ -122,21 +123,20 @@ class GruCoalitions:
         x = np.asarray(x, dtype=np.float32)
         n, length, _ = x.shape
         base = baseline_from_means(self.means, lookback=length)
-        px = self._projections(self._gru_input(x))  # [N, G+1, L*3H]
-        pb = self._projections(self._gru_input(base[None]))[0]  # [G+1, L*3H]
-        diff = px[:, :-1] - pb[:-1]  # [N, G, L*3H]: what each group adds to the empty coalition
-        start = pb.sum(axis=0) + (px[:, -1] - pb[-1])  # [N, L*3H]: the empty coalition
+        px = self._projections(self._gru_input(x))  # [L, N, G+1, 3H]
+        pb = self._projections(self._gru_input(base[None]))  # [L, 1, G+1, 3H]
+        diff = px[:, :, :-1] - pb[:, :, :-1]  # [L, N, G, 3H]: what each group adds to the empty coalition
+        start = pb.sum(axis=2) + (px[:, :, -1] - pb[:, :, -1])  # [L, N, 3H]: the empty coalition
         n_coal, rows = self.masks.shape[0], self.weight.shape[0]
         last = coalition_batch(x[:, -1:], base[-1:], self.groups)  # [N * 2^G, 1, F]: base betas
         per = max(1, ROWS_PER_CALL // n_coal)
         out = []
         for s in range(0, n, per):
             e = min(n, s + per)
-            coal = (self.masks @ diff[s:e] + start[s:e, None]).reshape(e - s, n_coal, length, rows)
-            gates = np.empty((length, e - s, n_coal, rows), dtype=np.float32)  # the GRU's [L, B, 3H]
-            gates[...] = coal.transpose(2, 0, 1, 3)
-            feed = {"x": last[s * n_coal : e * n_coal], "gates": gates.reshape(length, -1, rows)}
-            out.append(self.suffix.run(["beta"], feed)[0])
+            coal = np.matmul(self.masks, diff[:, s:e])  # [L, m, 2^G, 3H]
+            coal += start[:, s:e, None]
+            gates = coal.astype(np.float32).reshape(length, (e - s) * n_coal, rows)  # the GRU's [L, B, 3H]
+            out.append(self.suffix.run(["beta"], {"x": last[s * n_coal : e * n_coal], "gates": gates})[0])
         return np.concatenate(out).reshape(n, n_coal, -1)
 
 
