@@ -37,7 +37,7 @@ from adaptive_beta.models.bundle.live import LiveModelState
 from adaptive_beta.models.bundle.panel_frame import is_bar_input
 from adaptive_beta.models.features.incremental import Bar
 from adaptive_beta.models.market.bars import iso
-from adaptive_beta.serving.live_replay import replay_in_child
+from adaptive_beta.serving.live_replay import replay
 from adaptive_beta.serving.schemas import RequestError
 
 TAIL_BARS = 2  # bars read per appended bar: the new one and the one before (returns)
@@ -133,9 +133,7 @@ class LiveMarket:
         last = self.history_bars or max(i.n_bars for i in info)
         bundle, groups = self.state.bundle, list(self.state.groups.values())
         # the replay runs in a child process, so what it allocates leaves with it (live_replay.py)
-        snap, facts = replay_in_child(
-            self.state.market_db, str(bundle.path), self.assets, self.read_series, last
-        )
+        snap, facts = replay(self.store, bundle, self.state.market_db, self.assets, self.read_series, last)
         self.model = LiveModelState.restore(snap, bundle, self.state.predict, groups)
         del snap
         self.model.forecast_ready()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+log = logging.getLogger(__name__)
 REPLAY_TIMEOUT_S = 1800.0  # a 2-year store of 200 assets replays in ~10-35 s on 2 cores
 
 
@@ -33,21 +35,32 @@ class ReplayFailed(RuntimeError):
     """The replay process failed (its last stderr line says why)."""
 
 
-def replay_arrays(market_db: str, bundle_path: str, assets: list[str], series: list[str], last: int) -> dict:
-    """The replay itself (run in the child): the snapshot arrays plus `first_us` and `sha256`."""
-    from adaptive_beta.models.bundle.folder import load_bundle
+def replay_arrays(store, bundle, assets: list[str], series: list[str], last: int) -> dict:
+    """The replay itself (in the child; in the worker only as the fall-back): the snapshot
+    arrays of `store`'s last `last` bars, plus `facts` (the window's first bar and `sha256`)."""
     from adaptive_beta.models.bundle.live import LiveModelState
     from adaptive_beta.models.bundle.shapley import bundle_groups
-    from adaptive_beta.models.market.store import open_market_store
 
-    bundle = load_bundle(bundle_path)
-    with open_market_store(market_db) as store:
-        window = store.window(assets, series, last)
+    window = store.window(assets, series, last)
     panel = window.panel(bundle.meta)
     groups = list(bundle_groups(bundle.meta).values())
     state = LiveModelState.from_panel(panel, bundle, None, groups, forecast=False)
     facts = {"first_us": int(panel.index[0].value // 1000), "sha256": window.sha256}
     return {**state.snapshot(), "facts": np.frombuffer(json.dumps(facts).encode(), dtype=np.uint8)}
+
+
+def replay(
+    store, bundle, market_db: str, assets: list[str], series: list[str], last: int
+) -> tuple[dict, dict]:
+    """(snapshot arrays, facts) from a child process; if the child cannot run or fails, the same
+    replay in this process (logged: its memory then stays in the worker, and a data error is
+    raised here as the in-process replay always raised it)."""
+    try:
+        return replay_in_child(market_db, str(bundle.path), assets, series, last)
+    except ReplayFailed as exc:
+        log.warning("%s; replaying in this worker instead", exc)
+    arrays = replay_arrays(store, bundle, assets, series, last)
+    return arrays, json.loads(arrays.pop("facts").tobytes())
 
 
 def replay_in_child(
@@ -88,9 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", help="the .npz to write")
     args = ap.parse_args(argv)
     spec = json.loads(Path(args.spec).read_text())
-    arrays = replay_arrays(
-        spec["market_db"], spec["bundle"], spec["assets"], spec["series"], int(spec["last"])
-    )
+    from adaptive_beta.models.bundle.folder import load_bundle
+    from adaptive_beta.models.market.store import open_market_store
+
+    bundle = load_bundle(spec["bundle"])
+    with open_market_store(spec["market_db"]) as store:
+        arrays = replay_arrays(store, bundle, spec["assets"], spec["series"], int(spec["last"]))
     tmp = Path(args.out).with_suffix(".part.npz")
     np.savez(tmp, **arrays)
     tmp.replace(args.out)

@@ -11,7 +11,7 @@ import pytest
 from adaptive_beta.models.bundle.live import LiveModelState
 from adaptive_beta.serving.bars_schemas import BarsRequest
 from adaptive_beta.serving.endpoints.bars import bars
-from adaptive_beta.serving.live_replay import ReplayFailed, replay_in_child
+from adaptive_beta.serving.live_replay import ReplayFailed, replay, replay_in_child
 from adaptive_beta.serving.market_stores import market_store
 
 
@@ -59,3 +59,20 @@ def test_a_snapshot_of_another_shape_is_refused(inproc_state, tiny_body):
     snap["ring"] = snap["ring"][:-1]
     with pytest.raises(ValueError, match="saved ring"):
         LiveModelState.restore(snap, st.bundle, st.predict, list(st.groups.values()))
+
+
+def test_when_the_child_fails_the_worker_replays_in_process(inproc_state, tiny_body, tmp_path, caplog):
+    st = inproc_state
+    bars(st, BarsRequest.model_validate(tiny_body), "feed")
+    live = st.live
+    store = market_store(st.market_db)
+    last = max(i.n_bars for i in store.info())
+    child, facts = replay(store, st.bundle, st.market_db, live.assets, live.read_series, last)
+    unreachable = str(tmp_path / "no-such-folder" / "market.db")  # the child cannot open this URL
+    with caplog.at_level("WARNING", logger="adaptive_beta.serving.live_replay"):
+        local, local_facts = replay(store, st.bundle, unreachable, live.assets, live.read_series, last)
+    assert "replay process failed" in caplog.text and "replaying in this worker instead" in caplog.text
+    assert local_facts == facts == {"first_us": live.first_us, "sha256": live.sha256}
+    assert sorted(local) == sorted(child)
+    for k in child:
+        np.testing.assert_array_equal(local[k], child[k])
