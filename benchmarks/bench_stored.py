@@ -136,21 +136,6 @@ def worker_rss_mib(root_pid: int) -> float:
     return total / 1024
 
 
-def worker_cpu_s(root_pid: int) -> float:
-    """Summed user + system CPU seconds of the service's worker processes (as `worker_rss_mib`),
-    from /proc: the figure that does not move with other jobs' load on a shared machine."""
-    from adaptive_beta.serving.client import process_tree
-
-    total = 0
-    for pid in process_tree(root_pid)[1:]:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def split_store(data_dir: Path, db: Path, new_bars: int) -> tuple[list[int], list]:
     """Load the dataset into the store without its last `new_bars` grid bars; (their stamps, the
     dataset's series) so the bars can be posted later as a feed would."""
@@ -249,9 +234,9 @@ def stored_phase(bundle_dir: Path, data_dir: Path, tmp: Path, args, noop, no: di
         out["bars"] = []
         for t in stamps:
             body = json.dumps(bars_body(series, t)).encode()
-            cpu0, t1 = worker_cpu_s(svc.proc.pid), time.perf_counter()
+            cpu0, t1 = cpu_seconds(svc.proc.pid), time.perf_counter()
             r = httpx.post(svc.url + "/bars", content=body, headers=feed, timeout=300)
-            took, cpu = time.perf_counter() - t1, worker_cpu_s(svc.proc.pid) - cpu0
+            took, cpu = time.perf_counter() - t1, cpu_seconds(svc.proc.pid) - cpu0
             r.raise_for_status()
             fc = r.json()["forecasts"]
             out["bars"].append(
