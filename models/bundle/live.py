@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from adaptive_beta.models.bundle.folder import Bundle
-from adaptive_beta.models.bundle.shapley import batched_beta_shapley, training_means
+from adaptive_beta.models.bundle.gru_shapley import GruCoalitions
+from adaptive_beta.models.bundle.shapley import batched_beta_shapley, shapley_of_windows, training_means
 from adaptive_beta.models.data.schema import Panel
 from adaptive_beta.models.features.incremental import Bar, IncrementalFeatures, PanelBars
 from adaptive_beta.models.features.windows import gather_windows, window_span
@@ -68,17 +69,38 @@ class LiveModelState:
         self.take = np.array([pos[c] for c in bundle.feature_columns], dtype=np.int64)
         self.base_cols = [bundle.feature_columns.index(meta.base_columns[b]) for b in bundle.benchmarks]
         n, f = len(engine.symbols), len(self.take)
-        self.ring = np.full((self.span, n, f), np.nan)  # float64 rows, oldest first after `_ordered`
+        # float32 rows (the windows' precision), oldest first after `_ordered`; the newest row also
+        # in float64 (`last_row`: the audit's feature row and the end rule).  Half the memory of a
+        # float64 ring (17 MiB for 200 assets of the 8h model), the same windows.
+        self.ring = np.full((self.span, n, f), np.nan, dtype=np.float32)
+        self.last_row = np.full((n, f), np.nan)
         self.filled = 0  # rows pushed so far (the ring is full once filled >= span)
         self.head = 0  # next slot to write
         self.bars_listed = np.zeros(n, dtype=np.int64)  # bars since each asset's first close
         self.latest: dict[str, LiveForecast] = {}
+        self._coalitions: GruCoalitions | None | bool = False  # made at the first forecast
+
+    @property
+    def coalitions(self) -> GruCoalitions | None:
+        """The coalition values with the GRU's input projection summed per group (gru_shapley.py);
+        None when the graph has another shape (the plain batched path then).  Made on first use,
+        so a replay without forecasts (serving/live_replay.py) needs no model session."""
+        if self._coalitions is False:
+            self._coalitions = GruCoalitions.from_bundle(self.bundle, self.groups, self.means, self.predict)
+        return self._coalitions  # type: ignore[return-value]
 
     @classmethod
     def from_panel(
-        cls, panel: Panel, bundle: Bundle, predict: PredictFn, groups: Sequence[Sequence[int]], progress=None
+        cls,
+        panel: Panel,
+        bundle: Bundle,
+        predict: PredictFn | None,
+        groups: Sequence[Sequence[int]],
+        progress=None,
+        forecast: bool = True,
     ) -> LiveModelState:
-        """Replay `panel` bar by bar (features, ring) and forecast every asset at its last usable bar."""
+        """Replay `panel` bar by bar (features, ring) and forecast every asset at its last usable
+        bar (`forecast=False`: the state only, e.g. in a replay process without a model session)."""
         engine = IncrementalFeatures.like(panel, bundle.spec)
         state = cls(bundle, predict, engine, groups)
         bars = PanelBars(panel, engine.symbols)
@@ -86,7 +108,43 @@ class LiveModelState:
             state._advance(bars.bar(i))
             if progress is not None:
                 progress(i + 1, len(bars))
-        state._forecast(state._ready())
+        if forecast:
+            state.forecast_ready()
+        return state
+
+    def forecast_ready(self) -> list[str]:
+        """Forecast every asset whose window ends at the newest bar (after a replay or a restore)."""
+        return self._forecast(self._ready())
+
+    # ------------------------------------------------------------------------ snapshot / restore
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """The replayed state as arrays (the feature engine as its `.npz` bytes), for `restore` in
+        another process; the kept forecasts are not part of it (`forecast_ready` redoes them)."""
+        return {
+            "engine": np.frombuffer(self.engine.to_bytes(), dtype=np.uint8),
+            "ring": self.ring,
+            "last_row": self.last_row,
+            "counters": np.array([self.filled, self.head], dtype=np.int64),
+            "bars_listed": self.bars_listed,
+        }
+
+    @classmethod
+    def restore(
+        cls,
+        snap: Mapping[str, np.ndarray],
+        bundle: Bundle,
+        predict: PredictFn,
+        groups: Sequence[Sequence[int]],
+    ) -> LiveModelState:
+        """The state `snapshot` saved (ValueError if it does not fit `bundle`), without forecasts."""
+        engine = IncrementalFeatures.from_bytes(np.asarray(snap["engine"], dtype=np.uint8).tobytes())
+        state = cls(bundle, predict, engine, groups)
+        if snap["ring"].shape != state.ring.shape or snap["last_row"].shape != state.last_row.shape:
+            raise ValueError(f"saved ring {snap['ring'].shape} does not fit this bundle's {state.ring.shape}")
+        state.ring[...] = snap["ring"]
+        state.last_row[...] = snap["last_row"]
+        state.filled, state.head = (int(v) for v in snap["counters"])
+        state.bars_listed[...] = snap["bars_listed"]
         return state
 
     @property
@@ -108,6 +166,7 @@ class LiveModelState:
         row = self.engine.append(bar)
         values = np.where(row.rows[:, None], row.values[:, self.take], np.nan)
         self.ring[self.head] = values
+        self.last_row = values
         self.head = (self.head + 1) % self.span
         self.filled += 1
         self.bars_listed += (self.bars_listed > 0) | row.rows
@@ -119,14 +178,15 @@ class LiveModelState:
         on the grid and enough history since listing."""
         if self.filled < self.span:
             return np.empty(0, dtype=np.int64)
-        newest = self.ring[(self.head - 1) % self.span]
-        ok = np.isfinite(newest[:, self.base_cols]).all(axis=1) & (self.bars_listed >= self.min_periods)
+        ok = np.isfinite(self.last_row[:, self.base_cols]).all(axis=1) & (
+            self.bars_listed >= self.min_periods
+        )
         return np.flatnonzero(ok)
 
     def _ordered(self) -> np.ndarray:
-        """The ring as a [span, N, F] float32 cube, oldest row first (NaN where no close)."""
+        """The ring as a [span, N, F] float32 cube (a copy), oldest row first (NaN where no close)."""
         idx = (self.head + np.arange(self.span)) % self.span
-        return self.ring[idx].astype(np.float32)
+        return self.ring[idx]
 
     def _forecast(self, assets: np.ndarray) -> list[str]:
         if assets.size == 0:
@@ -135,9 +195,12 @@ class LiveModelState:
         pairs = np.stack([np.full(assets.size, self.span - 1), assets], axis=1).astype(np.int64)
         x = gather_windows(cube, pairs, self.lookback, self.stride)
         out = self.predict(x)
-        phi, base, full = batched_beta_shapley(self.predict, x, self.means, self.groups)
+        if self.coalitions is not None:
+            phi, base, full = shapley_of_windows(self.coalitions.beta_values(x))
+        else:
+            phi, base, full = batched_beta_shapley(self.predict, x, self.means, self.groups)
         as_of = self.engine.last_timestamp
-        newest = self.ring[(self.head - 1) % self.span]
+        newest = self.last_row
         done = []
         for i, j in enumerate(assets):
             sym = self.symbols[int(j)]

@@ -221,7 +221,11 @@ def top_features_within_groups(
     return out
 
 
-MAX_ROWS_PER_CALL = 2048  # coalition rows per model call (bounds memory: rows x lookback x features)
+# Coalition rows per model call.  Small on purpose: ONNX Runtime's CPU arena keeps the buffers of
+# the largest call it has seen for the life of the session (2048 rows of 32 x 119 float32 left
+# ~200 MiB in the worker after one stored-state bar), and a call of a few hundred rows stays in
+# cache (measured: 256 rows as fast as 2048 or faster on this model; docs/serving.md)
+MAX_ROWS_PER_CALL = 256
 
 
 def bundle_groups(meta) -> dict[str, list[int]]:
@@ -248,15 +252,25 @@ def batched_beta_shapley(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group Shapley of every window's beta: (phi [N, G, K], base [K], full [N, K]).
 
-    All N x 2^G coalition inputs of windows x [N, L, F] go through `predict` (the ONNX model) as
-    one stacked batch, split only above MAX_ROWS_PER_CALL rows; the baseline is every feature at
-    its training mean (`means`).  The service and `adaptive_beta.load_model(...).explain` share it.
+    The N x 2^G coalition inputs of windows x [N, L, F] go through `predict` (the ONNX model) in
+    calls of about MAX_ROWS_PER_CALL rows, each call's coalitions built just before it (the whole
+    stack would be 2^G times the windows: ~370 MB for 200 windows of the 8h model); the baseline
+    is every feature at its training mean (`means`).  The service and `adaptive_beta.load_model(...).explain` share it.
     """
     n_groups = len(groups)
     masks = coalition_masks(n_groups)
     base = baseline_from_means(means, lookback=x.shape[1])
-    batch = coalition_batch(x, base, groups, masks)
-    out = [predict(batch[s : s + MAX_ROWS_PER_CALL])["beta"] for s in range(0, len(batch), MAX_ROWS_PER_CALL)]
-    values = np.concatenate(out, axis=0).astype(np.float64).reshape(x.shape[0], 2**n_groups, -1)
-    phi = np.stack([shapley_from_values(v, n_groups) for v in values])
-    return phi, values[0, 0], values[:, -1]
+    per = max(1, MAX_ROWS_PER_CALL // 2**n_groups)  # windows per call, their coalitions built per call
+    out = [
+        predict(coalition_batch(x[s : s + per], base, groups, masks))["beta"] for s in range(0, len(x), per)
+    ]
+    return shapley_of_windows(np.concatenate(out, axis=0).reshape(x.shape[0], 2**n_groups, -1))
+
+
+def shapley_of_windows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(phi [N, G, K], base [K], full [N, K]) from every window's coalition values [N, 2^G, K]
+    (`coalition_masks` order), all windows in one vectorised pass."""
+    v = np.asarray(values, dtype=np.float64)
+    n_groups = int(round(np.log2(v.shape[1])))
+    phi = shapley_from_values(v.transpose(1, 0, 2), n_groups).transpose(1, 0, 2)
+    return phi, v[0, 0], v[:, -1]

@@ -44,6 +44,7 @@ def _stateless(panel, bundle, pred, groups, symbols):
 def test_replayed_state_forecasts_what_the_stateless_path_forecasts(setup):
     panel, bundle, pred, groups = setup
     live = LiveModelState.from_panel(panel, bundle, pred.predict, groups)
+    assert live.coalitions is not None  # explained by the one-GRU fast path (gru_shapley.py)
     symbols = sorted(live.latest)
     assert symbols == sorted(panel.symbols)  # every asset trades at the last bar
     inputs, out, phi, base = _stateless(panel, bundle, pred, groups, symbols)
