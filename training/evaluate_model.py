@@ -40,8 +40,12 @@ def evaluate_model(
     start: str | None = None,
     n_boot: int = 500,
     progress: bool = True,
+    ray_address: str | None = None,
 ):
-    """Scorecard (records `kind: model` beside every baseline) of `model` on `data`."""
+    """Scorecard (records `kind: model` beside every baseline) of `model` on `data`.
+
+    ray_address: score each benchmark as a Ray task there (the same records as in-process, as for
+    `abeta evaluate baselines`); the forecasts themselves are computed here once."""
     from adaptive_beta.models.bundle.folder import load_bundle
     from adaptive_beta.models.bundle.resolve import resolve_bundle
     from adaptive_beta.models.data.loaders import load_dataset
@@ -87,6 +91,7 @@ def evaluate_model(
         block_bars=to_periods("60d", panel.freq),
         n_boot=n_boot,
         progress=progress,
+        ray_address=ray_address,
     )
     for r in card.records:
         if r["split"] == "fold0":

@@ -1,4 +1,4 @@
-"""`--ray-address` for `abeta train` and `abeta evaluate baselines` (issue 14 item 1): the same
+"""`--ray-address` for `abeta train`, `abeta evaluate baselines` and `abeta evaluate model` (issue 14 item 1): the same
 small config trained in-process and on a 2-worker local Ray cluster (started here, stopped at the
 end) gives a byte-identical scorecard JSON, equal test predictions and equal MLflow runs (parent
 metrics and nested fold runs, timings aside); without an address nothing imports Ray; a bad
@@ -114,6 +114,24 @@ def test_evaluate_baselines_on_ray_gives_the_same_records(cluster, tmp_path):
     assert (tmp_path / "here.json").read_bytes() == (tmp_path / "ray.json").read_bytes()
 
 
+def test_evaluate_model_on_ray_gives_the_same_records(cluster, tmp_path):
+    """A bundle scored on another dataset: the same scorecard bytes in-process and on the cluster."""
+    import shutil
+
+    from tests.serving.conftest import build_tiny_bundle
+
+    build_tiny_bundle(tmp_path / "bundle")  # its input series is SPY: file the simulator's SPX as SPY
+    data = shutil.copytree(cluster / "sim", tmp_path / "sim")
+    shutil.copy(data / "factors" / "SPX.csv", data / "factors" / "SPY.csv")
+    for name, extra in (("here", []), ("ray", ["--ray-address", "local"])):
+        args = ["evaluate", "model", "--model", str(tmp_path / "bundle"), "--data", str(data)]
+        res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / f"{name}.json"), *extra])
+        assert res.exit_code == 0, res.output
+    here = json.loads((tmp_path / "here.json").read_text())
+    assert len([r for r in here if r["kind"] == "model" and r["metric"] == "rmse"]) >= 2
+    assert (tmp_path / "here.json").read_bytes() == (tmp_path / "ray.json").read_bytes()
+
+
 def test_without_an_address_nothing_imports_ray():
     code = (
         "import sys, adaptive_beta.cli.main, adaptive_beta.training.train_run, adaptive_beta.training.tune;"
@@ -126,12 +144,18 @@ def test_without_an_address_nothing_imports_ray():
 
 
 @pytest.mark.parametrize(
-    "command", [["train"], ["tune"], ["evaluate", "baselines", "--data", "x", "--out", "y"]]
+    "command",
+    [
+        ["train"],
+        ["tune"],
+        ["evaluate", "baselines", "--data", "x", "--out", "y"],
+        ["evaluate", "model", "--model", "m", "--data", "x", "--out", "y"],
+    ],
 )
 def test_the_option_is_in_help_and_a_bad_address_exits_2_naming_it(command, monkeypatch, capsys):
     from adaptive_beta.cli.main import run
 
-    head = [w for w in command if not w.startswith("-") and w not in ("x", "y")]
+    head = [w for w in command if not w.startswith("-") and w not in ("m", "x", "y")]
     assert "--ray-address" in CliRunner().invoke(app, [*head, "--help"], terminal_width=200).output
     assert run([*command, "--ray-address", "a cluster"]) == 2
     assert "--ray-address='a cluster': expected auto, local or HOST:PORT" in capsys.readouterr().err

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from adaptive_beta.cli.train import RAY_HELP
+
 
 def model(
     model: str = typer.Option(..., "--model", help="models:/NAME@ALIAS, runs:/... or a bundle folder."),
@@ -15,17 +17,20 @@ def model(
     start: str | None = typer.Option(
         None, "--start", help="Score only from this date (e.g. after training)."
     ),
+    ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_HELP),
 ) -> None:
     """Score a trained model and every baseline on DATA (out of sample); print the table, write JSON."""
     from adaptive_beta.models.durations import parse_duration
+    from adaptive_beta.training.cluster import resolve_address
     from adaptive_beta.training.evaluate_model import evaluate_model
 
+    address = resolve_address(ray_address)  # a bad address: exit 2 before any work
     try:
         parse_duration(horizon)
     except ValueError as exc:
         typer.secho(f"error: --horizon: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
-    card = evaluate_model(model, data, horizon, start)
+    card = evaluate_model(model, data, horizon, start, ray_address=address)
     typer.echo(card.table())
     if card.meta.get("features_absent"):
         typer.echo(
