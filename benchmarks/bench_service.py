@@ -9,7 +9,9 @@ Rows (all on 127.0.0.1, one worker, one ORT thread, audit log on SQLite WAL sync
   /explain               at 1 client
   in-process rows        (b) Predictor.predict on the request's window; (c) features + predict
                          (AppState.inputs: checks, panel, features, windows) + predict; also the
-                         request parsing alone and the whole AppState.forecast (with Shapley, audit)
+                         request parsing alone and the whole AppState.forecast (with Shapley, audit);
+                         (e) the floors of the columnar path, each alone: decoding the body
+                         (json.loads), the panel, the features, Shapley, the durable audit append
 
 The bundle is trained the way the main job does (default FeatureSpec, default lookback 64d / 32
 steps; one epoch on a 1000-day simulated market: model quality is irrelevant to speed) and
@@ -78,6 +80,7 @@ def in_process_rows(
 ) -> list[dict]:
     from adaptive_beta.models.bundle.folder import load_bundle
     from adaptive_beta.models.bundle.predictor import Predictor
+    from adaptive_beta.models.features.compute import compute_feature_arrays
     from adaptive_beta.serving.app_state import AppState, ServeConfig
     from adaptive_beta.serving.endpoints.forecast import forecast
     from adaptive_beta.serving.schemas import ForecastRequest
@@ -91,6 +94,9 @@ def in_process_rows(
     gc.set_threshold(20_000, 20, 20)
     pred = Predictor(load_bundle(bundle_dir), intra_op_threads=1)
     x = state.inputs(req).x
+    req_cols = ForecastRequest.model_validate_json(raw_cols)
+    panel = state.panel_from_request(req_cols)
+    record = _record_like_a_forecast(state, req_cols)
     rows = []
     for name, fn in (
         ("(b) in-process ORT predict", lambda: pred.predict(x)),
@@ -98,12 +104,37 @@ def in_process_rows(
         ("    request parsing (pydantic)", lambda: ForecastRequest.model_validate_json(raw)),
         ("    request parsing, columns", lambda: ForecastRequest.model_validate_json(raw_cols)),
         ("    in-process endpoints.forecast", lambda: forecast(state, req, "bench")),
+        (
+            "    columns: parse + endpoints.forecast",
+            lambda: forecast(state, ForecastRequest.model_validate_json(raw_cols), "bench"),
+        ),
+        # floors of the columnar path: what a request cannot avoid, each measured alone
+        ("(e) json.loads of the columns body", lambda: json.loads(raw_cols)),
+        ("(e) request panel (columns)", lambda: state.panel_from_request(req_cols)),
+        ("(e) features (compute_feature_arrays)", lambda: compute_feature_arrays(panel, state.bundle.spec)),
+        ("(e) exact group Shapley (ORT)", lambda: state.shapley(x)),
+        ("(e) durable audit append alone", lambda: state.audit.append(next(record))),
     ):
         t0 = time.perf_counter()
         lat = timed(fn, n, cap_s)
         rows.append(row(name, 1, lat, 0, time.perf_counter() - t0))
     state.audit.close()
     return rows
+
+
+def _record_like_a_forecast(state, req):
+    """Endless audit entries equal to the one /forecast logs for `req`, each with a new request id
+    (the append alone: record preparation, the writer's canonical JSON and hash, commit and fsync)."""
+    import uuid
+
+    from adaptive_beta.models.audit.chain import ENTRY_FIELDS
+    from adaptive_beta.serving.endpoints.forecast import forecast
+
+    rid = forecast(state, req, "bench")["request_id"]
+    logged = next(r for r in state.audit.query(limit=5) if r["request_id"] == rid)
+    entry = {k: v for k, v in logged.items() if k in ENTRY_FIELDS}
+    while True:
+        yield {**entry, "request_id": uuid.uuid4().hex}
 
 
 def main() -> None:
