@@ -18,12 +18,26 @@ from __future__ import annotations
 
 import numpy as np
 
-# layout width -> (has a time of day, offset kind): date, naive date-time, `Z`, `+HH:MM` / `-HH:MM`
-_LAYOUTS = {10: (False, None), 19: (True, None), 20: (True, "Z"), 25: (True, "offset")}
-_DIGITS_DATE = (0, 1, 2, 3, 5, 6, 8, 9)
-_DIGITS_TIME = (11, 12, 14, 15, 17, 18)
-_DIGITS_OFFSET = (20, 21, 23, 24)
+# layout width -> character classes: d a digit, s the offset's sign, anything else itself
+_PATTERNS = {
+    10: "dddd-dd-dd",  # a date: midnight, naive (UTC)
+    19: "dddd-dd-ddTdd:dd:dd",  # naive (UTC)
+    20: "dddd-dd-ddTdd:dd:ddZ",
+    25: "dddd-dd-ddTdd:dd:ddsdd:dd",  # s: the offset sign, + or -
+}
+# fields read from the digits: (name, first character, width, lowest, highest allowed)
+_FIELDS = (
+    ("year", 0, 4, 1, 9999),
+    ("month", 5, 2, 1, 12),
+    ("day", 8, 2, 1, 31),
+    ("hour", 11, 2, 0, 23),
+    ("minute", 14, 2, 0, 59),
+    ("second", 17, 2, 0, 59),
+    ("offset_hour", 20, 2, 0, 23),
+    ("offset_minute", 23, 2, 0, 59),
+)
 _US_PER_S = 1_000_000
+_MINUS, _COMMA = ord("-"), ord(",")
 
 
 class IsoStamps(list):
@@ -33,31 +47,42 @@ class IsoStamps(list):
     us: np.ndarray
 
 
-def _number(codes: np.ndarray, *cols: int) -> np.ndarray:
-    out = np.zeros(codes.shape[0], dtype=np.int64)
-    for c in cols:
-        out = out * 10 + (codes[:, c] - 48)
-    return out
+class _Layout:
+    """Per layout, built once: the allowed code range of every character (plus one column that
+    must be empty, so a longer string is refused, not truncated) and the matrix that turns the
+    characters into the fields' numbers in one product."""
+
+    def __init__(self, pattern: str):
+        width = len(pattern)
+        self.width = width
+        self.offset = "s" in pattern
+        self.lo = np.zeros(width + 1, dtype=np.uint32)
+        self.span = np.zeros(width + 1, dtype=np.uint32)  # allowed: lo <= code <= lo + span
+        for k, ch in enumerate(pattern):
+            lo, hi = {"d": ("0", "9"), "s": ("+", "-")}.get(ch, (ch, ch))
+            self.lo[k], self.span[k] = ord(lo), ord(hi) - ord(lo)
+        fields = [f for f in _FIELDS if f[1] + f[2] <= width]
+        self.weights = np.zeros((len(fields), width + 1))
+        for j, (_, first, n, _, _) in enumerate(fields):
+            for k in range(n):
+                self.weights[j, first + k] = 10 ** (n - 1 - k)
+        self.bias = 48 * self.weights.sum(axis=1, keepdims=True)  # the code of "0" at every digit
+        self.lowest = np.array([f[3] for f in fields])[:, None]
+        self.highest = np.array([f[4] for f in fields])[:, None]
+
+    def fields(self, codes: np.ndarray) -> np.ndarray | None:
+        """[fields, n] int64 (year, month, day, then hour... where the layout has them), or None."""
+        if not ((codes - self.lo) <= self.span).all():  # unsigned: below `lo` wraps to a huge value
+            return None
+        if self.offset and (codes[:, 19] == _COMMA).any():  # between "+" and "-" in the code table
+            return None
+        f = np.rint(self.weights @ codes.T - self.bias).astype(np.int64)  # exact: integers < 2^53
+        if (f < self.lowest).any() or (f > self.highest).any():
+            return None
+        return f
 
 
-def _layout_ok(codes: np.ndarray, width: int, timed: bool, offset: str | None) -> bool:
-    """Digits where digits belong, the exact separators, nothing beyond `width` characters."""
-    digits = list(_DIGITS_DATE) + (list(_DIGITS_TIME) if timed else [])
-    seps = {4: "-", 7: "-"}
-    if timed:
-        seps.update({10: "T", 13: ":", 16: ":"})
-    if offset == "Z":
-        seps[19] = "Z"
-    if offset == "offset":
-        digits += list(_DIGITS_OFFSET)
-        seps[22] = ":"
-    d = codes[:, digits] - 48
-    if d.min() < 0 or d.max() > 9 or codes[:, width].any():  # the extra column: longer strings
-        return False
-    for col, ch in seps.items():
-        if not (codes[:, col] == ord(ch)).all():
-            return False
-    return offset != "offset" or bool(((codes[:, 19] == ord("+")) | (codes[:, 19] == ord("-"))).all())
+_LAYOUTS = {width: _Layout(pattern) for width, pattern in _PATTERNS.items()}
 
 
 def iso_microseconds(values: list, min_length: int = 0, max_length: int | None = None) -> np.ndarray | None:
@@ -73,32 +98,21 @@ def iso_microseconds(values: list, min_length: int = 0, max_length: int | None =
         return None
     if set(map(type, values)) != {str}:  # numbers (unix times) etc.: pydantic's rules
         return None
-    width = len(first)
-    timed, offset = _LAYOUTS[width]
-    # one column more than the layout: a longer string shows there instead of being truncated
-    codes = np.array(values, dtype=f"<U{width + 1}").view(np.uint32).reshape(n, width + 1).astype(np.int64)
-    if not _layout_ok(codes, width, timed, offset):
+    layout = _LAYOUTS[len(first)]
+    codes = np.array(values, dtype=f"<U{layout.width + 1}").view(np.uint32).reshape(n, layout.width + 1)
+    f = layout.fields(codes)
+    if f is None:
         return None
-    year, month, day = _number(codes, 0, 1, 2, 3), _number(codes, 5, 6), _number(codes, 8, 9)
-    if year.min() < 1 or month.min() < 1 or month.max() > 12 or day.min() < 1:
-        return None
-    months = (np.datetime64("0001-01", "M") + ((year - 1) * 12 + month - 1)).astype("datetime64[M]")
+    months = np.datetime64("0001-01", "M") + ((f[0] - 1) * 12 + f[1] - 1)
     first_day = months.astype("datetime64[D]")
-    if (day > ((months + 1).astype("datetime64[D]") - first_day).astype(np.int64)).any():
+    if (f[2] > ((months + 1).astype("datetime64[D]") - first_day).astype(np.int64)).any():
         return None  # e.g. 2023-02-29: pydantic's error, not ours
-    days = first_day.astype(np.int64) + (day - 1)  # days since 1970-01-01
-    seconds = days * 86_400
-    if timed:
-        hour, minute, sec = _number(codes, 11, 12), _number(codes, 14, 15), _number(codes, 17, 18)
-        if hour.max() > 23 or minute.max() > 59 or sec.max() > 59:
-            return None
-        seconds = seconds + hour * 3600 + minute * 60 + sec
-    if offset == "offset":
-        oh, om = _number(codes, 20, 21), _number(codes, 23, 24)
-        if oh.max() > 23 or om.max() > 59:
-            return None
-        sign = np.where(codes[:, 19] == ord("-"), -1, 1)
-        seconds = seconds - sign * (oh * 3600 + om * 60)  # local time minus its offset: UTC
+    seconds = (first_day.astype(np.int64) + (f[2] - 1)) * 86_400  # days since 1970-01-01
+    if len(f) > 3:
+        seconds += f[3] * 3600 + f[4] * 60 + f[5]
+    if layout.offset:  # local time minus its offset: UTC
+        sign = np.where(codes[:, 19] == _MINUS, -1, 1)
+        seconds -= sign * (f[6] * 3600 + f[7] * 60)
     return seconds * _US_PER_S
 
 
