@@ -450,13 +450,12 @@ class AppState:
             if a.symbol not in wanted:
                 continue
             cols = history_columns(a)  # either form of the history (objects or columns)
-            stamps = pd.to_datetime(cols.us, unit="us", utc=True)
             out[a.symbol] = {
                 "n_bars": len(cols.us),
-                "first": _iso_utc(stamps[0]),
-                "last": _iso_utc(stamps[-1]),
-                "timestamps": [_iso_utc(t) for t in stamps[-AUDIT_CLOSES:]],
-                "closes": [float(c) for c in cols.close[-AUDIT_CLOSES:]],
+                "first": _iso_us(cols.us[0]),
+                "last": _iso_us(cols.us[-1]),
+                "timestamps": _iso_many(cols.us[-AUDIT_CLOSES:]),
+                "closes": cols.close[-AUDIT_CLOSES:].tolist(),
             }
         return out
 
@@ -589,6 +588,14 @@ def _utc_index(stamps: list) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(us.astype("datetime64[us]")).tz_localize("UTC")
 
 
-def _iso_utc(d: datetime) -> str:
-    """A request datetime as UTC ISO 8601 (naive = UTC, as everywhere in the service)."""
-    return (d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)).isoformat()
+def _iso_us(us: int) -> str:
+    """int64 microseconds since the epoch -> UTC ISO 8601 (`+00:00`): only the stamps the audit
+    summary keeps are converted, not a pandas index of the whole history."""
+    return (_EPOCH + timedelta(microseconds=int(us))).isoformat()
+
+
+def _iso_many(us: np.ndarray) -> list[str]:
+    """`_iso_us` of each stamp; whole seconds (every bar grid) in one numpy call (~10x cheaper)."""
+    if len(us) and not (us % 1_000_000).any():
+        return [t + "+00:00" for t in np.datetime_as_string(us.astype("datetime64[us]"), unit="s").tolist()]
+    return [_iso_us(u) for u in us.tolist()]

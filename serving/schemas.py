@@ -40,6 +40,7 @@ from pydantic import (
 )
 
 from adaptive_beta.models.settings import settings_at_import
+from adaptive_beta.serving.iso_stamps import IsoStamps, fast_stamps
 
 MAX_ASSETS = settings_at_import().max_assets  # ABETA_MAX_ASSETS: per request
 MAX_HISTORY = settings_at_import().max_history  # ABETA_MAX_HISTORY: bars per asset / points per series
@@ -128,6 +129,8 @@ def epoch_microseconds(stamps: list[datetime]) -> np.ndarray:
     seconds and a fraction recovers the microsecond exactly; anything else takes exact integer
     datetime arithmetic.  `tests/serving/test_request_columns.py` checks it against pandas.
     """
+    if isinstance(stamps, IsoStamps):  # read by the columnar fast path while it was validated
+        return stamps.us
     n = len(stamps)
     if n == 0:
         return np.empty(0, dtype=np.int64)
@@ -253,7 +256,7 @@ def _check_columns(data: BarColumns | SeriesColumns, where: str, positive: bool 
         cols[extra] = a
     us = epoch_microseconds(data.timestamps)
     for i in np.flatnonzero(us[1:] <= us[:-1])[:1] + 1:
-        ts = _utc(data.timestamps[i]).isoformat()
+        ts = (_EPOCH + timedelta(microseconds=int(us[i]))).isoformat()  # = _utc(timestamps[i]).isoformat()
         order = (
             "duplicates the previous bar" if us[i] == us[i - 1] else "is before the previous bar (not sorted)"
         )
@@ -328,6 +331,16 @@ def request_sha256(req: ForecastRequest) -> str:
     return h.hexdigest()
 
 
+def _timestamps_column(cls, value, handler):
+    """A column of ISO strings of one layout is read in one vectorised pass (`iso_stamps`), within
+    the field's length limits; anything else is pydantic's `list[datetime]` (its errors unchanged)."""
+    limits = {type(m).__name__: m for m in cls.model_fields["timestamps"].metadata}
+    lo = getattr(limits.get("MinLen"), "min_length", 0)
+    hi = getattr(limits.get("MaxLen"), "max_length", None)
+    fast = fast_stamps(value, lo, hi)
+    return fast if fast is not None else handler(value)
+
+
 class BarColumns(_Strict):
     """A history as columns: one JSON array per field instead of one object per bar.
 
@@ -351,6 +364,8 @@ class BarColumns(_Strict):
         default=None, description="open interest per bar, >= 0"
     )
 
+    _fast_timestamps = field_validator("timestamps", mode="wrap")(_timestamps_column)
+
     def __len__(self) -> int:
         return len(self.timestamps)
 
@@ -364,6 +379,7 @@ class SeriesColumns(_Strict):
     close: list[StrictFloat] = Field(description="levels, JSON numbers, finite (> 0 except for rates)")
 
     _columns: HistoryColumns | None = PrivateAttr(default=None)
+    _fast_timestamps = field_validator("timestamps", mode="wrap")(_timestamps_column)
 
     def __len__(self) -> int:
         return len(self.timestamps)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from adaptive_beta.models.bundle.folder import Bundle
 from adaptive_beta.models.data.schema import DataError, Panel
-from adaptive_beta.models.features.windows import gather_windows, sample_index, window_ends
+from adaptive_beta.models.features.windows import gather_windows, sample_index, window_ends, window_span
 
 
 @dataclass
@@ -95,24 +95,50 @@ def _latest_windows(
 ) -> tuple[np.ndarray, list[pd.Timestamp], list[int], np.ndarray]:
     """`adaptive_beta.models.features.windows.latest_windows` on the wide feature arrays, without the long frame.
 
-    The same cube (float32, NaN where the asset has no close or is not in the panel), the same
-    end rule and messages (`window_ends`) and `gather_windows`; plus the
-    float64 feature row at each window end (what the long frame holds there).  Serving pays for
-    one [T, N, F] stack instead of a (T*N)-row DataFrame and its MultiIndex look-ups.
+    The same cube values (float32, NaN where the asset has no close or is not in the panel), the
+    same end rule and messages (`window_ends`, run on the base columns it reads) and the same
+    windows as `gather_windows`; plus the float64 feature row at each window end (what the long
+    frame holds there).  Only the rows of each window are stacked (L x F per asset instead of
+    the whole T x F history: ~1 ms less for one 661-bar asset).
     """
+    if not require_finite:  # the end rule then reads every column: cut from the full cube
+        return _latest_windows_full(fa, columns, lookback_bars, stride, symbols)
     pos = {s: j for j, s in enumerate(fa.symbols)}
-    t_len, f_len = len(fa.index), len(columns)
-    cube64 = np.full((t_len, len(symbols), f_len), np.nan)
+    base = _cube(fa, list(require_finite), symbols, pos, None).astype(np.float32)  # [T, N, B]
+    base_cols = list(require_finite)
+    ends = window_ends(base, fa.index, base_cols, lookback_bars, stride, symbols, base_cols)
+    first = window_span(lookback_bars, stride) - 1
+    rows = np.asarray(ends, dtype=np.int64)[:, None] + np.arange(-first, 1, stride)[None, :]  # [N, L]
+    win64 = _cube(fa, columns, symbols, pos, rows)  # [N, L, F]
+    values = win64[:, -1] if symbols else np.empty((0, len(columns)))  # the end row: offsets end at 0
+    return np.ascontiguousarray(win64, dtype=np.float32), [fa.index[e] for e in ends], ends, values
+
+
+def _cube(fa, columns: list[str], symbols: list[str], pos: dict, rows: np.ndarray | None) -> np.ndarray:
+    """float64 feature values, NaN where the asset has no close or is not in the panel:
+    [T, N, F] (rows None) or [N, L, F] at grid rows `rows` [N, L] of each asset."""
+    shape = (len(fa.index), len(symbols)) if rows is None else rows.shape[::-1]
+    out = np.full((*shape, len(columns)), np.nan)
     present = [(k, pos[s]) for k, s in enumerate(symbols) if s in pos]
     if present:
         ks, js = (list(v) for v in zip(*present, strict=True))
-        stacked = np.stack([fa.arrays[c][:, js] for c in columns], axis=-1)  # [T, n, F]
-        cube64[:, ks] = np.where(fa.rows[:, js][:, :, None], stacked, np.nan)
+        if rows is None:
+            t, j = slice(None), js  # [T, n]
+        else:
+            t, j = rows[ks].T, np.asarray(js)[None, :]  # [L, n]
+        stacked = np.stack([fa.arrays[c][t, j] for c in columns], axis=-1)
+        out[:, ks] = np.where(fa.rows[t, j][:, :, None], stacked, np.nan)
+    return out if rows is None else out.transpose(1, 0, 2)
+
+
+def _latest_windows_full(fa, columns, lookback_bars, stride, symbols):
+    """The same result from the whole [T, N, F] cube (no base columns to find the ends with)."""
+    cube64 = _cube(fa, columns, symbols, {s: j for j, s in enumerate(fa.symbols)}, None)
     cube = cube64.astype(np.float32)
-    ends = window_ends(cube, fa.index, columns, lookback_bars, stride, symbols, require_finite)
+    ends = window_ends(cube, fa.index, columns, lookback_bars, stride, symbols, [])
     pairs = np.stack([np.array(ends), np.arange(len(symbols))], axis=1).astype(np.int64)
     x = gather_windows(cube, pairs, lookback_bars, stride)
-    values = cube64[ends, np.arange(len(symbols))] if symbols else np.empty((0, f_len))
+    values = cube64[ends, np.arange(len(symbols))] if symbols else np.empty((0, len(columns)))
     return x, [fa.index[e] for e in ends], ends, values
 
 

@@ -81,15 +81,16 @@ def panel_from_columns(
     if joined is None:
         return None  # unsorted or duplicate publication times: let build_panel handle it
     fvals, fstale, cats = joined
-    factor_frame = pd.DataFrame(fvals, index=index, columns=list(fvals))
-    stale_frame = pd.DataFrame(fstale, index=index, columns=list(fstale))
+    factor_names = pd.Index(list(fvals))  # one label index for both frames
+    factor_frame = _frame(fvals, index, factor_names)
+    stale_frame = _frame(fstale, index, factor_names)
 
     # benchmarks: BTC (given, else the asset's close), then the given composite
     given = dict(benchmark_series)
     btc = btc_symbol or find_btc(symbols)
     if btc is None:
         btc = find_btc(given)
-    bench: dict[str, pd.Series] = {}
+    bench: dict[str, np.ndarray] = {}
 
     def on_grid(us: np.ndarray, levels: np.ndarray) -> np.ndarray:
         col = np.full(t, np.nan)
@@ -98,11 +99,11 @@ def panel_from_columns(
 
     if btc is not None:
         if btc in given:
-            bench[btc] = pd.Series(on_grid(*given.pop(btc)), index=index, name=btc)
+            bench[btc] = on_grid(*given.pop(btc))
         elif btc in frames["close"].columns:
-            bench[btc] = frames["close"][btc]
-    bench[COMPOSITE_NAME] = pd.Series(on_grid(*given.pop(COMPOSITE_NAME)), index=index, name=COMPOSITE_NAME)
-    benchmarks = pd.DataFrame(bench, index=index)
+            bench[btc] = frames["close"][btc].to_numpy(dtype=np.float64)
+    bench[COMPOSITE_NAME] = on_grid(*given.pop(COMPOSITE_NAME))
+    benchmarks = _frame(bench, index, pd.Index(list(bench)))
     return Panel(
         close=frames["close"],
         volume=frames["volume"],
@@ -127,7 +128,19 @@ def _asset_frames(assets, index: pd.DatetimeIndex, freq_ns: int) -> dict[str, pd
             col = np.full(len(index_ns), np.nan)
             _grid(index_ns, freq_ns, us, cols[c], col)
             wide[c][:, j] = col
-    return {c: pd.DataFrame(wide[c], index=index, columns=symbols) for c in COLUMNS}
+    labels = pd.Index(symbols)  # one label index for the four frames (a string index costs ~50 us)
+    return {c: pd.DataFrame(wide[c], index=index, columns=labels) for c in COLUMNS}
+
+
+def _frame(columns: Mapping[str, np.ndarray], index: pd.DatetimeIndex, labels: pd.Index) -> pd.DataFrame:
+    """`pd.DataFrame(columns, index=index)` for equal-length float64 columns, ~5x cheaper.
+
+    Built from one stacked array laid out as pandas lays out a dict of arrays (a single
+    (columns, rows) block), so the frame, its `to_numpy()` and every sum over it are the same.
+    """
+    if not columns:
+        return pd.DataFrame(dict(columns), index=index, columns=list(columns))
+    return pd.DataFrame(np.vstack(list(columns.values())).T, index=index, columns=labels)
 
 
 def _asof_factors(

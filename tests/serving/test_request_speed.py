@@ -11,7 +11,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adaptive_beta.serving.app_state import AppState, _utc_index
+from adaptive_beta.serving.app_state import AppState, _iso_many, _iso_us, _utc_index
 
 OFFSETS = st.sampled_from(
     [None, UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))]
@@ -59,3 +59,15 @@ def test_feature_rows_equal_the_to_dict_reference_with_none_for_non_finite():
     assert got == ref
     assert got["XUSDT"] == {"a": 1.5, "b": None, "c": None, "d": 0.0}
     assert all(type(v) is float for r in got.values() for v in r.values() if v is not None)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(min_value=-62_135_596_800_000_000, max_value=253_402_300_799_999_999), max_size=20)
+)
+def test_audit_summary_stamps_equal_the_pandas_isoformat_they_replace(us):
+    ref = [t.isoformat() for t in pd.to_datetime(np.asarray(us, dtype=np.int64), unit="us", utc=True)]
+    assert [_iso_us(u) for u in us] == ref == _iso_many(np.asarray(us, dtype=np.int64))
+    whole = np.asarray(us, dtype=np.int64) // 1_000_000 * 1_000_000  # the numpy path of _iso_many
+    assert _iso_many(whole) == [t.isoformat() for t in pd.to_datetime(whole, unit="us", utc=True)]
+    assert _iso_us(1_735_776_000_000_007) == "2025-01-02T00:00:00.000007+00:00"

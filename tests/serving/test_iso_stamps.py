@@ -1,0 +1,141 @@
+"""The columnar timestamp fast path (serving/iso_stamps.py) reads exactly what pydantic reads.
+
+Accepted columns give the same int64 microseconds as pydantic's `datetime` plus
+`epoch_microseconds`; every column it declines (odd layouts, impossible dates, numbers, lengths
+beyond the field's limits) is validated by pydantic as before, with the same error.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
+
+from adaptive_beta.serving.iso_stamps import IsoStamps, fast_stamps, iso_microseconds
+from adaptive_beta.serving.schemas import BarColumns, SeriesColumns, epoch_microseconds
+
+PYDANTIC = TypeAdapter(list[datetime])
+OFFSETS = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1)  # minutes, as pydantic allows
+STAMPS = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)).map(
+    lambda d: d.replace(microsecond=0)
+)
+
+
+def _text(d: datetime, layout: str, offset_min: int) -> str:
+    if layout == "date":
+        return f"{d.year:04d}-{d.month:02d}-{d.day:02d}"
+    base = f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}"
+    if layout == "naive":
+        return base
+    if layout == "Z":
+        return base + "Z"
+    sign = "-" if offset_min < 0 else "+"
+    h, m = divmod(abs(offset_min), 60)
+    return f"{base}{sign}{h:02d}:{m:02d}"
+
+
+def _reference(texts: list[str]) -> np.ndarray:
+    """What the service computed before the fast path: pydantic datetimes, then exact microseconds."""
+    return epoch_microseconds(PYDANTIC.validate_json(json.dumps(texts)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.tuples(STAMPS, OFFSETS), min_size=1, max_size=30),
+    st.sampled_from(["date", "naive", "Z", "offset"]),
+)
+def test_fast_path_gives_pydantics_instants_to_the_microsecond(pairs, layout):
+    texts = [_text(d, layout, off) for d, off in pairs]
+    got = iso_microseconds(texts)
+    assert got is not None and got.dtype == np.int64
+    assert got.tolist() == _reference(texts).tolist()
+
+
+def test_known_instants_and_offsets():
+    texts = ["2025-01-02T00:00:00+00:00", "2025-01-02T02:30:00+02:30", "2025-01-01T19:00:00-05:00"]
+    assert iso_microseconds(texts).tolist() == [1735776000_000000] * 3
+    assert iso_microseconds(["2024-02-29", "1970-01-01"]).tolist() == [1709164800_000000, 0]
+    assert iso_microseconds(["2025-01-02T00:00:00Z"]).tolist() == [1735776000_000000]
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["2023-02-29"],  # not a day
+        ["2024-13-01"],
+        ["0000-01-01"],  # year 0: pydantic refuses it
+        ["2024-01-01T24:00:00"],
+        ["2024-01-01T23:59:60Z"],
+        ["2024-01-01T00:00:00+24:00"],
+        ["2024-01-01T00:00:00+00:60"],
+        ["2024-01-01t00:00:00Z"],  # layouts the fast path leaves to pydantic
+        ["2024-01-01 00:00:00Z"],
+        ["2024-01-01T00:00:00.5Z"],
+        ["2024-01-01T00:00:00z"],
+        ["2024-01-01", "2024-01-02T00:00:00Z"],  # mixed layouts in one column
+        ["2024-01-01", "2024-01-02x"],  # a longer string
+        ["2024-01-01", "2024-1-02"],
+        ["2024-01-01", 1704153600],  # a number: pydantic's unix-time rule
+        ["１９７０-01-01"],  # non-ASCII digits
+    ],
+)
+def test_columns_outside_the_fast_path_are_declined(texts):
+    assert iso_microseconds(texts) is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["2024-01-01T00:00:00Z", "2023-02-29T00:00:00Z"],
+        ["2024-01-01T00:00:00Z", "2024-01-01T24:00:00Z"],
+        ["2024-01-01T00:00:00Z", "not a time"],
+        ["0000-01-01T00:00:00Z", "2024-01-01T00:00:00Z"],
+    ],
+)
+def test_a_bad_timestamp_gets_pydantics_error_with_its_index(bad):
+    body = json.dumps({"timestamps": bad, "close": [1.0, 2.0]})
+    with pytest.raises(ValidationError) as got:
+        BarColumns.model_validate_json(body)
+    with pytest.raises(ValidationError) as ref:
+        PYDANTIC.validate_json(json.dumps(bad))
+    (g,), (r,) = got.value.errors(), ref.value.errors()
+    assert g["loc"] == ("timestamps", *r["loc"]) and g["type"] == r["type"] and g["msg"] == r["msg"]
+
+
+def test_the_fields_length_limits_still_apply():
+    with pytest.raises(ValidationError) as exc:
+        BarColumns.model_validate_json(json.dumps({"timestamps": ["2024-01-01"], "close": [1.0]}))
+    assert exc.value.errors()[0]["type"] == "too_short"
+    one = SeriesColumns.model_validate_json(json.dumps({"timestamps": ["2024-01-01"], "close": [1.0]}))
+    assert epoch_microseconds(one.timestamps).tolist() == [1704067200_000000]
+    assert fast_stamps(["2024-01-01"] * 3, max_length=2) is None
+
+
+def test_a_validated_column_carries_its_microseconds():
+    cols = BarColumns.model_validate_json(
+        json.dumps(
+            {"timestamps": ["2025-01-01T00:00:00+00:00", "2025-01-02T00:00:00+00:00"], "close": [1.0, 2.0]}
+        )
+    )
+    assert isinstance(cols.timestamps, IsoStamps) and len(cols) == 2
+    assert epoch_microseconds(cols.timestamps).tolist() == [
+        int((datetime(2025, 1, d, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
+        for d in (1, 2)
+    ]
+    # an offset column: the same instants as the UTC spelling
+    shifted = BarColumns.model_validate_json(
+        json.dumps(
+            {
+                "timestamps": [
+                    datetime(2025, 1, d, 1, tzinfo=timezone(timedelta(hours=1))).isoformat() for d in (1, 2)
+                ],
+                "close": [1.0, 2.0],
+            }
+        )
+    )
+    assert epoch_microseconds(shifted.timestamps).tolist() == epoch_microseconds(cols.timestamps).tolist()
