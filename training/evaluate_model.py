@@ -42,10 +42,8 @@ def evaluate_model(
     progress: bool = True,
     ray_address: str | None = None,
 ):
-    """Scorecard (records `kind: model` beside every baseline) of `model` on `data`.
-
-    ray_address: score each benchmark as a Ray task there (the same records as in-process, as for
-    `abeta evaluate baselines`); the forecasts themselves are computed here once."""
+    """Scorecard (records `kind: model` beside every baseline) of `model` on `data`; with
+    `ray_address` each benchmark is scored as a Ray task there (the same records)."""
     from adaptive_beta.models.bundle.folder import load_bundle
     from adaptive_beta.models.bundle.resolve import resolve_bundle
     from adaptive_beta.models.data.loaders import load_dataset
