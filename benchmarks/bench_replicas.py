@@ -106,18 +106,6 @@ def new_database(server_url: str) -> str:
 
 
 # ---------------------------------------------------------------------------------- CPU accounting
-def cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of these processes (Linux /proc), in seconds."""
-    tick, total = os.sysconf("SC_CLK_TCK"), 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / tick
-
-
 def machine_busy() -> tuple[float, float]:
     """(busy, total) jiffies of all cores since boot (/proc/stat)."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -166,7 +154,7 @@ async def load(urls: list[str], payload: bytes, headers: dict, clients: int, tot
 def run_row(args, n_replicas: int, bundle: Path, body: bytes | None, data_dir: Path, pg, tmp: Path) -> dict:
     """Start `n_replicas` on a fresh database, load them, check the log; one result row."""
     from adaptive_beta.models.audit.log import AuditReader, verify_chain
-    from adaptive_beta.serving.client import LocalService, process_tree
+    from adaptive_beta.serving.client import LocalService, cpu_seconds, process_tree
 
     db = new_database(pg.url)
     key = "trader-" + secrets.token_hex(16)  # one key valid on every replica (a client does not care)

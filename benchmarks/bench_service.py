@@ -24,12 +24,13 @@ import argparse
 import asyncio
 import gc
 import json
-import os
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
+
+from adaptive_beta.serving.client import cpu_seconds, process_tree
 
 LEVELS = (1, 8, 32)
 # not the defaults (ABETA_MAX_CONCURRENCY is 16 by default): README and docs/serving.md quote these beside the figures
@@ -63,29 +64,16 @@ def row(name: str, clients: int, lat: list[float], errors: int, wall: float) -> 
     }
 
 
-def tree_cpu_s(root_pid: int) -> float:
-    """CPU seconds (user + system) used so far by a service's processes (/proc): per request, the
-    server's own work, which a loaded machine does not inflate as it inflates wall latency."""
-    from adaptive_beta.serving.client import process_tree
-
-    total = 0
-    for pid in process_tree(root_pid):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def columns_level(url: str, payload: bytes, headers: dict, clients: int, pid: int, args) -> dict:
     """One load level of the columns body, with the server's CPU ms per request beside it."""
     from adaptive_beta.serving.client import bounded_load
 
-    cpu0 = tree_cpu_s(pid)
+    cpu0 = cpu_seconds(process_tree(pid))
     lat, err, wall = asyncio.run(bounded_load(url, payload, headers, clients, args.requests, args.cap_s))
     out = row("", clients, lat, err, wall)
-    out["cpu_ms"] = (tree_cpu_s(pid) - cpu0) * 1e3 / (len(lat) + err + 1)  # + the warm-up request
+    out["cpu_ms"] = (
+        (cpu_seconds(process_tree(pid)) - cpu0) * 1e3 / (len(lat) + err + 1)
+    )  # + the warm-up request
     return out
 
 

@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from adaptive_beta.serving.client import cpu_seconds, process_tree
+
 # README and docs/serving.md quote these beside the figures.  Not the defaults: MAX_ASSETS, so one
 # POST /bars carries all 200 perps (default 64 per request); MAX_CONCURRENCY as bench_service.py.
 # ABETA_MAX_RECORD_BYTES stays at its default (1 MiB): a stored-state record names the stored bars
@@ -78,21 +80,6 @@ def level(url: str, payload: bytes, headers: dict, clients: int, requests: int, 
     return {"n": len(lat), "errors": errors, "p50": ms(lat), "p90": ms(lat, 90), "rps": len(lat) / wall}
 
 
-def cpu_seconds(root_pid: int) -> float:
-    """User + system CPU seconds of a service's processes (the `bentoml serve` process and its
-    workers), from /proc."""
-    from adaptive_beta.serving.client import process_tree
-
-    total = 0
-    for pid in process_tree(root_pid):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def pair(ours: dict, noop_out: dict, key: str, svc, noop, payload: bytes, clients: int, n: int, cap: float):
     """One load level on the service, then at once the same level on the no-op with the same bytes.
 
@@ -101,9 +88,9 @@ def pair(ours: dict, noop_out: dict, key: str, svc, noop, payload: bytes, client
     minutes later).  Each result also carries the CPU ms per request of that service's processes,
     which the machine's load does not change much."""
     for out, s, hdr in ((ours, svc, svc.headers()), (noop_out, noop, {})):
-        c0 = cpu_seconds(s.proc.pid)
+        c0 = cpu_seconds(process_tree(s.proc.pid))
         out[key] = level(s.url + "/forecast", payload, hdr, clients, n, cap)
-        out[key]["cpu_ms"] = (cpu_seconds(s.proc.pid) - c0) / max(out[key]["n"], 1) * 1e3
+        out[key]["cpu_ms"] = (cpu_seconds(process_tree(s.proc.pid)) - c0) / max(out[key]["n"], 1) * 1e3
 
 
 def fsync_ms(folder: Path, n: int = 200) -> float:
@@ -234,9 +221,9 @@ def stored_phase(bundle_dir: Path, data_dir: Path, tmp: Path, args, noop, no: di
         out["bars"] = []
         for t in stamps:
             body = json.dumps(bars_body(series, t)).encode()
-            cpu0, t1 = cpu_seconds(svc.proc.pid), time.perf_counter()
+            cpu0, t1 = cpu_seconds(process_tree(svc.proc.pid)), time.perf_counter()
             r = httpx.post(svc.url + "/bars", content=body, headers=feed, timeout=300)
-            took, cpu = time.perf_counter() - t1, cpu_seconds(svc.proc.pid) - cpu0
+            took, cpu = time.perf_counter() - t1, cpu_seconds(process_tree(svc.proc.pid)) - cpu0
             r.raise_for_status()
             fc = r.json()["forecasts"]
             out["bars"].append(

@@ -41,6 +41,21 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes (Linux /proc; a gone one counts 0).
+
+    The benchmarks' per-request server cost: a loaded machine inflates wall latency, much less the
+    CPU a request takes (`process_tree(service_pid)` for a service and its workers)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of proc(5)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 class LocalService:
     """`bentoml serve adaptive_beta.serving.service:AdaptiveBeta` on 127.0.0.1 in a subprocess (context manager)."""
 
