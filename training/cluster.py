@@ -11,7 +11,9 @@ package (or the service) never pays for Ray.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import socket
 import tempfile
 from pathlib import Path
 
@@ -29,12 +31,17 @@ def check_address(address: str | None, where: str = "--ray-address") -> str | No
 
 
 def resolve_address(address: str | None) -> str | None:
-    """The option if given, else the `ABETA_RAY_ADDRESS` setting, else None (in-process)."""
+    """The option if given, else the `ABETA_RAY_ADDRESS` setting, else None (in-process); a
+    cluster address that does not answer stops here (`check_reachable`)."""
     if address:
-        return check_address(address)
-    from adaptive_beta.models.settings import get_settings
+        address = check_address(address)
+    else:
+        from adaptive_beta.models.settings import get_settings
 
-    return check_address(get_settings().ray_address, "ABETA_RAY_ADDRESS")
+        address = check_address(get_settings().ray_address, "ABETA_RAY_ADDRESS")
+    if address not in (None, LOCAL):
+        check_reachable(address)  # before minutes of work, not after
+    return address
 
 
 def ray_temp_dir() -> Path:
@@ -65,8 +72,39 @@ def ray_session(address: str, num_cpus: int | None = None):
             _temp_dir=str(ray_temp_dir()),
         )
     else:
+        check_reachable(address)
         ray.init(address=address, log_to_driver=False)
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+# Where `ray start --head` leaves the address that `auto` joins (Ray's own convention).
+CURRENT_CLUSTER_FILE = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, naming the address, when no Ray head answers there.
+
+    Why: `ray.init` on an unreachable address (or `auto` left pointing at a stopped cluster by
+    its address file) retries for minutes, printing warnings, before it gives up; a TCP connect to
+    the head's port says the same in `timeout_s`."""
+    target = address.removeprefix("ray://")
+    if address == "auto":
+        target = os.environ.get("RAY_ADDRESS", "")
+        if not target and CURRENT_CLUSTER_FILE.is_file():
+            target = CURRENT_CLUSTER_FILE.read_text().strip()
+        if not target or target == "auto":
+            raise DataError(
+                "--ray-address auto: no Ray cluster was started on this machine (`ray start --head`), "
+                "and RAY_ADDRESS is not set"
+            )
+    host, _, port = target.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"Ray cluster at {target} (from --ray-address {address}) is not reachable: {exc}; "
+            "start it with `ray start --head`, or check the address"
+        ) from exc

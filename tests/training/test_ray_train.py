@@ -162,3 +162,21 @@ def test_the_option_is_in_help_and_a_bad_address_exits_2_naming_it(command, monk
     monkeypatch.setenv("ABETA_RAY_ADDRESS", "nowhere")
     assert run(command) == 2
     assert "ABETA_RAY_ADDRESS='nowhere'" in capsys.readouterr().err
+
+
+def test_an_unreachable_cluster_exits_2_in_seconds_naming_it(capsys):
+    """`ray.init` would retry an address where no head answers for minutes; the CLI says so at once."""
+    import socket
+    import time
+
+    from adaptive_beta.cli.main import run
+
+    with socket.socket() as s:  # a port nothing listens on once this socket is closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    assert (
+        run(["evaluate", "baselines", "--data", "x", "--out", "y", "--ray-address", f"127.0.0.1:{port}"]) == 2
+    )
+    assert time.perf_counter() - t0 < 15
+    assert f"Ray cluster at 127.0.0.1:{port}" in capsys.readouterr().err
