@@ -8,6 +8,7 @@ string, converted to a number of bars only here.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Annotated
 
 import pandas as pd
@@ -21,7 +22,14 @@ def parse_duration(text: str | pd.Timedelta) -> pd.Timedelta:
     """Parse `"30d"`, `"8h"`, `"2w"`, `"90min"` into a Timedelta; raise ValueError naming the text."""
     if isinstance(text, pd.Timedelta):
         return text
-    m = _PATTERN.match(str(text))
+    return _parse_text(str(text))
+
+
+@lru_cache(maxsize=512)
+def _parse_text(text: str) -> pd.Timedelta:
+    """Memoised: a config names a few dozen durations, and every feature computation asks for
+    them again (~12 us each as a pandas Timedelta; Timedelta is immutable, so sharing is safe)."""
+    m = _PATTERN.match(text)
     if not m:
         raise ValueError(
             f"invalid duration {text!r}: expected a number and a unit (min, h, d, w), e.g. '30d' or '8h'"

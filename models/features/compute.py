@@ -491,6 +491,15 @@ def _sum_changes(c: np.ndarray, window: int, min_periods: int, is_rate) -> np.nd
     return s if rate.all() else np.where(rate, s, np.expm1(s))
 
 
+def _columns(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """frame[names] as a float64 array; the frame's own array when its columns are already
+    `names` in order (the usual case: selecting by a list of string labels costs ~0.5 ms per
+    frame, a tenth of a one-asset request's features, for the same numbers)."""
+    if list(frame.columns) != names:
+        frame = frame[names]
+    return frame.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
 # beta/corr of every asset against every factor at once while (T x assets x factors) stays below this
 _FACTOR_BATCH_NUMBERS = 2_000_000
 
@@ -508,8 +517,8 @@ def _factor_features(b: _Builder, p: Panel, spec: FeatureSpec, bars: _Bars) -> N
     h_days = parse_duration(spec.factor_return_horizon) / pd.Timedelta(days=1)
     asset_h = _horizon_return(close, h)
     rate = np.array([p.factor_categories.get(name) == "rates" for name in names], dtype=bool)
-    levels = p.factors[names].to_numpy(dtype=np.float64, na_value=np.nan)
-    stale = p.factor_staleness[names].to_numpy(dtype=np.float64, na_value=np.nan)
+    levels = _columns(p.factors, names)
+    stale = _columns(p.factor_staleness, names)
     c = _factor_change(levels, rate, spec.factor_return_clip)
     window_feats = []
     for w in spec.factor_windows:

@@ -10,7 +10,7 @@ this module has what the feature pipeline needs beyond them (means, vols, correl
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
+from scipy.ndimage import maximum_filter1d
 
 from adaptive_beta.models.estimators.common import ewm_sum, halflife_decay, prepare_pair_arrays, rolling_sum
 
@@ -159,6 +159,14 @@ def _corr(w, sx, sy, sxx, syy, sxy, ok) -> np.ndarray:
 
 
 def rolling_max(a: np.ndarray, window: int) -> np.ndarray:
-    """Max of the finite values among the last `window` rows (NaN if none); pandas' O(T) deque."""
+    """Max of the finite values among the last `window` rows (NaN if none).
+
+    scipy's O(T) running max over the values with every non-finite one at -inf (the trailing
+    window by `origin`, -inf before the first row), -inf back to NaN: the numbers of pandas'
+    `rolling(window, min_periods=1).max()` (a max is exact), without building a frame
+    (~0.1 ms of a request's ~6 ms of features; tests/models/test_rolling_max.py).
+    """
     a = as_2d(a)
-    return pd.DataFrame(np.where(np.isfinite(a), a, np.nan)).rolling(window, min_periods=1).max().to_numpy()
+    m = np.where(np.isfinite(a), a, -np.inf)
+    out = maximum_filter1d(m, size=window, axis=0, mode="constant", cval=-np.inf, origin=(window - 1) // 2)
+    return np.where(out == -np.inf, np.nan, out)
