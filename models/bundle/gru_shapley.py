@@ -176,12 +176,10 @@ def _split_graph(onnx_path, intra_op_threads: int):
 def _session(model, intra_op_threads: int):
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.intra_op_num_threads = int(intra_op_threads)
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
+    from adaptive_beta.models.bundle.predictor import session_options
+
     return ort.InferenceSession(
-        model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"]
+        model.SerializeToString(),
+        sess_options=session_options(intra_op_threads),
+        providers=["CPUExecutionProvider"],
     )

@@ -10,6 +10,20 @@ from adaptive_beta.models.data.schema import DataError
 OUTPUT_NAMES = ("beta", "beta_lo", "beta_hi", "regime_prob")
 
 
+def session_options(intra_op_threads: int):
+    """The one ONNX Runtime setting for every session of a bundle's graph (whole or split):
+    sequential, `intra_op_threads` threads per call, all graph optimisations, warnings only."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = int(intra_op_threads)
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return opts
+
+
 class Predictor:
     """One InferenceSession per bundle; sequential execution, `intra_op_threads` threads per call.
 
@@ -21,14 +35,10 @@ class Predictor:
         import onnxruntime as ort
 
         self.bundle = bundle
-        opts = ort.SessionOptions()
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.intra_op_num_threads = int(intra_op_threads)
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
         self.session = ort.InferenceSession(
-            str(bundle.onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
+            str(bundle.onnx_path),
+            sess_options=session_options(intra_op_threads),
+            providers=["CPUExecutionProvider"],
         )
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
