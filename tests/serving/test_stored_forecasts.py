@@ -15,13 +15,12 @@ from pydantic import ValidationError
 
 from adaptive_beta.models.market.store import open_market_store
 from adaptive_beta.serving.app_state import AppState, ServeConfig
-from adaptive_beta.serving.bars_schemas import BarsRequest
-from adaptive_beta.serving.endpoints.bars import bars
 from adaptive_beta.serving.endpoints.explain import explain
 from adaptive_beta.serving.endpoints.forecast import forecast
 from adaptive_beta.serving.live import StoreEmpty, bars_chain
 from adaptive_beta.serving.market_stores import close_stores
 from adaptive_beta.serving.schemas import ExplainRequest, ForecastRequest, HedgeRequest, RequestError
+from tests.serving.stored_feed import head, post, stored, tail
 
 
 @pytest.fixture
@@ -32,32 +31,6 @@ def state(inproc_state):
 @pytest.fixture(scope="module")
 def full(tiny_body):
     return tiny_body
-
-
-def head(body: dict, drop: int) -> dict:
-    """The body without its last `drop` bars of every asset and bar series (factors kept whole:
-    their points are published after the bars they belong to)."""
-    out = copy.deepcopy(body)
-    for a in out["assets"]:
-        a["history"] = a["history"][: len(a["history"]) - drop]
-    out["series"]["CRYPTO_EW"] = out["series"]["CRYPTO_EW"][: len(out["series"]["CRYPTO_EW"]) - drop]
-    return out
-
-
-def tail(body: dict, n: int) -> dict:
-    out = copy.deepcopy(body)
-    for a in out["assets"]:
-        a["history"] = a["history"][-n:]
-    out["series"] = {"CRYPTO_EW": out["series"]["CRYPTO_EW"][-n:]}
-    return out
-
-
-def post(state, body):
-    return bars(state, BarsRequest.model_validate(body), "feed")
-
-
-def stored(state, **form):
-    return forecast(state, ForecastRequest.model_validate(form), "desk")
 
 
 def betas(answer: dict) -> dict:

@@ -5,7 +5,6 @@ verifies, exports and renders, and reproduces from the store.  In-process on the
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 
@@ -18,12 +17,11 @@ from adaptive_beta.models.audit.chain import canonical_json, record_hash
 from adaptive_beta.models.audit.log import AuditReader, verify_chain
 from adaptive_beta.models.audit.store import TABLE
 from adaptive_beta.models.market.store import open_market_store
-from adaptive_beta.serving.bars_schemas import BarsRequest
-from adaptive_beta.serving.endpoints.bars import bars
 from adaptive_beta.serving.endpoints.forecast import forecast, forecast_http, stored_answer
 from adaptive_beta.serving.live import bars_chain
 from adaptive_beta.serving.reproduce import reproduce
 from adaptive_beta.serving.schemas import ForecastRequest, ForecastResponse, RequestError
+from tests.serving.stored_feed import head, post, stored, tail
 
 runner = CliRunner()
 
@@ -31,30 +29,6 @@ runner = CliRunner()
 @pytest.fixture
 def state(inproc_state):
     return inproc_state
-
-
-def head(body: dict, drop: int) -> dict:
-    out = copy.deepcopy(body)
-    for a in out["assets"]:
-        a["history"] = a["history"][: len(a["history"]) - drop]
-    out["series"]["CRYPTO_EW"] = out["series"]["CRYPTO_EW"][: len(out["series"]["CRYPTO_EW"]) - drop]
-    return out
-
-
-def tail(body: dict, n: int) -> dict:
-    out = copy.deepcopy(body)
-    for a in out["assets"]:
-        a["history"] = a["history"][-n:]
-    out["series"] = {"CRYPTO_EW": out["series"]["CRYPTO_EW"][-n:]}
-    return out
-
-
-def post(state, body):
-    return bars(state, BarsRequest.model_validate(body), "feed")
-
-
-def stored(state, **form):
-    return forecast(state, ForecastRequest.model_validate(form), "desk")
 
 
 def fed(state, body) -> None:
