@@ -98,6 +98,34 @@ def test_the_audit_record_names_the_stored_bars_and_the_hash_recomputes_from_the
     assert moved["forecasts"][0]["betas"] != ans["forecasts"][0]["betas"]
 
 
+def test_after_a_restatement_the_rebuilt_state_forecasts_the_restated_history(state, full):
+    """A restatement rebuilds the live state (through the replay process); its forecasts then equal
+    the stateless forecasts of the same history with the restated close, not the original one."""
+    import copy
+
+    post(state, full)
+    original = stored(state, universe=True)
+    changed = tail(full, 3)
+    changed["assets"][1]["history"][0]["close"] *= 1.02  # one bar of one asset, 3 bars back
+    changed["restate"] = True
+    assert post(state, changed)["series"][changed["assets"][1]["symbol"]]["restated"] == 1
+    restated_full = copy.deepcopy(full)
+    stamp = changed["assets"][1]["history"][0]["timestamp"]
+    for point in restated_full["assets"][1]["history"]:
+        if point["timestamp"] == stamp:
+            point["close"] = changed["assets"][1]["history"][0]["close"]
+    after = stored(state, universe=True)
+    ref = betas(forecast(state, ForecastRequest.model_validate(restated_full), "desk"))
+    old = betas(forecast(state, ForecastRequest.model_validate(full), "desk"))
+    sym = changed["assets"][1]["symbol"]
+    moved = max(abs(ref[sym][b] - old[sym][b]) for b in ref[sym])
+    assert moved > 1e-4  # the restated close changes this asset's forecast
+    for f in after["forecasts"]:
+        for bench, v in f["betas"].items():
+            assert v["beta"] == pytest.approx(ref[f["symbol"]][bench], abs=1e-5)
+    assert [f["symbol"] for f in after["forecasts"]] == [f["symbol"] for f in original["forecasts"]]
+
+
 def test_explain_reads_the_kept_forecast_too(state, full):
     post(state, full)
     ex = explain(state, ExplainRequest.model_validate({"symbols": ["ETHUSDT"], "top_groups": 1}), "desk")
