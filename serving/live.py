@@ -25,6 +25,7 @@ reproduce the forecast from the same bars.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import threading
 from dataclasses import dataclass, field
@@ -62,10 +63,18 @@ def release_heap() -> None:
     The explanation batch allocates many arrays of a few MB; glibc's dynamic mmap threshold puts
     them on the heap, and the freed pages stay in the worker's RSS (~80 MiB after 200 assets'
     forecasts of the 8h model) until trimmed.  A no-op where glibc is not the C library."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's `malloc_trim`, looked up once (None where glibc is not the C library)."""
     try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        return ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):
-        pass
+        return None
 
 
 def chain(previous: str, window_sha256: str) -> str:

@@ -83,7 +83,6 @@ class StoredAnswers:
         return held[1]
 
     def _make(self, sym: str, f) -> KeptAnswer:
-
         entry = forecast_entry(
             sym,
             f.as_of.isoformat(),
