@@ -13,7 +13,6 @@ log is `AuditUnavailable` (503, no forecast is returned).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from adaptive_beta.models.audit.chain import payload_text
 from adaptive_beta.models.bundle.shapley import (
     MAX_ROWS_PER_CALL,
     baseline_from_means,
@@ -438,13 +438,9 @@ class AppState:
         baseline = {b: float(base[k]) for k, b in enumerate(self.bundle.meta.benchmarks)}
         payload = record_payload(answers, self.stored_answers().bars_text(bars), baseline)
         symbols = [a.response["symbol"] for a in answers]
-        # the payload measured as stored; the other fields (ids, model, hashes) are under 1 KiB
-        self._check_size(len(payload.encode()) + 1024 + sum(len(s) + 3 for s in symbols))
 
         def append(request_id: str) -> None:
-            self.audit.append(
-                {**self._entry_head(request_id, caller, endpoint, symbols, req), "payload": payload}
-            )
+            self.append_prepared(self._entry_head(request_id, caller, endpoint, symbols, req), payload)
 
         self._unique_id(body, endpoint, append)
 
@@ -496,14 +492,17 @@ class AppState:
             **({"bars": bars} if bars else {}),
             "baseline_forecast": baseline,
         }
-        entry = {
-            **self._entry_head(request_id, caller, endpoint, list(inputs.symbols), req),
-            "features": features,
-            "output": output,
-            "explanation": explanation,
-        }
-        self.check_record_size(entry)
-        self.audit.append(entry)
+        self.append_prepared(
+            self._entry_head(request_id, caller, endpoint, list(inputs.symbols), req),
+            payload_text({"features": features, "output": output, "explanation": explanation}),
+        )
+
+    def append_prepared(self, head: dict, payload: str) -> None:
+        """Append a record whose payload is already its canonical text: the text is measured
+        once for the size limit and hashed and stored as it is (the writer thread does not
+        re-serialise it).  The other fields (ids, model, hashes, symbols) are counted generously."""
+        self._check_size(len(payload.encode()) + 1024 + sum(len(s) + 3 for s in head["symbols"]))
+        self.audit.append({**head, "payload": payload})
 
     def _entry_head(self, request_id: str, caller: str, endpoint: str, symbols: list, req) -> dict:
         """The record's fields besides its payload: who asked, what for, with which model."""
@@ -520,17 +519,10 @@ class AppState:
             "input_sha256": request_sha256(req),
         }
 
-    def check_record_size(self, entry: dict) -> None:
-        """RequestError (422, field `body`) when the entry's JSON exceeds `max_record_bytes`: the
-        record is refused whole (never truncated) and the response withheld with it.
-
-        Measured with the C JSON encoder on the entry as given (within a few bytes of the stored
-        canonical text; about 1 ms for a 500 KB record)."""
-        self._check_size(
-            len(json.dumps(entry, separators=(",", ":"), ensure_ascii=False, default=str).encode())
-        )
-
     def _check_size(self, size: int) -> None:
+        """RequestError (422, field `body`) when a record of `size` bytes exceeds
+        `max_record_bytes`: the record is refused whole (never truncated) and the response
+        withheld with it."""
         if size > self.max_record_bytes:
             raise RequestError(
                 f"the audit record of this request would be {size} bytes, above the limit of "

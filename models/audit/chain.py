@@ -150,6 +150,18 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+def plain_payload(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored payload of an entry: its `PAYLOAD_FIELDS` as plain JSON values (absent: null)."""
+    return {k: to_json_value(fields.get(k), f"entry.{k}") for k in PAYLOAD_FIELDS}
+
+
+def payload_text(fields: Mapping[str, Any]) -> CanonicalText:
+    """`plain_payload` as its canonical text, for an entry appended with a prepared payload: the
+    caller measures it for the size limit and the writer hashes and stores it as it is (one
+    serialisation per record instead of three: size check, hash, database row)."""
+    return CanonicalText(canonical_json(plain_payload(fields)))
+
+
 def canonical_object(items: Mapping[str, str]) -> CanonicalText:
     """The canonical text of the object {key: value} whose values are given as canonical texts
     (keys sorted as `json.dumps(sort_keys=True)` sorts them)."""

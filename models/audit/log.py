@@ -55,6 +55,7 @@ from adaptive_beta.models.audit.chain import (
     TEXT_FIELDS,
     CanonicalText,
     describe,
+    plain_payload,
     record_hash,
     to_json_value,
 )
@@ -180,7 +181,7 @@ def _prepare(entry: Mapping[str, Any]) -> dict[str, Any]:
     if prepared is not None:  # already the canonical text of {features, output, explanation}
         rec["payload"] = prepared
     else:
-        rec["payload"] = {k: to_json_value(entry.get(k), f"entry.{k}") for k in PAYLOAD_FIELDS}
+        rec["payload"] = plain_payload(entry)
     return rec
 
 

@@ -61,3 +61,29 @@ def test_a_plain_string_payload_is_not_taken_as_prepared(tmp_path):
         pytest.raises(ValueError, match="unknown fields \\['payload'\\]"),
     ):
         log.append({"request_id": "c", "symbols": [], "payload": canonical_json(PAYLOAD)})
+
+
+def test_payload_text_stores_what_a_plain_entry_stores(tmp_path):
+    """`payload_text` (the stateless /forecast's prepared payload) applies the entry's JSON rules:
+    numpy values, non-finite floats and absent fields come out as the writer would store them."""
+    import sqlite3
+
+    import numpy as np
+
+    from adaptive_beta.models.audit.chain import payload_text
+    from adaptive_beta.models.audit.store import TABLE
+
+    fields = {
+        "features": {"rows": {"A": {"f": np.float64(0.5), "g": float("nan"), "h": np.inf}}},
+        "output": {"beta": np.array([1.25, -0.5], dtype=np.float32)},
+    }  # no explanation: stored as null
+    db = tmp_path / "audit.db"
+    with AuditLog(db) as log:
+        log.append({"request_id": "plain", "symbols": ["A"], **fields})
+        log.append({"request_id": "prepared", "symbols": ["A"], "payload": payload_text(fields)})
+    with sqlite3.connect(db) as conn:
+        rows = dict(conn.execute(f"SELECT request_id, payload FROM {TABLE}").fetchall())
+    assert rows["prepared"] == rows["plain"]
+    assert json.loads(rows["plain"])["features"]["rows"]["A"] == {"f": 0.5, "g": "NaN", "h": "Infinity"}
+    assert json.loads(rows["plain"])["explanation"] is None
+    assert verify_chain(db).ok
