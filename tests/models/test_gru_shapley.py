@@ -89,3 +89,16 @@ def test_a_graph_without_a_gru_is_not_split(tmp_path):
     assert _split_graph(path, 1) is None
     fake = SimpleNamespace(onnx_path=path, meta=SimpleNamespace(lookback_bars=4, stride=1))
     assert GruCoalitions.from_bundle(fake, [[0], [1, 2]], np.zeros(3, np.float32), None) is None
+
+
+def test_the_baseline_is_made_once_per_length_and_gives_the_same_values(setup):
+    """`_baseline` is cached per window length: a second call (same or other windows) gives the
+    values a fresh `GruCoalitions` gives, bit for bit, and the cached arrays are read-only."""
+    bundle, pred, groups, means, x = setup
+    fast = GruCoalitions.from_bundle(bundle, groups, means, pred.predict)
+    first = fast.beta_values(x)
+    again = fast.beta_values(x[::-1].copy())[::-1]
+    fresh = GruCoalitions.from_bundle(bundle, groups, means, pred.predict).beta_values(x[::-1].copy())[::-1]
+    assert np.array_equal(again, fresh) and np.array_equal(first, again)
+    base, pb = fast._baseline(x.shape[1])
+    assert fast._baseline(x.shape[1])[1] is pb and not pb.flags.writeable and not base.flags.writeable
