@@ -448,12 +448,13 @@ class AppState:
     def feature_rows(inputs) -> dict:
         """symbol -> {feature: value or None (non-finite)}: the as-of feature row the audit log keeps."""
         # numpy rows + math.isfinite: the same dict as rows.to_dict(orient="index"), 10x cheaper per request
-        cols = [str(c) for c in inputs.rows.columns]
+        # labels by `tolist` (iterating pandas' Arrow-backed string indexes is ~10x slower)
+        cols = [str(c) for c in inputs.rows.columns.tolist()]
         values = inputs.rows.to_numpy(dtype=np.float64).tolist()
         isfinite = math.isfinite
         return {
             s: {c: (v if isfinite(v) else None) for c, v in zip(cols, row, strict=True)}
-            for s, row in zip(inputs.rows.index, values, strict=True)
+            for s, row in zip(inputs.rows.index.tolist(), values, strict=True)
         }
 
     @staticmethod
