@@ -80,8 +80,11 @@ class IsoStamps(list):
 
 class _Layout:
     """Per layout, built once: the allowed code range of every byte of a row (the pattern plus
-    the separator), tiled over `_TILE_ROWS` rows so the check runs on flat contiguous bytes, and
-    the matrix that turns a row's values into its fields in one product."""
+    the separator) and the matrix that turns a row's values into its fields in one product.
+
+    Why tiled over `_TILE_ROWS` rows: the check then runs on flat contiguous bytes; broadcast as
+    an (n, row) array against one row of bounds, numpy runs its inner loop once per row, ~3x
+    slower for 661 stamps."""
 
     def __init__(self, pattern: str, fields: tuple[str, ...]):
         self.width = len(pattern)
@@ -124,7 +127,8 @@ class _Layout:
         if values is None:
             return None
         rows = values.reshape(-1, self.row).astype(np.float32)  # half the bytes of float64
-        return (rows @ self.weights).astype(np.int64)  # exact: every sum an integer < 2^24
+        # exact: values <= 9, so every partial sum is an integer < 2^24 (at most 9 * 40271, time)
+        return (rows @ self.weights).astype(np.int64)
 
 
 _LAYOUTS = {width: _Layout(*spec) for width, spec in _LAYOUTS_SPEC.items()}
@@ -151,10 +155,10 @@ def iso_microseconds(values: list, min_length: int = 0, max_length: int | None =
     f = layout.fields(np.frombuffer(joined, dtype=np.uint8))
     if f is None:
         return None
-    month, day0 = f[:, 0], f[:, 1] - 1
-    if not (day0.view(np.uint64) < _MONTH_DAYS[month]).all():  # day 00 wraps to a huge value
+    month_row, day0 = f[:, 0], f[:, 1] - 1
+    if not (day0.view(np.uint64) < _MONTH_DAYS[month_row]).all():  # day 00 wraps to a huge value
         return None  # e.g. 2023-02-29 or month 13: pydantic's error, not ours
-    seconds = (_MONTH_FIRST_DAY[month] + day0) * _DAY_S
+    seconds = (_MONTH_FIRST_DAY[month_row] + day0) * _DAY_S
     if layout.time:
         if f[:, 2].max() >= _DAY_S:  # hour 24-29 (minutes and seconds are <= 59 by the pattern)
             return None
