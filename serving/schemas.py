@@ -225,43 +225,59 @@ def _check_history(points: list, where: str, positive: bool = True) -> HistoryCo
 
 def _check_columns(data: BarColumns | SeriesColumns, where: str, positive: bool = True) -> HistoryColumns:
     """`_check_history` for the columnar form: equal lengths, then the same checks in the same
-    order, vectorised over the arrays the JSON decoder already built (no per-point objects)."""
+    order, vectorised over the arrays the JSON decoder already built (no per-point objects).
+    Each check is one reduction on the good path; the first bad point is located only on failure
+    (a request validates ~9 columns: this is ~1/3 of its validation's Python time otherwise)."""
     n = len(data.timestamps)
     # as for bar objects, every optional field of a bar is a column (NaN where absent)
-    extras = [f for f in _EXTRAS if f in type(data).model_fields]
+    extras = _extras_of(type(data))
     sent = [f for f in extras if getattr(data, f) is not None]
     for name in ["close", *sent]:
         if len(getattr(data, name)) != n:
             raise ValueError(f"{where}.{name} has {len(getattr(data, name))} values for {n} timestamps")
     close = np.array(data.close, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
+    if not (np.isfinite(close).all() and (not positive or (close > 0).all())):
         bad = ~np.isfinite(close) | ((close <= 0) if positive else False)
-    for i in np.flatnonzero(bad)[:1]:
+        i = int(np.argmax(bad))
         c = close[i]
         what = "is not a finite number" if not math.isfinite(c) else f"must be > 0 (got {c})"
         raise ValueError(f"{where}.close[{i}] {what}")
     cols: dict[str, np.ndarray] = {}
     for extra in extras:
-        if extra not in sent:
-            cols[extra] = np.full(n, np.nan)
-            continue
-        a, none = _floats(getattr(data, extra))
-        with np.errstate(invalid="ignore"):
-            wrong = ~np.isfinite(a) & (~none if none is not None else True)
-            if extra in _NON_NEGATIVE:
-                wrong |= a < 0
-        for i in np.flatnonzero(wrong)[:1]:
-            what = "is not a finite number" if not math.isfinite(a[i]) else f"must be >= 0 (got {a[i]})"
-            raise ValueError(f"{where}.{extra}[{i}] {what}")
-        cols[extra] = a
+        cols[extra] = _extra_column(data, extra, n, where) if extra in sent else np.full(n, np.nan)
     us = epoch_microseconds(data.timestamps)
-    for i in np.flatnonzero(us[1:] <= us[:-1])[:1] + 1:
+    if n > 1 and not (us[1:] > us[:-1]).all():
+        i = int(np.argmax(us[1:] <= us[:-1])) + 1
         ts = (_EPOCH + timedelta(microseconds=int(us[i]))).isoformat()  # = _utc(timestamps[i]).isoformat()
         order = (
             "duplicates the previous bar" if us[i] == us[i - 1] else "is before the previous bar (not sorted)"
         )
         raise ValueError(f"{where}.timestamps[{i}] {ts} {order}")
     return HistoryColumns(us, close, cols, columnar=True)
+
+
+_EXTRAS_BY_MODEL: dict[type, tuple[str, ...]] = {}
+
+
+def _extras_of(model: type) -> tuple[str, ...]:
+    """The optional bar fields `model` has (`model_fields` is a slow descriptor in pydantic 2.12)."""
+    got = _EXTRAS_BY_MODEL.get(model)
+    if got is None:
+        got = _EXTRAS_BY_MODEL[model] = tuple(f for f in _EXTRAS if f in model.model_fields)
+    return got
+
+
+def _extra_column(data: BarColumns, extra: str, n: int, where: str) -> np.ndarray:
+    """One sent optional column as float64 (None -> NaN), its first bad value a ValueError."""
+    a, none = _floats(getattr(data, extra))
+    with np.errstate(invalid="ignore"):
+        wrong = ~np.isfinite(a) & (~none if none is not None else True)
+        if extra in _NON_NEGATIVE:
+            wrong |= a < 0
+    for i in np.flatnonzero(wrong)[:1]:
+        what = "is not a finite number" if not math.isfinite(a[i]) else f"must be >= 0 (got {a[i]})"
+        raise ValueError(f"{where}.{extra}[{i}] {what}")
+    return a
 
 
 class PointList(list):
