@@ -7,13 +7,14 @@ missing series are `DataError`s that name the asset or series and how much is mi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from adaptive_beta.models.bundle.folder import Bundle
+from adaptive_beta.models.data.labels import labels
 from adaptive_beta.models.data.schema import DataError, Panel
 from adaptive_beta.models.features.windows import gather_windows, sample_index, window_ends, window_span
 
@@ -32,9 +33,9 @@ def check_history(panel: Panel, bundle: Bundle, symbols: list[str]) -> None:
     """Raise DataError if a required series is absent or an asset has fewer bars than the model needs."""
     req = bundle.meta.required_history
     need = req.min_periods
-    have_series = set(panel.benchmark_names) | set(panel.factor_names)
-    missing = [s for s in req.series if s not in have_series]
+    missing = [s for s in req.series if s not in panel.benchmarks.columns and s not in panel.factors.columns]
     if missing:
+        have_series = set(panel.benchmark_names) | set(panel.factor_names)
         raise DataError(
             f"request lacks series {missing} required by the model (it has {sorted(have_series)})"
         )
@@ -42,8 +43,7 @@ def check_history(panel: Panel, bundle: Bundle, symbols: list[str]) -> None:
         raise DataError(
             f"data frequency is {panel.freq_label} but the model was trained on {bundle.meta.freq} bars"
         )
-    for sym in symbols:
-        close = panel.close[sym].to_numpy(dtype=float)
+    for sym, close in zip(symbols, asset_closes(panel, symbols), strict=True):
         finite = np.nonzero(np.isfinite(close))[0]
         have = 0 if finite.size == 0 else len(close) - int(finite[0])
         if have < need:
@@ -52,6 +52,23 @@ def check_history(panel: Panel, bundle: Bundle, symbols: list[str]) -> None:
                 f"({need - have} missing)",
                 column=sym,
             )
+
+
+def asset_closes(panel: Panel, symbols: list[str]) -> Iterator[np.ndarray]:
+    """Each asset's closes as float64, in order: `panel.close[sym].to_numpy(dtype=float)`.
+
+    Why not that: a DataFrame column getitem costs ~20 us per asset; here the frame becomes one
+    array once and each asset is a column of it.  A symbol the panel lacks still raises the
+    frame's KeyError when its turn comes (after the earlier assets were checked).
+    """
+    frame = panel.close
+    labels = frame.columns
+    values = frame.to_numpy(dtype=float) if labels.is_unique else None
+    for sym in symbols:
+        if values is None or sym not in labels:  # the frame's own answer: a KeyError (or a frame)
+            yield frame[sym].to_numpy(dtype=float)
+        else:
+            yield values[:, labels.get_loc(sym)]
 
 
 def make_inputs(
@@ -79,14 +96,17 @@ def make_inputs(
     except ValueError as exc:
         raise DataError(str(exc)) from exc
     if not allow_stale:
-        for sym, ts in zip(symbols, as_of, strict=True):
-            last = panel.close[sym].last_valid_index()
+        for sym, ts, close in zip(symbols, as_of, asset_closes(panel, symbols), strict=True):
+            seen = np.flatnonzero(~np.isnan(close))  # Series.last_valid_index: inf is a value
+            last = panel.index[seen[-1]] if seen.size else None
             if last is not None and ts < last:
                 raise DataError(
                     f"asset {sym}: base beta not available at its last bar {last} (latest usable bar {ts})",
                     column=sym,
                 )
-    rows = pd.DataFrame(values, index=pd.Index(symbols, name="symbol"), columns=columns)
+    index = labels(symbols)  # a view of a cached Index: ours to name
+    index.name = "symbol"
+    rows = pd.DataFrame(values, index=index, columns=labels(columns))
     return ModelInputs(x=x.astype(np.float32), symbols=symbols, as_of=as_of, rows=rows)
 
 
@@ -108,8 +128,11 @@ def _latest_windows(
     base_cols = list(require_finite)
     ends = window_ends(base, fa.index, base_cols, lookback_bars, stride, symbols, base_cols)
     first = window_span(lookback_bars, stride) - 1
-    rows = np.asarray(ends, dtype=np.int64)[:, None] + np.arange(-first, 1, stride)[None, :]  # [N, L]
-    win64 = _cube(fa, columns, symbols, pos, rows)  # [N, L, F]
+    if len(set(ends)) == 1:  # the usual request: every asset's window ends at the last bar
+        win64 = _window_cube(fa, columns, symbols, pos, slice(ends[0] - first, ends[0] + 1, stride))
+    else:
+        rows = np.asarray(ends, dtype=np.int64)[:, None] + np.arange(-first, 1, stride)[None, :]  # [N, L]
+        win64 = _cube(fa, columns, symbols, pos, rows)  # [N, L, F]
     values = win64[:, -1] if symbols else np.empty((0, len(columns)))  # the end row: offsets end at 0
     return np.ascontiguousarray(win64, dtype=np.float32), [fa.index[e] for e in ends], ends, values
 
@@ -129,6 +152,26 @@ def _cube(fa, columns: list[str], symbols: list[str], pos: dict, rows: np.ndarra
         stacked = np.stack([fa.arrays[c][t, j] for c in columns], axis=-1)
         out[:, ks] = np.where(fa.rows[t, j][:, :, None], stacked, np.nan)
     return out if rows is None else out.transpose(1, 0, 2)
+
+
+def _window_cube(fa, columns: list[str], symbols: list[str], pos: dict, rows: slice) -> np.ndarray:
+    """`_cube` [N, L, F] at the same grid rows `rows` of every asset (one window end).
+
+    One basic slice per column (~0.5 us) instead of an advanced index per column (~2.5 us,
+    ~0.3 ms for a bundle's ~120 columns); the same float64 values, NaN where the asset has no
+    close or is not in the panel.
+    """
+    steps = len(range(*rows.indices(len(fa.index))))
+    out = np.full((len(symbols), steps, len(columns)), np.nan)
+    present = [(k, pos[s]) for k, s in enumerate(symbols) if s in pos]
+    if present:
+        ks, js = (list(v) for v in zip(*present, strict=True))
+        block = np.empty((len(columns), steps, len(fa.symbols)))  # [F, L, all assets]
+        for f, c in enumerate(columns):
+            block[f] = fa.arrays[c][rows]
+        keep = fa.rows[rows][:, js].T  # [n, L]
+        out[ks] = np.where(keep[:, :, None], block[:, :, js].transpose(2, 1, 0), np.nan)
+    return out
 
 
 def _latest_windows_full(fa, columns, lookback_bars, stride, symbols):

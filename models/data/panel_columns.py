@@ -13,10 +13,12 @@ microsecond stamps and as-of joins the factors with the same `searchsorted` rule
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
+from adaptive_beta.models.data.labels import labels
 from adaptive_beta.models.data.publication import publication_ns_many
 from adaptive_beta.models.data.schema import (
     COMPOSITE_NAME,
@@ -32,12 +34,40 @@ COLUMNS = ("close", "volume", "funding_rate", "open_interest")
 NS_PER_US = 1000
 
 
-def _grid(index_ns: np.ndarray, freq_ns: int, us: np.ndarray, values: np.ndarray, out: np.ndarray) -> None:
-    """out[k] = values[i] where stamp i equals grid point k (reindex: exact matches only)."""
+def _grid_rows(index_ns: np.ndarray, freq_ns: int, us: np.ndarray) -> tuple[np.ndarray, np.ndarray | slice]:
+    """(grid rows, which stamps): stamp i lands on grid point rows[k] for the k-th stamp kept
+    (reindex: exact matches only).  `slice(None)` when every stamp lands (no copy of the values)."""
     off = us.astype(np.int64) * NS_PER_US - index_ns[0]
     pos, rem = np.divmod(off, freq_ns)
     ok = (rem == 0) & (pos >= 0) & (pos < len(index_ns))
-    out[pos[ok]] = values[ok]
+    return (pos, slice(None)) if ok.all() else (pos[ok], ok)
+
+
+GRID_CACHE_POINTS = 50_000  # longer grids (a request spanning years of hourly bars) are not kept
+
+
+@lru_cache(maxsize=16)
+def _cached_grid(first_us: int, last_us: int, freq: pd.Timedelta) -> pd.DatetimeIndex:
+    return _new_grid(first_us, last_us, freq)
+
+
+def _new_grid(first_us: int, last_us: int, freq: pd.Timedelta) -> pd.DatetimeIndex:
+    start = pd.Timestamp(first_us, unit="us", tz="UTC")
+    end = pd.Timestamp(last_us, unit="us", tz="UTC")
+    index = pd.date_range(
+        start.floor(freq) if freq <= pd.Timedelta("1D") else start, end, freq=freq, tz="UTC"
+    )
+    return index.as_unit("ns")
+
+
+def grid_index(first_us: int, last_us: int, freq: pd.Timedelta) -> pd.DatetimeIndex:
+    """The panel's grid: bar opens every `freq` from the first stamp (floored to `freq` for bars
+    up to a day) to the last.  Cached (~70 us of date_range per request, and the requests of
+    one day share their grid) when it is short, handed out as a view like
+    `adaptive_beta.models.data.labels.labels`."""
+    if (last_us - first_us) * NS_PER_US // freq.value >= GRID_CACHE_POINTS:
+        return _new_grid(first_us, last_us, freq)
+    return _cached_grid(first_us, last_us, freq).view()
 
 
 def panel_from_columns(
@@ -66,12 +96,7 @@ def panel_from_columns(
         return None
     first = min(int(us[0]) for us, _ in assets.values())
     last = max(int(us[-1]) for us, _ in assets.values())
-    start = pd.Timestamp(first, unit="us", tz="UTC")
-    end = pd.Timestamp(last, unit="us", tz="UTC")
-    index = pd.date_range(
-        start.floor(freq) if freq <= pd.Timedelta("1D") else start, end, freq=freq, tz="UTC"
-    )
-    index = index.as_unit("ns")
+    index = grid_index(first, last, freq)
     index_ns = index.asi8
     t = len(index_ns)
     symbols = list(assets)
@@ -80,10 +105,7 @@ def panel_from_columns(
     joined = _asof_factors(factors, index_ns + freq_ns, pd.Timedelta(parse_duration(max_staleness)).value)
     if joined is None:
         return None  # unsorted or duplicate publication times: let build_panel handle it
-    fvals, fstale, cats = joined
-    factor_names = pd.Index(list(fvals))  # one label index for both frames
-    factor_frame = _frame(fvals, index, factor_names)
-    stale_frame = _frame(fstale, index, factor_names)
+    names, fvals, fstale, cats = joined
 
     # benchmarks: BTC (given, else the asset's close), then the given composite
     given = dict(benchmark_series)
@@ -94,7 +116,8 @@ def panel_from_columns(
 
     def on_grid(us: np.ndarray, levels: np.ndarray) -> np.ndarray:
         col = np.full(t, np.nan)
-        _grid(index_ns, freq_ns, us, levels.astype(np.float64), col)
+        rows, ok = _grid_rows(index_ns, freq_ns, us)
+        col[rows] = levels.astype(np.float64)[ok]
         return col
 
     if btc is not None:
@@ -103,16 +126,15 @@ def panel_from_columns(
         elif btc in frames["close"].columns:
             bench[btc] = frames["close"][btc].to_numpy(dtype=np.float64)
     bench[COMPOSITE_NAME] = on_grid(*given.pop(COMPOSITE_NAME))
-    benchmarks = _frame(bench, index, pd.Index(list(bench)))
     return Panel(
         close=frames["close"],
         volume=frames["volume"],
         funding_rate=frames["funding_rate"],
         open_interest=frames["open_interest"],
-        factors=factor_frame,
-        factor_staleness=stale_frame,
+        factors=_frame(fvals, index, names),
+        factor_staleness=_frame(fstale, index, names),
         factor_categories=cats,
-        benchmarks=benchmarks,
+        benchmarks=_frame(np.vstack(list(bench.values())), index, list(bench)),
         freq=freq,
         meta=panel_meta(None, btc, "equal", max_staleness, rules or {}),
     )
@@ -124,50 +146,59 @@ def _asset_frames(assets, index: pd.DatetimeIndex, freq_ns: int) -> dict[str, pd
     wide = {c: np.full((len(index_ns), len(symbols)), np.nan) for c in COLUMNS}
     for j, sym in enumerate(symbols):
         us, cols = assets[sym]
+        rows, ok = _grid_rows(index_ns, freq_ns, us)  # once per asset, for its four columns
         for c in COLUMNS:
-            col = np.full(len(index_ns), np.nan)
-            _grid(index_ns, freq_ns, us, cols[c], col)
-            wide[c][:, j] = col
-    labels = pd.Index(symbols)  # one label index for the four frames (a string index costs ~50 us)
-    return {c: pd.DataFrame(wide[c], index=index, columns=labels) for c in COLUMNS}
+            wide[c][rows, j] = cols[c][ok]
+    names = labels(symbols)  # one label index for the four frames
+    return {c: pd.DataFrame(wide[c], index=index, columns=names) for c in COLUMNS}
 
 
-def _frame(columns: Mapping[str, np.ndarray], index: pd.DatetimeIndex, labels: pd.Index) -> pd.DataFrame:
-    """`pd.DataFrame(columns, index=index)` for equal-length float64 columns, ~5x cheaper.
+def _frame(rows: np.ndarray, index: pd.DatetimeIndex, names: list[str]) -> pd.DataFrame:
+    """`pd.DataFrame(dict(zip(names, rows)), index=index)` for a (columns, T) float64 array, ~5x cheaper.
 
-    Built from one stacked array laid out as pandas lays out a dict of arrays (a single
-    (columns, rows) block), so the frame, its `to_numpy()` and every sum over it are the same.
+    The frame holds `rows` as pandas lays out a dict of arrays (a single (columns, rows) block),
+    so the frame, its `to_numpy()` and every sum over it are the same.
     """
-    if not columns:
-        return pd.DataFrame(dict(columns), index=index, columns=list(columns))
-    return pd.DataFrame(np.vstack(list(columns.values())).T, index=index, columns=labels)
+    if not names:
+        return pd.DataFrame({}, index=index, columns=[])
+    return pd.DataFrame(rows.T, index=index, columns=labels(names))
 
 
 def _asof_factors(
     factors: Mapping[str, tuple[np.ndarray, np.ndarray, str]], closes: np.ndarray, max_age: int
-) -> tuple[dict, dict, dict] | None:
-    """(values, staleness in days, categories) per factor as of each bar close: the
-    `adaptive_beta.models.data.schema.align_factor` rule; None if publication times are unsorted."""
-    t = len(closes)
-    fvals, fstale, cats = {}, {}, {}
-    for name, (pub, vals, category) in factors.items():
-        keep = ~np.isnan(vals)
-        pub, vals = pub[keep], vals[keep]
-        if len(pub) > 1 and not (np.diff(pub) > 0).all():
+) -> tuple[list[str], np.ndarray, np.ndarray, dict] | None:
+    """(names, values [M, T], staleness in days [M, T], categories) of each factor as of each bar
+    close: the `adaptive_beta.models.data.schema.align_factor` rule; None if publication times
+    are unsorted.
+
+    Consecutive factors published at the same instants (one market calendar: a request's US
+    factors) are joined together, with one search; the closes ascend, so the bars that see a
+    publication are a suffix of the grid.
+    """
+    values = np.full((len(factors), len(closes)), np.nan)
+    stale = np.full((len(factors), len(closes)), np.nan)
+    groups: list[tuple[np.ndarray, list[int], list[np.ndarray]]] = []  # (publication times, rows, values)
+    for m, (pub, vals, _) in enumerate(factors.values()):
+        missing = np.isnan(vals)
+        if missing.any():
+            pub, vals = pub[~missing], vals[~missing]
+        if len(pub) > 1 and not (pub[1:] > pub[:-1]).all():
             return None
-        v, st = np.full(t, np.nan), np.full(t, np.nan)
-        if len(pub):
-            pos = np.searchsorted(pub, closes, side="right") - 1
-            ok = pos >= 0
-            v[ok] = vals[pos[ok]]
-            age = closes[ok] - pub[pos[ok]]
-            st[ok] = age / 86_400e9
-            too_old = np.zeros(t, dtype=bool)
-            too_old[ok] = age > max_age
-            v[too_old] = np.nan
-            st[too_old] = np.nan
-        fvals[name], fstale[name], cats[name] = v, st, category
-    return fvals, fstale, cats
+        if not len(pub):
+            continue
+        if groups and np.array_equal(pub, groups[-1][0]):
+            groups[-1][1].append(m)
+            groups[-1][2].append(vals)
+        else:
+            groups.append((pub, [m], [vals]))
+    for pub, rows, vals in groups:
+        first = int(np.searchsorted(closes, pub[0], side="left"))  # the first close that sees one
+        pos = np.searchsorted(pub, closes[first:], side="right") - 1
+        age = closes[first:] - pub[pos]
+        fresh = age <= max_age
+        values[rows, first:] = np.where(fresh, np.stack(vals)[:, pos], np.nan)
+        stale[rows, first:] = np.where(fresh, age / 86_400e9, np.nan)
+    return list(factors), values, stale, {name: f[2] for name, f in factors.items()}
 
 
 def panel_from_observations(

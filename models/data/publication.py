@@ -30,6 +30,7 @@ older than one bar plus one observation interval (a feed that stopped is not car
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -39,6 +40,8 @@ CALENDARS = ("us_close", "utc_close", "bar_open", "timestamp")
 Calendar = Literal["us_close", "utc_close", "bar_open", "timestamp"]
 US_CLOSE_CATEGORIES = ("equity", "commodity", "fx", "rates", "volatility")
 DAY_NS = 86_400_000_000_000
+# Days (since 1970-01-01) that `us_close_ns` looks up in a table: 1900-01-01 .. 2099-12-31.
+US_CLOSE_TABLE_DAYS = (-25_567, 47_482)
 
 
 def default_calendar(category: str, date_only: bool) -> Calendar:
@@ -55,6 +58,33 @@ def us_close_utc(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
         dates = dates.tz_convert("UTC").tz_localize(None)
     local = (dates.normalize() + pd.Timedelta(hours=16)).tz_localize("America/New_York")
     return local.tz_convert("UTC").as_unit("ns")
+
+
+@cache
+def _us_close_offsets() -> np.ndarray:
+    """ns from UTC midnight to the US close of each day of US_CLOSE_TABLE_DAYS, computed once
+    by `us_close_utc` itself (~10 ms, 0.6 MB), so a lookup equals the definition by construction."""
+    first, stop = US_CLOSE_TABLE_DAYS
+    days = np.arange(first, stop, dtype=np.int64) * DAY_NS
+    offsets = us_close_utc(pd.DatetimeIndex(days.astype("datetime64[ns]"))).asi8 - days
+    offsets.flags.writeable = False
+    return offsets
+
+
+def us_close_ns(stamps: np.ndarray) -> np.ndarray:
+    """`us_close_utc` of int64 UTC ns stamps (each stamp's date), as int64 ns.
+
+    Why not `us_close_utc`: its tz_localize costs ~0.4 ms per call and serving publishes every
+    factor of every request.  Here a date's close is its midnight plus the offset looked up in
+    a table that `us_close_utc` filled once; a stamp outside the table's years takes
+    `us_close_utc` (the definition) for the whole batch.
+    """
+    a = np.asarray(stamps, dtype=np.int64)
+    day = a // DAY_NS
+    k = day - US_CLOSE_TABLE_DAYS[0]
+    if len(a) and (k.min() < 0 or k.max() >= US_CLOSE_TABLE_DAYS[1] - US_CLOSE_TABLE_DAYS[0]):
+        return us_close_utc(pd.DatetimeIndex((day * DAY_NS).astype("datetime64[ns]"))).asi8
+    return day * DAY_NS + _us_close_offsets()[k]
 
 
 def bar_length(index: pd.DatetimeIndex) -> pd.Timedelta:
@@ -83,17 +113,16 @@ def publication_ns_many(
 ) -> list[np.ndarray]:
     """`publication_times` of several series given as int64 UTC ns stamps, as int64 ns.
 
-    The one implementation of the calendar rules; all `us_close` series share ONE time-zone
-    conversion (a pandas tz_localize costs ~0.3 ms per call, and serving converts every factor
-    of every request).
+    The one implementation of the calendar rules; all `us_close` series share one `us_close_ns`
+    lookup (and one `us_close_utc` conversion when a date falls outside its table).
     """
-    out: list[np.ndarray | None] = []
-    us_days: list[np.ndarray] = []
+    out: list[np.ndarray] = []
+    us_close: list[int] = []  # positions of the us_close series, converted together below
     for stamps, calendar, _ in series:
         a = np.asarray(stamps, dtype=np.int64)
         if calendar == "us_close":
-            us_days.append((a // DAY_NS) * DAY_NS)
-            out.append(None)
+            us_close.append(len(out))
+            out.append(a)
         elif calendar == "utc_close":
             out.append((a // DAY_NS) * DAY_NS + DAY_NS)
         elif calendar == "bar_open":
@@ -102,17 +131,13 @@ def publication_ns_many(
             out.append(a.copy())
         else:
             raise ValueError(f"unknown calendar {calendar!r}; expected one of {CALENDARS}")
-    if us_days:
-        days = np.concatenate(us_days)
-        closes = us_close_utc(pd.DatetimeIndex(days.astype("datetime64[ns]"))).asi8
+    if us_close:
+        closes = us_close_ns(np.concatenate([out[i] for i in us_close]))
         k = 0
-        for i, (stamps, calendar, _) in enumerate(series):
-            if calendar == "us_close":
-                out[i] = closes[k : k + len(stamps)]
-                k += len(stamps)
+        for i in us_close:
+            out[i], k = closes[k : k + len(out[i])], k + len(out[i])
     return [
-        a if lag is None else a + pd.Timedelta(lag).value
-        for a, (_, _, lag) in zip(out, series, strict=True)  # type: ignore[misc]
+        a if lag is None else a + pd.Timedelta(lag).value for a, (_, _, lag) in zip(out, series, strict=True)
     ]
 
 

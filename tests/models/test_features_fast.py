@@ -6,7 +6,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adaptive_beta.models.bundle.inference import make_inputs
 from adaptive_beta.models.data.schema import DataError
@@ -142,3 +145,40 @@ def test_short_grid_is_a_data_error_with_the_same_message_as_latest_windows(pane
         )
     assert str(fast.value) == str(ref.value)
     assert "no bar with finite" in str(ref.value) or "window needs" in str(ref.value)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n_assets=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    steps=st.integers(1, 6),
+)
+def test_window_slices_equal_the_advanced_index_cut(seed, n_assets, stride, steps):
+    """`_window_cube` (one basic slice per column, for windows ending at one row) equals `_cube`
+    at the same rows: NaN values, rows without a close, columns broadcast over assets, symbols
+    in any order and one the panel lacks."""
+    from adaptive_beta.models.bundle.inference import _cube, _window_cube
+
+    rng = np.random.default_rng(seed)
+    t = 25
+    symbols = sorted(f"A{j}USDT" for j in range(n_assets))
+    arrays = {}
+    for k in range(6):
+        a = rng.normal(size=(t, n_assets if k % 3 else 1))
+        a[rng.random(a.shape) < 0.2] = np.nan
+        arrays[f"f{k}"] = np.broadcast_to(a, (t, n_assets))
+    fa = SimpleNamespace(
+        index=pd.RangeIndex(t), arrays=arrays, rows=rng.random((t, n_assets)) < 0.8, symbols=symbols
+    )
+    pos = {s: j for j, s in enumerate(symbols)}
+    asked = [*rng.permutation(symbols).tolist(), "NOPEUSDT"]
+    columns = rng.permutation(list(arrays)).tolist()
+    first = (steps - 1) * stride
+    end = int(rng.integers(first, t))
+    rows = np.full((len(asked), 1), end) + np.arange(-first, 1, stride)[None, :]
+    got = _window_cube(fa, columns, asked, pos, slice(end - first, end + 1, stride))
+    want = _cube(fa, columns, asked, pos, rows)
+    assert got.shape == want.shape == (len(asked), steps, len(columns))
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got[-1]).all()

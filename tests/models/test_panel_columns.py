@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adaptive_beta.models.data.panel_columns import COLUMNS, panel_from_columns, panel_from_observations
 from adaptive_beta.models.data.publication import bar_length, publication_ns_many, publication_times
@@ -169,3 +171,65 @@ def test_publication_ns_many_equals_one_series_at_a_time():
         assert m.tolist() == want.as_unit("ns").asi8.tolist()
         assert publication_times(pd.DatetimeIndex(a, tz="UTC"), cal, lag).asi8.tolist() == m.tolist()
     assert many[0][0] == jan2 + 21 * 3_600 * 10**9  # EST
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    freq=st.sampled_from(["1D", "8h", "1h"]),
+    seed=st.integers(0, 10_000),
+    nan_share=st.sampled_from([0.0, 0.1, 0.5]),
+    max_staleness=st.sampled_from(["1d", "3d", "5d"]),
+)
+def test_fast_panel_equals_build_panel_with_missing_values_and_shared_calendars(
+    freq, seed, nan_share, max_staleness
+):
+    """Factors with NaN values (dropped before the as-of join, so VIX then has its own
+    publication times), one with no value at all, SPX's calendar again after another one
+    (joined separately) and late-starting prints, on several grids."""
+    assets, bars, factors = _observations(freq, seed % 2 == 0, seed)
+    rng = np.random.default_rng(seed)
+    days, spx = factors["SPX"][0], factors["SPX"][1]
+    vix = factors["VIX"][1].copy()
+    vix[rng.random(len(vix)) < nan_share] = np.nan
+    factors["VIX"] = (days, vix, "volatility", "us_close", None)
+    factors["EMPTY"] = (days, np.full(len(days), np.nan), "equity", "us_close", None)
+    factors["SPX2"] = (days, spx * 2, "equity", "us_close", None)
+    factors["LATE"] = (days[30:], spx[30:], "equity", "us_close", None)
+    want = _general(assets, bars, factors, pd.Timedelta(freq), "BTCUSDT", max_staleness)
+    got = panel_from_observations(assets, bars, factors, pd.Timedelta(freq), "BTCUSDT", max_staleness)
+    _assert_same(got, want)
+    assert got.factors["EMPTY"].isna().all() and got.factors["LATE"].iloc[0] != got.factors["LATE"].iloc[0]
+    pubs = publication_ns_many([(us * 1000, cal, None) for us, _, _, cal, _ in factors.values()])
+    published = {n: (p, f[1], f[2]) for (n, f), p in zip(factors.items(), pubs, strict=True)}
+    full = {
+        s: (us, {c: cols.get(c, np.full(len(us), np.nan)) for c in COLUMNS})
+        for s, (us, cols) in assets.items()
+    }
+    assert panel_from_columns(full, dict(bars), published, pd.Timedelta(freq), "BTCUSDT") is not None
+
+
+def test_unsorted_publication_times_leave_the_fast_path_with_the_same_panel():
+    assets, bars, factors = _observations("1D", True, seed=2)
+    us, vals, *rule = factors["TICK"]
+    order = np.r_[1, 0, 2 : len(us)]  # two prints swapped
+    factors["TICK"] = (us[order], vals[order], *rule)
+    pubs = publication_ns_many([(u * 1000, cal, None) for u, _, _, cal, _ in factors.values()])
+    published = {n: (p, f[1], f[2]) for (n, f), p in zip(factors.items(), pubs, strict=True)}
+    full = {
+        s: (u, {c: cols.get(c, np.full(len(u), np.nan)) for c in COLUMNS}) for s, (u, cols) in assets.items()
+    }
+    assert panel_from_columns(full, dict(bars), published, pd.Timedelta("1D"), "BTCUSDT") is None
+    got = panel_from_observations(assets, bars, factors, pd.Timedelta("1D"), "BTCUSDT", "5d")
+    _assert_same(got, _general(assets, bars, factors, pd.Timedelta("1D"), "BTCUSDT"))
+
+
+def test_panels_share_no_mutable_labels():
+    """The cached label and grid indexes are handed out as views: naming one panel's columns or
+    index names no other panel's."""
+    assets, bars, factors = _observations("1D", True, seed=4)
+    a = panel_from_observations(assets, bars, factors, pd.Timedelta("1D"), "BTCUSDT", "5d")
+    b = panel_from_observations(assets, bars, factors, pd.Timedelta("1D"), "BTCUSDT", "5d")
+    a.close.columns.name, a.factors.columns.name, a.close.index.name = "symbol", "factor", "time"
+    assert b.close.columns.name is None and b.factors.columns.name is None and b.close.index.name is None
+    assert a.volume.columns.name == "symbol"  # one panel's four asset frames share their labels, as before
+    assert b.close.index.freq == pd.Timedelta("1D") and list(b.factors.columns) == list(factors)
