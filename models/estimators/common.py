@@ -91,6 +91,28 @@ def rolling_sums(a: np.ndarray, windows: Sequence[int], axis: int = 0) -> np.nda
     return out
 
 
+# Several sums of one shape go through one numpy call, stacked on a leading axis, while each has
+# at most this many numbers: that saves the per-call cost (microseconds), which is what a
+# request-sized array costs.  A large stack would cost an extra copy and fresh memory (page
+# faults) instead, so large arrays are summed one by one.  The numbers are the same either way.
+STACK_NUMBERS = 1 << 16
+
+
+def stacked_rolling_sums(arrays: Sequence[np.ndarray], windows: Sequence[int]) -> list[np.ndarray]:
+    """[`rolling_sums(a, windows)` for a in arrays] (each (W, T, ...)), in one call while small."""
+    if arrays[0].size > STACK_NUMBERS:
+        return [rolling_sums(a, windows) for a in arrays]
+    sums = rolling_sums(np.stack(arrays), windows, axis=1)  # (W, len(arrays), T, ...)
+    return [sums[:, i] for i in range(len(arrays))]
+
+
+def stacked_ewm_sums(arrays: Sequence[np.ndarray], decay: float) -> list[np.ndarray]:
+    """[`ewm_sum(a, decay)` for a in arrays], in one filter call while small."""
+    if arrays[0].size > STACK_NUMBERS:
+        return [ewm_sum(a, decay) for a in arrays]
+    return list(ewm_sum(np.stack(arrays), decay, axis=1))
+
+
 def ewm_sum(a: np.ndarray, decay: float, axis: int = 0) -> np.ndarray:
     """S_t = sum_{s<=t} decay^(t-s) a_s along `axis` (a causal first-order IIR filter, in C).
 

@@ -15,12 +15,12 @@ import pandas as pd
 
 from adaptive_beta.models.estimators.common import (
     as_frame,
-    ewm_sum,
     halflife_decay,
     pair_products,
     prepare_pair,
     prepare_pair_arrays,
     regressor_columns,
+    stacked_ewm_sums,
 )
 
 _DEGENERATE = 1e-10
@@ -41,9 +41,8 @@ def _ewm_sums(
     Y: np.ndarray, X: np.ndarray, M: np.ndarray, decay: float, rows: int = 5
 ) -> dict[str, np.ndarray]:
     """The exponentially weighted sums of the pairs (rows=6 adds syy for a correlation), each
-    (T, N): the products side by side in one filter call (`ewm_sum` filters each column alone)."""
-    sums = ewm_sum(np.stack(pair_products(Y, X, M, rows)), decay, axis=1)  # (rows, T, N)
-    return dict(zip(_EWM_SUMS, sums, strict=False))
+    (T, N): the products in one filter call while small (`stacked_ewm_sums`)."""
+    return dict(zip(_EWM_SUMS, stacked_ewm_sums(pair_products(Y, X, M, rows), decay), strict=False))
 
 
 def _ewm_slopes(

@@ -20,7 +20,7 @@ from adaptive_beta.models.estimators.common import (
     prepare_pair,
     prepare_pair_arrays,
     rolling_sum,
-    rolling_sums,
+    stacked_rolling_sums,
 )
 
 # A centred sum of squares below this fraction of the raw one is round-off: the regressor is
@@ -44,10 +44,9 @@ def _moments(Y: np.ndarray, X: np.ndarray, M: np.ndarray, window: int) -> dict[s
 def _moments_multi(
     Y: np.ndarray, X: np.ndarray, M: np.ndarray, windows: Sequence[int]
 ) -> dict[str, np.ndarray]:
-    """`_moments` for several windows, each sum (W, T, N): the six products side by side in one
-    cumulative sum (`rolling_sums`: bit-equal per window) instead of six per window."""
-    sums = rolling_sums(np.stack(pair_products(Y, X, M)), windows, axis=1)  # (W, 6, T, N)
-    return {k: sums[:, i] for i, k in enumerate(_MOMENTS)}
+    """`_moments` for several windows, each sum (W, T, N): one cumulative sum per product serves
+    every window (`rolling_sums`: bit-equal per window), the six in one call while small."""
+    return dict(zip(_MOMENTS, stacked_rolling_sums(pair_products(Y, X, M), windows), strict=True))
 
 
 def _slope(m: dict[str, np.ndarray], min_periods) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -151,7 +151,13 @@ class _Builder:
     def add(self, name: str, group: str, values) -> None:
         if name in self.arrays:
             raise ValueError(f"duplicate feature column {name!r} (two benchmarks or factors share a name?)")
-        a = as_2d(np.asarray(values, dtype=np.float64))
+        a = (
+            values
+            if type(values) is np.ndarray and values.dtype == np.float64
+            else np.asarray(values, np.float64)
+        )
+        if a.ndim == 1:
+            a = a[:, None]
         if a.ndim != 2 or a.shape[0] != self.t or a.shape[1] not in (1, self.n):
             raise ValueError(
                 f"feature {name!r} has shape {a.shape}, expected ({self.t}, {self.n}) or ({self.t},)"
@@ -183,8 +189,9 @@ class FeatureArrays:
 def compute_feature_arrays(panel: Panel, spec: FeatureSpec | None = None) -> FeatureArrays:
     """Every feature of `panel` as (T, N) arrays (assets sorted); `compute_features` in wide form."""
     spec = spec or FeatureSpec()
-    symbols = sorted(panel.symbols)
-    p = panel.select(symbols) if symbols != panel.symbols else panel
+    given = panel.close.columns.tolist()  # once: listing a column index of strings costs ~15 us
+    symbols = sorted(given)
+    p = panel.select(symbols) if symbols != given else panel
     freq = p.freq
     bars = _Bars(freq)
     b = _Builder(len(p.index), len(symbols))
@@ -192,11 +199,11 @@ def compute_feature_arrays(panel: Panel, spec: FeatureSpec | None = None) -> Fea
 
     _own_history(b, p, levels, spec, bars)
     base = _benchmark_features(b, p, levels, spec, bars)
-    _market_state(b, p, levels, spec)
+    _market_state(b, levels, spec)
     _funding_leverage(b, p, spec, bars)
     _factor_features(b, p, levels, spec, bars)
-    _vol_ratios(b, p, spec)
-    _factor_levels(b, p, spec)
+    _vol_ratios(b, levels, spec)
+    _factor_levels(b, p, levels, spec)
     return FeatureArrays(b.arrays, b.groups, base, p.index, symbols, feature_rows(p), freq)
 
 
@@ -304,6 +311,32 @@ def _horizon_return(level: np.ndarray, h: int) -> np.ndarray:
         return level / shift(level, h) - 1.0
 
 
+# Batching trades memory for numpy calls, which are the cost at request size (661 x 1) and not at
+# universe size, where the bigger intermediates only cost page faults and cache misses:
+# - pairs side by side (every benchmark or factor as columns of one computation) while
+#   T x assets x benchmarks (factors) stays below _BATCH_NUMBERS;
+# - several windows from one cumulative sum (W x the sums live at once) while an array of one
+#   window stays below _WINDOWS_AT_ONCE numbers; above, one window at a time.
+# Either way every number is the same (tests/models/test_feat_bitwise.py forces both paths).
+_BATCH_NUMBERS = 2_000_000
+_WINDOWS_AT_ONCE = 1 << 17
+
+
+def _by_windows(fn, size: int, windows: list[int], min_periods: list[int]) -> list:
+    """fn(windows, min_periods) -> (W, T, C) array or a tuple of them, for all windows in one call
+    while an array of `size` numbers is small (`_WINDOWS_AT_ONCE`), else one call per window;
+    one entry (an array or a tuple) per window."""
+    if size <= _WINDOWS_AT_ONCE:
+        groups = [list(range(len(windows)))]
+    else:
+        groups = [[j] for j in range(len(windows))]
+    out = []
+    for g in groups:
+        result = fn([windows[j] for j in g], [min_periods[j] for j in g])
+        out += list(zip(*result, strict=True)) if isinstance(result, tuple) else list(result)
+    return out
+
+
 class _Levels:
     """Asset closes and benchmark levels side by side, (T, N + K), with the per-bar returns,
     horizon returns and realised vols both need, each computed once for all N + K columns.
@@ -315,12 +348,17 @@ class _Levels:
 
     def __init__(self, p: Panel, spec: FeatureSpec, bars: _Bars):
         self.close = _values(p.close)
+        self.benchmark_names = p.benchmarks.columns.tolist()
+        self.factor_names = p.factors.columns.tolist()
         self.n_assets = self.close.shape[1]
         both = np.concatenate([self.close, _values(p.benchmarks)], axis=1)
         self.both = both
         self.rets = _pct_change(both)  # [:, :N] = p.returns(), [:, N:] = p.benchmark_returns(), bitwise
         ns = [bars(w) for w in spec.vol_windows]
-        self.vols = realised_vols(self.rets, ns, [_minp(n) for n in ns], bars.per_year)  # (W, T, N + K)
+        mps = [_minp(n) for n in ns]
+        self.vols = _by_windows(
+            lambda w, mp: realised_vols(self.rets, w, mp, bars.per_year), both.size, ns, mps
+        )
         self.bars = bars
         self._horizons: dict[int, np.ndarray] = {}
 
@@ -367,17 +405,14 @@ def _benchmark_features(b: _Builder, p: Panel, lv: _Levels, spec: FeatureSpec, b
     else:
         bench_rets = _pct_change(_values(p.benchmarks.reindex(p.index)))
     rets = lv.rets[:, :n_assets]
-    names = p.benchmark_names
+    names = lv.benchmark_names
     if len(names) > 1 and rets.size * len(names) <= _BATCH_NUMBERS:
-        features = _pair_features(rets, bench_rets, spec, bars, all_windows=True)
+        features = _pair_features(rets, bench_rets, spec, bars)
         per_bench = [
             [(pat, a[:, k * n_assets : (k + 1) * n_assets]) for pat, a in features] for k in range(len(names))
         ]
     else:
-        small = rets.size <= _BATCH_NUMBERS
-        per_bench = [
-            _pair_features(rets, bench_rets[:, k : k + 1], spec, bars, small) for k in range(len(names))
-        ]
+        per_bench = [_pair_features(rets, bench_rets[:, k : k + 1], spec, bars) for k in range(len(names))]
     for name, features in zip(names, per_bench, strict=True):
         for pattern, values in features:
             b.add(pattern.format(name), "crypto_benchmark", values)
@@ -385,13 +420,11 @@ def _benchmark_features(b: _Builder, p: Panel, lv: _Levels, spec: FeatureSpec, b
 
 
 def _pair_features(
-    r: np.ndarray, xb: np.ndarray, spec: FeatureSpec, bars: _Bars, all_windows: bool
+    r: np.ndarray, xb: np.ndarray, spec: FeatureSpec, bars: _Bars
 ) -> list[tuple[str, np.ndarray]]:
     """(name pattern with `{}` for the benchmark, values) of every benchmark feature, in column
     order, for the assets r (T, N) against the benchmark returns xb (T, K): values (T, K * N).
 
-    all_windows: every rolling window from one set of cumulative sums (the request path);
-    otherwise one window at a time (the memory of a universe-sized panel stays as it was).
     """
     n_assets, k = r.shape[1], xb.shape[1]
 
@@ -406,7 +439,7 @@ def _pair_features(
         spec.welch_extra_halflives, extras, strict=True
     ):  # the same estimator at longer memory
         out += [(f"beta_welch_{{}}_{hl}", extra), (f"rel_welch_{{}}_{hl}", extra - wv)]
-    out += _ols_features(y, x, wv, spec, bars, all_windows)
+    out += _ols_features(y, x, wv, spec, bars)
     ewma = ewma_betas_and_corrs(y, x, [bars.halflife(hl) for hl in spec.ewma_halflives])
     for hl, (beta, corr) in zip(spec.ewma_halflives, ewma, strict=True):  # corr's min_periods: the beta's
         out += [
@@ -430,18 +463,20 @@ def _pair_features(
 
 
 def _ols_features(
-    y: np.ndarray, x: np.ndarray, wv: np.ndarray, spec: FeatureSpec, bars: _Bars, all_windows: bool
+    y: np.ndarray, x: np.ndarray, wv: np.ndarray, spec: FeatureSpec, bars: _Bars
 ) -> list[tuple[str, np.ndarray]]:
     """beta_ols_, corr_, rel_ols_ per window of `beta_windows` then `long_beta_windows` (a HAR-style
     cascade); windows of 3+ bars share their sums (`rolling_betas_and_corrs`, bit-equal)."""
     windows = (*spec.beta_windows, *spec.long_beta_windows)
     shared = [(w, bars(w)) for w in windows if bars(w) >= 3]
-    groups = [shared] if all_windows else [[one] for one in shared]
-    results = {}
-    for group in groups:
-        ns = [n for _, n in group]
-        betas, corrs = rolling_betas_and_corrs(y, x, ns, [None] * len(ns), [_minp(n, least=3) for n in ns])
-        results.update({w: (betas[j], corrs[j]) for j, (w, _) in enumerate(group)})
+    ns = [n for _, n in shared]
+    betas = _by_windows(
+        lambda w, mp: rolling_betas_and_corrs(y, x, w, [None] * len(w), mp),
+        y.size,
+        ns,
+        [_minp(n, least=3) for n in ns],
+    )
+    results = dict(zip([w for w, _ in shared], betas, strict=True))
     out = []
     for w in windows:
         if w in results:
@@ -466,10 +501,10 @@ def _high_vol_bars(x: np.ndarray, n: int) -> np.ndarray:
         return np.where(a > med, x, np.nan)
 
 
-def _market_state(b: _Builder, p: Panel, lv: _Levels, spec: FeatureSpec) -> None:
+def _market_state(b: _Builder, lv: _Levels, spec: FeatureSpec) -> None:
     """mkt_<B>_ret_<h>, mkt_<B>_vol_<w>: the benchmark columns of `_Levels` (same for every asset)."""
     bars = lv.bars
-    for k, name in enumerate(p.benchmark_names):
+    for k, name in enumerate(lv.benchmark_names):
         col = lv.n_assets + k
         for h in spec.return_horizons:
             b.add(f"mkt_{name}_ret_{h}", "crypto_benchmark", lv.horizon_return(bars(h))[:, col])
@@ -483,7 +518,7 @@ def _funding_leverage(b: _Builder, p: Panel, spec: FeatureSpec, bars: _Bars) -> 
     fund = _values(p.funding_rate) * bars.per_year
     b.add("funding_ann", g, fund)
     ns = [bars(w) for w in spec.funding_windows]
-    means = rolling_means(fund, ns, [_minp(n) for n in ns])
+    means = _by_windows(lambda w, mp: rolling_means(fund, w, mp), fund.size, ns, [_minp(n) for n in ns])
     for w, n, mean in zip(spec.funding_windows, ns, means, strict=True):
         b.add(f"funding_ann_mean_{w}", g, mean)
         b.add(f"funding_ann_chg_{w}", g, fund - shift(fund, n))
@@ -498,7 +533,7 @@ def _funding_leverage(b: _Builder, p: Panel, spec: FeatureSpec, bars: _Bars) -> 
         b.add(f"oi_chg_z_{spec.oi_z_window}", g, _zscore(log_oi - shift(log_oi, 1), bars(spec.oi_z_window)))
 
 
-def _vol_ratios(b: _Builder, p: Panel, spec: FeatureSpec) -> None:
+def _vol_ratios(b: _Builder, lv: _Levels, spec: FeatureSpec) -> None:
     """`vol_ratio_<B>_<w>` = vol_<w> / mkt_<B>_vol_<w>, from the columns already built (same numbers).
 
     beta = corr x sigma_asset / sigma_benchmark, and volatility is far more persistent than beta
@@ -506,23 +541,23 @@ def _vol_ratios(b: _Builder, p: Panel, spec: FeatureSpec) -> None:
     """
     if not spec.vol_ratio:
         return
-    for name in p.benchmark_names:
+    for name in lv.benchmark_names:
         for w in spec.vol_windows:
             with np.errstate(invalid="ignore", divide="ignore"):
                 ratio = b.arrays[f"vol_{w}"] / b.arrays[f"mkt_{name}_vol_{w}"]
             b.add(f"vol_ratio_{name}_{w}", "crypto_benchmark", np.where(np.isfinite(ratio), ratio, np.nan))
 
 
-def _factor_levels(b: _Builder, p: Panel, spec: FeatureSpec) -> None:
+def _factor_levels(b: _Builder, p: Panel, lv: _Levels, spec: FeatureSpec) -> None:
     """`fac_<F>_log_level` (or `fac_<F>_level` for rates, in points and possibly <= 0).
 
     Some factors are states, not returns: the VIX level separates calm from stressed markets
     where its daily change does not.  Non-positive levels of a non-rate factor are NaN.
     """
-    missing = [f for f in spec.factor_levels if f not in p.factor_names]
+    missing = [f for f in spec.factor_levels if f not in lv.factor_names]
     if missing:
         raise ValueError(
-            f"factor_levels names {missing}, which the panel does not have (its factors: {list(p.factor_names)})"
+            f"factor_levels names {missing}, which the panel does not have (its factors: {lv.factor_names})"
         )
     for name in spec.factor_levels:
         category = p.factor_categories.get(name, "other")
@@ -570,12 +605,12 @@ def _sum_changes(c: np.ndarray, windows: list[int], min_periods: list[int], is_r
     return s if rate.all() else np.where(rate, s, np.expm1(s))
 
 
-def _columns(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
-    """frame[names] as a float64 array; the frame's own array when its columns are already
-    `names` in order (the usual case: selecting by a list of string labels costs ~0.5 ms per
+def _columns(frame: pd.DataFrame, like: pd.DataFrame) -> np.ndarray:
+    """frame's columns in the order of `like`'s, as a float64 array; the frame's own array when
+    they already are (the usual case: selecting by a list of string labels costs ~0.5 ms per
     frame, a tenth of a one-asset request's features, for the same numbers)."""
-    if list(frame.columns) != names:
-        frame = frame[names]
+    if not frame.columns.equals(like.columns):
+        frame = frame[like.columns.tolist()]
     return _values(frame)
 
 
@@ -589,26 +624,19 @@ def _values(frame: pd.DataFrame) -> np.ndarray:
     return np.ascontiguousarray(frame.to_numpy(dtype=np.float64, na_value=np.nan))
 
 
-# Pairs are batched side by side (every factor or benchmark as columns, every window from one
-# cumulative sum) while T x assets x factors (or benchmarks) stays below this: it pays at request
-# size, where numpy's per-call cost dominates, and would multiply the live intermediates of a
-# universe-sized panel, which goes one factor (benchmark) and one window at a time instead.
-_BATCH_NUMBERS = 2_000_000
-
-
 def _factor_features(b: _Builder, p: Panel, lv: _Levels, spec: FeatureSpec, bars: _Bars) -> None:
     """Factor features, computed for all factors as columns of one (T, F) array (per-column
     arithmetic is independent, so each column is bit-for-bit the one-factor computation) and
     added in the per-factor column order."""
-    names = list(p.factor_names)
+    names = lv.factor_names
     if not names:
         return
     h = bars(spec.factor_return_horizon)
     h_days = parse_duration(spec.factor_return_horizon) / pd.Timedelta(days=1)
     asset_h = lv.horizon_return(h)[:, : lv.n_assets]
     rate = np.array([p.factor_categories.get(name) == "rates" for name in names], dtype=bool)
-    levels = _columns(p.factors, names)
-    stale = _columns(p.factor_staleness, names)
+    levels = _values(p.factors)
+    stale = _columns(p.factor_staleness, p.factors)
     c = _factor_change(levels, rate, spec.factor_return_clip)
     ns = [bars(w) for w in spec.factor_windows]
     mps = [_minp(n) for n in ns]
@@ -647,9 +675,11 @@ def _factor_betas(asset_h: np.ndarray, xh: np.ndarray, spec: FeatureSpec, bars: 
         }
     y_all = np.tile(asset_h, (1, n_factors))
     x_all = np.repeat(xh, n_assets, axis=1)
-    beta, corr = rolling_betas_and_corrs(y_all, x_all, ns, mps, mps)
+    pairs = _by_windows(lambda w, mp: rolling_betas_and_corrs(y_all, x_all, w, mp, mp), y_all.size, ns, mps)
     cols = [slice(f * n_assets, (f + 1) * n_assets) for f in range(n_factors)]
-    return {w: [(beta[j][:, cs], corr[j][:, cs]) for cs in cols] for j, w in enumerate(windows)}
+    return {
+        w: [(beta[:, cs], corr[:, cs]) for cs in cols] for w, (beta, corr) in zip(windows, pairs, strict=True)
+    }
 
 
 def wide_to_long(

@@ -20,6 +20,7 @@ from adaptive_beta.models.estimators.common import (
     prepare_pair_arrays,
     rolling_sum,
     rolling_sums,
+    stacked_rolling_sums,
 )
 
 
@@ -66,11 +67,11 @@ def rolling_mean(a: np.ndarray, window: int, min_periods: int) -> np.ndarray:
 
 
 def rolling_means(a: np.ndarray, windows: Sequence[int], min_periods: Sequence[int]) -> np.ndarray:
-    """`rolling_mean` for each (window, min_periods) pair, (W, T, N): the values and the mask side
-    by side in one cumulative sum (`rolling_sums`, bit-equal per window)."""
+    """`rolling_mean` for each (window, min_periods) pair, (W, T, N): one cumulative sum of the
+    values and one of the mask serve every window (bit-equal per window), both in one call
+    while small (`stacked_rolling_sums`)."""
     v, m = _masked(as_2d(a))
-    sums = rolling_sums(np.stack((v, m)), windows, axis=1)  # (W, 2, T, N)
-    total, n = sums[:, 0], sums[:, 1]
+    total, n = stacked_rolling_sums((v, m), windows)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n >= _per_window(min_periods), total / n, np.nan)
 
@@ -86,7 +87,7 @@ def rolling_std(a: np.ndarray, window: int, min_periods: int) -> np.ndarray:
     ref = a[first, np.arange(a.shape[1])]
     ref = np.where(np.isfinite(ref), ref, 0.0)
     v, m = _masked(a - ref)
-    n, s, ss = rolling_sums(np.stack((m, v, v * v)), (window,), axis=1)[0]  # one pass for the three
+    n, s, ss = (sums[0] for sums in stacked_rolling_sums((m, v, v * v), (window,)))
     with np.errstate(invalid="ignore", divide="ignore"):
         var = np.maximum(ss - s * s / n, 0.0) / (n - 1.0)
         return np.where(n >= max(min_periods, 2), np.sqrt(var), np.nan)

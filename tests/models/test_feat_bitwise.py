@@ -16,6 +16,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+import adaptive_beta.models.estimators.common as common
 import adaptive_beta.models.features.compute as compute
 from adaptive_beta.models.features.spec import FeatureSpec
 
@@ -108,12 +109,22 @@ def test_every_feature_equals_the_previous_implementation_bit_for_bit(market, st
     assert finite >= 0.75 * len(new.arrays)  # numbers are compared, not only NaN arrays
 
 
+LIMITS = {  # the size limits above which large panels go one window / pair / sum at a time
+    "windows": [(compute, "_WINDOWS_AT_ONCE")],
+    "stacks": [(common, "STACK_NUMBERS")],
+    "all": [(compute, "_WINDOWS_AT_ONCE"), (compute, "_BATCH_NUMBERS"), (common, "STACK_NUMBERS")],
+}
+
+
 @pytest.mark.parametrize("spec_name", sorted(SPECS))
-def test_the_one_at_a_time_path_of_large_panels_is_bitwise_the_same(market, spec_name, monkeypatch):
-    """Above `_BATCH_NUMBERS` benchmarks, factors and windows go one at a time (bounded memory):
-    forced here on a small panel, the numbers must not move."""
+@pytest.mark.parametrize("limits", sorted(LIMITS))
+def test_the_one_at_a_time_paths_of_large_panels_are_bitwise_the_same(market, spec_name, limits, monkeypatch):
+    """Above `_WINDOWS_AT_ONCE` windows go one at a time, above `_BATCH_NUMBERS` benchmarks and
+    factors, above `STACK_NUMBERS` the moment sums (bounded memory, no page faults): forced here
+    on a small panel, the numbers must not move."""
     panel, spec = market["damaged"], SPECS[spec_name]
-    monkeypatch.setattr(compute, "_BATCH_NUMBERS", 0)
+    for module, limit in LIMITS[limits]:
+        monkeypatch.setattr(module, limit, 0)
     _assert_bitwise_equal(
         compute.compute_feature_arrays(panel, spec), reference.compute_feature_arrays(panel, spec)
     )
