@@ -81,7 +81,7 @@ def rolling_sums(a: np.ndarray, windows: Sequence[int], axis: int = 0) -> np.nda
     cumulative sum runs down each series on its own.  A one-asset request computes ~100 window
     sums of 661 numbers: the numpy call, not the arithmetic, is the cost.
     """
-    c = np.cumsum(np.ascontiguousarray(a), axis=axis)  # a column-major input sums 2-3x slower
+    c = np.add.accumulate(np.ascontiguousarray(a), axis=axis)  # np.cumsum's own steps, minus its wrapper
     out = np.empty((len(windows), *c.shape), dtype=c.dtype)
     before = (slice(None),) * axis
     for j, window in enumerate(windows):
@@ -102,7 +102,7 @@ def stacked_rolling_sums(arrays: Sequence[np.ndarray], windows: Sequence[int]) -
     """[`rolling_sums(a, windows)` for a in arrays] (each (W, T, ...)), in one call while small."""
     if arrays[0].size > STACK_NUMBERS:
         return [rolling_sums(a, windows) for a in arrays]
-    sums = rolling_sums(np.stack(arrays), windows, axis=1)  # (W, len(arrays), T, ...)
+    sums = rolling_sums(_stack(arrays), windows, axis=1)  # (W, len(arrays), T, ...)
     return [sums[:, i] for i in range(len(arrays))]
 
 
@@ -110,7 +110,15 @@ def stacked_ewm_sums(arrays: Sequence[np.ndarray], decay: float) -> list[np.ndar
     """[`ewm_sum(a, decay)` for a in arrays], in one filter call while small."""
     if arrays[0].size > STACK_NUMBERS:
         return [ewm_sum(a, decay) for a in arrays]
-    return list(ewm_sum(np.stack(arrays), decay, axis=1))
+    return list(ewm_sum(_stack(arrays), decay, axis=1))
+
+
+def _stack(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """np.stack(arrays) for arrays of one shape, without its checks (half its cost at this size)."""
+    out = np.empty((len(arrays), *arrays[0].shape))
+    for i, a in enumerate(arrays):
+        out[i] = a
+    return out
 
 
 def ewm_sum(a: np.ndarray, decay: float, axis: int = 0) -> np.ndarray:

@@ -42,11 +42,12 @@ def _moments(Y: np.ndarray, X: np.ndarray, M: np.ndarray, window: int) -> dict[s
 
 
 def _moments_multi(
-    Y: np.ndarray, X: np.ndarray, M: np.ndarray, windows: Sequence[int]
+    Y: np.ndarray, X: np.ndarray, M: np.ndarray, windows: Sequence[int], rows: int = 6
 ) -> dict[str, np.ndarray]:
     """`_moments` for several windows, each sum (W, T, N): one cumulative sum per product serves
-    every window (`rolling_sums`: bit-equal per window), the six in one call while small."""
-    return dict(zip(_MOMENTS, stacked_rolling_sums(pair_products(Y, X, M), windows), strict=True))
+    every window (`rolling_sums`: bit-equal per window), the six in one call while small.
+    rows=5 leaves out syy, which only a correlation or a standard error needs."""
+    return dict(zip(_MOMENTS, stacked_rolling_sums(pair_products(Y, X, M, rows), windows), strict=False))
 
 
 def _slope(m: dict[str, np.ndarray], min_periods) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -93,7 +94,7 @@ def _rolling_ols_beta_prepared(
     Y: np.ndarray, X: np.ndarray, M: np.ndarray, window: int, min_periods: int | None
 ) -> np.ndarray:
     window, min_periods = check_window(window, min_periods, least=2)
-    beta, _, _ = _slope(_moments(Y, X, M, window), min_periods)
+    beta, _, _ = _slope({k: v[0] for k, v in _moments_multi(Y, X, M, (window,), rows=5).items()}, min_periods)
     return beta
 
 

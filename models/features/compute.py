@@ -275,12 +275,20 @@ class _Bars:
         self.per_year = YEAR / freq
         self._periods: dict[str, int] = {}
         self._halflives: dict[str, float] = {}
+        self._days: dict[str, float] = {}
 
     def __call__(self, duration: str) -> int:
         n = self._periods.get(duration)
         if n is None:
             n = self._periods[duration] = to_periods(duration, self.freq)
         return n
+
+    def days(self, duration: str) -> float:
+        """The duration in days (memoised like the rest)."""
+        d = self._days.get(duration)
+        if d is None:
+            d = self._days[duration] = parse_duration(duration) / pd.Timedelta(days=1)
+        return d
 
     def halflife(self, duration: str) -> float:
         h = self._halflives.get(duration)
@@ -632,7 +640,7 @@ def _factor_features(b: _Builder, p: Panel, lv: _Levels, spec: FeatureSpec, bars
     if not names:
         return
     h = bars(spec.factor_return_horizon)
-    h_days = parse_duration(spec.factor_return_horizon) / pd.Timedelta(days=1)
+    h_days = bars.days(spec.factor_return_horizon)
     asset_h = lv.horizon_return(h)[:, : lv.n_assets]
     rate = np.array([p.factor_categories.get(name) == "rates" for name in names], dtype=bool)
     levels = _values(p.factors)

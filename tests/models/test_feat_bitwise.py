@@ -149,3 +149,54 @@ def test_the_bitwise_check_sees_a_one_ulp_change(market):
     new.arrays[name] = a
     with pytest.raises(AssertionError):
         _assert_bitwise_equal(new, old)
+
+
+def _pairs(seed: int, t: int, n: int, holes: float):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 0.03, (t, n))
+    y = 1.2 * x + rng.normal(0, 0.02, (t, n))
+    y[rng.random((t, n)) < holes] = np.nan
+    x[rng.random((t, n)) < holes] = np.nan
+    y[: t // 4, 0] = np.nan  # a late listing
+    y[t // 2, -1] = np.inf  # a return from a zero price
+    return y, x
+
+
+@pytest.mark.parametrize("stack", [True, False])
+@pytest.mark.parametrize("seed", range(6))
+def test_the_multi_window_primitives_equal_the_previous_single_ones(seed, stack, monkeypatch):
+    """Several windows / half-lives / pairs per call (x one column per pair, as the batched
+    benchmarks and factors) against the previous one-window, one-pair primitives."""
+    from adaptive_beta.models.estimators.ewma import welch_betas_array
+    from adaptive_beta.models.features import rolling
+
+    if not stack:
+        monkeypatch.setattr(common, "STACK_NUMBERS", 0)
+    rng = np.random.default_rng(100 + seed)
+    t, n = int(rng.integers(40, 400)), int(rng.integers(1, 5))
+    y, x = _pairs(seed, t, n, holes=float(rng.uniform(0.0, 0.3)))
+    windows = sorted({int(w) for w in rng.integers(3, t + 20, 3)})
+    bmp = [None, *[int(rng.integers(2, w + 1)) for w in windows[1:]]]
+    cmp = [int(rng.integers(2, w + 1)) for w in windows]
+    halflives = [float(h) for h in rng.uniform(1.0, 60.0, 2)]
+    beta, corr = rolling.rolling_betas_and_corrs(y, x, windows, bmp, cmp)
+    ewma = rolling.ewma_betas_and_corrs(y, x, halflives)
+    welch = welch_betas_array(y, x, halflives, -2.0, 4.0)
+    means = rolling.rolling_means(y, windows, cmp)
+    vols = rolling.realised_vols(y, windows, cmp, 365.0)
+    for i in range(n):  # the reference takes one shared x per call: one pair at a time
+        yi, xi = y[:, i : i + 1], x[:, i]
+        for j, w in enumerate(windows):
+            rb, rc = reference.rolling_beta_and_corr(yi, xi, w, bmp[j], cmp[j])
+            _same(beta[j][:, i], rb[:, 0]), _same(corr[j][:, i], rc[:, 0])
+            _same(means[j][:, i], reference.rolling_mean(yi, w, cmp[j])[:, 0])
+            _same(vols[j][:, i], reference.realised_vol(yi, w, cmp[j], 365.0)[:, 0])
+        for h, (eb, ec), wb in zip(halflives, ewma, welch, strict=True):
+            rb, rc = reference.ewma_beta_and_corr(yi, xi, h)
+            _same(eb[:, i], rb[:, 0]), _same(ec[:, i], rc[:, 0])
+            _same(wb[:, i], reference.welch_beta_array(yi, xi, h, -2.0, 4.0)[:, 0])
+    assert np.isfinite(beta[0]).any() and np.isfinite(ewma[0][1]).any()
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> None:
+    assert np.array_equal(np.ascontiguousarray(a).view(np.int64), np.ascontiguousarray(b).view(np.int64))
