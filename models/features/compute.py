@@ -319,22 +319,23 @@ def _horizon_return(level: np.ndarray, h: int) -> np.ndarray:
         return level / shift(level, h) - 1.0
 
 
-# Batching trades memory for numpy calls, which are the cost at request size (661 x 1) and not at
-# universe size, where the bigger intermediates only cost page faults and cache misses:
-# - pairs side by side (every benchmark or factor as columns of one computation) while
-#   T x assets x benchmarks (factors) stays below _BATCH_NUMBERS;
-# - several windows from one cumulative sum (W x the sums live at once) while an array of one
-#   window stays below _WINDOWS_AT_ONCE numbers; above, one window at a time.
-# Either way every number is the same (tests/models/test_feat_bitwise.py forces both paths).
+# Batching trades memory and arithmetic for numpy calls, which are the cost at request size
+# (661 x 1) and not at universe size, where bigger intermediates cost page faults and cache misses:
+# - factors side by side (every factor as columns of one computation) while T x assets x
+#   factors stays below _BATCH_NUMBERS (as before the request-path work);
+# - benchmarks side by side, and several windows from one cumulative sum (W x the sums live at
+#   once), only while an array stays below _SMALL numbers: a benchmark as a full column instead
+#   of a broadcast one costs arithmetic that only tiny arrays repay.
+# Either way every number is the same (tests/models/test_feat_bitwise.py forces every path).
 _BATCH_NUMBERS = 2_000_000
-_WINDOWS_AT_ONCE = 1 << 17
+_SMALL = 1 << 16
 
 
 def _by_windows(fn, size: int, windows: list[int], min_periods: list[int]) -> list:
     """fn(windows, min_periods) -> (W, T, C) array or a tuple of them, for all windows in one call
-    while an array of `size` numbers is small (`_WINDOWS_AT_ONCE`), else one call per window;
+    while an array of `size` numbers is small (`_SMALL`), else one call per window;
     one entry (an array or a tuple) per window."""
-    if size <= _WINDOWS_AT_ONCE:
+    if size <= _SMALL:
         groups = [list(range(len(windows)))]
     else:
         groups = [[j] for j in range(len(windows))]
@@ -403,7 +404,7 @@ def _zscore(a: np.ndarray, n: int) -> np.ndarray:
 def _benchmark_features(b: _Builder, p: Panel, lv: _Levels, spec: FeatureSpec, bars: _Bars) -> dict[str, str]:
     """The crypto_benchmark betas of every asset against every benchmark.
 
-    While the pairs stay small (`_BATCH_NUMBERS`) all K benchmarks go through one computation as
+    While the pairs stay small (`_SMALL`) all K benchmarks go through one computation as
     columns side by side (column k * N + i: asset i against benchmark k), as the factors do;
     each column's arithmetic is its own, so the numbers are those of one benchmark at a time.
     """
@@ -414,7 +415,7 @@ def _benchmark_features(b: _Builder, p: Panel, lv: _Levels, spec: FeatureSpec, b
         bench_rets = _pct_change(_values(p.benchmarks.reindex(p.index)))
     rets = lv.rets[:, :n_assets]
     names = lv.benchmark_names
-    if len(names) > 1 and rets.size * len(names) <= _BATCH_NUMBERS:
+    if len(names) > 1 and rets.size * len(names) <= _SMALL:
         features = _pair_features(rets, bench_rets, spec, bars)
         per_bench = [
             [(pat, a[:, k * n_assets : (k + 1) * n_assets]) for pat, a in features] for k in range(len(names))

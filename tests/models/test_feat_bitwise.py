@@ -110,18 +110,18 @@ def test_every_feature_equals_the_previous_implementation_bit_for_bit(market, st
 
 
 LIMITS = {  # the size limits above which large panels go one window / pair / sum at a time
-    "windows": [(compute, "_WINDOWS_AT_ONCE")],
+    "small": [(compute, "_SMALL")],
     "stacks": [(common, "STACK_NUMBERS")],
-    "all": [(compute, "_WINDOWS_AT_ONCE"), (compute, "_BATCH_NUMBERS"), (common, "STACK_NUMBERS")],
+    "all": [(compute, "_SMALL"), (compute, "_BATCH_NUMBERS"), (common, "STACK_NUMBERS")],
 }
 
 
 @pytest.mark.parametrize("spec_name", sorted(SPECS))
 @pytest.mark.parametrize("limits", sorted(LIMITS))
 def test_the_one_at_a_time_paths_of_large_panels_are_bitwise_the_same(market, spec_name, limits, monkeypatch):
-    """Above `_WINDOWS_AT_ONCE` windows go one at a time, above `_BATCH_NUMBERS` benchmarks and
-    factors, above `STACK_NUMBERS` the moment sums (bounded memory, no page faults): forced here
-    on a small panel, the numbers must not move."""
+    """Above `_SMALL` benchmarks and windows go one at a time, above `_BATCH_NUMBERS` factors,
+    above `STACK_NUMBERS` the moment sums (bounded memory, no page faults): forced here on a
+    small panel, the numbers must not move."""
     panel, spec = market["damaged"], SPECS[spec_name]
     for module, limit in LIMITS[limits]:
         monkeypatch.setattr(module, limit, 0)
