@@ -8,15 +8,19 @@ assets.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
 from adaptive_beta.models.estimators.common import (
     as_frame,
-    ewm_sum,
     halflife_decay,
+    pair_products,
     prepare_pair,
     prepare_pair_arrays,
+    regressor_columns,
+    stacked_ewm_sums,
 )
 
 _DEGENERATE = 1e-10
@@ -30,18 +34,27 @@ def _default_min_periods(halflife: float, min_periods: int | None) -> int:
     return int(min_periods)
 
 
-def _ewm_sums(Y: np.ndarray, X: np.ndarray, M: np.ndarray, decay: float) -> dict[str, np.ndarray]:
-    return {
-        "sw": ewm_sum(M, decay),
-        "sx": ewm_sum(X * M, decay),
-        "sy": ewm_sum(Y, decay),
-        "sxx": ewm_sum(X * X * M, decay),
-        "sxy": ewm_sum(X * Y, decay),
-    }
+_EWM_SUMS = ("sw", "sx", "sy", "sxx", "sxy", "syy")  # the sums of `pair_products`, in its order
 
 
-def _ewm_slope(Y: np.ndarray, X: np.ndarray, M: np.ndarray, decay: float, min_periods: int) -> np.ndarray:
-    return _ewm_slope_from(_ewm_sums(Y, X, M, decay), np.cumsum(M, axis=0), min_periods)
+def _ewm_sums(
+    Y: np.ndarray, X: np.ndarray, M: np.ndarray, decay: float, rows: int = 5
+) -> dict[str, np.ndarray]:
+    """The exponentially weighted sums of the pairs (rows=6 adds syy for a correlation), each
+    (T, N): the products in one filter call while small (`stacked_ewm_sums`)."""
+    return dict(zip(_EWM_SUMS, stacked_ewm_sums(pair_products(Y, X, M, rows), decay), strict=False))
+
+
+def _ewm_slopes(
+    Y: np.ndarray, X: np.ndarray, M: np.ndarray, halflives: Sequence[float], min_periods: int | None
+) -> list[np.ndarray]:
+    """The EWMA slope at each half-life from one set of prepared pairs (the running count of
+    valid pairs is the same for all; each half-life is one filter call over its five sums)."""
+    count = np.cumsum(M, axis=0)
+    return [
+        _ewm_slope_from(_ewm_sums(Y, X, M, halflife_decay(h)), count, _default_min_periods(h, min_periods))
+        for h in halflives
+    ]
 
 
 def _ewm_slope_from(s: dict[str, np.ndarray], count: np.ndarray, min_periods: int) -> np.ndarray:
@@ -62,27 +75,24 @@ def ewma_beta(y: pd.DataFrame, x: pd.Series, halflife: float, min_periods: int |
     halflife: in bars (float allowed).  min_periods: valid pairs seen so far before a value is
         given; default ceil(halflife) (at least 3).
     """
-    decay = halflife_decay(halflife)
-    Y, X, M = prepare_pair(y, x)
-    return as_frame(_ewm_slope(Y, X, M, decay, _default_min_periods(halflife, min_periods)), y)
+    return as_frame(_ewm_slopes(*prepare_pair(y, x), (halflife,), min_periods)[0], y)
 
 
 def ewma_beta_array(
     y: np.ndarray, x: np.ndarray, halflife: float, min_periods: int | None = None
 ) -> np.ndarray:
     """`ewma_beta` on aligned float64 arrays (y (T, N), x (T,), NaN where missing): the same numbers."""
-    decay = halflife_decay(halflife)
-    Y, X, M = prepare_pair_arrays(y, x)
-    return _ewm_slope(Y, X, M, decay, _default_min_periods(halflife, min_periods))
+    return _ewm_slopes(*prepare_pair_arrays(y, x), (halflife,), min_periods)[0]
 
 
 def winsorise_to_band_array(
     y: np.ndarray, x: np.ndarray, lower: float = -2.0, upper: float = 4.0
 ) -> np.ndarray:
-    """`winsorise_to_band` on aligned float64 arrays (y (T, N), x (T,)); the frame version delegates here."""
+    """`winsorise_to_band` on aligned float64 arrays (y (T, N), x (T,) or one per column of y's
+    shape, as `prepare_pair_arrays`); the frame version delegates here."""
     if not lower < upper:
         raise ValueError(f"welch band needs lower < upper, got lower={lower!r}, upper={upper!r}")
-    xs = x.reshape(-1, 1)
+    xs = regressor_columns(y, x)
     a, b = lower * xs, upper * xs
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     return np.clip(y, lo, hi)
@@ -97,7 +107,22 @@ def welch_beta_array(
     min_periods: int | None = None,
 ) -> np.ndarray:
     """`welch_beta` on aligned float64 arrays (y (T, N), x (T,), NaN where missing): the same numbers."""
-    return ewma_beta_array(winsorise_to_band_array(y, x, lower, upper), x, halflife, min_periods)
+    return welch_betas_array(y, x, (halflife,), lower, upper, min_periods)[0]
+
+
+def welch_betas_array(
+    y: np.ndarray,
+    x: np.ndarray,
+    halflives: Sequence[float],
+    lower: float = -2.0,
+    upper: float = 4.0,
+    min_periods: int | None = None,
+) -> list[np.ndarray]:
+    """`welch_beta_array` at each half-life: the winsorised pairs are built once for all of them
+    (the feature pipeline's base beta and its longer-memory variants)."""
+    return _ewm_slopes(
+        *prepare_pair_arrays(winsorise_to_band_array(y, x, lower, upper), x), halflives, min_periods
+    )
 
 
 def winsorise_to_band(y: pd.DataFrame, x: pd.Series, lower: float = -2.0, upper: float = 4.0) -> pd.DataFrame:

@@ -8,15 +8,19 @@ window with gaps uses exactly its valid pairs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
 from adaptive_beta.models.estimators.common import (
     as_frame,
     check_window,
+    pair_products,
     prepare_pair,
     prepare_pair_arrays,
     rolling_sum,
+    stacked_rolling_sums,
 )
 
 # A centred sum of squares below this fraction of the raw one is round-off: the regressor is
@@ -30,19 +34,27 @@ def _rolling_moments(y: pd.DataFrame, x: pd.Series, window: int) -> dict[str, np
     return _moments(*prepare_pair(y, x), window)
 
 
+_MOMENTS = ("n", "sx", "sy", "sxx", "sxy", "syy")  # the sums of `pair_products`, in its order
+
+
 def _moments(Y: np.ndarray, X: np.ndarray, M: np.ndarray, window: int) -> dict[str, np.ndarray]:
-    return {
-        "n": rolling_sum(M, window),
-        "sx": rolling_sum(X * M, window),
-        "sy": rolling_sum(Y, window),
-        "sxx": rolling_sum(X * X * M, window),
-        "sxy": rolling_sum(X * Y, window),
-        "syy": rolling_sum(Y * Y, window),
-    }
+    return {k: v[0] for k, v in _moments_multi(Y, X, M, (window,)).items()}
 
 
-def _slope(m: dict[str, np.ndarray], min_periods: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(beta, centred Sxx, centred Sxy); beta NaN where fewer than min_periods pairs or x constant."""
+def _moments_multi(
+    Y: np.ndarray, X: np.ndarray, M: np.ndarray, windows: Sequence[int], rows: int = 6
+) -> dict[str, np.ndarray]:
+    """`_moments` for several windows, each sum (W, T, N): one cumulative sum per product serves
+    every window (`rolling_sums`: bit-equal per window), the six in one call while small.
+    rows=5 leaves out syy, which only a correlation or a standard error needs."""
+    return dict(zip(_MOMENTS, stacked_rolling_sums(pair_products(Y, X, M, rows), windows), strict=False))
+
+
+def _slope(m: dict[str, np.ndarray], min_periods) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(beta, centred Sxx, centred Sxy); beta NaN where fewer than min_periods pairs or x constant.
+
+    Elementwise: sums of several windows (W, T, N) take a (W, 1, 1) array of min_periods.
+    """
     n = m["n"]
     with np.errstate(divide="ignore", invalid="ignore"):
         sxx_c = m["sxx"] - m["sx"] ** 2 / n
@@ -82,7 +94,7 @@ def _rolling_ols_beta_prepared(
     Y: np.ndarray, X: np.ndarray, M: np.ndarray, window: int, min_periods: int | None
 ) -> np.ndarray:
     window, min_periods = check_window(window, min_periods, least=2)
-    beta, _, _ = _slope(_moments(Y, X, M, window), min_periods)
+    beta, _, _ = _slope({k: v[0] for k, v in _moments_multi(Y, X, M, (window,), rows=5).items()}, min_periods)
     return beta
 
 

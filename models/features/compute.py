@@ -57,18 +57,20 @@ import pandas as pd
 
 from adaptive_beta.models.data.schema import Panel
 from adaptive_beta.models.durations import parse_duration, to_periods
-from adaptive_beta.models.estimators.ewma import welch_beta_array
+from adaptive_beta.models.estimators.ewma import welch_betas_array
 from adaptive_beta.models.estimators.rolling import rolling_ols_beta_array
 from adaptive_beta.models.features.partition import asset_blocks, block_panel, check_block_args
 from adaptive_beta.models.features.rolling import (
     as_2d,
-    ewma_beta_and_corr,
-    realised_vol,
+    ewma_betas_and_corrs,
+    realised_vols,
     rolling_beta_and_corr,
+    rolling_betas_and_corrs,
     rolling_corr,
-    rolling_count,
+    rolling_counts,
     rolling_max,
     rolling_mean,
+    rolling_means,
     rolling_std,
     shift,
 )
@@ -149,7 +151,13 @@ class _Builder:
     def add(self, name: str, group: str, values) -> None:
         if name in self.arrays:
             raise ValueError(f"duplicate feature column {name!r} (two benchmarks or factors share a name?)")
-        a = as_2d(np.asarray(values, dtype=np.float64))
+        a = (
+            values
+            if type(values) is np.ndarray and values.dtype == np.float64
+            else np.asarray(values, np.float64)
+        )
+        if a.ndim == 1:
+            a = a[:, None]
         if a.ndim != 2 or a.shape[0] != self.t or a.shape[1] not in (1, self.n):
             raise ValueError(
                 f"feature {name!r} has shape {a.shape}, expected ({self.t}, {self.n}) or ({self.t},)"
@@ -181,20 +189,21 @@ class FeatureArrays:
 def compute_feature_arrays(panel: Panel, spec: FeatureSpec | None = None) -> FeatureArrays:
     """Every feature of `panel` as (T, N) arrays (assets sorted); `compute_features` in wide form."""
     spec = spec or FeatureSpec()
-    symbols = sorted(panel.symbols)
-    p = panel.select(symbols) if symbols != panel.symbols else panel
+    given = panel.close.columns.tolist()  # once: listing a column index of strings costs ~15 us
+    symbols = sorted(given)
+    p = panel.select(symbols) if symbols != given else panel
     freq = p.freq
     bars = _Bars(freq)
     b = _Builder(len(p.index), len(symbols))
-    rets = _pct_change(p.close.to_numpy(dtype=np.float64, na_value=np.nan))  # = p.returns(), bitwise
+    levels = _Levels(p, spec, bars)
 
-    _own_history(b, p, rets, spec, bars)
-    base = _benchmark_features(b, p, rets, spec, bars)
-    _market_state(b, p, spec, bars)
+    _own_history(b, p, levels, spec, bars)
+    base = _benchmark_features(b, p, levels, spec, bars)
+    _market_state(b, levels, spec)
     _funding_leverage(b, p, spec, bars)
-    _factor_features(b, p, spec, bars)
-    _vol_ratios(b, p, spec)
-    _factor_levels(b, p, spec)
+    _factor_features(b, p, levels, spec, bars)
+    _vol_ratios(b, levels, spec)
+    _factor_levels(b, p, levels, spec)
     return FeatureArrays(b.arrays, b.groups, base, p.index, symbols, feature_rows(p), freq)
 
 
@@ -266,12 +275,20 @@ class _Bars:
         self.per_year = YEAR / freq
         self._periods: dict[str, int] = {}
         self._halflives: dict[str, float] = {}
+        self._days: dict[str, float] = {}
 
     def __call__(self, duration: str) -> int:
         n = self._periods.get(duration)
         if n is None:
             n = self._periods[duration] = to_periods(duration, self.freq)
         return n
+
+    def days(self, duration: str) -> float:
+        """The duration in days (memoised like the rest)."""
+        d = self._days.get(duration)
+        if d is None:
+            d = self._days[duration] = parse_duration(duration) / pd.Timedelta(days=1)
+        return d
 
     def halflife(self, duration: str) -> float:
         h = self._halflives.get(duration)
@@ -302,17 +319,75 @@ def _horizon_return(level: np.ndarray, h: int) -> np.ndarray:
         return level / shift(level, h) - 1.0
 
 
-def _own_history(b: _Builder, p: Panel, rets: np.ndarray, spec: FeatureSpec, bars: _Bars) -> None:
-    close = p.close.to_numpy(dtype=np.float64, na_value=np.nan)
-    r = rets
+# Batching trades memory and arithmetic for numpy calls, which are the cost at request size
+# (661 x 1) and not at universe size, where bigger intermediates cost page faults and cache misses:
+# - factors side by side (every factor as columns of one computation) while T x assets x
+#   factors stays below _BATCH_NUMBERS (as before the request-path work);
+# - benchmarks side by side, and several windows from one cumulative sum (W x the sums live at
+#   once), only while an array stays below _SMALL numbers: a benchmark as a full column instead
+#   of a broadcast one costs arithmetic that only tiny arrays repay.
+# Either way every number is the same (tests/models/test_feat_bitwise.py forces every path).
+_BATCH_NUMBERS = 2_000_000
+_SMALL = 1 << 16
+
+
+def _by_windows(fn, size: int, windows: list[int], min_periods: list[int]) -> list:
+    """fn(windows, min_periods) -> (W, T, C) array or a tuple of them, for all windows in one call
+    while an array of `size` numbers is small (`_SMALL`), else one call per window;
+    one entry (an array or a tuple) per window."""
+    if size <= _SMALL:
+        groups = [list(range(len(windows)))]
+    else:
+        groups = [[j] for j in range(len(windows))]
+    out = []
+    for g in groups:
+        result = fn([windows[j] for j in g], [min_periods[j] for j in g])
+        out += list(zip(*result, strict=True)) if isinstance(result, tuple) else list(result)
+    return out
+
+
+class _Levels:
+    """Asset closes and benchmark levels side by side, (T, N + K), with the per-bar returns,
+    horizon returns and realised vols both need, each computed once for all N + K columns.
+
+    Every operation is elementwise down a column, so each column is bit-for-bit the one-series
+    computation (`ret_<h>`, `vol_<w>` of the assets, `mkt_<B>_*` of the benchmarks), in one
+    numpy call per horizon or per set of windows instead of one per series.
+    """
+
+    def __init__(self, p: Panel, spec: FeatureSpec, bars: _Bars):
+        self.close = _values(p.close)
+        self.benchmark_names = p.benchmarks.columns.tolist()
+        self.factor_names = p.factors.columns.tolist()
+        self.n_assets = self.close.shape[1]
+        both = np.concatenate([self.close, _values(p.benchmarks)], axis=1)
+        self.both = both
+        self.rets = _pct_change(both)  # [:, :N] = p.returns(), [:, N:] = p.benchmark_returns(), bitwise
+        ns = [bars(w) for w in spec.vol_windows]
+        mps = [_minp(n) for n in ns]
+        self.vols = _by_windows(
+            lambda w, mp: realised_vols(self.rets, w, mp, bars.per_year), both.size, ns, mps
+        )
+        self.bars = bars
+        self._horizons: dict[int, np.ndarray] = {}
+
+    def horizon_return(self, h: int) -> np.ndarray:
+        """Simple return over h bars of every column (memoised: the factor betas reuse ret_1d)."""
+        out = self._horizons.get(h)
+        if out is None:
+            out = self._horizons[h] = _horizon_return(self.both, h)
+        return out
+
+
+def _own_history(b: _Builder, p: Panel, lv: _Levels, spec: FeatureSpec, bars: _Bars) -> None:
+    close, n_assets = lv.close, lv.n_assets
     for h in spec.return_horizons:
-        b.add(f"ret_{h}", "own_history", _horizon_return(close, bars(h)))
-    for w in spec.vol_windows:
-        n = bars(w)
-        b.add(f"vol_{w}", "own_history", realised_vol(r, n, _minp(n), bars.per_year))
+        b.add(f"ret_{h}", "own_history", lv.horizon_return(bars(h))[:, :n_assets])
+    for w, vol in zip(spec.vol_windows, lv.vols, strict=True):
+        b.add(f"vol_{w}", "own_history", vol[:, :n_assets])
     n = bars(spec.drawdown_window)
     b.add(f"drawdown_{spec.drawdown_window}", "own_history", close / rolling_max(close, n) - 1.0)
-    vol = p.volume.to_numpy(dtype=np.float64, na_value=np.nan)
+    vol = _values(p.volume)
     with np.errstate(invalid="ignore", divide="ignore"):
         logv = np.where(vol > 0, np.log(np.where(vol > 0, vol, 1.0)), np.nan)
     b.add(f"volume_z_{spec.volume_z_window}", "own_history", _zscore(logv, bars(spec.volume_z_window)))
@@ -326,50 +401,100 @@ def _zscore(a: np.ndarray, n: int) -> np.ndarray:
         return np.where(sd > 1e-12, (a - mean) / sd, np.nan)
 
 
-def _benchmark_features(
-    b: _Builder, p: Panel, rets: np.ndarray, spec: FeatureSpec, bars: _Bars
-) -> dict[str, str]:
-    g = "crypto_benchmark"
-    base: dict[str, str] = {}
-    levels = p.benchmarks if p.benchmarks.index.equals(p.index) else p.benchmarks.reindex(p.index)
-    bench_rets = _pct_change(levels.to_numpy(dtype=np.float64, na_value=np.nan))  # = benchmark_returns()
-    r = rets  # numpy estimators: no frame per call
-    for k, name in enumerate(p.benchmark_names):
-        x = bench_rets[:, k]
-        wv = welch_beta_array(r, x, bars.halflife(spec.welch_halflife), spec.welch_lower, spec.welch_upper)
-        base[name] = f"beta_welch_{name}"
-        b.add(base[name], g, wv)
-        for hl in spec.welch_extra_halflives:  # the same estimator at longer memory
-            extra = welch_beta_array(r, x, bars.halflife(hl), spec.welch_lower, spec.welch_upper)
-            b.add(f"beta_welch_{name}_{hl}", g, extra)
-            b.add(f"rel_welch_{name}_{hl}", g, extra - wv)
-        for w in (*spec.beta_windows, *spec.long_beta_windows):  # long windows: a HAR-style cascade
-            n = bars(w)
-            if n >= 3:  # same window: one set of sums for both (bit-equal, see rolling_beta_and_corr)
-                beta, corr = rolling_beta_and_corr(r, x, n, None, _minp(n, least=3))
-            else:
-                beta, corr = rolling_ols_beta_array(r, x, 3), rolling_corr(r, x, n, _minp(n, least=3))
-            b.add(f"beta_ols_{name}_{w}", g, beta)
-            b.add(f"corr_{name}_{w}", g, corr)
-            b.add(f"rel_ols_{name}_{w}", g, beta - wv)
-        for hl in spec.ewma_halflives:
-            h = bars.halflife(hl)
-            beta, corr = ewma_beta_and_corr(r, x, h)  # corr's min_periods max(3, ceil(h)): the same
-            b.add(f"beta_ewma_{name}_{hl}", g, beta)
-            b.add(f"corr_ewma_{name}_{hl}", g, corr)
-            b.add(f"rel_ewma_{name}_{hl}", g, beta - wv)
-        w = spec.downside_window
+def _benchmark_features(b: _Builder, p: Panel, lv: _Levels, spec: FeatureSpec, bars: _Bars) -> dict[str, str]:
+    """The crypto_benchmark betas of every asset against every benchmark.
+
+    While the pairs stay small (`_SMALL`) all K benchmarks go through one computation as
+    columns side by side (column k * N + i: asset i against benchmark k), as the factors do;
+    each column's arithmetic is its own, so the numbers are those of one benchmark at a time.
+    """
+    n_assets = lv.n_assets
+    if p.benchmarks.index.equals(p.index):
+        bench_rets = lv.rets[:, n_assets:]
+    else:
+        bench_rets = _pct_change(_values(p.benchmarks.reindex(p.index)))
+    rets = lv.rets[:, :n_assets]
+    names = lv.benchmark_names
+    if len(names) > 1 and rets.size * len(names) <= _SMALL:
+        features = _pair_features(rets, bench_rets, spec, bars)
+        per_bench = [
+            [(pat, a[:, k * n_assets : (k + 1) * n_assets]) for pat, a in features] for k in range(len(names))
+        ]
+    else:
+        per_bench = [_pair_features(rets, bench_rets[:, k : k + 1], spec, bars) for k in range(len(names))]
+    for name, features in zip(names, per_bench, strict=True):
+        for pattern, values in features:
+            b.add(pattern.format(name), "crypto_benchmark", values)
+    return {name: f"beta_welch_{name}" for name in names}
+
+
+def _pair_features(
+    r: np.ndarray, xb: np.ndarray, spec: FeatureSpec, bars: _Bars
+) -> list[tuple[str, np.ndarray]]:
+    """(name pattern with `{}` for the benchmark, values) of every benchmark feature, in column
+    order, for the assets r (T, N) against the benchmark returns xb (T, K): values (T, K * N).
+
+    """
+    n_assets, k = r.shape[1], xb.shape[1]
+
+    def columns(a: np.ndarray) -> np.ndarray:  # benchmark series -> one regressor per column
+        return a[:, 0] if k == 1 else np.repeat(a, n_assets, axis=1)
+
+    y, x = (r if k == 1 else np.tile(r, (1, k))), columns(xb)
+    hls = [bars.halflife(h) for h in (spec.welch_halflife, *spec.welch_extra_halflives)]
+    wv, *extras = welch_betas_array(y, x, hls, spec.welch_lower, spec.welch_upper)
+    out = [("beta_welch_{}", wv)]
+    for hl, extra in zip(
+        spec.welch_extra_halflives, extras, strict=True
+    ):  # the same estimator at longer memory
+        out += [(f"beta_welch_{{}}_{hl}", extra), (f"rel_welch_{{}}_{hl}", extra - wv)]
+    out += _ols_features(y, x, wv, spec, bars)
+    ewma = ewma_betas_and_corrs(y, x, [bars.halflife(hl) for hl in spec.ewma_halflives])
+    for hl, (beta, corr) in zip(spec.ewma_halflives, ewma, strict=True):  # corr's min_periods: the beta's
+        out += [
+            (f"beta_ewma_{{}}_{hl}", beta),
+            (f"corr_ewma_{{}}_{hl}", corr),
+            (f"rel_ewma_{{}}_{hl}", beta - wv),
+        ]
+    w = spec.downside_window
+    n = max(bars(w), 4)
+    with np.errstate(invalid="ignore"):
+        down_x = columns(np.where(xb < 0, xb, np.nan))
+    down = rolling_ols_beta_array(y, down_x, n, min_periods=_minp(n, 0.25, 3))
+    out += [(f"beta_down_{{}}_{w}", down), (f"rel_down_{{}}_{w}", down - wv)]
+    if spec.high_vol_beta_window:
+        w = spec.high_vol_beta_window
         n = max(bars(w), 4)
-        down = rolling_ols_beta_array(r, np.where(x < 0, x, np.nan), n, min_periods=_minp(n, 0.25, 3))
-        b.add(f"beta_down_{name}_{w}", g, down)
-        b.add(f"rel_down_{name}_{w}", g, down - wv)
-        if spec.high_vol_beta_window:
-            w = spec.high_vol_beta_window
-            n = max(bars(w), 4)
-            high = rolling_ols_beta_array(r, _high_vol_bars(x, n), n, min_periods=_minp(n, 0.25, 3))
-            b.add(f"beta_hivol_{name}_{w}", g, high)
-            b.add(f"rel_hivol_{name}_{w}", g, high - wv)
-    return base
+        high_x = columns(np.column_stack([_high_vol_bars(xb[:, j], n) for j in range(k)]))
+        high = rolling_ols_beta_array(y, high_x, n, min_periods=_minp(n, 0.25, 3))
+        out += [(f"beta_hivol_{{}}_{w}", high), (f"rel_hivol_{{}}_{w}", high - wv)]
+    return out
+
+
+def _ols_features(
+    y: np.ndarray, x: np.ndarray, wv: np.ndarray, spec: FeatureSpec, bars: _Bars
+) -> list[tuple[str, np.ndarray]]:
+    """beta_ols_, corr_, rel_ols_ per window of `beta_windows` then `long_beta_windows` (a HAR-style
+    cascade); windows of 3+ bars share their sums (`rolling_betas_and_corrs`, bit-equal)."""
+    windows = (*spec.beta_windows, *spec.long_beta_windows)
+    shared = [(w, bars(w)) for w in windows if bars(w) >= 3]
+    ns = [n for _, n in shared]
+    betas = _by_windows(
+        lambda w, mp: rolling_betas_and_corrs(y, x, w, [None] * len(w), mp),
+        y.size,
+        ns,
+        [_minp(n, least=3) for n in ns],
+    )
+    results = dict(zip([w for w, _ in shared], betas, strict=True))
+    out = []
+    for w in windows:
+        if w in results:
+            beta, corr = results[w]
+        else:  # a window under 3 bars: the beta needs 3
+            n = bars(w)
+            beta, corr = rolling_ols_beta_array(y, x, 3), rolling_corr(y, x, n, _minp(n, least=3))
+        out += [(f"beta_ols_{{}}_{w}", beta), (f"corr_{{}}_{w}", corr), (f"rel_ols_{{}}_{w}", beta - wv)]
+    return out
 
 
 def _high_vol_bars(x: np.ndarray, n: int) -> np.ndarray:
@@ -385,31 +510,28 @@ def _high_vol_bars(x: np.ndarray, n: int) -> np.ndarray:
         return np.where(a > med, x, np.nan)
 
 
-def _market_state(b: _Builder, p: Panel, spec: FeatureSpec, bars: _Bars) -> None:
-    levels = p.benchmarks.to_numpy(dtype=np.float64, na_value=np.nan)
-    br = _pct_change(levels)  # = p.benchmark_returns(), bitwise
-    for k, name in enumerate(p.benchmark_names):
+def _market_state(b: _Builder, lv: _Levels, spec: FeatureSpec) -> None:
+    """mkt_<B>_ret_<h>, mkt_<B>_vol_<w>: the benchmark columns of `_Levels` (same for every asset)."""
+    bars = lv.bars
+    for k, name in enumerate(lv.benchmark_names):
+        col = lv.n_assets + k
         for h in spec.return_horizons:
-            b.add(f"mkt_{name}_ret_{h}", "crypto_benchmark", _horizon_return(levels[:, k], bars(h))[:, 0])
-        for w in spec.vol_windows:
-            n = bars(w)
-            b.add(
-                f"mkt_{name}_vol_{w}",
-                "crypto_benchmark",
-                realised_vol(br[:, k], n, _minp(n), bars.per_year)[:, 0],
-            )
+            b.add(f"mkt_{name}_ret_{h}", "crypto_benchmark", lv.horizon_return(bars(h))[:, col])
+        for w, vol in zip(spec.vol_windows, lv.vols, strict=True):
+            b.add(f"mkt_{name}_vol_{w}", "crypto_benchmark", vol[:, col])
 
 
 def _funding_leverage(b: _Builder, p: Panel, spec: FeatureSpec, bars: _Bars) -> None:
     g = "funding_leverage"
     # funding_rate is what accrues over the bar (the sum of the prints in it), so per-bar x bars/year
-    fund = p.funding_rate.to_numpy(dtype=np.float64, na_value=np.nan) * bars.per_year
+    fund = _values(p.funding_rate) * bars.per_year
     b.add("funding_ann", g, fund)
-    for w in spec.funding_windows:
-        n = bars(w)
-        b.add(f"funding_ann_mean_{w}", g, rolling_mean(fund, n, _minp(n)))
+    ns = [bars(w) for w in spec.funding_windows]
+    means = _by_windows(lambda w, mp: rolling_means(fund, w, mp), fund.size, ns, [_minp(n) for n in ns])
+    for w, n, mean in zip(spec.funding_windows, ns, means, strict=True):
+        b.add(f"funding_ann_mean_{w}", g, mean)
         b.add(f"funding_ann_chg_{w}", g, fund - shift(fund, n))
-    oi = p.open_interest.to_numpy(dtype=np.float64, na_value=np.nan)
+    oi = _values(p.open_interest)
     with np.errstate(invalid="ignore", divide="ignore"):
         log_oi = np.where(oi > 0, np.log(np.where(oi > 0, oi, 1.0)), np.nan)
     for w in spec.oi_windows:
@@ -420,7 +542,7 @@ def _funding_leverage(b: _Builder, p: Panel, spec: FeatureSpec, bars: _Bars) -> 
         b.add(f"oi_chg_z_{spec.oi_z_window}", g, _zscore(log_oi - shift(log_oi, 1), bars(spec.oi_z_window)))
 
 
-def _vol_ratios(b: _Builder, p: Panel, spec: FeatureSpec) -> None:
+def _vol_ratios(b: _Builder, lv: _Levels, spec: FeatureSpec) -> None:
     """`vol_ratio_<B>_<w>` = vol_<w> / mkt_<B>_vol_<w>, from the columns already built (same numbers).
 
     beta = corr x sigma_asset / sigma_benchmark, and volatility is far more persistent than beta
@@ -428,23 +550,23 @@ def _vol_ratios(b: _Builder, p: Panel, spec: FeatureSpec) -> None:
     """
     if not spec.vol_ratio:
         return
-    for name in p.benchmark_names:
+    for name in lv.benchmark_names:
         for w in spec.vol_windows:
             with np.errstate(invalid="ignore", divide="ignore"):
                 ratio = b.arrays[f"vol_{w}"] / b.arrays[f"mkt_{name}_vol_{w}"]
             b.add(f"vol_ratio_{name}_{w}", "crypto_benchmark", np.where(np.isfinite(ratio), ratio, np.nan))
 
 
-def _factor_levels(b: _Builder, p: Panel, spec: FeatureSpec) -> None:
+def _factor_levels(b: _Builder, p: Panel, lv: _Levels, spec: FeatureSpec) -> None:
     """`fac_<F>_log_level` (or `fac_<F>_level` for rates, in points and possibly <= 0).
 
     Some factors are states, not returns: the VIX level separates calm from stressed markets
     where its daily change does not.  Non-positive levels of a non-rate factor are NaN.
     """
-    missing = [f for f in spec.factor_levels if f not in p.factor_names]
+    missing = [f for f in spec.factor_levels if f not in lv.factor_names]
     if missing:
         raise ValueError(
-            f"factor_levels names {missing}, which the panel does not have (its factors: {list(p.factor_names)})"
+            f"factor_levels names {missing}, which the panel does not have (its factors: {lv.factor_names})"
         )
     for name in spec.factor_levels:
         category = p.factor_categories.get(name, "other")
@@ -478,8 +600,9 @@ def _factor_change(level: np.ndarray, is_rate, clip: float) -> np.ndarray:
     return c[:, 0] if one else c
 
 
-def _sum_changes(c: np.ndarray, window: int, min_periods: int, is_rate) -> np.ndarray:
-    """Change over the last `window` bars from per-bar changes (compounded for returns).
+def _sum_changes(c: np.ndarray, windows: list[int], min_periods: list[int], is_rate) -> np.ndarray:
+    """Change over the last w bars from per-bar changes (compounded for returns), for each
+    (window, min_periods) pair: (W, T, F), from one cumulative sum per kind of sum.
 
     `is_rate` a bool or an (F,) column mask (rates: plain sums; returns: log1p then expm1).
     """
@@ -487,64 +610,50 @@ def _sum_changes(c: np.ndarray, window: int, min_periods: int, is_rate) -> np.nd
     rate = np.broadcast_to(np.asarray(is_rate, dtype=bool), (a.shape[1],))
     with np.errstate(invalid="ignore", divide="ignore"):
         core = a if rate.all() else np.where(rate, a, np.log1p(a))
-    s = rolling_mean(core, window, min_periods) * rolling_count(a, window)
+    s = rolling_means(core, windows, min_periods) * rolling_counts(a, windows)
     return s if rate.all() else np.where(rate, s, np.expm1(s))
 
 
-def _columns(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
-    """frame[names] as a float64 array; the frame's own array when its columns are already
-    `names` in order (the usual case: selecting by a list of string labels costs ~0.5 ms per
+def _columns(frame: pd.DataFrame, like: pd.DataFrame) -> np.ndarray:
+    """frame's columns in the order of `like`'s, as a float64 array; the frame's own array when
+    they already are (the usual case: selecting by a list of string labels costs ~0.5 ms per
     frame, a tenth of a one-asset request's features, for the same numbers)."""
-    if list(frame.columns) != names:
-        frame = frame[names]
-    return frame.to_numpy(dtype=np.float64, na_value=np.nan)
+    if not frame.columns.equals(like.columns):
+        frame = frame[like.columns.tolist()]
+    return _values(frame)
 
 
-# beta/corr of every asset against every factor at once while (T x assets x factors) stays below this
-_FACTOR_BATCH_NUMBERS = 2_000_000
+def _values(frame: pd.DataFrame) -> np.ndarray:
+    """A frame as a row-major float64 array, NaN where missing.
+
+    pandas hands a frame's block over transposed (column-major); numpy runs the cumulative sums
+    and filters down the columns of a row-major copy two to three times faster, and an
+    operation mixing the two layouts is slower still.  The values are the same either way.
+    """
+    return np.ascontiguousarray(frame.to_numpy(dtype=np.float64, na_value=np.nan))
 
 
-def _factor_features(b: _Builder, p: Panel, spec: FeatureSpec, bars: _Bars) -> None:
+def _factor_features(b: _Builder, p: Panel, lv: _Levels, spec: FeatureSpec, bars: _Bars) -> None:
     """Factor features, computed for all factors as columns of one (T, F) array (per-column
     arithmetic is independent, so each column is bit-for-bit the one-factor computation) and
     added in the per-factor column order."""
-    names = list(p.factor_names)
+    names = lv.factor_names
     if not names:
         return
-    close = p.close.to_numpy(dtype=np.float64, na_value=np.nan)
-    t_len, n_assets = close.shape
     h = bars(spec.factor_return_horizon)
-    h_days = parse_duration(spec.factor_return_horizon) / pd.Timedelta(days=1)
-    asset_h = _horizon_return(close, h)
+    h_days = bars.days(spec.factor_return_horizon)
+    asset_h = lv.horizon_return(h)[:, : lv.n_assets]
     rate = np.array([p.factor_categories.get(name) == "rates" for name in names], dtype=bool)
-    levels = _columns(p.factors, names)
-    stale = _columns(p.factor_staleness, names)
+    levels = _values(p.factors)
+    stale = _columns(p.factor_staleness, p.factors)
     c = _factor_change(levels, rate, spec.factor_return_clip)
-    window_feats = []
-    for w in spec.factor_windows:
-        n = bars(w)
-        window_feats.append(
-            (w, _sum_changes(c, n, _minp(n), rate), realised_vol(c, n, _minp(n), bars.per_year))
-        )
-    # overlapping h-bar changes, kept only where the factor printed within the last h
-    xh = _sum_changes(c, h, 1, rate)
-    with np.errstate(invalid="ignore"):
+    ns = [bars(w) for w in spec.factor_windows]
+    mps = [_minp(n) for n in ns]
+    *rets, xh = _sum_changes(c, [*ns, h], [*mps, 1], rate)  # the last: overlapping h-bar changes
+    window_feats = list(zip(spec.factor_windows, rets, realised_vols(c, ns, mps, bars.per_year), strict=True))
+    with np.errstate(invalid="ignore"):  # kept only where the factor printed within the last h
         xh = np.where(stale < h_days, xh, np.nan)
-    betas = {}
-    batch = t_len * n_assets * len(names) <= _FACTOR_BATCH_NUMBERS
-    for w in spec.factor_beta_windows:
-        n = max(bars(w), 3)
-        mp = _minp(n, 1 / 3, 3)
-        if batch:  # column f * n_assets + i: asset i against factor f
-            y_all = np.tile(asset_h, (1, len(names)))
-            x_all = np.repeat(xh, n_assets, axis=1)
-            beta, corr = rolling_beta_and_corr(y_all, x_all, n, mp, mp)
-            betas[w] = [
-                (beta[:, f * n_assets : (f + 1) * n_assets], corr[:, f * n_assets : (f + 1) * n_assets])
-                for f in range(len(names))
-            ]
-        else:
-            betas[w] = [rolling_beta_and_corr(asset_h, xh[:, f], n, mp, mp) for f in range(len(names))]
+    betas = _factor_betas(asset_h, xh, spec, bars)
     for f, name in enumerate(names):
         g = CATEGORY_GROUP.get(p.factor_categories.get(name, "other"), "fx_rates")
         for w, ret, vol in window_feats:
@@ -555,6 +664,31 @@ def _factor_features(b: _Builder, p: Panel, spec: FeatureSpec, bars: _Bars) -> N
             beta, corr = betas[w][f]
             b.add(f"beta_{name}_{w}", g, beta)
             b.add(f"corr_{name}_{w}", g, corr)
+
+
+def _factor_betas(asset_h: np.ndarray, xh: np.ndarray, spec: FeatureSpec, bars: _Bars) -> dict:
+    """window -> [(beta, corr) per factor] of the assets' h-bar returns on each factor's.
+
+    Small panels: one computation, column f * N + i holding asset i against factor f, every
+    window from one set of sums; otherwise one factor and one window at a time (same numbers).
+    """
+    t_len, n_assets = asset_h.shape
+    n_factors = xh.shape[1]
+    windows = spec.factor_beta_windows
+    ns = [max(bars(w), 3) for w in windows]
+    mps = [_minp(n, 1 / 3, 3) for n in ns]
+    if t_len * n_assets * n_factors > _BATCH_NUMBERS:
+        return {
+            w: [rolling_beta_and_corr(asset_h, xh[:, f], n, mp, mp) for f in range(n_factors)]
+            for w, n, mp in zip(windows, ns, mps, strict=True)
+        }
+    y_all = np.tile(asset_h, (1, n_factors))
+    x_all = np.repeat(xh, n_assets, axis=1)
+    pairs = _by_windows(lambda w, mp: rolling_betas_and_corrs(y_all, x_all, w, mp, mp), y_all.size, ns, mps)
+    cols = [slice(f * n_assets, (f + 1) * n_assets) for f in range(n_factors)]
+    return {
+        w: [(beta[:, cs], corr[:, cs]) for cs in cols] for w, (beta, corr) in zip(windows, pairs, strict=True)
+    }
 
 
 def wide_to_long(

@@ -16,7 +16,12 @@ import numpy as np
 import pandas as pd
 
 from adaptive_beta.models.durations import parse_duration
-from adaptive_beta.models.estimators.common import check_window, halflife_decay, prepare_pair_arrays
+from adaptive_beta.models.estimators.common import (
+    check_window,
+    halflife_decay,
+    pair_products,
+    prepare_pair_arrays,
+)
 from adaptive_beta.models.estimators.ewma import (
     _default_min_periods,
     _ewm_slope_from,
@@ -64,9 +69,7 @@ def masked(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def pair_moments(y: np.ndarray, x: np.ndarray, rows: int = 6) -> np.ndarray:
     """The masked sums' contributions [n, sx, sy, sxx, sxy, syy][:rows] of the pairs (y, x), as
     `estimators.rolling._moments` builds them (x (K,) shared per row, or (K, N))."""
-    Y, X, M = prepare_pair_arrays(y, x)
-    parts = (M, X * M, Y, X * X * M, X * Y, Y * Y)
-    return np.stack(parts[:rows])
+    return np.stack(pair_products(*prepare_pair_arrays(y, x), rows))
 
 
 def moments_dict(sums: np.ndarray) -> dict[str, np.ndarray]:

@@ -9,10 +9,19 @@ this module has what the feature pipeline needs beyond them (means, vols, correl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
-from adaptive_beta.models.estimators.common import ewm_sum, halflife_decay, prepare_pair_arrays, rolling_sum
+from adaptive_beta.models.estimators.common import (
+    ewm_sum,
+    halflife_decay,
+    prepare_pair_arrays,
+    rolling_sum,
+    rolling_sums,
+    stacked_rolling_sums,
+)
 
 
 def as_2d(a: np.ndarray) -> np.ndarray:
@@ -37,17 +46,34 @@ def _masked(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(m, a, 0.0), m.astype(np.float64)
 
 
+def _per_window(values: Sequence[float]) -> np.ndarray:
+    """One value per window as a (W, 1, 1) array, to compare with sums of shape (W, T, N)."""
+    return np.asarray(values, dtype=np.float64).reshape(-1, 1, 1)
+
+
 def rolling_count(a: np.ndarray, window: int) -> np.ndarray:
     """Number of finite values among the last `window` rows."""
-    return rolling_sum(np.isfinite(as_2d(a)).astype(np.float64), window)
+    return rolling_counts(a, (window,))[0]
+
+
+def rolling_counts(a: np.ndarray, windows: Sequence[int]) -> np.ndarray:
+    """`rolling_count` for several windows, (W, T, N), from one cumulative sum."""
+    return rolling_sums(np.isfinite(as_2d(a)).astype(np.float64), windows)
 
 
 def rolling_mean(a: np.ndarray, window: int, min_periods: int) -> np.ndarray:
     """Mean of the finite values among the last `window` rows."""
+    return rolling_means(a, (window,), (min_periods,))[0]
+
+
+def rolling_means(a: np.ndarray, windows: Sequence[int], min_periods: Sequence[int]) -> np.ndarray:
+    """`rolling_mean` for each (window, min_periods) pair, (W, T, N): one cumulative sum of the
+    values and one of the mask serve every window (bit-equal per window), both in one call
+    while small (`stacked_rolling_sums`)."""
     v, m = _masked(as_2d(a))
-    n = rolling_sum(m, window)
+    total, n = stacked_rolling_sums((v, m), windows)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n >= min_periods, rolling_sum(v, window) / n, np.nan)
+        return np.where(n >= _per_window(min_periods), total / n, np.nan)
 
 
 def rolling_std(a: np.ndarray, window: int, min_periods: int) -> np.ndarray:
@@ -61,9 +87,7 @@ def rolling_std(a: np.ndarray, window: int, min_periods: int) -> np.ndarray:
     ref = a[first, np.arange(a.shape[1])]
     ref = np.where(np.isfinite(ref), ref, 0.0)
     v, m = _masked(a - ref)
-    n = rolling_sum(m, window)
-    s = rolling_sum(v, window)
-    ss = rolling_sum(v * v, window)
+    n, s, ss = (sums[0] for sums in stacked_rolling_sums((m, v, v * v), (window,)))
     with np.errstate(invalid="ignore", divide="ignore"):
         var = np.maximum(ss - s * s / n, 0.0) / (n - 1.0)
         return np.where(n >= max(min_periods, 2), np.sqrt(var), np.nan)
@@ -75,7 +99,14 @@ def realised_vol(r: np.ndarray, window: int, min_periods: int, bars_per_year: fl
     Uncentred (the usual realised-variance convention: a drift is part of the risk) and in
     calendar time, so daily, 8h and hourly bars give comparable numbers.
     """
-    return np.sqrt(rolling_mean(as_2d(r) ** 2, window, min_periods) * bars_per_year)
+    return realised_vols(r, (window,), (min_periods,), bars_per_year)[0]
+
+
+def realised_vols(
+    r: np.ndarray, windows: Sequence[int], min_periods: Sequence[int], bars_per_year: float
+) -> np.ndarray:
+    """`realised_vol` for each (window, min_periods) pair, (W, T, N), from one cumulative sum."""
+    return np.sqrt(rolling_means(as_2d(r) ** 2, windows, min_periods) * bars_per_year)
 
 
 def rolling_corr(y: np.ndarray, x: np.ndarray, window: int, min_periods: int) -> np.ndarray:
@@ -114,15 +145,32 @@ def rolling_beta_and_corr(
     sums are bit-for-bit those each function builds on its own (zero-filled invalid pairs, x*1.0
     and x*x*1.0 are exact), so sharing them changes no number and halves the cumulative sums.
     """
-    from adaptive_beta.models.estimators.common import check_window
-    from adaptive_beta.models.estimators.rolling import _moments, _slope
+    beta, corr = rolling_betas_and_corrs(y, x, (window,), (beta_min_periods,), (corr_min_periods,))
+    return beta[0], corr[0]
 
-    window, beta_min_periods = check_window(window, beta_min_periods, least=2)
+
+def rolling_betas_and_corrs(
+    y: np.ndarray,
+    x: np.ndarray,
+    windows: Sequence[int],
+    beta_min_periods: Sequence[int | None],
+    corr_min_periods: Sequence[int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """`rolling_beta_and_corr` for several windows at once: (beta, corr), each (W, T, N).
+
+    The moments of every window come from one cumulative sum (`_moments_multi`) and the slope
+    and correlation formulas run once over all windows (elementwise, so each window's numbers
+    are those of its own call).
+    """
+    from adaptive_beta.models.estimators.common import check_window
+    from adaptive_beta.models.estimators.rolling import _moments_multi, _slope
+
+    checked = [check_window(w, mp, least=2) for w, mp in zip(windows, beta_min_periods, strict=True)]
     Y, X, M = prepare_pair_arrays(as_2d(y), np.asarray(x, dtype=np.float64))
-    m = _moments(Y, X, M, window)
-    beta, _, _ = _slope(m, beta_min_periods)
+    m = _moments_multi(Y, X, M, [w for w, _ in checked])
+    beta, _, _ = _slope(m, _per_window([mp for _, mp in checked]))
     n = m["n"]
-    corr = _corr(n, m["sx"], m["sy"], m["sxx"], m["syy"], m["sxy"], n >= corr_min_periods)
+    corr = _corr(n, m["sx"], m["sy"], m["sxx"], m["syy"], m["sxy"], n >= _per_window(corr_min_periods))
     return beta, corr
 
 
@@ -134,18 +182,25 @@ def ewma_beta_and_corr(
     min_periods defaults as in `ewma_beta` (ceil(halflife), at least 3) and applies to both.
     The exponentially weighted sums are the ones each function builds on its own (bit-equal).
     """
+    return ewma_betas_and_corrs(y, x, (halflife,), min_periods)[0]
+
+
+def ewma_betas_and_corrs(
+    y: np.ndarray, x: np.ndarray, halflives: Sequence[float], min_periods: int | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`ewma_beta_and_corr` at each half-life: the pairs and their running count are built once,
+    each half-life's six sums are one filter call."""
     from adaptive_beta.models.estimators.ewma import _default_min_periods, _ewm_slope_from, _ewm_sums
 
-    min_periods = _default_min_periods(halflife, min_periods)
-    decay = halflife_decay(halflife)
     Y, X, M = prepare_pair_arrays(as_2d(y), np.asarray(x, dtype=np.float64))
-    s = _ewm_sums(Y, X, M, decay)
     count = np.cumsum(M, axis=0)
-    beta = _ewm_slope_from(s, count, min_periods)
-    syy = ewm_sum(Y * Y, decay)
-    sw, sx, sy, sxx, sxy = s["sw"], s["sx"], s["sy"], s["sxx"], s["sxy"]
-    ok = count >= min_periods
-    return beta, _corr(sw, sx, sy, sxx, syy, sxy, ok)
+    out = []
+    for halflife in halflives:
+        mp = _default_min_periods(halflife, min_periods)
+        s = _ewm_sums(Y, X, M, halflife_decay(halflife), rows=6)
+        beta = _ewm_slope_from(s, count, mp)
+        out.append((beta, _corr(s["sw"], s["sx"], s["sy"], s["sxx"], s["syy"], s["sxy"], count >= mp)))
+    return out
 
 
 def _corr(w, sx, sy, sxx, syy, sxy, ok) -> np.ndarray:

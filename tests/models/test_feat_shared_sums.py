@@ -93,7 +93,7 @@ def test_factor_features_batched_across_factors_equal_one_factor_at_a_time(sim_p
 
     assert sim_panel.factor_names, "the simulated panel should carry factors"
     batched = features.compute_feature_arrays(sim_panel)
-    monkeypatch.setattr(features, "_FACTOR_BATCH_NUMBERS", 0)  # force the per-factor loop
+    monkeypatch.setattr(features, "_BATCH_NUMBERS", 0)  # force the per-factor loop
     single = features.compute_feature_arrays(sim_panel)
     assert list(batched.arrays) == list(single.arrays)
     for name, a in batched.arrays.items():
