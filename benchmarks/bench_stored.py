@@ -2,6 +2,7 @@
 
     python benchmarks/bench_stored.py [--root /tmp/abeta-bench-stored] [--requests 300] [--cap-s 20]
                                       [--new-bars 3] [--json-out stored.json]
+    python benchmarks/bench_stored.py --columnar-only 2   # only the stateless columnar row, 2 rounds
 
 What it does, all on 127.0.0.1 with servers it starts and stops itself:
   1. a simulated market of 200 perps on 8h bars over 2 years (the simulator's six factors and the
@@ -259,13 +260,19 @@ def largest_record_kib(audit_db: Path) -> float:
 def stateless_phase(bundle_dir: Path, daily: tuple[Path, Path], tmp: Path, args, noop, no: dict) -> dict:
     """The memory baseline (the 8h service on an empty store, RSS once ready), and the columnar
     stateless /forecast of the daily model (`daily`: its data and bundle; 661 bars, as the issue)."""
+    with service(str(bundle_dir), tmp, "empty", tmp / "empty-market.db") as svc:
+        out: dict = {"rss_empty_mib": worker_rss_mib(svc.proc.pid)}
+    return columnar_level(daily, tmp, args, noop, no, out)
+
+
+def columnar_level(daily: tuple[Path, Path], tmp: Path, args, noop, no: dict, out: dict) -> dict:
+    """The columnar stateless /forecast of the daily model at one client, then the no-op with the
+    same bytes (into `out` / `no` under "columns_1")."""
     import httpx
 
     from adaptive_beta.models.data.loaders import load_dataset
     from adaptive_beta.serving.client import as_columns, forecast_request, raw_factor_series
 
-    with service(str(bundle_dir), tmp, "empty", tmp / "empty-market.db") as svc:
-        out: dict = {"rss_empty_mib": worker_rss_mib(svc.proc.pid)}
     data_dir, daily_bundle = daily
     with service(str(daily_bundle), tmp, "stateless", tmp / "empty-market.db") as svc:
         info = httpx.get(svc.url + "/model", headers=svc.headers(), timeout=30).json()
@@ -410,7 +417,15 @@ def main() -> None:
     )
     ap.add_argument("--feature-bars", type=int, default=30, help="bars appended in the features check")
     ap.add_argument("--json-out", type=Path, help="also write the table (and raw figures) as JSON here")
+    ap.add_argument(
+        "--columnar-only",
+        type=int,
+        metavar="ROUNDS",
+        help="only the stateless columnar row, ROUNDS times back to back with the no-op (to compare checkouts)",
+    )
     args = ap.parse_args()
+    if args.columnar_only:
+        return columnar_rounds(args)
 
     t0 = time.perf_counter()
     data_dir, bundle_dir = ensure_bundle(args.root)
@@ -436,6 +451,24 @@ def main() -> None:
         raw = {k: v for ph in (st, sl) for k, v in ph.items() if not isinstance(v, bytes)}
         doc = {"settings": ENV, "rows": rows, "errors": errors, "stored": raw, "noop": no, "features": fa}
         args.json_out.write_text(json.dumps(doc, indent=2, default=str))
+
+
+def columnar_rounds(args) -> None:
+    """`--columnar-only`: the columnar row alone, each round the service then the no-op."""
+    daily = ensure_bundle(args.root / "daily", n_assets=4, days=1000, freq="1d")
+    tmp = Path(tempfile.mkdtemp(prefix="abeta-bench-columnar-"))
+    print(f"settings: {ENV}, 1 client, n={args.requests} per round, cap {args.cap_s} s, 661 daily bars")
+    with noop_service(tmp) as noop:
+        for k in range(args.columnar_only):
+            ours, no = {}, {}
+            columnar_level(daily, tmp, args, noop, no, ours)
+            o, n = ours["columns_1"], no["columns_1"]
+            print(
+                f"round {k + 1}: /forecast columnar p50 {o['p50']:.2f} ms vs no-op {n['p50']:.2f} ms "
+                f"({o['p50'] / n['p50']:.2f}x); CPU {o['cpu_ms']:.1f} vs {n['cpu_ms']:.1f} ms/request; "
+                f"errors {o['errors']} / {n['errors']}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
