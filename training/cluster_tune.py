@@ -14,6 +14,8 @@ Ray Tune's own files (results, trial folders) go to a scratch folder, never the 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 from pathlib import Path
 
@@ -190,12 +192,23 @@ def run_tune_ray(
             cfg.progress,
         )
         callback = _mlflow_callback(experiment, parent.info.run_id)
-        grid = _tuner(prep, cfg, folds, settings, storage_path, callback).fit()
+        grid = fit_tuner(_tuner(prep, cfg, folds, settings, storage_path, callback), cfg.progress)
         result = _result(grid, cfg, settings, out, parent.info.run_id)
         mlflow.log_metric("best_value", result.best_value)
         if result.config_path is not None:
             mlflow.log_artifact(str(result.config_path))
     return result
+
+
+def fit_tuner(tuner, progress: bool):
+    """`tuner.fit()`; without progress (`--quiet`), Ray Tune's own terminal output is dropped:
+    its reporter prints the experiment's configuration table whatever `verbose` says (Ray 2.60),
+    and `--quiet` promises no progress output.  Trial errors still reach the result grid and the
+    log (stderr)."""
+    if progress:
+        return tuner.fit()
+    with contextlib.redirect_stdout(io.StringIO()):
+        return tuner.fit()
 
 
 def _result(grid, cfg: TrainConfig, settings: TuneConfig, out, run_id: str) -> TuneResult:

@@ -66,6 +66,7 @@ def test_tune_on_ray_nests_trials_and_its_best_config_trains_to_the_same_metric(
     )
     assert res.exit_code == 0, res.output
     assert "of 3 trials on Ray at local" in res.output
+    assert "Configuration for experiment" not in res.output  # progress = false: Ray's table too
     printed = float(res.output.split("best pooled validation beta MSE ")[1].split()[0])
 
     parent = mlflow.search_runs(
