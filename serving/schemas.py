@@ -16,6 +16,7 @@ the daily close of that date, published at 16:00 America/New_York, as the traini
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Collection
@@ -199,8 +200,7 @@ def _check_history(points: list, where: str, positive: bool = True) -> HistoryCo
     if n == 0:
         empty = np.empty(0, dtype=np.float64)
         return HistoryColumns(np.empty(0, dtype=np.int64), empty, {})
-    fields = type(points[0]).model_fields
-    extras = [f for f in _EXTRAS if f in fields]
+    extras = _extras_of(type(points[0]))
     close = np.array([p.close for p in points], dtype=np.float64)
     bad = ~np.isfinite(close)
     if positive:
@@ -256,15 +256,10 @@ def _check_columns(data: BarColumns | SeriesColumns, where: str, positive: bool 
     return HistoryColumns(us, close, cols, columnar=True)
 
 
-_EXTRAS_BY_MODEL: dict[type, tuple[str, ...]] = {}
-
-
+@functools.cache  # per model class: `model_fields` is a slow descriptor in pydantic 2.12
 def _extras_of(model: type) -> tuple[str, ...]:
-    """The optional bar fields `model` has (`model_fields` is a slow descriptor in pydantic 2.12)."""
-    got = _EXTRAS_BY_MODEL.get(model)
-    if got is None:
-        got = _EXTRAS_BY_MODEL[model] = tuple(f for f in _EXTRAS if f in model.model_fields)
-    return got
+    """The optional bar fields `model` has."""
+    return tuple(f for f in _EXTRAS if f in model.model_fields)
 
 
 def _extra_column(data: BarColumns, extra: str, n: int, where: str) -> np.ndarray:
@@ -350,11 +345,15 @@ def request_sha256(req: ForecastRequest) -> str:
 def _timestamps_column(cls, value, handler):
     """A column of ISO strings of one layout is read in one vectorised pass (`iso_stamps`), within
     the field's length limits; anything else is pydantic's `list[datetime]` (its errors unchanged)."""
-    limits = {type(m).__name__: m for m in cls.model_fields["timestamps"].metadata}
-    lo = getattr(limits.get("MinLen"), "min_length", 0)
-    hi = getattr(limits.get("MaxLen"), "max_length", None)
-    fast = fast_stamps(value, lo, hi)
+    fast = fast_stamps(value, *_length_limits(cls))
     return fast if fast is not None else handler(value)
+
+
+@functools.cache  # per model class, as `_extras_of`
+def _length_limits(model: type) -> tuple[int, int | None]:
+    """(min_length, max_length) of the model's `timestamps` field."""
+    limits = {type(m).__name__: m for m in model.model_fields["timestamps"].metadata}
+    return getattr(limits.get("MinLen"), "min_length", 0), getattr(limits.get("MaxLen"), "max_length", None)
 
 
 class BarColumns(_Strict):

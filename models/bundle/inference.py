@@ -62,13 +62,13 @@ def asset_closes(panel: Panel, symbols: list[str]) -> Iterator[np.ndarray]:
     frame's KeyError when its turn comes (after the earlier assets were checked).
     """
     frame = panel.close
-    labels = frame.columns
-    values = frame.to_numpy(dtype=float) if labels.is_unique else None
+    columns = frame.columns
+    values = frame.to_numpy(dtype=float) if columns.is_unique else None
     for sym in symbols:
-        if values is None or sym not in labels:  # the frame's own answer: a KeyError (or a frame)
+        if values is None or sym not in columns:  # the frame's own answer: a KeyError (or a frame)
             yield frame[sym].to_numpy(dtype=float)
         else:
-            yield values[:, labels.get_loc(sym)]
+            yield values[:, columns.get_loc(sym)]
 
 
 def make_inputs(

@@ -132,10 +132,10 @@ def publication_ns_many(
         else:
             raise ValueError(f"unknown calendar {calendar!r}; expected one of {CALENDARS}")
     if us_close:
-        closes = us_close_ns(np.concatenate([out[i] for i in us_close]))
-        k = 0
-        for i in us_close:
-            out[i], k = closes[k : k + len(out[i])], k + len(out[i])
+        ends = np.cumsum([len(out[i]) for i in us_close])[:-1]
+        parts = np.split(us_close_ns(np.concatenate([out[i] for i in us_close])), ends)
+        for i, part in zip(us_close, parts, strict=True):
+            out[i] = part
     return [
         a if lag is None else a + pd.Timedelta(lag).value for a, (_, _, lag) in zip(out, series, strict=True)
     ]

@@ -37,8 +37,10 @@ def _rolling_moments(y: pd.DataFrame, x: pd.Series, window: int) -> dict[str, np
 _MOMENTS = ("n", "sx", "sy", "sxx", "sxy", "syy")  # the sums of `pair_products`, in its order
 
 
-def _moments(Y: np.ndarray, X: np.ndarray, M: np.ndarray, window: int) -> dict[str, np.ndarray]:
-    return {k: v[0] for k, v in _moments_multi(Y, X, M, (window,)).items()}
+def _moments(
+    Y: np.ndarray, X: np.ndarray, M: np.ndarray, window: int, rows: int = 6
+) -> dict[str, np.ndarray]:
+    return {k: v[0] for k, v in _moments_multi(Y, X, M, (window,), rows).items()}
 
 
 def _moments_multi(
@@ -94,7 +96,7 @@ def _rolling_ols_beta_prepared(
     Y: np.ndarray, X: np.ndarray, M: np.ndarray, window: int, min_periods: int | None
 ) -> np.ndarray:
     window, min_periods = check_window(window, min_periods, least=2)
-    beta, _, _ = _slope({k: v[0] for k, v in _moments_multi(Y, X, M, (window,), rows=5).items()}, min_periods)
+    beta, _, _ = _slope(_moments(Y, X, M, window, rows=5), min_periods)  # no syy: a slope needs none
     return beta
 
 

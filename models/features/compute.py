@@ -432,9 +432,7 @@ def _pair_features(
     r: np.ndarray, xb: np.ndarray, spec: FeatureSpec, bars: _Bars
 ) -> list[tuple[str, np.ndarray]]:
     """(name pattern with `{}` for the benchmark, values) of every benchmark feature, in column
-    order, for the assets r (T, N) against the benchmark returns xb (T, K): values (T, K * N).
-
-    """
+    order, for the assets r (T, N) against the benchmark returns xb (T, K): values (T, K * N)."""
     n_assets, k = r.shape[1], xb.shape[1]
 
     def columns(a: np.ndarray) -> np.ndarray:  # benchmark series -> one regressor per column
@@ -444,9 +442,7 @@ def _pair_features(
     hls = [bars.halflife(h) for h in (spec.welch_halflife, *spec.welch_extra_halflives)]
     wv, *extras = welch_betas_array(y, x, hls, spec.welch_lower, spec.welch_upper)
     out = [("beta_welch_{}", wv)]
-    for hl, extra in zip(
-        spec.welch_extra_halflives, extras, strict=True
-    ):  # the same estimator at longer memory
+    for hl, extra in zip(spec.welch_extra_halflives, extras, strict=True):  # the same, longer memory
         out += [(f"beta_welch_{{}}_{hl}", extra), (f"rel_welch_{{}}_{hl}", extra - wv)]
     out += _ols_features(y, x, wv, spec, bars)
     ewma = ewma_betas_and_corrs(y, x, [bars.halflife(hl) for hl in spec.ewma_halflives])

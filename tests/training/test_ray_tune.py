@@ -16,27 +16,12 @@ from adaptive_beta.models.sim.config import SimConfig
 from adaptive_beta.models.sim.simulator import simulate
 from adaptive_beta.models.sim.write import write_simulation
 from adaptive_beta.training.tune import pool
+from tests.training.test_tune import TINY as TUNE_TINY
 
 ray = pytest.importorskip("ray")
 
-TINY = """\
-progress = false
-n_boot = 50
-attribution_windows = 8
-
-[model]
-epochs = 3
-hidden = 8
-max_train_samples = 600
-lookback = "32d"
-max_steps = 8
-
-[walk_forward]
-train_min = "300d"
-val = "60d"
-test = "90d"
-max_folds = 2
-"""
+# the tune tests' tiny search (tests/training/test_tune.py), with quicker scorecard settings
+TINY = "progress = false\nn_boot = 50\nattribution_windows = 8\n" + TUNE_TINY
 
 
 @pytest.fixture(scope="module")
